@@ -1,0 +1,3 @@
+from dev_sessions.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Claude Code sessions: the real ``claude`` CLI in tmux, read through its JSONL transcript."""

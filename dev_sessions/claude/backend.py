@@ -1,0 +1,582 @@
+"""Claude Code sessions: the real ``claude`` in a tmux session ``dev-<id>``, followed through its transcript.
+
+Where each fact comes from:
+
+* alive or not, exit status, pid: tmux (the pane runs ``claude`` directly and stays after it exits);
+* what happened in the conversation, and when a turn ended: the JSONL transcript
+  (``<config>/projects/<cwd slug>/<uuid>.jsonl``; the uuid is ours, given with ``--session-id``);
+* idle / busy / waiting: Claude's own ``<config>/sessions/<pid>.json`` when present, else the screen;
+* dialogs (their question and options): the screen, the only place they show.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dev_sessions import ids
+from dev_sessions.backend import Dialog, LogItem, Started, Status, WaitResult
+from dev_sessions.claude import screen as screens
+from dev_sessions.claude import transcript as tx
+from dev_sessions.config import Settings, claude_config_dir
+from dev_sessions.errors import (
+    BadAnswer,
+    DialogOpen,
+    NoDialog,
+    NotReady,
+    SessionExited,
+    ToolMissing,
+    UsageError,
+)
+from dev_sessions.store import LastSend, Session, now_iso
+from dev_sessions.tmux import Pane, Tmux
+from dev_sessions.watch import Tail, Watcher, line_aligned_size
+
+log = logging.getLogger(__name__)
+
+# Removed from the agent's environment: they would make Claude believe it runs inside another Claude
+# (CLAUDECODE, CLAUDE_CODE_CHILD_SESSION) or point at the caller's own tmux pane (TMUX, TMUX_PANE).
+DROPPED_ENV = ("CLAUDECODE", "CLAUDE_CODE_CHILD_SESSION", "TMUX", "TMUX_PANE")
+_SLUG = re.compile(r"[^a-zA-Z0-9]")
+_SLUG_LIMIT = 200
+_SCREEN_POLL = 0.05
+_INPUT_POLL = 0.01
+_PASTE_SHOWS = 5.0
+_ENTER_TAKEN = 1.0
+_SETTLE = 3.0
+
+
+def project_slug(cwd: str) -> str:
+    return _SLUG.sub("-", cwd)
+
+
+def transcript_path(config_dir: Path, cwd: str, uuid: str) -> Path:
+    """Where Claude writes the transcript of session ``uuid`` started in ``cwd``.
+
+    Claude cuts slugs over 200 characters and adds a hash of its own; for those we look the file up
+    by its (unique) uuid, and fall back to the cut slug while it does not exist yet.
+    """
+    slug = project_slug(cwd)
+    projects = config_dir / "projects"
+    if len(slug) <= _SLUG_LIMIT:
+        return projects / slug / f"{uuid}.jsonl"
+    cut = slug[:_SLUG_LIMIT]
+    for found in projects.glob(f"{cut}*/{uuid}.jsonl"):
+        return found
+    return projects / cut / f"{uuid}.jsonl"
+
+
+def agent_env(caller: Mapping[str, str], session_id: str) -> dict[str, str]:
+    env = {k: v for k, v in caller.items() if k not in DROPPED_ENV}
+    env["DEV_SESSIONS_ID"] = session_id
+    env["IS_SANDBOX"] = "1"
+    return env
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+@dataclass
+class _Live:
+    """A session as seen right now: its pane and what the screen says."""
+
+    pane: Pane | None
+    screen: screens.Screen
+
+
+class ClaudeBackend:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._tmux: dict[str | None, Tmux] = {}
+
+    def tmux(self, session: Session) -> Tmux:
+        socket = session.tmux_socket
+        if socket not in self._tmux:
+            self._tmux[socket] = Tmux(socket)
+        return self._tmux[socket]
+
+    # -- paths and facts -----------------------------------------------------------------------------
+
+    def config_dir(self, session: Session) -> Path:
+        if session.claude_config_dir:
+            return Path(session.claude_config_dir)
+        return claude_config_dir(os.environ)
+
+    def transcript(self, session: Session) -> Path:
+        return transcript_path(self.config_dir(session), session.path, session.internal_id)
+
+    def _claude_state(self, session: Session, pid: int) -> dict[str, Any] | None:
+        """Claude's own status file for the process, if this Claude version writes one."""
+        state = _read_json(self.config_dir(session) / "sessions" / f"{pid}.json")
+        if state is None or state.get("sessionId") not in (None, session.internal_id):
+            return None
+        return state
+
+    def _live(self, session: Session) -> _Live:
+        snap = self.tmux(session).snapshot(ids.tmux_name(session.id))
+        if snap is None:
+            return _Live(None, screens.Screen("starting"))
+        pane, text = snap
+        return _Live(pane, screens.classify(text))
+
+    @staticmethod
+    def _exit_detail(pane: Pane | None) -> str:
+        if pane is None:
+            return "its tmux session is gone"
+        code = "" if pane.dead_status is None else f" (exit status {pane.dead_status})"
+        return f"claude exited{code}"
+
+    def _status_of(self, session: Session, live: _Live) -> Status:
+        pane, screen = live.pane, live.screen
+        if pane is None or pane.dead:
+            return Status("exited", detail=self._exit_detail(pane))
+        if screen.state == "dialog":
+            return Status("waiting_for_input", dialog=screen.dialog)
+        state = self._claude_state(session, pane.pid)
+        own = state.get("status") if state else None
+        if own == "busy":
+            return Status("working")
+        if own == "waiting":
+            return Status("waiting_for_input", detail=str(state.get("waitingFor") or "") if state else "")
+        if screen.state == "busy":
+            return Status("working")
+        if screen.state == "ready" or own == "idle":
+            return Status("idle")
+        return Status("starting", detail=screen.hint)
+
+    # -- create --------------------------------------------------------------------------------------
+
+    def create(self, session: Session, env: Mapping[str, str]) -> tuple[Session, Started]:
+        binary = shutil.which(self.settings.claude_bin, path=env.get("PATH"))
+        if binary is None:
+            raise ToolMissing(
+                tool=self.settings.claude_bin,
+                hint="install it (npm install -g @anthropic-ai/claude-code) or set DEV_SESSIONS_CLAUDE_BIN",
+            )
+        child_env = agent_env(env, session.id)
+        session = session.evolve(claude_config_dir=str(claude_config_dir(child_env)))
+        command = ["env", *(f"-u{name}" for name in DROPPED_ENV), binary, "--session-id", session.internal_id]
+        if session.approvals == "never":
+            command.append("--dangerously-skip-permissions")
+        name = ids.tmux_name(session.id)
+        self.tmux(session).new_session(name, cwd=session.path, env=child_env, command=command)
+        status = self._await_ready(session)
+        return session, Started(status, {"tmux": name, "binary": binary})
+
+    def _await_ready(self, session: Session) -> Status:
+        """Wait until the input box shows, a dialog shows, or Claude dies; no fixed sleeps."""
+        deadline = time.monotonic() + self.settings.ready_timeout
+        live = self._live(session)
+        while True:
+            if live.pane is None or live.pane.dead:
+                last = self._last_words(session)
+                self.tmux(session).kill(ids.tmux_name(session.id))
+                raise SessionExited(
+                    session_id=session.id,
+                    detail=f"{self._exit_detail(live.pane)} during start-up" + (f": {last}" if last else ""),
+                )
+            if live.screen.state == "dialog":
+                return Status("waiting_for_input", dialog=live.screen.dialog)
+            if live.screen.state in ("ready", "busy"):
+                return self._status_of(session, live)
+            if time.monotonic() >= deadline:
+                return Status("starting", detail=live.screen.hint)
+            time.sleep(_SCREEN_POLL)
+            live = self._live(session)
+
+    def _last_words(self, session: Session) -> str:
+        text = self.tmux(session).scrollback(ids.tmux_name(session.id), lines=200)
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        lines = [line for line in lines if not line.startswith("Pane is dead")]
+        return " / ".join(lines[-3:])[:300]
+
+    # -- send ----------------------------------------------------------------------------------------
+
+    def send(self, session: Session, text: str) -> Session:
+        live = self._ready_for_input(session)
+        path = self.transcript(session)
+        queued = live.screen.state == "busy"
+        ahead = 0
+        if queued:
+            with contextlib.suppress(FileNotFoundError):
+                ahead = tx.queue_depth(path.read_bytes())
+        mark = LastSend(offset=line_aligned_size(path), queued=queued, ahead=ahead, at=now_iso())
+        self._deliver(session, text, before=live.screen.prompt)
+        return session.evolve(last_send=mark)
+
+    def _deliver(self, session: Session, text: str, before: str | None) -> None:
+        """Paste the text, see it land in the input box, press Enter once, and see the box take it.
+
+        Enter arriving in the same read as the end of a bracketed paste is sometimes dropped by Claude
+        (about one send in five when done in one tmux call), so the Enter goes on its own once the paste
+        shows. Enter is pressed a second time only when the screen still shows our text sitting in the
+        input box: never when anything else, such as a dialog, has come up.
+        """
+        tmux, name = self.tmux(session), ids.tmux_name(session.id)
+        tmux.paste(name, text.encode("utf-8", "surrogateescape"), enter=False)
+        pasted = self._poll_screen(session, lambda sc: sc.prompt != before, _PASTE_SHOWS)
+        if pasted is None or pasted.prompt is None:
+            raise NotReady(
+                session_id=session.id, waited=_PASTE_SHOWS, screen_hint="the pasted text never showed"
+            )
+        for attempt in range(2):
+            tmux.send_keys(name, ["Enter"])
+            taken = self._poll_screen(session, lambda sc: sc.prompt != pasted.prompt, _ENTER_TAKEN)
+            if taken is not None:
+                return
+            log.info("%s: Enter not taken (attempt %d)", session.id, attempt + 1)
+        raise NotReady(
+            session_id=session.id, waited=2 * _ENTER_TAKEN, screen_hint="the prompt is still in the input box"
+        )
+
+    def _poll_screen(
+        self, session: Session, done: Callable[[screens.Screen], bool], timeout: float
+    ) -> screens.Screen | None:
+        """The first screen for which ``done`` holds (or that is not the input box any more)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            live = self._live(session)
+            if live.pane is None or live.pane.dead:
+                raise SessionExited(session_id=session.id, detail=self._exit_detail(live.pane))
+            if live.screen.prompt is None or done(live.screen):
+                return live.screen
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(_INPUT_POLL)
+
+    def _ready_for_input(self, session: Session) -> _Live:
+        deadline = time.monotonic() + self.settings.ready_timeout
+        while True:
+            live = self._live(session)
+            if live.pane is None or live.pane.dead:
+                raise SessionExited(session_id=session.id, detail=self._exit_detail(live.pane))
+            if live.screen.state == "dialog" and live.screen.dialog is not None:
+                dialog = live.screen.dialog
+                raise DialogOpen(
+                    session_id=session.id, question=dialog.question, options=[str(o) for o in dialog.options]
+                )
+            if live.screen.state in ("ready", "busy"):
+                return live
+            if time.monotonic() >= deadline:
+                raise NotReady(
+                    session_id=session.id, waited=self.settings.ready_timeout, screen_hint=live.screen.hint
+                )
+            time.sleep(_SCREEN_POLL)
+
+    # -- wait ----------------------------------------------------------------------------------------
+
+    def wait(self, sessions: Sequence[Session], timeout: float | None) -> list[WaitResult]:
+        started = time.monotonic()
+        deadline = None if timeout is None else started + timeout
+        results: dict[str, WaitResult] = {}
+        with Watcher() as watcher:
+            waiters: dict[str, _TurnWaiter] = {}
+            for session in sessions:
+                waiter = _TurnWaiter(self, session, watcher, started)
+                result = waiter.begin()
+                if result is None:
+                    waiters[session.id] = waiter
+                else:
+                    results[session.id] = result
+            try:
+                while waiters:
+                    for sid, waiter in list(waiters.items()):
+                        result = waiter.check()
+                        if result is not None:
+                            results[sid] = result
+                            del waiters[sid]
+                    if not waiters:
+                        break
+                    remaining = 2.0 if deadline is None else deadline - time.monotonic()
+                    if remaining <= 0:
+                        elapsed = time.monotonic() - started
+                        for sid in waiters:
+                            results[sid] = WaitResult(sid, "timeout", elapsed)
+                        break
+                    watcher.wait(min(remaining, 2.0))
+            finally:
+                for waiter in waiters.values():
+                    waiter.close()
+        return [results[s.id] for s in sessions]
+
+    # -- reading -------------------------------------------------------------------------------------
+
+    def last_messages(self, session: Session, count: int) -> list[str]:
+        path = self.transcript(session)
+        messages = _tail_messages(path, count)
+        return [m.text for m in messages[-count:]] if count > 0 else []
+
+    def log(self, session: Session) -> list[LogItem]:
+        try:
+            data = self.transcript(session).read_bytes()
+        except FileNotFoundError:
+            return []
+        return tx.conversation(tx.parse_lines(data.split(b"\n")))
+
+    def status(self, session: Session) -> Status:
+        return self._status_of(session, self._live(session))
+
+    def statuses(self, sessions: Sequence[Session]) -> dict[str, Status]:
+        """Status of many sessions from one tmux call, plus a screen capture only where Claude's own
+        status file does not tell (first-run screens, other Claude versions)."""
+        found: dict[str, Status] = {}
+        by_socket: dict[str | None, dict[str, Pane]] = {}
+        for session in sessions:
+            socket = session.tmux_socket
+            if socket not in by_socket:
+                by_socket[socket] = self.tmux(session).panes()
+            pane = by_socket[socket].get(ids.tmux_name(session.id))
+            if pane is None or pane.dead:
+                found[session.id] = Status("exited", detail=self._exit_detail(pane))
+                continue
+            state = self._claude_state(session, pane.pid)
+            own = state.get("status") if state else None
+            if own == "busy":
+                found[session.id] = Status("working")
+            elif own == "idle":
+                found[session.id] = Status("idle")
+            else:
+                found[session.id] = self.status(session)
+        return found
+
+    def screen(self, session: Session) -> str:
+        """The pane's scrollback and screen, as a person attached to it would have seen them."""
+        return self.tmux(session).scrollback(ids.tmux_name(session.id))
+
+    def inspect(self, session: Session) -> dict[str, Any]:
+        live = self._live(session)
+        status = self._status_of(session, live)
+        path = self.transcript(session)
+        data = b""
+        with contextlib.suppress(FileNotFoundError):
+            data = path.read_bytes()
+        pane = live.pane
+        return {
+            "tmux": {
+                "session": ids.tmux_name(session.id),
+                "socket": session.tmux_socket,
+                "alive": pane is not None and not pane.dead,
+                "pid": pane.pid if pane else None,
+                "exitStatus": pane.dead_status if pane and pane.dead else None,
+                "command": pane.command if pane else None,
+                "attach": " ".join(
+                    [
+                        "tmux",
+                        *(["-L", session.tmux_socket] if session.tmux_socket else []),
+                        "attach",
+                        "-t",
+                        ids.tmux_name(session.id),
+                    ]
+                ),
+            },
+            "transcript": {
+                "path": str(path),
+                "exists": path.exists(),
+                "bytes": len(data),
+                "turns": tx.count_turn_ends(data),
+            },
+            "claudeState": self._claude_state(session, pane.pid) if pane else None,
+            "screen": live.screen.state,
+            "status": status,
+        }
+
+    # -- actions -------------------------------------------------------------------------------------
+
+    def interrupt(self, session: Session) -> bool:
+        status = self.status(session)
+        if status.state == "exited":
+            raise SessionExited(session_id=session.id, detail=status.detail)
+        if status.state not in ("working", "waiting_for_input"):
+            return False
+        name = ids.tmux_name(session.id)
+        self.tmux(session).send_keys(name, ["Escape"])
+        deadline = time.monotonic() + _SETTLE
+        while time.monotonic() < deadline:
+            if self.status(session).state not in ("working",):
+                break
+            time.sleep(_SCREEN_POLL)
+        return True
+
+    def respond(self, session: Session, answer: str) -> str:
+        live = self._live(session)
+        status = self._status_of(session, live)
+        dialog = status.dialog
+        if dialog is None:
+            raise NoDialog(session_id=session.id, status=status.state)
+        option, typed = choose(session.id, dialog, answer)
+        name = ids.tmux_name(session.id)
+        tmux = self.tmux(session)
+        tmux.send_keys(name, [str(option.number)], literal=True)
+        if typed is not None:
+            time.sleep(_SCREEN_POLL)
+            tmux.paste(name, typed.encode(), enter=True)
+        deadline = time.monotonic() + _SETTLE
+        while time.monotonic() < deadline:
+            after = self._live(session).screen
+            if after.dialog != dialog:
+                break
+            time.sleep(_SCREEN_POLL)
+        return f"{option.number}. {typed if typed is not None else option.label}"
+
+    def kill(self, session: Session) -> None:
+        tmux = self.tmux(session)
+        name = ids.tmux_name(session.id)
+        snap = tmux.snapshot(name)
+        tmux.kill(name)
+        if snap is not None and not snap[0].dead:
+            _reap(snap[0].pid)
+
+
+def choose(session_id: str, dialog: Dialog, answer: str) -> tuple[Any, str | None]:
+    """Which option an answer picks: its number, its label (exact, then unique prefix, any case),
+    or, where the dialog takes text, the text option with the answer typed in."""
+    wanted = answer.strip()
+    if not wanted:
+        raise UsageError("respond: the answer is empty")
+    for option in dialog.options:
+        if wanted == str(option.number):
+            return option, None
+    lowered = wanted.lower().rstrip(".")
+    exact = [o for o in dialog.options if o.label.lower().rstrip(".") == lowered]
+    if len(exact) == 1:
+        return exact[0], None
+    prefix = [o for o in dialog.options if o.label.lower().startswith(lowered)]
+    if len(prefix) == 1 and len(lowered) >= 2:
+        return prefix[0], None
+    if dialog.text_option is not None:
+        return dialog.text_option, answer
+    raise BadAnswer(session_id=session_id, answer=answer, options=[str(o) for o in dialog.options])
+
+
+def _reap(pid: int) -> None:
+    """Make sure a killed session's agent process is gone: SIGHUP from tmux, then TERM, then KILL."""
+    with Watcher() as watcher:
+        watcher.watch_pid(pid)
+        for sig in (None, signal.SIGTERM, signal.SIGKILL):
+            if sig is not None:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    return
+            deadline = time.monotonic() + 2.0
+            while time.monotonic() < deadline:
+                if watcher.exited(pid):
+                    return
+                watcher.wait(min(0.2, deadline - time.monotonic()))
+
+
+def _tail_messages(path: Path, count: int) -> list[tx.AssistantMessage]:
+    """The last ``count`` assistant messages, reading the transcript from its end as far as needed."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return []
+    try:
+        size = os.fstat(fd).st_size
+        window = 1 << 18
+        while True:
+            start = max(0, size - window)
+            data = os.pread(fd, size - start, start)
+            lines = data.split(b"\n")
+            if start > 0:
+                lines = lines[1:]  # the first line may be cut
+            messages = tx.assistant_messages(tx.parse_lines(lines))
+            # One more message than asked for proves the earliest wanted one is complete.
+            if start == 0 or len(messages) > count:
+                return messages
+            window *= 4
+    finally:
+        os.close(fd)
+
+
+class _TurnWaiter:
+    """Follows one session until the turn of its last send ends, it needs an answer, or it dies."""
+
+    def __init__(self, backend: ClaudeBackend, session: Session, watcher: Watcher, started: float) -> None:
+        self.backend = backend
+        self.session = session
+        self.watcher = watcher
+        self.started = started
+        self.pid = 0
+        self.tail: Tail | None = None
+        self.tracker: tx.TurnTracker | None = None
+        self.state_path: Path | None = None
+        self.state_mtime: float | None = None
+
+    def _result(self, outcome: Any, **extra: Any) -> WaitResult:
+        return WaitResult(self.session.id, outcome, time.monotonic() - self.started, **extra)
+
+    def begin(self) -> WaitResult | None:
+        backend, session = self.backend, self.session
+        live = backend._live(session)
+        if live.pane is None or live.pane.dead:
+            return self._result("exited", error=backend._exit_detail(live.pane))
+        self.pid = live.pane.pid
+        self.watcher.watch_pid(self.pid)
+        path = backend.transcript(session)
+        mark = session.last_send
+        if mark is None:
+            if backend._status_of(session, live).state != "working":
+                return self._result("idle")
+            mark = LastSend(offset=line_aligned_size(path), queued=False, ahead=0)
+        self.tail = Tail(path, int(mark.get("offset", 0)))
+        self.tracker = tx.TurnTracker(queued=bool(mark.get("queued")), ahead=int(mark.get("ahead", 0)))
+        self.watcher.watch_dir(path.parent)
+        sessions_dir = backend.config_dir(session) / "sessions"
+        self.watcher.watch_dir(sessions_dir)
+        self.state_path = sessions_dir / f"{self.pid}.json"
+        return None
+
+    def check(self) -> WaitResult | None:
+        assert self.tail is not None and self.tracker is not None
+        if not self.tail.path.exists():
+            # Claude creates the transcript (and maybe its directory) at the first prompt.
+            self.tail.path = self.backend.transcript(self.session)
+            self.watcher.watch_dir(self.tail.path.parent)
+        result = self.tracker.feed(tx.parse_lines(self.tail.read_lines()))
+        if result is not None:
+            return self._result(result.outcome, error=result.error)
+        if self.watcher.exited(self.pid):
+            result = self.tracker.feed(tx.parse_lines(self.tail.read_lines()))
+            if result is not None:
+                return self._result(result.outcome, error=result.error)
+            live = self.backend._live(self.session)
+            return self._result("exited", error=self.backend._exit_detail(live.pane))
+        return self._check_dialog()
+
+    def _check_dialog(self) -> WaitResult | None:
+        """Report a question the turn waits on, which Claude announces in its status file."""
+        assert self.state_path is not None
+        try:
+            mtime = self.state_path.stat().st_mtime
+        except FileNotFoundError:
+            return None
+        if mtime == self.state_mtime:
+            return None
+        self.state_mtime = mtime
+        state = self.backend._claude_state(self.session, self.pid)
+        if not state or state.get("status") != "waiting":
+            return None
+        status = self.backend.status(self.session)
+        if status.state != "waiting_for_input":
+            return None
+        return self._result("waiting_for_input", dialog=status.dialog, error=status.detail or None)
+
+    def close(self) -> None:
+        if self.tail is not None:
+            self.tail.close()

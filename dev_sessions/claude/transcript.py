@@ -1,0 +1,247 @@
+"""Claude Code's JSONL transcript, read as pure functions from entries to facts. No I/O here.
+
+Facts this module relies on (see PROTOCOLS.md; observed with Claude Code 2.1.197):
+
+* Exactly one ``{"type": "system", "subtype": "turn_duration"}`` entry per finished interactive turn,
+  including turns that end in an API error (their assistant entry has ``isApiErrorMessage: true``).
+  Other ``system`` subtypes do not end a turn.
+* Order is not always chronological (the first turn may write ``assistant`` and ``turn_duration``
+  before ``user``), so a turn is found by counting end markers after a point, never by position.
+* An interrupted turn writes no ``turn_duration``; it writes a user entry whose text starts with
+  ``[Request interrupted by user``.
+* A prompt typed while a turn runs is queued: a ``queue-operation`` ``enqueue`` entry, later a
+  ``remove`` (the prompt was folded into the running turn at a tool boundary) or a ``dequeue`` (it
+  starts the next turn).
+* Each content block of one API message is its own ``assistant`` entry, all with the same
+  ``message.id``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from dev_sessions.backend import LogItem
+
+Entry = dict[str, Any]
+
+INTERRUPT_PREFIX = "[Request interrupted by user"
+_TAKEN = ("dequeue", "remove")
+
+
+def _loads() -> Any:
+    try:
+        import orjson
+
+        return orjson.loads
+    except ImportError:  # pragma: no cover - orjson is a dependency, this only guards odd installs
+        import json
+
+        return json.loads
+
+
+def parse_lines(lines: Iterable[bytes]) -> Iterator[Entry]:
+    """Entries from complete JSONL lines; a line that is not a JSON object is skipped."""
+    loads = _loads()
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            entry = loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict):
+            yield entry
+
+
+def _message(entry: Entry) -> dict[str, Any]:
+    message = entry.get("message")
+    return message if isinstance(message, dict) else {}
+
+
+def _blocks(entry: Entry) -> list[dict[str, Any]]:
+    content = _message(entry).get("content")
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    if isinstance(content, list):
+        return [b for b in content if isinstance(b, dict)]
+    return []
+
+
+def user_text(entry: Entry) -> str | None:
+    """The typed text of a user entry (None for tool results and other non-prompt content)."""
+    if entry.get("type") != "user":
+        return None
+    texts = [b.get("text", "") for b in _blocks(entry) if b.get("type") == "text"]
+    return "\n".join(t for t in texts if isinstance(t, str)) if texts else None
+
+
+def is_turn_end(entry: Entry) -> bool:
+    return (
+        entry.get("type") == "system"
+        and entry.get("subtype") == "turn_duration"
+        and not entry.get("isSidechain")
+    )
+
+
+def is_interrupt(entry: Entry) -> bool:
+    text = user_text(entry)
+    return text is not None and text.startswith(INTERRUPT_PREFIX)
+
+
+def count_turn_ends(data: bytes) -> int:
+    """Finished turns in raw transcript bytes, without parsing them (cheap enough for a quick command)."""
+    return data.count(b'"subtype":"turn_duration"')
+
+
+def queue_depth(data: bytes) -> int:
+    """Prompts waiting in Claude's queue, from raw transcript bytes."""
+    enqueued = data.count(b'"operation":"enqueue"')
+    taken = sum(data.count(b'"operation":"%s"' % op.encode()) for op in _TAKEN)
+    return max(0, enqueued - taken)
+
+
+# -- assistant messages ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AssistantMessage:
+    id: str
+    text: str
+    timestamp: str
+    api_error: bool
+
+
+def assistant_messages(entries: Iterable[Entry]) -> list[AssistantMessage]:
+    """Assistant messages in order: the text blocks of one ``message.id`` joined, thinking and tool
+    calls left out, messages without any text skipped."""
+    order: list[str] = []
+    texts: dict[str, list[str]] = {}
+    first: dict[str, Entry] = {}
+    errors: dict[str, bool] = {}
+    for entry in entries:
+        if entry.get("type") != "assistant" or entry.get("isSidechain"):
+            continue
+        mid = _message(entry).get("id") or entry.get("uuid") or ""
+        if mid not in texts:
+            order.append(mid)
+            texts[mid] = []
+            first[mid] = entry
+        errors[mid] = errors.get(mid, False) or bool(entry.get("isApiErrorMessage"))
+        texts[mid].extend(
+            b["text"] for b in _blocks(entry) if b.get("type") == "text" and isinstance(b.get("text"), str)
+        )
+    return [
+        AssistantMessage(
+            id=mid,
+            text="\n\n".join(texts[mid]),
+            timestamp=str(first[mid].get("timestamp", "")),
+            api_error=errors[mid],
+        )
+        for mid in order
+        if any(t for t in texts[mid])
+    ]
+
+
+# -- the turn of one send --------------------------------------------------------------------------
+
+Outcome = Literal["completed", "interrupted", "failed"]
+
+
+@dataclass(frozen=True)
+class TurnResult:
+    outcome: Outcome
+    error: str | None = None
+
+
+class TurnTracker:
+    """Follows the entries written after a prompt was sent and tells when that prompt's turn ended.
+
+    ``queued`` says whether the prompt went into Claude's queue because a turn was running, and
+    ``ahead`` how many queued prompts were before it; such a prompt's turn starts when the queue hands
+    it over (``dequeue``, or ``remove`` when it is folded into the running turn).
+    """
+
+    def __init__(self, *, queued: bool = False, ahead: int = 0) -> None:
+        self._started = not queued
+        self._takes_needed = ahead + 1
+        self._last_error: str | None = None
+
+    def feed(self, entries: Iterable[Entry]) -> TurnResult | None:
+        for entry in entries:
+            result = self._step(entry)
+            if result is not None:
+                return result
+        return None
+
+    def _step(self, entry: Entry) -> TurnResult | None:
+        if entry.get("isSidechain"):
+            return None
+        kind = entry.get("type")
+        if not self._started:
+            if kind == "queue-operation":
+                operation = entry.get("operation")
+                if operation in _TAKEN:
+                    self._takes_needed -= 1
+                    self._started = self._takes_needed <= 0
+                elif operation not in (None, "enqueue"):
+                    # e.g. the queue was handed back to the input box: our prompt will not run.
+                    return TurnResult("interrupted", "the queued prompt was taken back into the input box")
+            elif is_interrupt(entry):
+                return TurnResult("interrupted", "the turn before the queued prompt was interrupted")
+            return None
+        if kind == "assistant":
+            if entry.get("isApiErrorMessage"):
+                texts = [b.get("text", "") for b in _blocks(entry) if b.get("type") == "text"]
+                self._last_error = " ".join(t for t in texts if t) or "API error"
+            else:
+                self._last_error = None
+            return None
+        if is_interrupt(entry):
+            return TurnResult("interrupted")
+        if is_turn_end(entry):
+            if self._last_error is not None:
+                return TurnResult("failed", self._last_error)
+            return TurnResult("completed")
+        return None
+
+
+# -- a readable log --------------------------------------------------------------------------------
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    text = value if isinstance(value, str) else str(value)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def conversation(entries: Iterable[Entry]) -> list[LogItem]:
+    """The conversation as a person reads it: prompts, answers, tool calls, results, turn ends."""
+    items: list[LogItem] = []
+    for entry in entries:
+        if entry.get("isSidechain") or entry.get("isMeta"):
+            continue
+        stamp = str(entry.get("timestamp", ""))
+        kind = entry.get("type")
+        if kind == "user":
+            for block in _blocks(entry):
+                if block.get("type") == "text" and not str(block.get("text", "")).startswith("<"):
+                    items.append(LogItem(stamp, "user", str(block.get("text", ""))))
+                elif block.get("type") == "tool_result":
+                    content = block.get("content")
+                    if isinstance(content, list):
+                        content = " ".join(str(c.get("text", "")) for c in content if isinstance(c, dict))
+                    items.append(LogItem(stamp, "result", _short(content)))
+        elif kind == "assistant":
+            for block in _blocks(entry):
+                if block.get("type") == "text":
+                    items.append(LogItem(stamp, "assistant", str(block.get("text", ""))))
+                elif block.get("type") == "tool_use":
+                    args = block.get("input") or {}
+                    shown = args.get("command") or args.get("file_path") or args.get("description") or args
+                    items.append(LogItem(stamp, "tool", f"{block.get('name')}({_short(shown, 120)})"))
+        elif is_turn_end(entry):
+            seconds = (entry.get("durationMs") or 0) / 1000
+            items.append(LogItem(stamp, "turn", f"turn ended after {seconds:.1f} s"))
+    return items

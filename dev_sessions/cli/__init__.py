@@ -1,0 +1,78 @@
+"""The ``dev-sessions`` command: parse, call the library, print, and map errors to exit codes here only.
+
+Exit codes: 0 ok, 2 bad usage, 124 timeout, 1 anything else, with one line on stderr. Tracebacks only
+with ``DEV_SESSIONS_DEBUG=1``. ``--version`` answers before anything else is imported.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+from dev_sessions import __version__
+
+
+def _debug() -> bool:
+    return os.environ.get("DEV_SESSIONS_DEBUG", "") not in ("", "0", "false")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args in (["--version"], ["-V"], ["version"]):
+        print(f"dev-sessions {__version__}")
+        return
+    sys.exit(run(args))
+
+
+def run(args: list[str]) -> int:
+    """Run one command line and return its exit code."""
+    debug = _debug()
+    if debug:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    import typer
+
+    from dev_sessions.cli.app import app
+    from dev_sessions.errors import DevSessionsError
+
+    # typer vendors or depends on click; find its base exception without naming either module.
+    click_error: type[Exception] = next(
+        c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
+    )
+    try:
+        code = app(args=args, prog_name="dev-sessions", standalone_mode=False)
+    except DevSessionsError as err:
+        if debug:
+            raise
+        _fail(str(err))
+        return err.exit_code
+    except click_error as err:
+        hint = ""
+        context = getattr(err, "ctx", None)
+        if context is not None:
+            hint = f" (see '{context.command_path} --help')"
+        _fail(f"{getattr(err, 'format_message', err.__str__)()}{hint}")
+        return int(getattr(err, "exit_code", 2))
+    except typer.Abort:
+        _fail("aborted")
+        return 130
+    except KeyboardInterrupt:
+        _fail("interrupted")
+        return 130
+    except BrokenPipeError:
+        # The reader of our output went away (e.g. `| head`); nothing left to say.
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - keeps interpreter shutdown quiet
+        return 1
+    except Exception as err:
+        # The one broad catch: an unexpected failure must still be one line, not a traceback.
+        if debug:
+            raise
+        _fail(f"internal error: {type(err).__name__}: {err} (run with DEV_SESSIONS_DEBUG=1 for details)")
+        return 1
+    return code if isinstance(code, int) else 0
+
+
+def _fail(message: str) -> None:
+    print(f"dev-sessions: {message}", file=sys.stderr)

@@ -1,0 +1,298 @@
+"""Session commands: create, send, wait, ask, last-message, status, interrupt, respond, list, logs,
+inspect, kill."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+
+from dev_sessions.cli.output import (
+    dialog_lines,
+    emit_json,
+    exit_code,
+    note,
+    read_message,
+    report_wait,
+    status_json,
+    wait_json,
+)
+from dev_sessions.durations import format_age, parse_duration
+from dev_sessions.errors import UsageError
+from dev_sessions.sessions import SessionManager
+from dev_sessions.store import parse_iso
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+IdArg = Annotated[str, typer.Argument(metavar="ID", help="Session id, e.g. fizz-top.")]
+FileOpt = Annotated[
+    str | None,
+    typer.Option("--file", "-f", metavar="FILE", help="Read the message from FILE ('-' for stdin)."),
+]
+TimeoutOpt = Annotated[
+    str | None,
+    typer.Option("--timeout", "-t", metavar="SECONDS", help="Give up after this long (e.g. 300, 5m)."),
+]
+
+
+def _timeout(value: str | None) -> float | None:
+    return None if value is None else parse_duration(value)
+
+
+def create(
+    cli: Annotated[str, typer.Option("--cli", help="claude or codex.")] = "claude",
+    path: Annotated[
+        str | None, typer.Option("--path", "-p", help="Working directory (default: here).")
+    ] = None,
+    description: Annotated[str, typer.Option("--description", "-d", help="What the session is for.")] = "",
+    mode: Annotated[
+        str, typer.Option("--mode", help="native (yolo is accepted as its old name).")
+    ] = "native",
+    approvals: Annotated[
+        str, typer.Option("--approvals", help="never (full permissions), on-request or untrusted.")
+    ] = "never",
+    model: Annotated[str | None, typer.Option("--model", help="Model for the agent.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the id.")] = False,
+    as_json: JsonOpt = False,
+) -> int:
+    """Start a new agent session and print its id once the agent is ready for input."""
+    manager = SessionManager()
+    created = manager.create(
+        cli=cli, path=path, description=description, mode=mode, approvals=approvals, model=model
+    )
+    session, status = created.session, created.started.status
+    if as_json:
+        emit_json(
+            {
+                **session.to_record(),
+                "ready": status.state,
+                "dialog": status.dialog and status.dialog.to_json(),
+            }
+        )
+        return 0
+    print(session.id)
+    if status.state == "waiting_for_input" and status.dialog is not None:
+        note(
+            "\n".join(
+                [
+                    f"dev-sessions: {session.id}: started, but waiting for input",
+                    *dialog_lines(status.dialog),
+                    f"  answer with: dev-sessions respond {session.id} ANSWER",
+                ]
+            )
+        )
+    elif status.state == "starting":
+        note(f"dev-sessions: {session.id}: started, but its input box has not shown yet ({status.detail})")
+    elif not quiet:
+        tmux = created.started.facts.get("tmux")
+        if tmux:
+            socket = f"-L {session.tmux_socket} " if session.tmux_socket else ""
+            note(f"{session.id}: {session.cli} in {session.path} (attach: tmux {socket}attach -t {tmux})")
+    return 0
+
+
+def send(
+    session_id: IdArg,
+    message: Annotated[str | None, typer.Argument(metavar="[MESSAGE]", help="The text to send.")] = None,
+    file: FileOpt = None,
+    as_json: JsonOpt = False,
+) -> int:
+    """Deliver a prompt and return at once (use `wait` to block until the turn ends)."""
+    text = read_message(session_id, message, file)
+    session = SessionManager().send(session_id, text)
+    queued = bool(session.last_send and session.last_send.get("queued"))
+    if as_json:
+        emit_json({"id": session_id, "queued": queued, "bytes": len(text.encode())})
+    elif queued:
+        print(f"{session_id}: queued (a turn is running; this prompt goes next)")
+    else:
+        print(f"{session_id}: sent")
+    return 0
+
+
+def wait(
+    session_ids: Annotated[list[str], typer.Argument(metavar="ID...", help="One or more session ids.")],
+    timeout: TimeoutOpt = None,
+    as_json: JsonOpt = False,
+) -> int:
+    """Block until the turn started by the last `send` ends, for every id given."""
+    results = SessionManager().wait(session_ids, _timeout(timeout))
+    if as_json:
+        emit_json([wait_json(r) for r in results])
+    else:
+        for result in results:
+            report_wait(result)
+    return exit_code(results)
+
+
+def ask(
+    session_id: IdArg,
+    message: Annotated[str | None, typer.Argument(metavar="[MESSAGE]", help="The text to send.")] = None,
+    file: FileOpt = None,
+    timeout: TimeoutOpt = None,
+    as_json: JsonOpt = False,
+) -> int:
+    """Send, wait for the turn to end, and print the reply."""
+    text = read_message(session_id, message, file)
+    result, messages = SessionManager().ask(session_id, text, _timeout(timeout))
+    if as_json:
+        emit_json({**wait_json(result), "message": messages[-1] if messages else None})
+        return exit_code([result])
+    if result.outcome in ("completed", "interrupted", "failed") and messages:
+        print(messages[-1])
+    if result.outcome != "completed":
+        report_wait(result) if result.outcome != "interrupted" else note(
+            f"{session_id}: the turn was interrupted"
+        )
+    return exit_code([result])
+
+
+def last_message(
+    session_id: IdArg,
+    count: Annotated[int, typer.Option("-n", "--count", help="How many messages.")] = 1,
+    as_json: JsonOpt = False,
+) -> int:
+    """Print the agent's last reply (or last N replies)."""
+    messages = SessionManager().last_messages(session_id, count)
+    if as_json:
+        emit_json(messages)
+        return 0
+    if not messages:
+        note(f"dev-sessions: {session_id}: no reply yet")
+        return 1
+    print("\n\n---\n\n".join(messages))
+    return 0
+
+
+def status(session_id: IdArg, as_json: JsonOpt = False) -> int:
+    """Print idle, working, waiting_for_input (with the question) or exited."""
+    found = SessionManager().status(session_id)
+    if as_json:
+        emit_json(status_json(session_id, found))
+        return 0
+    print(found.state)
+    if found.dialog is not None:
+        print("\n".join(dialog_lines(found.dialog)))
+        print(f"  answer with: dev-sessions respond {session_id} ANSWER")
+    elif found.detail:
+        print(f"  {found.detail}")
+    return 0
+
+
+def interrupt(session_id: IdArg) -> int:
+    """Stop the running turn, so that a pending `wait` returns."""
+    if SessionManager().interrupt(session_id):
+        print(f"{session_id}: interrupted")
+    else:
+        print(f"{session_id}: nothing to interrupt (idle)")
+    return 0
+
+
+def respond(
+    session_id: IdArg,
+    answer: Annotated[str, typer.Argument(help="Option number, option label, or free text where allowed.")],
+) -> int:
+    """Answer the dialog a session is waiting on (see `status`)."""
+    chosen = SessionManager().respond(session_id, answer)
+    print(f"{session_id}: answered {chosen}")
+    return 0
+
+
+def list_(as_json: JsonOpt = False) -> int:
+    """List sessions with their live status."""
+    rows = SessionManager().list_sessions()
+    if as_json:
+        emit_json([{**s.to_record(), "live": st.state, "detail": st.detail or None} for s, st in rows])
+        return 0
+    if not rows:
+        note("no sessions")
+        return 0
+    now = time.time()
+    table = [("ID", "CLI", "STATUS", "AGE", "PATH", "DESCRIPTION")]
+    for session, found in rows:
+        created = parse_iso(session.created_at)
+        age = format_age(now - created.timestamp()) if created else "?"
+        table.append((session.id, session.cli, found.state, age, session.path, session.description))
+    widths = [max(len(row[i]) for row in table) for i in range(5)]
+    for row in table:
+        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:5])) + "  " + row[5])
+    return 0
+
+
+def logs(
+    session_id: IdArg,
+    pane: Annotated[
+        bool, typer.Option("--pane", help="Print the terminal screen and scrollback instead.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> int:
+    """Print the conversation: prompts, replies, tool calls and turn ends."""
+    manager = SessionManager()
+    if pane:
+        print(manager.screen(session_id), end="")
+        return 0
+    items = manager.logs(session_id)
+    if as_json:
+        emit_json([{"timestamp": i.timestamp, "role": i.role, "text": i.text} for i in items])
+        return 0
+    for item in items:
+        stamp = item.timestamp[11:19] if len(item.timestamp) >= 19 else item.timestamp
+        text = item.text.replace("\n", "\n    ")
+        print(f"[{stamp}] {item.role}: {text}")
+    return 0
+
+
+def inspect(session_id: IdArg) -> int:
+    """Print everything known about a session, as JSON."""
+    facts = SessionManager().inspect(session_id)
+    found = facts.pop("status")
+    facts["status"] = status_json(session_id, found)
+    emit_json(facts)
+    return 0
+
+
+def kill(
+    session_ids: Annotated[
+        list[str] | None, typer.Argument(metavar="[ID...]", help="Sessions to kill.")
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Kill every session.")] = False,
+    older_than: Annotated[
+        str | None,
+        typer.Option("--older-than", metavar="AGE", help="Kill sessions created longer ago (e.g. 2h)."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> int:
+    """Stop sessions: their agent, their tmux session, their record."""
+    chosen = sum([bool(session_ids), all_, older_than is not None])
+    if chosen != 1:
+        raise UsageError("kill: give session ids, or --all, or --older-than AGE (one of them)")
+    manager = SessionManager()
+    if all_:
+        killed = manager.kill_all()
+    elif older_than is not None:
+        killed = manager.kill_older_than(parse_duration(older_than))
+    else:
+        killed = manager.kill(session_ids or [])
+    if as_json:
+        emit_json(killed)
+    elif not killed:
+        note("no sessions to kill")
+    else:
+        for sid in killed:
+            print(f"{sid}: killed")
+    return 0
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(create)
+    app.command()(send)
+    app.command()(wait)
+    app.command()(ask)
+    app.command("last-message")(last_message)
+    app.command()(status)
+    app.command()(interrupt)
+    app.command()(respond)
+    app.command("list")(list_)
+    app.command()(logs)
+    app.command()(inspect)
+    app.command()(kill)

@@ -1,0 +1,124 @@
+"""Every error dev-sessions raises on purpose, in one tree.
+
+``DevSessionsError`` carries the process exit code and a one-line message that names the session id
+or path involved and says what to do next. The command line prints that line and exits with that code;
+library callers catch the subclasses (some also are builtins: ``SessionNotFound`` is a ``LookupError``,
+``WaitTimeout`` a ``TimeoutError``).
+
+* ``UsageError`` (exit 2): bad input, such as a path that is not a directory or an empty message.
+* ``SessionNotFound``: no session with that id in the store.
+* ``StoreCorrupt``: ``sessions.json`` is not readable; it was moved aside, not replaced.
+* ``StoreTooNew``: ``sessions.json`` was written by a newer dev-sessions.
+* ``LockTimeout``: another process held the store lock for too long.
+* ``ToolMissing``: tmux or an agent binary is not installed where we look.
+* ``TmuxError``: a tmux command failed.
+* ``SessionExited``: the agent process of a session is gone.
+* ``DialogOpen``: the session sits on a dialog that must be answered with ``respond``.
+* ``NotReady``: the agent did not show its input box in time.
+* ``NoDialog`` / ``BadAnswer``: ``respond`` had nothing to answer, or the answer fits no option.
+* ``TurnFailed``: the turn ended with an error from the model API.
+* ``WaitTimeout`` (exit 124): ``wait`` ran out of time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class DevSessionsError(Exception):
+    """Base of every deliberate error; ``str(err)`` is the one line a user sees."""
+
+    exit_code = 1
+
+
+class UsageError(DevSessionsError):
+    exit_code = 2
+
+
+class SessionNotFound(DevSessionsError, LookupError):
+    def __init__(self, *, session_id: str) -> None:
+        self.session_id = session_id
+        super().__init__(f"{session_id}: no such session (see `dev-sessions list`)")
+
+
+class StoreCorrupt(DevSessionsError):
+    def __init__(self, *, path: str, detail: str, kept_at: str | None) -> None:
+        self.path = path
+        self.detail = detail
+        self.kept_at = kept_at
+        where = f"; it was moved to {kept_at} and a new store starts empty" if kept_at else ""
+        super().__init__(f"{path}: unreadable session store ({detail}){where}")
+
+
+class StoreTooNew(DevSessionsError):
+    def __init__(self, *, path: str, version: object) -> None:
+        super().__init__(
+            f"{path}: written by a newer dev-sessions (store version {version}); upgrade dev-sessions"
+        )
+
+
+class LockTimeout(DevSessionsError, TimeoutError):
+    def __init__(self, *, path: str, holder: str, waited: float) -> None:
+        super().__init__(f"{path}: lock still held after {waited:.0f} s by {holder}")
+
+
+class ToolMissing(DevSessionsError):
+    def __init__(self, *, tool: str, hint: str) -> None:
+        self.tool = tool
+        super().__init__(f"{tool}: not found; {hint}")
+
+
+class TmuxError(DevSessionsError):
+    def __init__(self, *, args: Sequence[str], detail: str) -> None:
+        self.args_ = tuple(args)
+        super().__init__(f"tmux {args[0] if args else ''} failed: {detail}")
+
+
+class SessionExited(DevSessionsError):
+    def __init__(self, *, session_id: str, detail: str) -> None:
+        self.session_id = session_id
+        super().__init__(f"{session_id}: {detail}; remove it with `dev-sessions kill {session_id}`")
+
+
+class DialogOpen(DevSessionsError):
+    def __init__(self, *, session_id: str, question: str, options: Sequence[str]) -> None:
+        self.session_id = session_id
+        choices = "; ".join(options)
+        super().__init__(
+            f"{session_id}: waiting for an answer to {question!r} ({choices}); "
+            f"answer with `dev-sessions respond {session_id} ANSWER`"
+        )
+
+
+class NotReady(DevSessionsError, TimeoutError):
+    def __init__(self, *, session_id: str, waited: float, screen_hint: str) -> None:
+        hint = f" (screen shows: {screen_hint})" if screen_hint else ""
+        super().__init__(
+            f"{session_id}: input box not ready after {waited:.0f} s{hint}; "
+            f"look with `dev-sessions inspect {session_id}`"
+        )
+
+
+class NoDialog(DevSessionsError):
+    def __init__(self, *, session_id: str, status: str) -> None:
+        super().__init__(f"{session_id}: nothing to answer (status {status})")
+
+
+class BadAnswer(DevSessionsError):
+    def __init__(self, *, session_id: str, answer: str, options: Sequence[str]) -> None:
+        super().__init__(f"{session_id}: {answer!r} matches none of: {'; '.join(options)}")
+        self.exit_code = 2
+
+
+class TurnFailed(DevSessionsError):
+    def __init__(self, *, session_id: str, message: str) -> None:
+        self.session_id = session_id
+        super().__init__(f"{session_id}: turn failed: {message}")
+
+
+class WaitTimeout(DevSessionsError, TimeoutError):
+    exit_code = 124
+
+    def __init__(self, *, session_ids: Sequence[str], timeout: float) -> None:
+        self.session_ids = tuple(session_ids)
+        super().__init__(f"{', '.join(session_ids)}: turn still running after {timeout:g} s")

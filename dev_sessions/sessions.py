@@ -1,0 +1,254 @@
+"""The library API: every session command as a method of ``SessionManager``.
+
+The manager owns the store and picks the backend for each session; it validates input, keeps the store
+in step with what the backends did, and never prints. The command line and the tests call it; so will
+the gateway.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from dev_sessions import ids
+from dev_sessions.backend import Backend, LogItem, Started, Status, WaitResult
+from dev_sessions.config import Settings
+from dev_sessions.errors import DevSessionsError, SessionNotFound, UsageError
+from dev_sessions.store import CLIS, Cli, Session, SessionStore, now_iso, parse_iso
+from dev_sessions.tmux import Tmux
+
+MODES = ("native",)
+MODE_ALIASES = {"yolo": "native"}
+APPROVALS = ("never", "on-request", "untrusted")
+MAX_TEXT = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Created:
+    session: Session
+    started: Started
+
+
+class SessionManager:
+    def __init__(self, settings: Settings | None = None, environ: Mapping[str, str] | None = None) -> None:
+        self.environ = dict(os.environ if environ is None else environ)
+        self.settings = settings or Settings.from_env(self.environ)
+        self.store = SessionStore(self.settings.store_path)
+        self._backends: dict[str, Backend] = {}
+
+    def backend(self, cli: str) -> Backend:
+        if cli not in self._backends:
+            if cli == "claude":
+                from dev_sessions.claude.backend import ClaudeBackend
+
+                self._backends[cli] = ClaudeBackend(self.settings)
+            else:
+                raise UsageError(f"--cli {cli}: not supported yet (supported: claude)")
+        return self._backends[cli]
+
+    # -- lookups ------------------------------------------------------------------------------------
+
+    def get(self, session_id: str) -> Session:
+        if not ids.is_valid(session_id):
+            raise SessionNotFound(session_id=session_id)
+        return self.store.get(session_id)
+
+    def sessions(self) -> list[Session]:
+        return self.store.sessions()
+
+    def _update(self, session_id: str, **changes: Any) -> Session:
+        with self.store.transaction() as doc:
+            session = doc.get(session_id).evolve(**changes)
+            doc.put(session)
+        return session
+
+    # -- create -------------------------------------------------------------------------------------
+
+    def create(
+        self,
+        *,
+        cli: str = "claude",
+        path: str | None = None,
+        description: str = "",
+        mode: str = "native",
+        approvals: str = "never",
+        model: str | None = None,
+    ) -> Created:
+        if cli not in CLIS:
+            raise UsageError(f"--cli {cli!r}: choose one of {', '.join(CLIS)}")
+        mode = MODE_ALIASES.get(mode, mode)
+        if mode not in MODES:
+            raise UsageError(f"--mode {mode!r}: only 'native' is available (docker mode is not built yet)")
+        if approvals not in APPROVALS:
+            raise UsageError(f"--approvals {approvals!r}: choose one of {', '.join(APPROVALS)}")
+        workdir = self._workdir(path)
+        backend = self.backend(cli)
+        tmux = Tmux(self.settings.tmux_socket)
+        with self.store.transaction() as doc:
+            in_use = set(doc.sessions)
+            if cli == "claude":
+                in_use |= {sid for name in tmux.panes() if (sid := ids.from_tmux_name(name))}
+            stamp = now_iso()
+            session = Session(
+                id=ids.allocate(in_use),
+                internal_id=str(uuid.uuid4()),
+                cli=_as_cli(cli),
+                path=workdir,
+                mode=mode,
+                description=description,
+                created_at=stamp,
+                last_used=stamp,
+                model=model,
+                approvals=approvals,
+                parent=self.environ.get("DEV_SESSIONS_AGENT") or self.environ.get("DEV_SESSIONS_ID"),
+                tmux_socket=self.settings.tmux_socket,
+            )
+            doc.put(session)
+        try:
+            session, started = backend.create(session, self.environ)
+        except BaseException:
+            with self.store.transaction() as doc:
+                doc.sessions.pop(session.id, None)
+            raise
+        with self.store.transaction() as doc:
+            doc.put(session)
+        return Created(session, started)
+
+    @staticmethod
+    def _workdir(path: str | None) -> str:
+        raw = path if path is not None else os.getcwd()
+        resolved = Path(raw).expanduser().resolve()
+        if not resolved.exists():
+            raise UsageError(f"--path {raw}: no such directory")
+        if not resolved.is_dir():
+            raise UsageError(f"--path {raw}: not a directory")
+        return str(resolved)
+
+    # -- talking to a session -------------------------------------------------------------------------
+
+    def send(self, session_id: str, text: str) -> Session:
+        if not text.strip():
+            raise UsageError(f"{session_id}: the message is empty")
+        if len(text) > MAX_TEXT:
+            raise UsageError(f"{session_id}: the message is over {MAX_TEXT // (1024 * 1024)} MB")
+        session = self.get(session_id)
+        sent = self.backend(session.cli).send(session, text)
+        return self._update(session_id, last_send=sent.last_send, last_used=now_iso())
+
+    def wait(self, session_ids: Sequence[str], timeout: float | None = None) -> list[WaitResult]:
+        unique = list(dict.fromkeys(session_ids))
+        if not unique:
+            raise UsageError("wait: name at least one session")
+        if timeout is not None and timeout < 0:
+            raise UsageError("--timeout cannot be negative")
+        sessions = [self.get(sid) for sid in unique]
+        groups: dict[str, list[Session]] = {}
+        for session in sessions:
+            groups.setdefault(session.cli, []).append(session)
+        if len(groups) == 1:
+            ((cli, group),) = groups.items()
+            found = self.backend(cli).wait(group, timeout)
+        else:
+            with ThreadPoolExecutor(len(groups)) as pool:
+                futures = [
+                    pool.submit(self.backend(cli).wait, group, timeout) for cli, group in groups.items()
+                ]
+                found = [r for f in futures for r in f.result()]
+        by_id = {r.session_id: r for r in found}
+        return [by_id[sid] for sid in unique]
+
+    def ask(self, session_id: str, text: str, timeout: float | None = None) -> tuple[WaitResult, list[str]]:
+        self.send(session_id, text)
+        (result,) = self.wait([session_id], timeout)
+        messages = (
+            self.last_messages(session_id, 1)
+            if result.outcome in ("completed", "interrupted", "failed")
+            else []
+        )
+        return result, messages
+
+    def last_messages(self, session_id: str, count: int = 1) -> list[str]:
+        if count < 1:
+            raise UsageError("-n must be at least 1")
+        session = self.get(session_id)
+        return self.backend(session.cli).last_messages(session, count)
+
+    def status(self, session_id: str) -> Status:
+        session = self.get(session_id)
+        return self.backend(session.cli).status(session)
+
+    def interrupt(self, session_id: str) -> bool:
+        session = self.get(session_id)
+        return self.backend(session.cli).interrupt(session)
+
+    def respond(self, session_id: str, answer: str) -> str:
+        session = self.get(session_id)
+        chosen = self.backend(session.cli).respond(session, answer)
+        self._update(session_id, last_used=now_iso())
+        return chosen
+
+    def logs(self, session_id: str) -> list[LogItem]:
+        session = self.get(session_id)
+        return self.backend(session.cli).log(session)
+
+    def screen(self, session_id: str) -> str:
+        session = self.get(session_id)
+        return self.backend(session.cli).screen(session)
+
+    def inspect(self, session_id: str) -> dict[str, Any]:
+        session = self.get(session_id)
+        facts = self.backend(session.cli).inspect(session)
+        return {"session": session.to_record(), **facts}
+
+    def list_sessions(self) -> list[tuple[Session, Status]]:
+        sessions = self.sessions()
+        groups: dict[str, list[Session]] = {}
+        for session in sessions:
+            groups.setdefault(session.cli, []).append(session)
+        statuses: dict[str, Status] = {}
+        for cli, group in groups.items():
+            try:
+                statuses.update(self.backend(cli).statuses(group))
+            except DevSessionsError as err:
+                statuses.update({s.id: Status("starting", detail=str(err)) for s in group})
+        return [(s, statuses[s.id]) for s in sessions]
+
+    # -- kill ---------------------------------------------------------------------------------------
+
+    def kill(self, session_ids: Sequence[str]) -> list[str]:
+        sessions = [self.get(sid) for sid in dict.fromkeys(session_ids)]
+        return self._kill(sessions)
+
+    def kill_all(self) -> list[str]:
+        return self._kill(self.sessions())
+
+    def kill_older_than(self, seconds: float) -> list[str]:
+        now = datetime.now(timezone.utc)
+        old = []
+        for session in self.sessions():
+            created = parse_iso(session.created_at)
+            if created is not None and (now - created).total_seconds() > seconds:
+                old.append(session)
+        return self._kill(old)
+
+    def _kill(self, sessions: Sequence[Session]) -> list[str]:
+        killed = []
+        for session in sessions:
+            self.backend(session.cli).kill(session)
+            with self.store.transaction() as doc:
+                doc.sessions.pop(session.id, None)
+            killed.append(session.id)
+        return killed
+
+
+def _as_cli(value: str) -> Cli:
+    for cli in CLIS:
+        if cli == value:
+            return cli
+    raise UsageError(f"--cli {value!r}: choose one of {', '.join(CLIS)}")

@@ -1,0 +1,214 @@
+"""The tmux adapter: the only module that runs tmux.
+
+It talks to the ``tmux`` binary directly, one process per call, chaining several tmux commands into one
+call where a caller needs them together (``display-message`` + ``capture-pane``; ``load-buffer`` +
+``paste-buffer`` + ``send-keys``). libtmux would add 60 ms of import time to every command, more than
+half of the budget of a quick command such as ``status``; the test suite still uses libtmux's fixtures.
+
+Targets always use ``=name:`` so that tmux matches the session name exactly (a bare name is a prefix
+match, and ``dev-fizz`` must never hit ``dev-fizz-top``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from dev_sessions.errors import TmuxError, ToolMissing
+
+log = logging.getLogger(__name__)
+
+_FIELDS = (
+    "session_name",
+    "pane_pid",
+    "pane_dead",
+    "pane_dead_status",
+    "pane_current_command",
+    "session_created",
+    "pane_active",
+    "window_active",
+)
+_FORMAT = "\t".join("#{%s}" % name for name in _FIELDS)  # noqa: UP031 - tmux's own braces
+_GONE = ("can't find session", "can't find pane", "can't find window", "no such session")
+_NO_SERVER = ("no server running", "error connecting to", "No such file or directory")
+
+
+@dataclass(frozen=True)
+class Pane:
+    """What tmux says about the pane of one session."""
+
+    session: str
+    pid: int
+    dead: bool
+    dead_status: int | None
+    command: str
+    created: int
+
+    @classmethod
+    def parse(cls, line: str) -> tuple[Pane, bool] | None:
+        parts = line.split("\t")
+        if len(parts) != len(_FIELDS):
+            return None
+        name, pid, dead, status, command, created, pane_active, window_active = parts
+        try:
+            pane = cls(
+                session=name,
+                pid=int(pid or 0),
+                dead=dead == "1",
+                dead_status=int(status) if status else None,
+                command=command,
+                created=int(created or 0),
+            )
+        except ValueError:
+            return None
+        return pane, pane_active == "1" and window_active == "1"
+
+
+class Result(NamedTuple):
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def target(session: str) -> str:
+    return f"={session}:"
+
+
+class Tmux:
+    def __init__(self, socket: str | None = None, binary: str = "tmux") -> None:
+        self.socket = socket
+        self.binary = binary
+
+    def argv(self, *args: str) -> list[str]:
+        base = [self.binary]
+        if self.socket:
+            base += ["-L", self.socket]
+        return [*base, *args]
+
+    def run(self, *args: str, stdin: bytes | None = None, check: bool = True) -> Result:
+        argv = self.argv(*args)
+        log.debug("tmux %s", " ".join(args[:2]))
+        try:
+            proc = subprocess.run(argv, input=stdin, capture_output=True, check=False)
+        except FileNotFoundError:
+            raise ToolMissing(tool="tmux", hint="install it (apt install tmux / brew install tmux)") from None
+        result = Result(
+            proc.returncode,
+            proc.stdout.decode("utf-8", "replace"),
+            proc.stderr.decode("utf-8", "replace").strip(),
+        )
+        if check and result.returncode != 0:
+            raise TmuxError(args=args, detail=result.stderr or f"exit {result.returncode}")
+        return result
+
+    @staticmethod
+    def available(binary: str = "tmux") -> bool:
+        return shutil.which(binary) is not None
+
+    def version(self) -> str:
+        return self.run("-V").stdout.strip()
+
+    # -- queries -----------------------------------------------------------------------------------
+
+    def panes(self) -> dict[str, Pane]:
+        """The visible pane of every tmux session on this server, by session name: one tmux call."""
+        proc = self.run("list-panes", "-a", "-F", _FORMAT, check=False)
+        if proc.returncode != 0:
+            if _matches(proc.stderr, _NO_SERVER):
+                return {}
+            raise TmuxError(args=("list-panes",), detail=proc.stderr)
+        found: dict[str, Pane] = {}
+        for line in proc.stdout.splitlines():
+            parsed = Pane.parse(line)
+            if parsed is None:
+                continue
+            pane, visible = parsed
+            if visible or pane.session not in found:
+                found[pane.session] = pane
+        return found
+
+    def snapshot(self, session: str) -> tuple[Pane, str] | None:
+        """The pane of a session and what its screen shows, in one tmux call; None when it is gone."""
+        proc = self.run(
+            "display-message", "-p", "-t", target(session), _FORMAT, ";",
+            "capture-pane", "-p", "-t", target(session),
+            check=False,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            if _matches(proc.stderr, _GONE + _NO_SERVER):
+                return None
+            raise TmuxError(args=("display-message",), detail=proc.stderr)
+        first, _, screen = proc.stdout.partition("\n")
+        parsed = Pane.parse(first)
+        if parsed is None:
+            return None
+        return parsed[0], screen
+
+    def scrollback(self, session: str, lines: int | None = None) -> str:
+        start = "-" if lines is None else str(-lines)
+        proc = self.run("capture-pane", "-p", "-J", "-S", start, "-t", target(session), check=False)
+        if proc.returncode != 0:
+            return ""
+        return proc.stdout
+
+    def exists(self, session: str) -> bool:
+        return self.run("has-session", "-t", f"={session}", check=False).returncode == 0
+
+    # -- actions -----------------------------------------------------------------------------------
+
+    def new_session(
+        self,
+        session: str,
+        *,
+        cwd: str,
+        env: Mapping[str, str],
+        command: Sequence[str],
+        width: int = 200,
+        height: int = 50,
+    ) -> None:
+        """Start a detached session running ``command`` directly (no shell), with ``env`` set for it.
+
+        The pane stays after the command exits, so that its last words and exit status can be read.
+        """
+        env_args: list[str] = []
+        for key, value in env.items():
+            env_args += ["-e", f"{key}={value}"]
+        self.run(
+            "new-session", "-d", "-s", session, "-x", str(width), "-y", str(height), "-c", cwd,
+            *env_args, *command, ";",
+            "set-option", "-p", "-t", target(session), "remain-on-exit", "on",
+        )  # fmt: skip
+
+    def paste(self, session: str, data: bytes, *, enter: bool) -> None:
+        """Deliver ``data`` byte-exact as one bracketed paste, then optionally one Enter.
+
+        The text travels on stdin into a uniquely named buffer, never through argv (argv breaks above
+        about 128 KB), and the buffer is deleted by the paste itself.
+        """
+        buffer = f"dev-sessions-{os.getpid()}-{id(data):x}"
+        args = [
+            "load-buffer", "-b", buffer, "-", ";",
+            "paste-buffer", "-p", "-d", "-b", buffer, "-t", target(session),
+        ]  # fmt: skip
+        if enter:
+            args += [";", "send-keys", "-t", target(session), "Enter"]
+        self.run(*args, stdin=data)
+
+    def send_keys(self, session: str, keys: Iterable[str], *, literal: bool = False) -> None:
+        args = ["send-keys", "-t", target(session)]
+        if literal:
+            args.append("-l")
+        self.run(*args, *keys)
+
+    def kill(self, session: str) -> bool:
+        proc = self.run("kill-session", "-t", f"={session}", check=False)
+        return proc.returncode == 0
+
+
+def _matches(text: str, needles: Iterable[str]) -> bool:
+    return any(n in text for n in needles)

@@ -1,0 +1,205 @@
+"""Waiting without polling: file-system events for directories, process exits for pids.
+
+On Linux, directories are watched with inotify (through ctypes; no dependency) and processes with
+``pidfd_open``, and ``Watcher.wait`` sleeps in one ``select`` on all of them, so a waiter costs no CPU
+and wakes within milliseconds. Elsewhere it falls back to a short poll (``POLL_INTERVAL``). An event
+only means "look again": callers re-read what they watch after every wake-up, so a missed or merged
+event can delay nothing beyond the next one or the caller's own deadline.
+
+``Tail`` reads a growing file incrementally: only the new bytes, complete lines only, the partial last
+line kept for the next read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import select
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+POLL_INTERVAL = 0.05
+# What counts as "something changed" in a watched directory: a file in it was written, closed after
+# writing, created, moved in or deleted.
+_IN_MODIFY, _IN_CLOSE_WRITE, _IN_MOVED_TO, _IN_CREATE, _IN_DELETE = 0x2, 0x8, 0x80, 0x100, 0x200
+_MASK = _IN_MODIFY | _IN_CLOSE_WRITE | _IN_MOVED_TO | _IN_CREATE | _IN_DELETE
+_IN_NONBLOCK, _IN_CLOEXEC = os.O_NONBLOCK, 0o2000000
+
+
+class _Inotify:
+    def __init__(self) -> None:
+        import ctypes
+
+        # The interpreter already links libc; find_library would spawn ldconfig to look for it.
+        libc = ctypes.CDLL(None, use_errno=True)
+        self._add = libc.inotify_add_watch
+        self._add.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32)
+        fd = libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
+        if fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1 failed")
+        self.fd: int = fd
+
+    def add(self, path: Path) -> bool:
+        return bool(self._add(self.fd, os.fsencode(path), _MASK) >= 0)
+
+    def drain(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self.fd, 65536):
+                pass
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class Watcher:
+    """Sleeps until a watched directory changes, a watched process exits, or time runs out."""
+
+    def __init__(self) -> None:
+        self._inotify: _Inotify | None = None
+        if sys.platform.startswith("linux"):
+            try:
+                self._inotify = _Inotify()
+            except (OSError, AttributeError) as err:
+                log.debug("inotify unavailable, polling instead: %s", err)
+        self._dirs: set[Path] = set()
+        self._pidfds: dict[int, int] = {}
+        self._polled_pids: set[int] = set()
+
+    def watch_dir(self, path: Path) -> bool:
+        """Watch a directory (or, while it does not exist, its nearest existing ancestor).
+
+        Returns whether the directory itself is watched; callers call again after a wake-up until it is.
+        """
+        target = path
+        while not target.is_dir() and target != target.parent:
+            target = target.parent
+        if target not in self._dirs and (self._inotify is None or self._inotify.add(target)):
+            self._dirs.add(target)
+        return target == path
+
+    def watch_pid(self, pid: int) -> None:
+        if pid <= 0 or pid in self._pidfds or pid in self._polled_pids:
+            return
+        opener = getattr(os, "pidfd_open", None)
+        if opener is not None:
+            try:
+                self._pidfds[pid] = opener(pid)
+                return
+            except OSError as err:
+                if err.errno == errno.ESRCH:
+                    self._polled_pids.add(pid)  # already gone: the next check reports it
+                    return
+        self._polled_pids.add(pid)
+
+    def exited(self, pid: int) -> bool:
+        """Whether a watched process has ended (also true for a pid that never existed)."""
+        fd = self._pidfds.get(pid)
+        if fd is not None:
+            ready, _, _ = select.select([fd], [], [], 0)
+            return bool(ready)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+    def wait(self, timeout: float) -> None:
+        """Sleep until something watched happens or ``timeout`` seconds pass."""
+        fds = list(self._pidfds.values())
+        if self._inotify is not None:
+            fds.append(self._inotify.fd)
+            if self._polled_pids:
+                timeout = min(timeout, 1.0)
+        else:
+            timeout = min(timeout, POLL_INTERVAL)
+        if timeout <= 0:
+            return
+        if fds:
+            select.select(fds, [], [], timeout)
+        else:
+            select.select([], [], [], timeout)
+        if self._inotify is not None:
+            self._inotify.drain()
+
+    def close(self) -> None:
+        for fd in self._pidfds.values():
+            os.close(fd)
+        self._pidfds.clear()
+        if self._inotify is not None:
+            self._inotify.close()
+            self._inotify = None
+
+    def __enter__(self) -> Watcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Tail:
+    """New complete lines of a file that only grows, from a byte offset on."""
+
+    def __init__(self, path: Path, offset: int = 0) -> None:
+        self.path = path
+        self.offset = offset
+        self._partial = b""
+        self._fd: int | None = None
+
+    def read_lines(self) -> list[bytes]:
+        if self._fd is None:
+            try:
+                self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                return []
+        size = os.fstat(self._fd).st_size
+        if size < self.offset:
+            # The file was replaced by a shorter one: nothing we read so far can be trusted to line up.
+            log.debug(
+                "%s shrank from %d to %d bytes; reading again from the start", self.path, self.offset, size
+            )
+            self.offset, self._partial = 0, b""
+        chunks = []
+        while self.offset < size:
+            chunk = os.pread(self._fd, min(size - self.offset, 1 << 22), self.offset)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            self.offset += len(chunk)
+        if not chunks:
+            return []
+        data = self._partial + b"".join(chunks)
+        lines = data.split(b"\n")
+        self._partial = lines.pop()
+        return lines
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def line_aligned_size(path: Path) -> int:
+    """The file's size rounded down to the end of its last complete line (0 when it does not exist)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return 0
+    try:
+        size = os.fstat(fd).st_size
+        position = size
+        while position > 0:
+            start = max(0, position - 65536)
+            chunk = os.pread(fd, position - start, start)
+            newline = chunk.rfind(b"\n")
+            if newline >= 0:
+                return start + newline + 1
+            position = start
+        return 0
+    finally:
+        os.close(fd)

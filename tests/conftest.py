@@ -1,0 +1,149 @@
+"""Shared fixtures: every test runs with its own state dir, home and private tmux server.
+
+Tests never touch the real ``~``, the default tmux server or a real agent login: the autouse fixture
+points ``HOME``, ``DEV_SESSIONS_HOME`` and ``DEV_SESSIONS_TMUX_SOCKET`` into the test's temp dir and
+libtmux's ``server`` fixture (a private socket, killed afterwards), and removes the variables that
+would tie a run to the caller's own agent.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from libtmux.server import Server
+
+from tests.fakes.agents import claude_binary, claude_env, prepare_claude_home
+from tests.fakes.anthropic import FakeAnthropic
+
+ROOT = Path(__file__).resolve().parents[1]
+# One knob for slow machines: every deadline in the tests is multiplied by it.
+SLOW = float(os.environ.get("DEV_SESSIONS_TEST_SLOW", "1"))
+
+_FOREIGN = (
+    "CLAUDECODE",
+    "CLAUDE_CODE_CHILD_SESSION",
+    "CLAUDE_CONFIG_DIR",
+    "CODEX_HOME",
+    "DEV_SESSIONS_ID",
+    "DEV_SESSIONS_AGENT",
+    "DEV_SESSIONS_CLAUDE_BIN",
+    "DEV_SESSIONS_DEBUG",
+    "TMUX",
+    "TMUX_PANE",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "ANTHROPIC_BASE_URL",
+)
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "home"
+    home.mkdir()
+    for name in _FOREIGN:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("DEV_SESSIONS_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("DEV_SESSIONS_TMUX_SOCKET", "ds-never-started")
+    return tmp_path
+
+
+@pytest.fixture
+def tmux_server(server: Server, monkeypatch: pytest.MonkeyPatch) -> Server:
+    """A private tmux server (libtmux's fixture, reaped after the test) that dev-sessions will use."""
+    assert server.socket_name
+    monkeypatch.setenv("DEV_SESSIONS_TMUX_SOCKET", server.socket_name)
+    return server
+
+
+def eventually(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.05) -> object:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` (times SLOW)."""
+    deadline = time.monotonic() + timeout * SLOW
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout * SLOW:.1f} s: {predicate}")
+        time.sleep(interval)
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class DevSessions:
+    """Runs the real command line in a subprocess, with the test's environment."""
+
+    def __init__(self, cwd: Path) -> None:
+        self.cwd = cwd
+
+    def __call__(self, *args: str, stdin: str | bytes | None = None, timeout: float = 60.0) -> Result:
+        data = stdin.encode() if isinstance(stdin, str) else stdin
+        proc = subprocess.run(
+            [sys.executable, "-m", "dev_sessions", *args],
+            input=data,
+            capture_output=True,
+            cwd=self.cwd,
+            timeout=timeout * SLOW,
+            check=False,
+        )
+        return Result(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
+
+    def ok(self, *args: str, stdin: str | bytes | None = None, timeout: float = 60.0) -> str:
+        result = self(*args, stdin=stdin, timeout=timeout)
+        assert result.returncode == 0, (
+            f"dev-sessions {' '.join(args)} -> {result.returncode}: {result.stderr}"
+        )
+        return result.stdout
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    path = tmp_path / "work"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def cli(workdir: Path) -> DevSessions:
+    return DevSessions(workdir)
+
+
+def _require(binary: Path | None, name: str) -> Path:
+    if binary is None:
+        message = f"the pinned {name} binary is not installed (run scripts/test, which installs it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return binary
+
+
+@pytest.fixture
+def fake_anthropic() -> Iterator[FakeAnthropic]:
+    with FakeAnthropic() as server:
+        yield server
+
+
+@pytest.fixture
+def claude(
+    tmux_server: Server, fake_anthropic: FakeAnthropic, isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> FakeAnthropic:
+    """The real Claude Code, offline against the fake Anthropic server, for dev-sessions to drive."""
+    binary = _require(claude_binary(), "claude")
+    home = Path(os.environ["HOME"])
+    prepare_claude_home(home, trusted=isolated)
+    for key, value in claude_env(home, fake_anthropic.url).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("DEV_SESSIONS_CLAUDE_BIN", str(binary))
+    return fake_anthropic

@@ -1,0 +1,62 @@
+"""Where the pinned agent binaries live, and the isolated home that lets Claude Code run offline.
+
+``scripts/test`` installs the pinned npm packages into ``.cache/agents``; ``DEV_SESSIONS_TEST_CLAUDE``
+and ``DEV_SESSIONS_TEST_CODEX`` point elsewhere if needed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+AGENTS = ROOT / ".cache" / "agents" / "node_modules"
+CLAUDE_VERSION = "2.1.197"
+CODEX_VERSION = "0.169.0"
+API_KEY = "sk-ant-fake-0123456789abcdefghijklmnop"
+
+
+def claude_binary() -> Path | None:
+    explicit = os.environ.get("DEV_SESSIONS_TEST_CLAUDE")
+    path = Path(explicit) if explicit else AGENTS / "@anthropic-ai" / "claude-code-linux-x64" / "claude"
+    return path if path.is_file() and os.access(path, os.X_OK) else None
+
+
+def codex_binary() -> Path | None:
+    explicit = os.environ.get("DEV_SESSIONS_TEST_CODEX")
+    path = (
+        Path(explicit)
+        if explicit
+        else AGENTS / "@openai" / "codex-linux-x64" / "vendor" / "x86_64-unknown-linux-musl" / "bin" / "codex"
+    )
+    return path if path.is_file() and os.access(path, os.X_OK) else None
+
+
+def prepare_claude_home(home: Path, trusted: Path) -> None:
+    """Write the files that skip every first-run screen of Claude Code for a home directory.
+
+    Onboarding done, our fake key approved, ``trusted`` (and everything under it) trusted, and the
+    bypass-permissions warning accepted.
+    """
+    (home / ".claude").mkdir(parents=True, exist_ok=True)
+    state = {
+        "hasCompletedOnboarding": True,
+        "customApiKeyResponses": {"approved": [API_KEY[-20:]], "rejected": []},
+        "projects": {str(trusted.resolve()): {"hasTrustDialogAccepted": True}},
+    }
+    (home / ".claude.json").write_text(json.dumps(state))
+    (home / ".claude" / "settings.json").write_text(json.dumps({"skipDangerousModePermissionPrompt": True}))
+
+
+def claude_env(home: Path, model_url: str) -> dict[str, str]:
+    """Environment variables that send Claude Code to the fake model server and nowhere else."""
+    return {
+        "HOME": str(home),
+        "ANTHROPIC_BASE_URL": model_url,
+        "ANTHROPIC_API_KEY": API_KEY,
+        "DISABLE_AUTOUPDATER": "1",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "CLAUDE_CODE_DISABLE_OFFICIAL_MARKETPLACE_AUTOINSTALL": "1",
+        "CLAUDE_CODE_MAX_RETRIES": "0",
+    }

@@ -1,0 +1,325 @@
+"""A scripted fake of the Anthropic Messages API, enough to drive the real Claude Code offline.
+
+Claude Code only calls ``HEAD /`` and ``POST /v1/messages?beta=true`` (streamed). By default the
+fake answers every prompt with the prompt itself, byte for byte, so a test can prove exact delivery.
+Markers inside the prompt pick other behaviours (route by keyword, like websockets' test server):
+
+``<<slow:S>>``      echo, but spread the answer over S seconds (status ``working`` can be observed)
+``<<ask>>``         call AskUserQuestion ("Which colour?" Red / Blue); the answer is echoed back as
+                    ``ANSWER: <tool result>``
+``<<bash:CMD>>``    call the Bash tool with CMD; the tool's output is echoed back as ``OUTPUT: <result>``
+``<<error:CODE>>``  fail with HTTP CODE and an Anthropic error body
+``<<multi>>``       answer with one message of three blocks: thinking, text ``first part``, text
+                    ``second part``
+
+The title side request that Claude Code makes on the first prompt is answered before any marker is
+looked at, since it carries the user's prompt too. Every request is kept in ``requests``.
+
+Run ``python -m tests.fakes.anthropic --port 0`` to serve it from a shell (the URL is printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.server
+import json
+import re
+import threading
+import time
+import uuid
+from typing import Any
+
+TITLE_MARKER = "Generate a concise, sentence-case title"
+MARKER = re.compile(r"<<(slow|ask|bash|error|multi)(?::(.*?))?>>", re.DOTALL)
+ASK_QUESTION = "Which colour?"
+ASK_OPTIONS = ("Red", "Blue")
+
+
+def _text_of(content: Any) -> str:
+    """The user's own text of a message: its last text block that is not a system reminder."""
+    if isinstance(content, str):
+        return content
+    texts = [
+        block.get("text", "")
+        for block in content
+        if block.get("type") == "text" and not block.get("text", "").startswith("<system-reminder>")
+    ]
+    return texts[-1] if texts else ""
+
+
+def _tool_result_text(block: dict[str, Any]) -> str:
+    content = block.get("content", "")
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content if part.get("type") == "text")
+    return str(content)
+
+
+class Reply:
+    """What the fake answers to one request: content blocks, a stop reason, or an HTTP error."""
+
+    def __init__(
+        self,
+        blocks: list[dict[str, Any]],
+        stop_reason: str = "end_turn",
+        delay: float = 0.0,
+        error: int | None = None,
+    ) -> None:
+        self.blocks = blocks
+        self.stop_reason = stop_reason
+        self.delay = delay
+        self.error = error
+
+
+def text(value: str) -> dict[str, Any]:
+    return {"type": "text", "text": value}
+
+
+def script(body: dict[str, Any]) -> Reply:
+    """Decide the reply to one Messages API request."""
+    system = json.dumps(body.get("system", ""))
+    messages = body.get("messages", [])
+    user_messages = [m for m in messages if m.get("role") == "user"]
+    if not user_messages:
+        return Reply([text("no user message")])
+    last = user_messages[-1]
+    if TITLE_MARKER in system:
+        return Reply([text(json.dumps({"title": "Fake session"}))])
+
+    content = last.get("content")
+    if isinstance(content, list):
+        results = [b for b in content if b.get("type") == "tool_result"]
+        if results:
+            tool = _last_tool_use(messages)
+            result = _tool_result_text(results[-1])
+            prefix = "ANSWER: " if tool == "AskUserQuestion" else "OUTPUT: "
+            return Reply([text(prefix + result)])
+
+    prompt = _text_of(content)
+    match = MARKER.search(prompt)
+    if match is None:
+        return Reply([text(prompt)])
+    kind, arg = match.group(1), match.group(2) or ""
+    if kind == "slow":
+        return Reply([text(prompt)], delay=float(arg or 3))
+    if kind == "error":
+        return Reply([], error=int(arg or 500))
+    if kind == "multi":
+        return Reply(
+            [
+                {"type": "thinking", "thinking": "pondering", "signature": "sig"},
+                text("first part"),
+                text("second part"),
+            ]
+        )
+    if kind == "ask":
+        question = {
+            "question": ASK_QUESTION,
+            "header": "Colour",
+            "options": [{"label": o, "description": f"The colour {o.lower()}"} for o in ASK_OPTIONS],
+            "multiSelect": False,
+        }
+        return Reply([_tool_use("AskUserQuestion", {"questions": [question]})], stop_reason="tool_use")
+    # bash
+    return Reply(
+        [_tool_use("Bash", {"command": arg, "description": "Run the requested command"})],
+        stop_reason="tool_use",
+    )
+
+
+def _tool_use(name: str, tool_input: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "tool_use", "id": "toolu_" + uuid.uuid4().hex[:24], "name": name, "input": tool_input}
+
+
+def _last_tool_use(messages: list[dict[str, Any]]) -> str:
+    for message in reversed(messages):
+        if message.get("role") != "assistant" or not isinstance(message.get("content"), list):
+            continue
+        for block in reversed(message["content"]):
+            if block.get("type") == "tool_use":
+                return str(block.get("name"))
+    return ""
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_HEAD(self) -> None:
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        self.do_HEAD()
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("content-length", 0))
+        body = json.loads(self.rfile.read(length) or b"{}")
+        self.server.owner.record(self.path, body)
+        if not self.path.startswith("/v1/messages"):
+            self._error(404, "not_found_error", f"no route {self.path}")
+            return
+        reply = script(body)
+        if reply.error is not None:
+            self._error(reply.error, "api_error", "fake server error on request")
+            return
+        try:
+            if body.get("stream"):
+                self._stream(body, reply)
+            else:
+                self._json(200, self._message(body, reply.blocks, reply.stop_reason))
+        except (BrokenPipeError, ConnectionResetError):
+            # Claude drops the stream when a turn is interrupted.
+            pass
+
+    def _message(self, body: dict[str, Any], blocks: list[dict[str, Any]], stop: str) -> dict[str, Any]:
+        return {
+            "id": "msg_" + uuid.uuid4().hex[:24],
+            "type": "message",
+            "role": "assistant",
+            "model": body.get("model", "fake"),
+            "content": blocks,
+            "stop_reason": stop,
+            "stop_sequence": None,
+            "usage": {"input_tokens": 10, "output_tokens": 10},
+        }
+
+    def _json(self, status: int, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _error(self, status: int, kind: str, message: str) -> None:
+        self._json(status, {"type": "error", "error": {"type": kind, "message": message}})
+
+    def _stream(self, body: dict[str, Any], reply: Reply) -> None:
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("cache-control", "no-cache")
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        message = self._message(body, [], reply.stop_reason)
+        message["stop_reason"] = None
+        self._event("message_start", {"type": "message_start", "message": message})
+        steps = max(1, int(reply.delay / 0.25)) if reply.delay else 1
+        for index, block in enumerate(reply.blocks):
+            start = dict(block)
+            if block["type"] == "text":
+                start["text"] = ""
+            elif block["type"] == "thinking":
+                start["thinking"] = ""
+                start["signature"] = ""
+            elif block["type"] == "tool_use":
+                start["input"] = {}
+            self._event(
+                "content_block_start", {"type": "content_block_start", "index": index, "content_block": start}
+            )
+            deltas = self._deltas(block, steps)
+            for delta in deltas:
+                if reply.delay:
+                    time.sleep(reply.delay / len(deltas) / len(reply.blocks))
+                self._event(
+                    "content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}
+                )
+            self._event("content_block_stop", {"type": "content_block_stop", "index": index})
+        self._event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": reply.stop_reason, "stop_sequence": None},
+                "usage": {"output_tokens": 10},
+            },
+        )
+        self._event("message_stop", {"type": "message_stop"})
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    @staticmethod
+    def _deltas(block: dict[str, Any], steps: int) -> list[dict[str, Any]]:
+        if block["type"] == "tool_use":
+            return [{"type": "input_json_delta", "partial_json": json.dumps(block["input"])}]
+        if block["type"] == "thinking":
+            return [
+                {"type": "thinking_delta", "thinking": block["thinking"]},
+                {"type": "signature_delta", "signature": block["signature"]},
+            ]
+        value = block["text"]
+        size = max(1, -(-len(value) // steps))
+        chunks = [value[i : i + size] for i in range(0, len(value), size)] or [""]
+        return [{"type": "text_delta", "text": chunk} for chunk in chunks]
+
+    def _event(self, name: str, data: dict[str, Any]) -> None:
+        payload = f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(payload), payload))
+        self.wfile.flush()
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    owner: FakeAnthropic
+
+
+class FakeAnthropic:
+    """The fake server, on 127.0.0.1 and a free port, served from a background thread."""
+
+    def __init__(self, port: int = 0) -> None:
+        self._server = _Server(("127.0.0.1", port), _Handler)
+        self._server.owner = self
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._lock = threading.Lock()
+        self.requests: list[dict[str, Any]] = []
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def record(self, path: str, body: dict[str, Any]) -> None:
+        with self._lock:
+            self.requests.append({"path": path, "body": body})
+
+    def prompts(self) -> list[str]:
+        """The user prompts of the main-conversation requests seen so far (title requests excluded)."""
+        with self._lock:
+            bodies = [r["body"] for r in self.requests]
+        found = []
+        for body in bodies:
+            if TITLE_MARKER in json.dumps(body.get("system", "")):
+                continue
+            users = [m for m in body.get("messages", []) if m.get("role") == "user"]
+            if users:
+                found.append(_text_of(users[-1].get("content", "")))
+        return found
+
+    def start(self) -> FakeAnthropic:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> FakeAnthropic:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    server = FakeAnthropic(args.port)
+    print(server.url, flush=True)
+    server._server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

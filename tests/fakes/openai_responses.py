@@ -1,0 +1,343 @@
+"""A scripted fake of the OpenAI Responses API, enough to drive the real Codex app-server offline.
+
+Codex only calls ``POST {base_url}/responses`` (always streamed, server-sent events). By default the
+fake answers every prompt with the prompt itself, byte for byte, so a test can prove exact delivery.
+The prompt is the text of the last ``role: "user"`` message of the request's ``input`` (Codex
+re-sends the whole history every time, with its own developer and ``<environment_context>``
+messages before the user's). Markers inside the prompt pick other behaviours (route by keyword,
+like websockets' test server; an argument may contain ``>`` but not ``>>``):
+
+``<<slow:S>>``      echo, but spread the answer over S seconds (default 3) so a running turn can be
+                    observed, steered or interrupted; Codex drops the stream on ``turn/interrupt``
+                    and ``turn/steer``, which the fake tolerates
+``<<bash:CMD>>``    call the ``exec_command`` tool with ``{"cmd": CMD}``; when Codex posts the
+                    ``function_call_output`` back, its output (Codex's text: ``Chunk ID: ...``,
+                    ``Process exited with code N``, ``Output:`` and the command's output, or the
+                    rejection message) is echoed back as ``OUTPUT: <output>``
+``<<error:CODE>>``  fail the turn. A number (default 500) is answered with that HTTP status and an
+                    OpenAI error body ``{"error": {"message": ..., "type": ..., "code": ...}}``;
+                    anything else is sent as a ``response.failed`` event with ``error.code`` CODE
+                    (``rate_limit_exceeded``, ``context_length_exceeded``, ``server_error``...).
+                    With the provider's ``request_max_retries = 0`` and ``stream_max_retries = 0``
+                    Codex does not retry: the turn ends ``failed`` in well under 0.1 s, after an
+                    ``error`` notification. The message Codex reports: 500 -> its canned "We're
+                    currently experiencing high demand..."; 400 -> the raw error body; other
+                    statuses -> "unexpected status 503 Service Unavailable: <message>, url: ...";
+                    ``response.failed`` -> "stream disconnected before completion: <message>"
+
+An automatic goal continuation (the user message Codex writes itself while a thread goal is active,
+starting ``<codex_internal_context source="goal">``) is answered with an ``update_goal`` call
+marking the goal complete, so the continuation loop ends after one turn. Every request is kept in
+``requests``; ``prompts()`` lists the user prompts only.
+
+Run ``python -m tests.fakes.openai_responses --port 0`` to serve it from a shell (the URL, ending in
+``/v1``, is printed): use it as a Codex provider's ``base_url``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.server
+import json
+import re
+import threading
+import time
+import uuid
+from typing import Any
+
+MARKER = re.compile(r"<<(slow|bash|error)(?::(.*?))?>>", re.DOTALL)
+GOAL_MARKER = '<codex_internal_context source="goal">'
+ERROR_MESSAGE = "fake server error on request"
+
+
+def _text_of(item: dict[str, Any]) -> str:
+    """The text of one input message: its text parts joined (Codex sends one part per text input)."""
+    content = item.get("content", "")
+    if isinstance(content, str):
+        return content
+    return "".join(
+        part.get("text", "") for part in content if part.get("type") in ("input_text", "output_text", "text")
+    )
+
+
+def _output_text(item: dict[str, Any]) -> str:
+    output = item.get("output", "")
+    if isinstance(output, list):
+        return "".join(part.get("text", "") for part in output if isinstance(part, dict))
+    if isinstance(output, dict):
+        return str(output.get("content", output))
+    return str(output)
+
+
+def last_user_text(body: dict[str, Any]) -> str:
+    """The user's prompt of one request: the text of the last ``role: "user"`` input message."""
+    items = body.get("input", [])
+    if isinstance(items, str):
+        return items
+    for item in reversed(items):
+        if item.get("role") == "user" and item.get("type", "message") == "message":
+            return _text_of(item)
+    return ""
+
+
+class Reply:
+    """What the fake answers to one request: output items, a pace, or a failure.
+
+    ``error`` is an HTTP status (answered with an OpenAI error body) or, when it is a string, the
+    ``error.code`` of a ``response.failed`` event sent in a 200 stream.
+    """
+
+    def __init__(
+        self, items: list[dict[str, Any]], delay: float = 0.0, error: int | str | None = None
+    ) -> None:
+        self.items = items
+        self.delay = delay
+        self.error = error
+
+
+def message(value: str) -> dict[str, Any]:
+    return {
+        "type": "message",
+        "id": "msg_" + uuid.uuid4().hex[:24],
+        "role": "assistant",
+        "status": "completed",
+        "content": [{"type": "output_text", "text": value, "annotations": []}],
+    }
+
+
+def function_call(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "function_call",
+        "id": "fc_" + uuid.uuid4().hex[:24],
+        "call_id": "call_" + uuid.uuid4().hex[:24],
+        "name": name,
+        "arguments": json.dumps(arguments),
+        "status": "completed",
+    }
+
+
+def _tool_output(items: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The answer to one of our own function calls, if the request ends with one (after the last
+    user message). Codex also sends ``function_call_output`` items of its own (``goal_objective``)
+    with no matching call: those are not round trips."""
+    tail: list[dict[str, Any]] = []
+    for item in reversed(items):
+        if item.get("role") == "user":
+            break
+        tail.append(item)
+    calls = {item.get("call_id") for item in tail if item.get("type") == "function_call"}
+    for item in tail:
+        if item.get("type") == "function_call_output" and item.get("call_id") in calls:
+            return item
+    return None
+
+
+def script(body: dict[str, Any]) -> Reply:
+    """Decide the reply to one Responses API request."""
+    items = body.get("input", [])
+    if isinstance(items, str):
+        items = [{"type": "message", "role": "user", "content": items}]
+    output = _tool_output(items)
+    if output is not None:
+        return Reply([message("OUTPUT: " + _output_text(output))])
+
+    prompt = last_user_text(body)
+    if prompt.startswith(GOAL_MARKER):
+        # An automatic goal continuation: declare the goal reached, or Codex would keep going.
+        return Reply([function_call("update_goal", {"status": "complete"})])
+    match = MARKER.search(prompt)
+    if match is None:
+        return Reply([message(prompt)])
+    kind, arg = match.group(1), match.group(2) or ""
+    if kind == "slow":
+        return Reply([message(prompt)], delay=float(arg or 3))
+    if kind == "error":
+        return Reply([], error=int(arg) if arg.isdigit() else (arg or 500))
+    # bash
+    return Reply([function_call("exec_command", {"cmd": arg})])
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_HEAD(self) -> None:
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        if self.path.rstrip("/").endswith("/models"):
+            self._json(200, {"object": "list", "data": []})
+            return
+        self.do_HEAD()
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("content-length", 0))
+        body = json.loads(self.rfile.read(length) or b"{}")
+        self.server.owner.record(self.path, body)
+        if not self.path.split("?")[0].endswith("/responses"):
+            self._error(404, "not_found", f"no route {self.path}")
+            return
+        reply = script(body)
+        if isinstance(reply.error, int):
+            self._error(reply.error, "server_error", ERROR_MESSAGE)
+            return
+        # Codex drops the stream when a turn is interrupted or steered.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self._stream(body, reply)
+
+    def _json(self, status: int, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _error(self, status: int, kind: str, text: str) -> None:
+        self._json(status, {"error": {"message": text, "type": kind, "param": None, "code": kind}})
+
+    def _response(self, body: dict[str, Any], response_id: str, status: str) -> dict[str, Any]:
+        return {
+            "id": response_id,
+            "object": "response",
+            "created_at": int(time.time()),
+            "status": status,
+            "model": body.get("model", "fake"),
+            "output": [],
+        }
+
+    def _stream(self, body: dict[str, Any], reply: Reply) -> None:
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("cache-control", "no-cache")
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        response_id = "resp_" + uuid.uuid4().hex[:24]
+        self._event("response.created", {"response": self._response(body, response_id, "in_progress")})
+        steps = max(1, int(reply.delay / 0.25)) if reply.delay else 1
+        if isinstance(reply.error, str):
+            failed = self._response(body, response_id, "failed")
+            failed["error"] = {"code": reply.error, "message": ERROR_MESSAGE}
+            self._event("response.failed", {"response": failed})
+            self._end()
+            return
+        for index, item in enumerate(reply.items):
+            self._item(index, item, steps, reply.delay / max(1, len(reply.items)))
+        done = self._response(body, response_id, "completed")
+        done["output"] = reply.items
+        done["usage"] = {
+            "input_tokens": 10,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": 10,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": 20,
+        }
+        self._event("response.completed", {"response": done})
+        self._end()
+
+    def _end(self) -> None:
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def _item(self, index: int, item: dict[str, Any], steps: int, delay: float) -> None:
+        if item["type"] != "message":
+            self._event("response.output_item.added", {"output_index": index, "item": item})
+            self._event("response.output_item.done", {"output_index": index, "item": item})
+            return
+        value = item["content"][0]["text"]
+        empty = dict(item, status="in_progress", content=[])
+        self._event("response.output_item.added", {"output_index": index, "item": empty})
+        where = {"item_id": item["id"], "output_index": index, "content_index": 0}
+        self._event(
+            "response.content_part.added",
+            dict(where, part={"type": "output_text", "text": "", "annotations": []}),
+        )
+        size = max(1, -(-len(value) // steps))
+        chunks = [value[i : i + size] for i in range(0, len(value), size)] or [""]
+        for chunk in chunks:
+            if delay:
+                time.sleep(delay / len(chunks))
+            self._event("response.output_text.delta", dict(where, delta=chunk))
+        self._event("response.output_text.done", dict(where, text=value))
+        self._event("response.content_part.done", dict(where, part=item["content"][0]))
+        self._event("response.output_item.done", {"output_index": index, "item": item})
+
+    def _event(self, name: str, data: dict[str, Any]) -> None:
+        payload = f"event: {name}\ndata: {json.dumps(dict(data, type=name))}\n\n".encode()
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(payload), payload))
+        self.wfile.flush()
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    owner: FakeResponses
+
+
+class FakeResponses:
+    """The fake server, on 127.0.0.1 and a free port, served from a background thread."""
+
+    def __init__(self, port: int = 0) -> None:
+        self._server = _Server(("127.0.0.1", port), _Handler)
+        self._server.owner = self
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._lock = threading.Lock()
+        self.requests: list[dict[str, Any]] = []
+
+    @property
+    def url(self) -> str:
+        """The base URL for a Codex provider's ``base_url`` (it ends in ``/v1``)."""
+        host, port = self._server.server_address[:2]
+        assert isinstance(host, str)
+        return f"http://{host}:{port}/v1"
+
+    def record(self, path: str, body: dict[str, Any]) -> None:
+        with self._lock:
+            self.requests.append({"path": path, "body": body})
+
+    def prompts(self) -> list[str]:
+        """The user prompts of the Responses requests seen so far (tool round trips and automatic
+        goal continuations excluded)."""
+        with self._lock:
+            bodies = [r["body"] for r in self.requests if r["path"].split("?")[0].endswith("/responses")]
+        found = []
+        for body in bodies:
+            items = body.get("input", [])
+            if isinstance(items, list) and _tool_output(items) is not None:
+                continue
+            prompt = last_user_text(body)
+            if not prompt.startswith(GOAL_MARKER):
+                found.append(prompt)
+        return found
+
+    def start(self) -> FakeResponses:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> FakeResponses:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    server = FakeResponses(args.port)
+    print(server.url, flush=True)
+    server._server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
