@@ -13,6 +13,7 @@ library callers catch the subclasses (some also are builtins: ``SessionNotFound`
 * ``ToolMissing``: tmux or an agent binary is not installed where we look.
 * ``TmuxError``: a tmux command failed.
 * ``SessionExited``: the agent process of a session is gone.
+* ``StartFailed``: the agent exited while starting up (nothing is kept).
 * ``DialogOpen``: the session sits on a dialog that must be answered with ``respond``.
 * ``NotReady``: the agent did not show its input box in time.
 * ``NoDialog`` / ``BadAnswer``: ``respond`` had nothing to answer, or the answer fits no option.
@@ -78,6 +79,11 @@ class SessionExited(DevSessionsError):
     def __init__(self, *, session_id: str, detail: str) -> None:
         self.session_id = session_id
         super().__init__(f"{session_id}: {detail}; remove it with `dev-sessions kill {session_id}`")
+
+
+class StartFailed(DevSessionsError):
+    def __init__(self, *, agent: str, detail: str) -> None:
+        super().__init__(f"{agent} did not start: {detail}")
 
 
 class DialogOpen(DevSessionsError):

@@ -185,15 +185,16 @@ class Tmux:
         )  # fmt: skip
 
     def paste(self, session: str, data: bytes, *, enter: bool) -> None:
-        """Deliver ``data`` byte-exact as one bracketed paste, then optionally one Enter.
+        """Deliver ``data`` as one bracketed paste, then optionally one Enter.
 
         The text travels on stdin into a uniquely named buffer, never through argv (argv breaks above
-        about 128 KB), and the buffer is deleted by the paste itself.
+        about 128 KB), and the buffer is deleted by the paste itself. ``-r`` keeps line feeds as they
+        are (by default tmux turns each into a carriage return, and a CRLF into two line breaks).
         """
         buffer = f"dev-sessions-{os.getpid()}-{id(data):x}"
         args = [
             "load-buffer", "-b", buffer, "-", ";",
-            "paste-buffer", "-p", "-d", "-b", buffer, "-t", target(session),
+            "paste-buffer", "-p", "-r", "-d", "-b", buffer, "-t", target(session),
         ]  # fmt: skip
         if enter:
             args += [";", "send-keys", "-t", target(session), "Enter"]

@@ -35,10 +35,12 @@ from dev_sessions.errors import (
     NoDialog,
     NotReady,
     SessionExited,
+    StartFailed,
     ToolMissing,
     UsageError,
 )
 from dev_sessions.store import LastSend, Session, now_iso
+from dev_sessions.terminal import neutralise
 from dev_sessions.tmux import Pane, Tmux
 from dev_sessions.watch import Tail, Watcher, line_aligned_size
 
@@ -184,11 +186,11 @@ class ClaudeBackend:
         live = self._live(session)
         while True:
             if live.pane is None or live.pane.dead:
+                pane = self._settled(session, live.pane)
                 last = self._last_words(session)
                 self.tmux(session).kill(ids.tmux_name(session.id))
-                raise SessionExited(
-                    session_id=session.id,
-                    detail=f"{self._exit_detail(live.pane)} during start-up" + (f": {last}" if last else ""),
+                raise StartFailed(
+                    agent="claude", detail=self._exit_detail(pane) + (f": {last}" if last else "")
                 )
             if live.screen.state == "dialog":
                 return Status("waiting_for_input", dialog=live.screen.dialog)
@@ -198,6 +200,14 @@ class ClaudeBackend:
                 return Status("starting", detail=live.screen.hint)
             time.sleep(_SCREEN_POLL)
             live = self._live(session)
+
+    def _settled(self, session: Session, pane: Pane | None) -> Pane | None:
+        """A dead pane once tmux knows its exit status (it marks the pane dead a moment before)."""
+        deadline = time.monotonic() + 1.0
+        while pane is not None and pane.dead and pane.dead_status is None and time.monotonic() < deadline:
+            time.sleep(_INPUT_POLL)
+            pane = self._live(session).pane
+        return pane
 
     def _last_words(self, session: Session) -> str:
         text = self.tmux(session).scrollback(ids.tmux_name(session.id), lines=200)
@@ -228,7 +238,7 @@ class ClaudeBackend:
         input box: never when anything else, such as a dialog, has come up.
         """
         tmux, name = self.tmux(session), ids.tmux_name(session.id)
-        tmux.paste(name, text.encode("utf-8", "surrogateescape"), enter=False)
+        tmux.paste(name, neutralise(text).encode("utf-8", "surrogateescape"), enter=False)
         pasted = self._poll_screen(session, lambda sc: sc.prompt != before, _PASTE_SHOWS)
         if pasted is None or pasted.prompt is None:
             raise NotReady(
@@ -423,8 +433,18 @@ class ClaudeBackend:
         tmux = self.tmux(session)
         tmux.send_keys(name, [str(option.number)], literal=True)
         if typed is not None:
-            time.sleep(_SCREEN_POLL)
-            tmux.paste(name, typed.encode(), enter=True)
+            # The digit opens the text field; the text goes in as a paste and Enter follows on its
+            # own once the text shows (see _deliver for why).
+            clean = neutralise(typed)
+            tmux.paste(name, clean.encode(), enter=False)
+            probe = next((line.strip() for line in clean.splitlines() if line.strip()), "")[:40]
+            deadline = time.monotonic() + _PASTE_SHOWS
+            while probe and time.monotonic() < deadline:
+                snap = tmux.snapshot(name)
+                if snap is None or probe in snap[1].replace("\xa0", " "):
+                    break
+                time.sleep(_INPUT_POLL)
+            tmux.send_keys(name, ["Enter"])
         deadline = time.monotonic() + _SETTLE
         while time.monotonic() < deadline:
             after = self._live(session).screen
@@ -531,7 +551,11 @@ class _TurnWaiter:
         path = backend.transcript(session)
         mark = session.last_send
         if mark is None:
-            if backend._status_of(session, live).state != "working":
+            # Nothing sent through us: follow a turn someone started by hand, if one runs.
+            status = backend._status_of(session, live)
+            if status.state == "waiting_for_input":
+                return self._result("waiting_for_input", dialog=status.dialog, error=status.detail or None)
+            if status.state != "working":
                 return self._result("idle")
             mark = LastSend(offset=line_aligned_size(path), queued=False, ahead=0)
         self.tail = Tail(path, int(mark.get("offset", 0)))

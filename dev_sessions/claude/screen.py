@@ -71,7 +71,7 @@ def _input_box(lines: list[str]) -> str | None:
     top, bottom = rules[-2], rules[-1]
     if bottom - top < 2 or len(lines) - bottom > 6:
         return None
-    line = lines[top + 1].strip()
+    line = lines[top + 1].replace("\xa0", " ").strip()
     if not line.startswith("❯") or _OPTION.match(line):
         return None
     return line

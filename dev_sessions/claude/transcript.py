@@ -77,6 +77,14 @@ def user_text(entry: Entry) -> str | None:
     return "\n".join(t for t in texts if isinstance(t, str)) if texts else None
 
 
+def is_prompt(entry: Entry) -> bool:
+    """A user entry that starts a turn: typed text, not a tool result, an interrupt or injected context."""
+    if entry.get("type") != "user" or entry.get("isMeta"):
+        return False
+    text = user_text(entry)
+    return text is not None and not text.startswith(INTERRUPT_PREFIX)
+
+
 def is_turn_end(entry: Entry) -> bool:
     return (
         entry.get("type") == "system"
@@ -159,12 +167,14 @@ class TurnTracker:
     """Follows the entries written after a prompt was sent and tells when that prompt's turn ended.
 
     ``queued`` says whether the prompt went into Claude's queue because a turn was running, and
-    ``ahead`` how many queued prompts were before it; such a prompt's turn starts when the queue hands
-    it over (``dequeue``, or ``remove`` when it is folded into the running turn).
+    ``ahead`` how many queued prompts were before it. The queue hands a prompt over in one of two ways:
+    ``remove`` folds it into the running turn at a tool boundary (that turn's end is ours), ``dequeue``
+    makes it the next turn (written before the running turn's end, so ours starts at the next prompt
+    entry, not at the next turn end).
     """
 
     def __init__(self, *, queued: bool = False, ahead: int = 0) -> None:
-        self._started = not queued
+        self._phase: Literal["queued", "next", "turn"] = "queued" if queued else "turn"
         self._takes_needed = ahead + 1
         self._last_error: str | None = None
 
@@ -178,19 +188,13 @@ class TurnTracker:
     def _step(self, entry: Entry) -> TurnResult | None:
         if entry.get("isSidechain"):
             return None
-        kind = entry.get("type")
-        if not self._started:
-            if kind == "queue-operation":
-                operation = entry.get("operation")
-                if operation in _TAKEN:
-                    self._takes_needed -= 1
-                    self._started = self._takes_needed <= 0
-                elif operation not in (None, "enqueue"):
-                    # e.g. the queue was handed back to the input box: our prompt will not run.
-                    return TurnResult("interrupted", "the queued prompt was taken back into the input box")
-            elif is_interrupt(entry):
-                return TurnResult("interrupted", "the turn before the queued prompt was interrupted")
+        if self._phase == "queued":
+            return self._while_queued(entry)
+        if self._phase == "next":
+            if is_prompt(entry):
+                self._phase = "turn"
             return None
+        kind = entry.get("type")
         if kind == "assistant":
             if entry.get("isApiErrorMessage"):
                 texts = [b.get("text", "") for b in _blocks(entry) if b.get("type") == "text"]
@@ -204,6 +208,20 @@ class TurnTracker:
             if self._last_error is not None:
                 return TurnResult("failed", self._last_error)
             return TurnResult("completed")
+        return None
+
+    def _while_queued(self, entry: Entry) -> TurnResult | None:
+        if entry.get("type") == "queue-operation":
+            operation = entry.get("operation")
+            if operation in _TAKEN:
+                self._takes_needed -= 1
+                if self._takes_needed <= 0:
+                    self._phase = "turn" if operation == "remove" else "next"
+            elif operation not in (None, "enqueue"):
+                # e.g. the queue was handed back to the input box: our prompt will not run.
+                return TurnResult("interrupted", "the queued prompt was taken back into the input box")
+        elif is_interrupt(entry):
+            return TurnResult("interrupted", "the turn before the queued prompt was interrupted")
         return None
 
 

@@ -1,0 +1,261 @@
+"""The command line around an agent: tmux, the store, ids, refusals and exit reports.
+
+The agent here is tests/fakes/fake_claude.py, which only draws Claude Code's screens; the real agent's
+behaviour is covered in tests/e2e.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from libtmux.server import Server
+
+from tests.conftest import ROOT, SLOW, DevSessions
+
+FAKE = ROOT / "tests" / "fakes" / "fake_claude.py"
+
+
+@pytest.fixture
+def fake_claude(tmux_server: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    monkeypatch.setenv("DEV_SESSIONS_CLAUDE_BIN", str(FAKE))
+    record = tmp_path / "fake-claude.json"
+    monkeypatch.setenv("FAKE_CLAUDE_RECORD", str(record))
+    return record
+
+
+def tmux_sessions(server: Server) -> set[str]:
+    proc = subprocess.run(
+        ["tmux", "-L", str(server.socket_name), "list-sessions", "-F", "#{session_name}"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return set(proc.stdout.split())
+
+
+def one_line_error(result: object, code: int, *needles: str) -> None:
+    assert result.returncode == code, result  # type: ignore[attr-defined]
+    err = result.stderr  # type: ignore[attr-defined]
+    assert err.count("\n") == 1, f"expected one line, got: {err!r}"
+    assert err.startswith("dev-sessions: ")
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in err
+
+
+# -- bad input ---------------------------------------------------------------------------------------
+
+
+def test_version(cli: DevSessions) -> None:
+    assert cli.ok("--version").startswith("dev-sessions ")
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["create", "--bogus"], "--bogus"),
+        (["create", "--path", "/does/not/exist"], "--path /does/not/exist: no such directory"),
+        (["create", "--cli", "gpt"], "--cli 'gpt'"),
+        (["create", "--approvals", "sometimes"], "--approvals 'sometimes'"),
+        (["create", "--mode", "cloud"], "--mode 'cloud'"),
+        (["send", "fizz-top"], "give a MESSAGE or --file"),
+        (["send", "fizz-top", "hi", "--file", "x"], "not both"),
+        (["send", "fizz-top", "--file", "/no/such/file"], "--file /no/such/file: no such file"),
+        (["wait", "fizz-top", "--timeout", "soon"], "is not a duration"),
+        (["kill"], "give session ids, or --all"),
+        (["kill", "a-top", "--all"], "give session ids, or --all"),
+        (["last-message", "fizz-top", "-n", "0"], "-n must be at least 1"),
+        (["wait"], "Missing argument"),
+    ],
+)
+def test_bad_usage_is_one_line_and_exit_2(cli: DevSessions, args: list[str], needle: str) -> None:
+    one_line_error(cli(*args), 2, needle)
+
+
+def test_path_that_is_a_file_is_refused(cli: DevSessions, tmp_path: Path) -> None:
+    file = tmp_path / "f"
+    file.write_text("x")
+    one_line_error(cli("create", "--path", str(file)), 2, "not a directory")
+
+
+@pytest.mark.parametrize("command", ["status", "send", "wait", "last-message", "logs", "inspect", "kill", "interrupt"])
+def test_unknown_session_is_one_line_naming_it(cli: DevSessions, command: str) -> None:
+    args = [command, "nope-top"] + (["hello"] if command == "send" else [])
+    one_line_error(cli(*args), 1, "nope-top: no such session")
+
+
+def test_junk_id_is_not_found_rather_than_passed_to_tmux(cli: DevSessions) -> None:
+    one_line_error(cli("status", "../../etc;ls"), 1, "no such session")
+
+
+def test_empty_message_is_refused(cli: DevSessions) -> None:
+    one_line_error(cli("send", "nope-top", "  \n"), 2, "the message is empty")
+
+
+def test_message_file_that_is_not_text_is_refused(cli: DevSessions, tmp_path: Path) -> None:
+    blob = tmp_path / "blob"
+    blob.write_bytes(b"\xff\xfe\x00binary")
+    one_line_error(cli("send", "nope-top", "--file", str(blob)), 2, "not UTF-8")
+
+
+def test_corrupt_store_is_reported_with_its_path(cli: DevSessions, tmp_path: Path) -> None:
+    store = Path(os.environ["DEV_SESSIONS_HOME"]) / "sessions.json"
+    store.parent.mkdir(parents=True)
+    store.write_text("{not json")
+    result = cli("list")
+    one_line_error(result, 1, str(store), "moved to")
+    assert cli("list").returncode == 0
+    assert list(store.parent.glob("sessions.json.corrupt-*"))
+
+
+def test_debug_switch_shows_tracebacks(cli: DevSessions, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEV_SESSIONS_DEBUG", "1")
+    result = cli("status", "nope-top")
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr
+
+
+# -- with a (fake) agent -----------------------------------------------------------------------------
+
+
+def test_create_list_status_inspect_kill(cli: DevSessions, fake_claude: Path, tmux_server: Server, workdir: Path) -> None:
+    sid = cli.ok("create", "-q", "--description", "fake one").strip()
+    assert f"dev-{sid}" in tmux_sessions(tmux_server)
+    rows = json.loads(cli.ok("list", "--json"))
+    assert [(r["championId"], r["live"], r["description"]) for r in rows] == [(sid, "idle", "fake one")]
+    assert cli.ok("status", sid).strip() == "idle"
+    facts = json.loads(cli.ok("inspect", sid))
+    assert facts["tmux"]["alive"] is True
+    assert facts["session"]["path"] == str(workdir.resolve())
+    assert cli.ok("kill", sid).strip() == f"{sid}: killed"
+    assert f"dev-{sid}" not in tmux_sessions(tmux_server)
+    assert json.loads(cli.ok("list", "--json")) == []
+
+
+def test_agent_gets_the_callers_environment_and_its_flags(
+    cli: DevSessions, fake_claude: Path, monkeypatch: pytest.MonkeyPatch, tmux_server: Server, workdir: Path
+) -> None:
+    # The tmux server is started by an earlier session with a different environment: the new session
+    # must still get the caller's variables.
+    monkeypatch.setenv("FIRST_ONLY", "1")
+    first = cli.ok("create", "-q").strip()
+    monkeypatch.delenv("FIRST_ONLY")
+    monkeypatch.setenv("CALLER_VAR", "value with spaces")
+    monkeypatch.setenv("CLAUDECODE", "1")
+    monkeypatch.setenv("CLAUDE_CODE_CHILD_SESSION", "1")
+    sid = cli.ok("create", "-q", "--approvals", "on-request").strip()
+    seen = json.loads(fake_claude.read_text())
+    assert seen["env"]["CALLER_VAR"] == "value with spaces"
+    assert seen["env"]["DEV_SESSIONS_ID"] == sid
+    assert seen["env"]["IS_SANDBOX"] == "1"
+    assert "CLAUDECODE" not in seen["env"]
+    assert "CLAUDE_CODE_CHILD_SESSION" not in seen["env"]
+    assert seen["cwd"] == str(workdir.resolve())
+    record = json.loads(cli.ok("inspect", sid))["session"]
+    assert seen["argv"] == ["--session-id", record["internalId"]]
+    assert "parent" not in record  # created from outside any session
+    cli.ok("kill", first, sid)
+
+
+def test_full_permissions_by_default(cli: DevSessions, fake_claude: Path) -> None:
+    sid = cli.ok("create", "-q").strip()
+    assert json.loads(fake_claude.read_text())["argv"][2:] == ["--dangerously-skip-permissions"]
+    cli.ok("kill", sid)
+
+
+def test_agent_that_dies_at_start_is_reported_and_cleaned_up(
+    cli: DevSessions, fake_claude: Path, monkeypatch: pytest.MonkeyPatch, tmux_server: Server
+) -> None:
+    monkeypatch.setenv("FAKE_CLAUDE_MODE", "exit")
+    result = cli("create")
+    # tmux 3.3 sometimes marks such a pane dead without ever giving its exit status.
+    one_line_error(result, 1, "claude did not start: claude exited", "refuses to start")
+    assert not any(name.startswith("dev-") for name in tmux_sessions(tmux_server))
+    assert json.loads(cli.ok("list", "--json")) == []
+
+
+def test_session_on_a_dialog_is_waiting_for_input_and_refuses_send(
+    cli: DevSessions, fake_claude: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_CLAUDE_MODE", "dialog")
+    result = cli("create")
+    assert result.returncode == 0
+    sid = result.stdout.strip()
+    assert "waiting for input" in result.stderr
+    assert "1. Yes, I trust this folder" in result.stderr
+    status = json.loads(cli.ok("status", sid, "--json"))
+    assert status["status"] == "waiting_for_input"
+    assert status["dialog"]["question"] == "Quick safety check: Is this a project you created or one you trust?"
+    assert [o["label"] for o in status["dialog"]["options"]] == ["Yes, I trust this folder", "No, exit"]
+    text = cli.ok("status", sid)
+    assert text.splitlines()[0] == "waiting_for_input"
+    assert f"dev-sessions respond {sid} ANSWER" in text
+    one_line_error(cli("send", sid, "hello"), 1, "waiting for an answer", f"respond {sid}")
+    one_line_error(cli("respond", sid, "maybe"), 2, "matches none of")
+    result = cli("wait", sid, "--timeout", "5")
+    assert result.returncode == 1
+    assert "waiting for input" in result.stderr or "idle" in result.stdout
+
+
+def test_create_waits_for_a_slow_input_box(cli: DevSessions, fake_claude: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_CLAUDE_MODE", "late")
+    monkeypatch.setenv("FAKE_CLAUDE_DELAY", "1.5")
+    started = time.monotonic()
+    sid = cli.ok("create", "-q").strip()
+    assert time.monotonic() - started >= 1.5
+    assert cli.ok("status", sid).strip() == "idle"
+
+
+def test_session_whose_agent_died_is_exited(cli: DevSessions, fake_claude: Path) -> None:
+    sid = cli.ok("create", "-q").strip()
+    pid = json.loads(cli.ok("inspect", sid))["tmux"]["pid"]
+    os.kill(pid, 9)
+    deadline = time.monotonic() + 5 * SLOW
+    while cli.ok("status", sid).splitlines()[0] != "exited":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert "exit" in cli.ok("status", sid)
+    one_line_error(cli("send", sid, "hi"), 1, "claude exited", f"dev-sessions kill {sid}")
+    result = cli("wait", sid)
+    assert result.returncode == 1
+    assert json.loads(cli.ok("list", "--json"))[0]["live"] == "exited"
+    cli.ok("kill", sid)
+
+
+def test_wait_without_a_send_returns_at_once(cli: DevSessions, fake_claude: Path) -> None:
+    sid = cli.ok("create", "-q").strip()
+    assert cli.ok("wait", sid, "--timeout", "5").strip() == f"{sid}: idle (no turn to wait for)"
+
+
+def test_twenty_parallel_creates_get_twenty_sessions(cli: DevSessions, fake_claude: Path, tmux_server: Server) -> None:
+    with ThreadPoolExecutor(20) as pool:
+        results = list(pool.map(lambda _: cli("create", "-q", timeout=120), range(20)))
+    assert all(r.returncode == 0 for r in results), [r.stderr for r in results if r.returncode]
+    ids = [r.stdout.strip() for r in results]
+    assert len(set(ids)) == 20
+    stored = {r["championId"] for r in json.loads(cli.ok("list", "--json"))}
+    assert stored == set(ids)
+    assert {f"dev-{i}" for i in ids} <= tmux_sessions(tmux_server)
+    killed = cli.ok("kill", "--all").split("\n")
+    assert len([k for k in killed if k]) == 20
+    assert not any(name.startswith("dev-") for name in tmux_sessions(tmux_server))
+
+
+def test_kill_older_than(cli: DevSessions, fake_claude: Path) -> None:
+    sid = cli.ok("create", "-q").strip()
+    assert cli("kill", "--older-than", "1h").stderr.strip() == "no sessions to kill"
+    time.sleep(1.1)
+    assert cli.ok("kill", "--older-than", "1s").strip() == f"{sid}: killed"
+
+
+def test_module_and_script_entry_points_agree(cli: DevSessions) -> None:
+    script = Path(sys.executable).with_name("dev-sessions")
+    if not script.exists():
+        pytest.skip("console script not installed in this interpreter's environment")
+    out = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=True).stdout
+    assert out == cli.ok("--version")
