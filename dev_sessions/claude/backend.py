@@ -39,7 +39,7 @@ from dev_sessions.errors import (
     ToolMissing,
     UsageError,
 )
-from dev_sessions.store import LastSend, Session, now_iso
+from dev_sessions.store import LastSend, Session, now_iso, parse_iso
 from dev_sessions.terminal import neutralise
 from dev_sessions.tmux import Pane, Tmux
 from dev_sessions.watch import Tail, Watcher, line_aligned_size
@@ -56,6 +56,7 @@ _INPUT_POLL = 0.01
 _PASTE_SHOWS = 5.0
 _ENTER_TAKEN = 1.0
 _SETTLE = 3.0
+_ABANDON_GRACE = 0.5
 
 
 def project_slug(cwd: str) -> str:
@@ -313,12 +314,13 @@ class ClaudeBackend:
                     if not waiters:
                         break
                     remaining = 2.0 if deadline is None else deadline - time.monotonic()
+                    soon = [w.recheck_in for w in waiters.values() if w.recheck_in is not None]
                     if remaining <= 0:
                         elapsed = time.monotonic() - started
                         for sid in waiters:
                             results[sid] = WaitResult(sid, "timeout", elapsed)
                         break
-                    watcher.wait(min(remaining, 2.0))
+                    watcher.wait(min([remaining, 2.0, *soon]))
             finally:
                 for waiter in waiters.values():
                     waiter.close()
@@ -408,7 +410,8 @@ class ClaudeBackend:
     # -- actions -------------------------------------------------------------------------------------
 
     def interrupt(self, session: Session) -> bool:
-        status = self.status(session)
+        live = self._live(session)
+        status = self._status_of(session, live)
         if status.state == "exited":
             raise SessionExited(session_id=session.id, detail=status.detail)
         if status.state not in ("working", "waiting_for_input"):
@@ -416,10 +419,18 @@ class ClaudeBackend:
         name = ids.tmux_name(session.id)
         self.tmux(session).send_keys(name, ["Escape"])
         deadline = time.monotonic() + _SETTLE
+        after = live
         while time.monotonic() < deadline:
-            if self.status(session).state not in ("working",):
+            after = self._live(session)
+            if self._status_of(session, after).state != "working":
                 break
             time.sleep(_SCREEN_POLL)
+        # Stopped before any reply, Claude puts the prompt (and any queued ones) back into its input box,
+        # where the next send would be appended to it: clear it. One Ctrl-C clears a non-empty box.
+        restored = after.screen.prompt
+        if after.screen.state == "ready" and restored not in (None, "❯", live.screen.prompt):
+            self.tmux(session).send_keys(name, ["C-c"])
+            self._poll_screen(session, lambda sc: sc.prompt == "❯", _ENTER_TAKEN)
         return True
 
     def respond(self, session: Session, answer: str) -> str:
@@ -537,6 +548,8 @@ class _TurnWaiter:
         self.tracker: tx.TurnTracker | None = None
         self.state_path: Path | None = None
         self.state_mtime: float | None = None
+        self.sent_ms = 0.0
+        self.idle_since: float | None = None
 
     def _result(self, outcome: Any, **extra: Any) -> WaitResult:
         return WaitResult(self.session.id, outcome, time.monotonic() - self.started, **extra)
@@ -557,7 +570,9 @@ class _TurnWaiter:
                 return self._result("waiting_for_input", dialog=status.dialog, error=status.detail or None)
             if status.state != "working":
                 return self._result("idle")
-            mark = LastSend(offset=line_aligned_size(path), queued=False, ahead=0)
+            mark = LastSend(offset=line_aligned_size(path), queued=False, ahead=0, at=now_iso())
+        sent = parse_iso(mark.get("at", ""))
+        self.sent_ms = sent.timestamp() * 1000 if sent else 0.0
         self.tail = Tail(path, int(mark.get("offset", 0)))
         self.tracker = tx.TurnTracker(queued=bool(mark.get("queued")), ahead=int(mark.get("ahead", 0)))
         self.watcher.watch_dir(path.parent)
@@ -565,6 +580,11 @@ class _TurnWaiter:
         self.watcher.watch_dir(sessions_dir)
         self.state_path = sessions_dir / f"{self.pid}.json"
         return None
+
+    @property
+    def recheck_in(self) -> float | None:
+        """How soon to look again without any event (while an idle agent is given its grace)."""
+        return None if self.idle_since is None else _ABANDON_GRACE / 2
 
     def check(self) -> WaitResult | None:
         assert self.tail is not None and self.tracker is not None
@@ -581,25 +601,40 @@ class _TurnWaiter:
                 return self._result(result.outcome, error=result.error)
             live = self.backend._live(self.session)
             return self._result("exited", error=self.backend._exit_detail(live.pane))
-        return self._check_dialog()
+        return self._check_state()
 
-    def _check_dialog(self) -> WaitResult | None:
-        """Report a question the turn waits on, which Claude announces in its status file."""
+    def _check_state(self) -> WaitResult | None:
+        """What Claude's own status file adds: a question the turn waits on, or a turn that was dropped.
+
+        An interrupt before any reply arrived writes nothing to the transcript (Claude puts the prompt
+        back into its input box), so an agent that went idle after our send, and stays idle with no turn
+        end for a moment, has dropped the turn.
+        """
         assert self.state_path is not None
         try:
             mtime = self.state_path.stat().st_mtime
         except FileNotFoundError:
             return None
-        if mtime == self.state_mtime:
-            return None
-        self.state_mtime = mtime
-        state = self.backend._claude_state(self.session, self.pid)
-        if not state or state.get("status") != "waiting":
-            return None
-        status = self.backend.status(self.session)
-        if status.state != "waiting_for_input":
-            return None
-        return self._result("waiting_for_input", dialog=status.dialog, error=status.detail or None)
+        if mtime != self.state_mtime:
+            self.state_mtime = mtime
+            state = self.backend._claude_state(self.session, self.pid) or {}
+            own = state.get("status")
+            if own == "waiting":
+                status = self.backend.status(self.session)
+                if status.state == "waiting_for_input":
+                    return self._result(
+                        "waiting_for_input", dialog=status.dialog, error=status.detail or None
+                    )
+            changed = float(state.get("statusUpdatedAt") or state.get("updatedAt") or 0)
+            if own == "idle" and changed >= self.sent_ms:
+                self.idle_since = self.idle_since or time.monotonic()
+            else:
+                self.idle_since = None
+        if self.idle_since is not None and time.monotonic() - self.idle_since >= _ABANDON_GRACE:
+            return self._result(
+                "interrupted", error="stopped before any reply; the prompt went back to the input box"
+            )
+        return None
 
     def close(self) -> None:
         if self.tail is not None:

@@ -224,6 +224,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             for delta in deltas:
                 if reply.delay:
                     time.sleep(reply.delay / len(deltas) / len(reply.blocks))
+                    self.server.owner.streamed += 1
                 self._event(
                     "content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}
                 )
@@ -274,6 +275,8 @@ class FakeAnthropic:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._lock = threading.Lock()
         self.requests: list[dict[str, Any]] = []
+        self.streamed = 0
+        """Text deltas sent by slow replies so far (lets a test act in the middle of a reply)."""
 
     @property
     def url(self) -> str:

@@ -83,7 +83,9 @@ def test_path_that_is_a_file_is_refused(cli: DevSessions, tmp_path: Path) -> Non
     one_line_error(cli("create", "--path", str(file)), 2, "not a directory")
 
 
-@pytest.mark.parametrize("command", ["status", "send", "wait", "last-message", "logs", "inspect", "kill", "interrupt"])
+@pytest.mark.parametrize(
+    "command", ["status", "send", "wait", "last-message", "logs", "inspect", "kill", "interrupt"]
+)
 def test_unknown_session_is_one_line_naming_it(cli: DevSessions, command: str) -> None:
     args = [command, "nope-top"] + (["hello"] if command == "send" else [])
     one_line_error(cli(*args), 1, "nope-top: no such session")
@@ -123,7 +125,9 @@ def test_debug_switch_shows_tracebacks(cli: DevSessions, monkeypatch: pytest.Mon
 # -- with a (fake) agent -----------------------------------------------------------------------------
 
 
-def test_create_list_status_inspect_kill(cli: DevSessions, fake_claude: Path, tmux_server: Server, workdir: Path) -> None:
+def test_create_list_status_inspect_kill(
+    cli: DevSessions, fake_claude: Path, tmux_server: Server, workdir: Path
+) -> None:
     sid = cli.ok("create", "-q", "--description", "fake one").strip()
     assert f"dev-{sid}" in tmux_sessions(tmux_server)
     rows = json.loads(cli.ok("list", "--json"))
@@ -190,7 +194,9 @@ def test_session_on_a_dialog_is_waiting_for_input_and_refuses_send(
     assert "1. Yes, I trust this folder" in result.stderr
     status = json.loads(cli.ok("status", sid, "--json"))
     assert status["status"] == "waiting_for_input"
-    assert status["dialog"]["question"] == "Quick safety check: Is this a project you created or one you trust?"
+    assert (
+        status["dialog"]["question"] == "Quick safety check: Is this a project you created or one you trust?"
+    )
     assert [o["label"] for o in status["dialog"]["options"]] == ["Yes, I trust this folder", "No, exit"]
     text = cli.ok("status", sid)
     assert text.splitlines()[0] == "waiting_for_input"
@@ -202,7 +208,9 @@ def test_session_on_a_dialog_is_waiting_for_input_and_refuses_send(
     assert "waiting for input" in result.stderr or "idle" in result.stdout
 
 
-def test_create_waits_for_a_slow_input_box(cli: DevSessions, fake_claude: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_create_waits_for_a_slow_input_box(
+    cli: DevSessions, fake_claude: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FAKE_CLAUDE_MODE", "late")
     monkeypatch.setenv("FAKE_CLAUDE_DELAY", "1.5")
     started = time.monotonic()
@@ -232,7 +240,9 @@ def test_wait_without_a_send_returns_at_once(cli: DevSessions, fake_claude: Path
     assert cli.ok("wait", sid, "--timeout", "5").strip() == f"{sid}: idle (no turn to wait for)"
 
 
-def test_twenty_parallel_creates_get_twenty_sessions(cli: DevSessions, fake_claude: Path, tmux_server: Server) -> None:
+def test_twenty_parallel_creates_get_twenty_sessions(
+    cli: DevSessions, fake_claude: Path, tmux_server: Server
+) -> None:
     with ThreadPoolExecutor(20) as pool:
         results = list(pool.map(lambda _: cli("create", "-q", timeout=120), range(20)))
     assert all(r.returncode == 0 for r in results), [r.stderr for r in results if r.returncode]

@@ -13,7 +13,7 @@ from libtmux.server import Server
 from dev_sessions.tmux import Tmux
 from tests.conftest import eventually
 
-NASTY = 'quotes "double" \'single\' $HOME `date` \\back\\slash C-c Enter Escape ünïcödé 🚀 ;exit\n' * 3
+NASTY = "quotes \"double\" 'single' $HOME `date` \\back\\slash C-c Enter Escape ünïcödé 🚀 ;exit\n" * 3
 
 
 @pytest.fixture
@@ -23,8 +23,10 @@ def tmux(tmux_server: Server) -> Tmux:
 
 def test_new_session_runs_the_command_directly_with_the_environment(tmux: Tmux, tmp_path: Path) -> None:
     out = tmp_path / "env.json"
-    env = {"PLAIN": "x", "SPACES": "a b  c", "QUOTES": "it's \"q\"", "MULTI": "line1\nline2", "EQ": "a=b=c"}
-    script = f"import json, os; json.dump(dict(os.environ), open({str(out)!r}, 'w')); import time; time.sleep(60)"
+    env = {"PLAIN": "x", "SPACES": "a b  c", "QUOTES": 'it\'s "q"', "MULTI": "line1\nline2", "EQ": "a=b=c"}
+    script = (
+        f"import json, os; json.dump(dict(os.environ), open({str(out)!r}, 'w')); import time; time.sleep(60)"
+    )
     tmux.new_session("dev-envtest", cwd=str(tmp_path), env=env, command=[sys.executable, "-c", script])
     eventually(out.exists)
     seen = json.loads(eventually(lambda: out.read_text() or None))  # type: ignore[arg-type]
@@ -55,7 +57,9 @@ def test_queries_on_a_server_that_is_not_running(tmux: Tmux) -> None:
     assert tmux.snapshot("dev-none") is None
 
 
-def test_panes_of_all_sessions_in_one_call(tmux: Tmux, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_panes_of_all_sessions_in_one_call(
+    tmux: Tmux, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for n in range(5):
         tmux.new_session(f"dev-s{n}", cwd=str(tmp_path), env={}, command=["sleep", "60"])
     calls = []
@@ -75,10 +79,10 @@ def test_paste_is_byte_exact_for_nasty_and_large_text(tmux: Tmux, tmp_path: Path
     text = NASTY + "x" * (1024 * 1024) + "\nend"
     size = len(text.encode())
     # A raw terminal passes bytes through untouched, and `head` asks for no bracketed paste.
-    tmux.new_session(
-        "dev-paste", cwd=str(tmp_path), env={}, command=["sh", "-c", f"stty raw -echo; head -c {size} > {out}; sleep 60"]
-    )
-    eventually(lambda: tmux.panes()["dev-paste"].command == "head")
+    ready = tmp_path / "raw"
+    command = f"stty raw -echo && touch {ready} && head -c {size} > {out}; sleep 60"
+    tmux.new_session("dev-paste", cwd=str(tmp_path), env={}, command=["sh", "-c", command])
+    eventually(ready.exists)
     tmux.paste("dev-paste", text.encode(), enter=False)
     eventually(lambda: out.exists() and out.stat().st_size == size, timeout=20)
     assert out.read_bytes() == text.encode()

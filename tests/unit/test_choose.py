@@ -35,7 +35,7 @@ def test_label_prefix_must_be_unique() -> None:
 
 
 def test_unknown_answer_without_text_option_is_refused_with_the_options() -> None:
-    with pytest.raises(BadAnswer, match="1. Yes; 2. Yes, and don't ask again; 3. No"):
+    with pytest.raises(BadAnswer, match=r"1\. Yes; 2\. Yes, and don't ask again; 3\. No"):
         choose("s", PERMISSION, "maybe")
 
 

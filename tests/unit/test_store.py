@@ -31,7 +31,9 @@ def store(tmp_path: Path) -> SessionStore:
 
 
 def session(sid: str = "fizz-top", **extra: object) -> Session:
-    return Session(id=sid, internal_id="u-" + sid, cli="claude", path="/tmp", created_at="2026-11-21T00:00:00Z", **extra)  # type: ignore[arg-type]
+    return Session(
+        id=sid, internal_id="u-" + sid, cli="claude", path="/tmp", created_at="2026-11-21T00:00:00Z", **extra
+    )  # type: ignore[arg-type]
 
 
 def test_empty_store_reads_as_no_sessions(store: SessionStore) -> None:

@@ -1,0 +1,257 @@
+"""End to end: the real Claude Code in tmux, offline against the fake Anthropic server.
+
+The fake answers every prompt with the prompt itself, so `last-message` proves byte-exact delivery.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from libtmux.server import Server
+
+from tests.conftest import SLOW, DevSessions, eventually
+from tests.fakes.anthropic import FakeAnthropic
+
+pytestmark = pytest.mark.e2e
+
+NASTY = (
+    "Quotes \"double\" and 'single', $HOME and ${PATH} and $(date), `backticks`, \\backslash\\,\n"
+    "tmux key names: C-c C-d Enter Escape M-x BSpace, and ; | & > < * ? ~ #\n"
+    "ünïcödé ✓ 日本語 🚀 — “smart quotes”\n"
+    "\n"
+    "    indented line after a blank one"
+)
+
+
+def one_mb_text() -> str:
+    lines = []
+    size = 0
+    n = 0
+    while size < 1024 * 1024:
+        line = f"line {n}: $HOME `x` \"q\" 'q' ünï C-c Enter {'x' * (n % 70)}"
+        lines.append(line)
+        size += len(line.encode()) + 1
+        n += 1
+    return "\n".join(lines)
+
+
+def create(cli: DevSessions, *args: str) -> str:
+    return cli.ok("create", "-q", *args).strip()
+
+
+def last(cli: DevSessions, sid: str) -> str:
+    messages = json.loads(cli.ok("last-message", sid, "--json"))
+    assert len(messages) == 1
+    return str(messages[0])
+
+
+def test_round_trip_of_nasty_text(cli: DevSessions, claude: FakeAnthropic) -> None:
+    sid = create(cli)
+    assert cli.ok("send", sid, NASTY).strip() == f"{sid}: sent"
+    assert cli.ok("wait", sid, "--timeout", "60").startswith(f"{sid}: completed")
+    assert last(cli, sid) == NASTY
+    assert claude.prompts()[-1] == NASTY
+
+
+def test_round_trip_of_one_megabyte_from_a_file(
+    cli: DevSessions, claude: FakeAnthropic, tmp_path: Path
+) -> None:
+    text = one_mb_text()
+    source = tmp_path / "big.txt"
+    source.write_text(text)
+    sid = create(cli)
+    cli.ok("send", sid, "--file", str(source))
+    cli.ok("wait", sid, "--timeout", "120")
+    assert last(cli, sid) == text
+
+
+def test_message_from_stdin(cli: DevSessions, claude: FakeAnthropic) -> None:
+    sid = create(cli)
+    cli.ok("send", sid, "--file", "-", stdin="from stdin\nwith two lines")
+    cli.ok("wait", sid, "--timeout", "60")
+    assert last(cli, sid) == "from stdin\nwith two lines"
+
+
+def test_ask_prints_the_reply(cli: DevSessions, claude: FakeAnthropic) -> None:
+    sid = create(cli)
+    assert cli.ok("ask", sid, "are you there?", "--timeout", "60") == "are you there?\n"
+    assert cli.ok("ask", sid, "and again", "--timeout", "60") == "and again\n"
+    assert json.loads(cli.ok("last-message", sid, "-n", "2", "--json")) == ["are you there?", "and again"]
+
+
+def test_status_is_working_during_a_slow_reply_and_idle_after(
+    cli: DevSessions, claude: FakeAnthropic
+) -> None:
+    sid = create(cli)
+    assert cli.ok("status", sid).strip() == "idle"
+    cli.ok("send", sid, "take your time <<slow:3>>")
+    eventually(lambda: cli.ok("status", sid).strip() == "working")
+    assert json.loads(cli.ok("list", "--json"))[0]["live"] == "working"
+    cli.ok("wait", sid, "--timeout", "60")
+    assert cli.ok("status", sid).strip() == "idle"
+    assert json.loads(cli.ok("list", "--json"))[0]["live"] == "idle"
+
+
+def test_wait_times_out_with_124(cli: DevSessions, claude: FakeAnthropic) -> None:
+    sid = create(cli)
+    cli.ok("send", sid, "slow <<slow:4>>")
+    result = cli("wait", sid, "--timeout", "1")
+    assert result.returncode == 124
+    assert "still running after 1 s" in result.stderr
+    cli.ok("wait", sid, "--timeout", "60")
+
+
+def test_question_is_waiting_for_input_and_answered_with_respond(
+    cli: DevSessions, claude: FakeAnthropic
+) -> None:
+    sid = create(cli)
+    cli.ok("send", sid, "choose <<ask>>")
+    result = cli("wait", sid, "--timeout", "60")
+    assert result.returncode == 1
+    assert "waiting for input" in result.stderr
+    assert "Which colour?" in result.stderr
+    status = json.loads(cli.ok("status", sid, "--json"))
+    assert status["status"] == "waiting_for_input"
+    assert status["dialog"]["question"] == "Which colour?"
+    assert [o["label"] for o in status["dialog"]["options"]][:2] == ["Red", "Blue"]
+    one_line = cli("send", sid, "typing into a dialog")
+    assert one_line.returncode == 1
+    assert "waiting for an answer" in one_line.stderr
+    assert cli.ok("respond", sid, "blue").strip() == f"{sid}: answered 2. Blue"
+    cli.ok("wait", sid, "--timeout", "60")
+    assert '"Which colour?"="Blue"' in last(cli, sid)
+    assert cli.ok("status", sid).strip() == "idle"
+
+
+def test_question_answered_with_free_text(cli: DevSessions, claude: FakeAnthropic) -> None:
+    sid = create(cli)
+    cli.ok("send", sid, "choose <<ask>>")
+    eventually(lambda: cli.ok("status", sid).startswith("waiting_for_input"))
+    cli.ok("respond", sid, "a sort of teal")
+    cli.ok("wait", sid, "--timeout", "60")
+    assert '"Which colour?"="a sort of teal"' in last(cli, sid)
+
+
+def test_permission_prompt_when_approvals_are_asked_for(
+    cli: DevSessions, claude: FakeAnthropic, workdir: Path
+) -> None:
+    made = workdir / "made.txt"
+    sid = create(cli, "--approvals", "on-request")
+    cli.ok("send", sid, f"please <<bash:touch {made}>>")
+    result = cli("wait", sid, "--timeout", "60")
+    assert result.returncode == 1
+    assert "Do you want to proceed?" in result.stderr
+    assert not made.exists()
+    cli.ok("respond", sid, "yes")
+    cli.ok("wait", sid, "--timeout", "60")
+    assert made.exists()
+    assert last(cli, sid).startswith("OUTPUT:")
+
+
+def test_interrupt_ends_a_pending_wait(cli: DevSessions, claude: FakeAnthropic) -> None:
+    sid = create(cli)
+    cli.ok("send", sid, "long one <<slow:30>>")
+    eventually(lambda: cli.ok("status", sid).strip() == "working")
+    waiter = subprocess.Popen(
+        [sys.executable, "-m", "dev_sessions", "wait", sid, "--timeout", "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cli.cwd,
+    )  # fmt: skip
+    time.sleep(0.5)
+    assert cli.ok("interrupt", sid).strip() == f"{sid}: interrupted"
+    out, err = waiter.communicate(timeout=20 * SLOW)
+    assert waiter.returncode == 0, err
+    assert out.startswith(f"{sid}: interrupted")
+    assert cli.ok("status", sid).strip() == "idle"
+    assert cli.ok("interrupt", sid).strip() == f"{sid}: nothing to interrupt (idle)"
+    # Whatever the interrupt left in the input box must not leak into the next prompt.
+    assert cli.ok("ask", sid, "after the interrupt", "--timeout", "60") == "after the interrupt\n"
+
+
+def test_interrupt_after_part_of_the_reply(cli: DevSessions, claude: FakeAnthropic) -> None:
+    sid = create(cli)
+    cli.ok("send", sid, "abcdefghij <<slow:6>>")
+    eventually(lambda: claude.streamed >= 3)
+    cli.ok("interrupt", sid)
+    assert cli.ok("wait", sid, "--timeout", "10").strip() == f"{sid}: interrupted"
+    partial = last(cli, sid)
+    assert partial and "abcdefghij <<slow:6>>".startswith(partial)
+
+
+def test_failed_turn_is_reported_with_the_api_error(cli: DevSessions, claude: FakeAnthropic) -> None:
+    sid = create(cli)
+    cli.ok("send", sid, "fail please <<error:500>>")
+    result = cli("wait", sid, "--timeout", "60")
+    assert result.returncode == 1
+    assert "turn failed: API Error: 500" in result.stderr
+    assert json.loads(cli("wait", sid, "--json").stdout)[0]["outcome"] == "failed"
+
+
+def test_prompt_sent_during_a_turn_is_queued_and_waited_for(cli: DevSessions, claude: FakeAnthropic) -> None:
+    sid = create(cli)
+    cli.ok("send", sid, "first <<slow:3>>")
+    eventually(lambda: cli.ok("status", sid).strip() == "working")
+    assert (
+        cli.ok("send", sid, "second, queued").strip()
+        == f"{sid}: queued (a turn is running; this prompt goes next)"
+    )
+    cli.ok("wait", sid, "--timeout", "60")
+    assert last(cli, sid) == "second, queued"
+
+
+def test_wait_reports_an_agent_that_died(cli: DevSessions, claude: FakeAnthropic) -> None:
+    sid = create(cli)
+    pid = json.loads(cli.ok("inspect", sid))["tmux"]["pid"]
+    cli.ok("send", sid, "long one <<slow:30>>")
+    waiter = subprocess.Popen(
+        [sys.executable, "-m", "dev_sessions", "wait", sid, "--timeout", "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cli.cwd,
+    )  # fmt: skip
+    time.sleep(1.0)
+    os.kill(pid, signal.SIGKILL)
+    _, err = waiter.communicate(timeout=20 * SLOW)
+    assert waiter.returncode == 1
+    assert "claude exited" in err
+
+
+def test_kill_leaves_no_tmux_session_and_no_agent(
+    cli: DevSessions, claude: FakeAnthropic, tmux_server: Server
+) -> None:
+    sid = create(cli)
+    pid = json.loads(cli.ok("inspect", sid))["tmux"]["pid"]
+    cli.ok("kill", sid)
+    names = [s.session_name for s in tmux_server.sessions]
+    assert f"dev-{sid}" not in names
+    eventually(lambda: not Path(f"/proc/{pid}").exists(), timeout=5)
+    assert json.loads(cli.ok("list", "--json")) == []
+
+
+def test_three_sessions_fanned_out_in_parallel(cli: DevSessions, claude: FakeAnthropic) -> None:
+    with ThreadPoolExecutor(3) as pool:
+        ids = list(pool.map(lambda _: create(cli), range(3)))
+    assert len(set(ids)) == 3
+    for n, sid in enumerate(ids):
+        cli.ok("send", sid, f"task {n} for {sid} <<slow:1>>")
+    out = cli.ok("wait", *ids, "--timeout", "90")
+    assert [line.split(":")[0] for line in out.splitlines()] == ids
+    for n, sid in enumerate(ids):
+        assert last(cli, sid) == f"task {n} for {sid} <<slow:1>>"
+
+
+def test_logs_show_the_conversation(cli: DevSessions, claude: FakeAnthropic) -> None:
+    sid = create(cli)
+    cli.ok("ask", sid, "hello log", "--timeout", "60")
+    items = json.loads(cli.ok("logs", sid, "--json"))
+    assert [(i["role"], i["text"]) for i in items if i["role"] in ("user", "assistant")] == [
+        ("user", "hello log"),
+        ("assistant", "hello log"),
+    ]
+    assert items[-1]["role"] == "turn"
+    assert "hello log" in cli.ok("logs", sid, "--pane")
