@@ -1,7 +1,7 @@
 """Where the pinned agent binaries live, and the isolated home that lets Claude Code run offline.
 
-``scripts/test`` installs the pinned npm packages into ``.cache/agents``; ``DEV_SESSIONS_TEST_CLAUDE``
-and ``DEV_SESSIONS_TEST_CODEX`` point elsewhere if needed.
+``scripts/test`` installs the npm packages pinned in ``tests/agents/package.json`` into ``.cache/agents``;
+``DEV_SESSIONS_TEST_CLAUDE`` and ``DEV_SESSIONS_TEST_CODEX`` point elsewhere if needed.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENTS = ROOT / ".cache" / "agents" / "node_modules"
-CLAUDE_VERSION = "2.1.197"
-CODEX_VERSION = "0.169.0"
+_PINNED = json.loads((ROOT / "tests" / "agents" / "package.json").read_text())["dependencies"]
+CLAUDE_VERSION: str = _PINNED["@anthropic-ai/claude-code"]
+CODEX_VERSION: str = _PINNED["@openai/codex"]
 API_KEY = "sk-ant-fake-0123456789abcdefghijklmnop"
 
 

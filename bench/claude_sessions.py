@@ -1,0 +1,133 @@
+"""Claude sessions, whole-process: the figures issue 2 names, against the original tool's.
+
+    python bench/claude_sessions.py [--runs N]
+
+Prints a table: median and p95 of each command as a user runs it (a new process each time), the
+target, the original TypeScript tool's figure measured on this machine kind, and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from common import Stats, World, ms, table, timed, world
+
+# Measured side by side with the original TypeScript tool (node) on this machine kind (issue 2).
+ORIGINAL = {
+    "--version": 0.128,
+    "status": 0.133,
+    "list (20 live sessions)": 0.228,
+    "send (session ready)": 0.466,
+    "create (until input box ready)": 15.0,
+    "wait: late after the turn ends": 1.2,
+}
+TARGET = {
+    "--version": "< 100 ms",
+    "status": "< 100 ms",
+    "list (20 live sessions)": "< 150 ms",
+    "send (session ready)": "< 150 ms",
+    "create (until input box ready)": "< 2 s",
+    "wait: late after the turn ends": "< 50 ms",
+}
+
+
+def turn_ends(transcript: Path) -> int:
+    try:
+        return transcript.read_bytes().count(b'"subtype":"turn_duration"')
+    except FileNotFoundError:
+        return 0
+
+
+def wait_lateness(w: World, sid: str, runs: int) -> tuple[Stats, float]:
+    """How long after the turn_duration line lands `wait` exits, and the CPU a long wait uses."""
+    transcript = Path(json.loads(w.run("inspect", sid).stdout)["transcript"]["path"])
+    late = []
+    for _ in range(runs):
+        before = turn_ends(transcript)
+        w.run("send", sid, "bench turn <<slow:0.6>>")
+        waiter = subprocess.Popen(
+            [str(w.tool), "wait", sid], env=w.env, cwd=w.workdir, stdout=subprocess.PIPE
+        )
+        landed: list[float] = []
+
+        def watch() -> None:
+            while turn_ends(transcript) == before:
+                time.sleep(0.0005)
+            landed.append(time.perf_counter())
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        waiter.communicate()
+        exited = time.perf_counter()
+        watcher.join()
+        late.append(exited - landed[0])
+    # CPU: a 10 s wait against a quick command; the difference is what waiting itself costs.
+    w.run("send", sid, "long turn <<slow:10>>")
+    proc = subprocess.Popen([str(w.tool), "wait", sid], env=w.env, cwd=w.workdir, stdout=subprocess.DEVNULL)
+    _, _, usage = os.wait4(proc.pid, 0)
+    long_cpu = usage.ru_utime + usage.ru_stime
+    quick = subprocess.Popen(
+        [str(w.tool), "status", sid], env=w.env, cwd=w.workdir, stdout=subprocess.DEVNULL
+    )
+    _, _, usage = os.wait4(quick.pid, 0)
+    quick_cpu = usage.ru_utime + usage.ru_stime
+    return Stats(late), long_cpu - quick_cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=15)
+    args = parser.parse_args()
+    runs = args.runs
+    results: dict[str, Stats] = {}
+    with world() as w:
+        results["--version"] = timed(lambda: w.run("--version"), runs)
+        with ThreadPoolExecutor(4) as pool:
+            ids = list(pool.map(lambda _: w.create(), range(20)))
+        sid = ids[0]
+        results["status"] = timed(lambda: w.run("status", sid), runs)
+        results["list (20 live sessions)"] = timed(lambda: w.run("list"), runs)
+        w.run("kill", *ids[1:])
+
+        def settle() -> None:
+            w.run("wait", sid, "--timeout", "30")
+
+        results["send (session ready)"] = timed(
+            lambda: w.run("send", sid, "a short prompt"), runs, before=settle
+        )
+        settle()
+        created: list[str] = []
+        results["create (until input box ready)"] = timed(
+            lambda: created.append(w.create()),
+            max(3, runs // 3),
+            before=lambda: created and w.run("kill", created.pop()),
+        )
+        results["wait: late after the turn ends"], wait_cpu = wait_lateness(w, sid, max(5, runs // 2))
+
+    rows = []
+    for name, stats in results.items():
+        original = ORIGINAL[name]
+        rows.append(
+            [
+                name,
+                ms(stats.median),
+                ms(stats.p95),
+                TARGET[name],
+                ms(original),
+                f"{original / stats.median:.1f}x",
+            ]
+        )
+    print(table(["measure", "median", "p95", "target", "original", "faster"], rows))
+    print(f"\nCPU used by a 10 s wait beyond a quick command's start-up: {wait_cpu * 1000:.0f} ms")
+    print(f"runs per measure: {runs} (create: {max(3, runs // 3)}, wait: {max(5, runs // 2)})")
+
+
+if __name__ == "__main__":
+    main()
