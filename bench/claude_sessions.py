@@ -45,6 +45,12 @@ def turn_ends(transcript: Path) -> int:
         return 0
 
 
+def _note_turn_end(transcript: Path, before: int, landed: list[float]) -> None:
+    while turn_ends(transcript) == before:
+        time.sleep(0.0005)
+    landed.append(time.perf_counter())
+
+
 def wait_lateness(w: World, sid: str, runs: int) -> tuple[Stats, float]:
     """How long after the turn_duration line lands `wait` exits, and the CPU a long wait uses."""
     transcript = Path(json.loads(w.run("inspect", sid).stdout)["transcript"]["path"])
@@ -56,13 +62,7 @@ def wait_lateness(w: World, sid: str, runs: int) -> tuple[Stats, float]:
             [str(w.tool), "wait", sid], env=w.env, cwd=w.workdir, stdout=subprocess.PIPE
         )
         landed: list[float] = []
-
-        def watch() -> None:
-            while turn_ends(transcript) == before:
-                time.sleep(0.0005)
-            landed.append(time.perf_counter())
-
-        watcher = threading.Thread(target=watch)
+        watcher = threading.Thread(target=_note_turn_end, args=(transcript, before, landed))
         watcher.start()
         waiter.communicate()
         exited = time.perf_counter()
