@@ -255,3 +255,10 @@ def test_logs_show_the_conversation(cli: DevSessions, claude: FakeAnthropic) -> 
     ]
     assert items[-1]["role"] == "turn"
     assert "hello log" in cli.ok("logs", sid, "--pane")
+
+
+def test_the_pinned_claude_is_the_one_tested(claude: FakeAnthropic) -> None:
+    from tests.fakes.agents import CLAUDE_VERSION
+
+    out = subprocess.run([os.environ["DEV_SESSIONS_CLAUDE_BIN"], "--version"], capture_output=True, text=True)
+    assert out.stdout.startswith(CLAUDE_VERSION)
