@@ -18,6 +18,7 @@ import pytest
 from libtmux.server import Server
 
 from tests.conftest import SLOW, DevSessions, eventually
+from tests.fakes.agents import CLAUDE_VERSION
 from tests.fakes.anthropic import FakeAnthropic
 
 pytestmark = pytest.mark.e2e
@@ -258,7 +259,6 @@ def test_logs_show_the_conversation(cli: DevSessions, claude: FakeAnthropic) -> 
 
 
 def test_the_pinned_claude_is_the_one_tested(claude: FakeAnthropic) -> None:
-    from tests.fakes.agents import CLAUDE_VERSION
-
-    out = subprocess.run([os.environ["DEV_SESSIONS_CLAUDE_BIN"], "--version"], capture_output=True, text=True)
+    binary = os.environ["DEV_SESSIONS_CLAUDE_BIN"]
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.startswith(CLAUDE_VERSION)
