@@ -10,9 +10,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from dev_sessions.errors import BadAnswer, UsageError
 from dev_sessions.store import Session
 
-State = Literal["idle", "working", "waiting_for_input", "exited", "starting"]
+State = Literal["idle", "working", "waiting_for_input", "exited", "starting", "error"]
 Outcome = Literal["completed", "interrupted", "failed", "waiting_for_input", "idle", "exited", "timeout"]
 
 
@@ -36,6 +37,15 @@ class Dialog:
     selected: int | None = None
     text_option: Option | None = None
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Dialog:
+        options = tuple(
+            Option(int(o["number"]), str(o["label"]), str(o.get("description", "")))
+            for o in data.get("options", [])
+        )
+        text = next((o for o in options if data.get("textOption") == o.number), None)
+        return cls(str(data.get("question", "")), tuple(data.get("context", [])), options, None, text)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "question": self.question,
@@ -44,6 +54,7 @@ class Dialog:
                 {"number": o.number, "label": o.label, "description": o.description} for o in self.options
             ],
             "takesText": self.text_option is not None,
+            "textOption": self.text_option.number if self.text_option else None,
         }
 
 
@@ -81,9 +92,11 @@ class Started:
 class Backend(Protocol):
     def create(self, session: Session, env: Mapping[str, str]) -> tuple[Session, Started]: ...
 
-    def send(self, session: Session, text: str) -> Session: ...
+    def send(self, session: Session, text: str, *, steer: bool = False) -> Session: ...
 
-    def wait(self, sessions: Sequence[Session], timeout: float | None) -> list[WaitResult]: ...
+    def wait(
+        self, sessions: Sequence[Session], timeout: float | None, *, goal: bool = False
+    ) -> list[WaitResult]: ...
 
     def status(self, session: Session) -> Status: ...
 
@@ -99,6 +112,35 @@ class Backend(Protocol):
 
     def kill(self, session: Session) -> None: ...
 
+    def retire(self) -> None:
+        """Called when the last session of this backend is gone."""
+
+    def goal(
+        self, session: Session, action: str, objective: str | None, budget: int | None
+    ) -> dict[str, Any] | None:
+        """Thread goals, where the agent has them."""
+
     def screen(self, session: Session) -> str: ...
 
     def inspect(self, session: Session) -> dict[str, Any]: ...
+
+
+def choose(session_id: str, dialog: Dialog, answer: str) -> tuple[Option, str | None]:
+    """Which option an answer picks: its number, its label (exact, then unique prefix, any case),
+    or, where the dialog takes text, the text option with the answer typed in."""
+    wanted = answer.strip()
+    if not wanted:
+        raise UsageError("respond: the answer is empty")
+    for option in dialog.options:
+        if wanted == str(option.number):
+            return option, None
+    lowered = wanted.lower().rstrip(".")
+    exact = [o for o in dialog.options if o.label.lower().rstrip(".") == lowered]
+    if len(exact) == 1:
+        return exact[0], None
+    prefix = [o for o in dialog.options if o.label.lower().startswith(lowered)]
+    if len(prefix) == 1 and len(lowered) >= 2:
+        return prefix[0], None
+    if dialog.text_option is not None:
+        return dialog.text_option, answer
+    raise BadAnswer(session_id=session_id, answer=answer, options=[str(o) for o in dialog.options])

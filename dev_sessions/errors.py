@@ -81,6 +81,11 @@ class SessionExited(DevSessionsError):
         super().__init__(f"{session_id}: {detail}; remove it with `dev-sessions kill {session_id}`")
 
 
+class SessionFailed(DevSessionsError):
+    def __init__(self, *, session_id: str, detail: str) -> None:
+        super().__init__(f"{session_id}: the agent reports an error: {detail}")
+
+
 class StartFailed(DevSessionsError):
     def __init__(self, *, agent: str, detail: str) -> None:
         super().__init__(f"{agent} did not start: {detail}")

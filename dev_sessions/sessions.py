@@ -48,8 +48,12 @@ class SessionManager:
                 from dev_sessions.claude.backend import ClaudeBackend
 
                 self._backends[cli] = ClaudeBackend(self.settings)
+            elif cli == "codex":
+                from dev_sessions.codex.backend import CodexBackend
+
+                self._backends[cli] = CodexBackend(self.settings, self.environ)
             else:
-                raise UsageError(f"--cli {cli}: not supported yet (supported: claude)")
+                raise UsageError(f"--cli {cli!r}: choose one of {', '.join(CLIS)}")
         return self._backends[cli]
 
     # -- lookups ------------------------------------------------------------------------------------
@@ -132,16 +136,18 @@ class SessionManager:
 
     # -- talking to a session -------------------------------------------------------------------------
 
-    def send(self, session_id: str, text: str) -> Session:
+    def send(self, session_id: str, text: str, *, steer: bool = False) -> Session:
         if not text.strip():
             raise UsageError(f"{session_id}: the message is empty")
         if len(text) > MAX_TEXT:
             raise UsageError(f"{session_id}: the message is over {MAX_TEXT // (1024 * 1024)} MB")
         session = self.get(session_id)
-        sent = self.backend(session.cli).send(session, text)
+        sent = self.backend(session.cli).send(session, text, steer=steer)
         return self._update(session_id, last_send=sent.last_send, last_used=now_iso())
 
-    def wait(self, session_ids: Sequence[str], timeout: float | None = None) -> list[WaitResult]:
+    def wait(
+        self, session_ids: Sequence[str], timeout: float | None = None, *, goal: bool = False
+    ) -> list[WaitResult]:
         unique = list(dict.fromkeys(session_ids))
         if not unique:
             raise UsageError("wait: name at least one session")
@@ -153,11 +159,12 @@ class SessionManager:
             groups.setdefault(session.cli, []).append(session)
         if len(groups) == 1:
             ((cli, group),) = groups.items()
-            found = self.backend(cli).wait(group, timeout)
+            found = self.backend(cli).wait(group, timeout, goal=goal)
         else:
             with ThreadPoolExecutor(len(groups)) as pool:
                 futures = [
-                    pool.submit(self.backend(cli).wait, group, timeout) for cli, group in groups.items()
+                    pool.submit(self.backend(cli).wait, group, timeout, goal=goal)
+                    for cli, group in groups.items()
                 ]
                 found = [r for f in futures for r in f.result()]
         by_id = {r.session_id: r for r in found}
@@ -182,6 +189,19 @@ class SessionManager:
     def status(self, session_id: str) -> Status:
         session = self.get(session_id)
         return self.backend(session.cli).status(session)
+
+    def goal(
+        self, session_id: str, action: str = "get", objective: str | None = None, budget: int | None = None
+    ) -> dict[str, Any] | None:
+        """Show, set, pause, resume or clear a thread goal (Codex)."""
+        if action not in ("get", "set", "pause", "resume", "clear"):
+            raise UsageError(f"goal: unknown action {action!r}")
+        if action == "set" and not (objective or "").strip():
+            raise UsageError(f"{session_id}: the goal's objective is empty")
+        if budget is not None and budget <= 0:
+            raise UsageError("--budget must be a positive number of tokens")
+        session = self.get(session_id)
+        return self.backend(session.cli).goal(session, action, objective, budget)
 
     def interrupt(self, session_id: str) -> bool:
         session = self.get(session_id)
@@ -240,9 +260,14 @@ class SessionManager:
     def _kill(self, sessions: Sequence[Session]) -> list[str]:
         killed = []
         for session in sessions:
-            self.backend(session.cli).kill(session)
+            backend = self.backend(session.cli)
+            backend.kill(session)
             with self.store.transaction() as doc:
                 doc.sessions.pop(session.id, None)
+                # Decided under the lock, so that a create racing with this kill either comes first
+                # (and keeps what it needs) or starts afresh after.
+                if not any(s.cli == session.cli for s in doc.sessions.values()):
+                    backend.retire()
             killed.append(session.id)
         return killed
 

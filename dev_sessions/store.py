@@ -36,12 +36,20 @@ CLIS: tuple[Cli, ...] = ("claude", "codex")
 
 
 class LastSend(TypedDict, total=False):
-    """Where the transcript stood when the last prompt was sent (Claude), so ``wait`` knows its turn."""
+    """What ``wait`` needs to find the turn of the last prompt sent.
+
+    Claude: where the transcript stood (``offset``), and whether the prompt was queued behind a running
+    turn (``queued``, ``ahead``). Codex: the turn started (``turnId``) or, for a queued prompt, the id
+    we gave its message (``clientId``), and how it went in (``mode``: started, queued, steered).
+    """
 
     offset: int
     queued: bool
     ahead: int
     at: str
+    turnId: str
+    clientId: str
+    mode: str
 
 
 class SessionRecord(TypedDict, total=False):

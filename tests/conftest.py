@@ -8,6 +8,7 @@ would tie a run to the caller's own agent.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -19,8 +20,15 @@ from pathlib import Path
 import pytest
 from libtmux.server import Server
 
-from tests.fakes.agents import claude_binary, claude_env, prepare_claude_home
+from tests.fakes.agents import (
+    claude_binary,
+    claude_env,
+    codex_binary,
+    prepare_claude_home,
+    prepare_codex_home,
+)
 from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.openai_responses import FakeResponses
 
 ROOT = Path(__file__).resolve().parents[1]
 # One knob for slow machines: every deadline in the tests is multiplied by it.
@@ -31,6 +39,9 @@ _FOREIGN = (
     "CLAUDE_CODE_CHILD_SESSION",
     "CLAUDE_CONFIG_DIR",
     "CODEX_HOME",
+    "DEV_SESSIONS_CODEX_BIN",
+    "DEV_SESSIONS_BRIDGE_LINGER",
+    "OPENAI_API_KEY",
     "DEV_SESSIONS_ID",
     "DEV_SESSIONS_AGENT",
     "DEV_SESSIONS_CLAUDE_BIN",
@@ -147,3 +158,37 @@ def claude(
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("DEV_SESSIONS_CLAUDE_BIN", str(binary))
     return fake_anthropic
+
+
+@pytest.fixture
+def fake_responses() -> Iterator[FakeResponses]:
+    with FakeResponses() as server:
+        yield server
+
+
+def stop_codex(home: Path) -> None:
+    """Stop the bridge and the app-server a test started, whatever state the test left them in."""
+    from dev_sessions.codex.daemon import AppServer
+    from dev_sessions.codex.link import BridgeLink
+    from dev_sessions.config import Settings
+
+    settings = Settings.from_env({**os.environ, "DEV_SESSIONS_HOME": str(home)})
+    link = BridgeLink(settings, os.environ)
+    if link.running():
+        # Best effort: whatever the test broke, the processes below are stopped anyway.
+        with contextlib.suppress(Exception):
+            link.call("shutdown", start=False, timeout=30)
+    AppServer(home, "codex", os.environ).stop()
+
+
+@pytest.fixture
+def codex(
+    fake_responses: FakeResponses, isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[FakeResponses]:
+    """The real Codex app-server, offline against the fake Responses server, for dev-sessions to drive."""
+    binary = _require(codex_binary(), "codex")
+    for key, value in prepare_codex_home(isolated / "codex-home", fake_responses.url).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("DEV_SESSIONS_CODEX_BIN", str(binary))
+    yield fake_responses
+    stop_codex(Path(os.environ["DEV_SESSIONS_HOME"]))

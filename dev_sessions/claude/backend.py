@@ -25,12 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from dev_sessions import ids
-from dev_sessions.backend import Dialog, LogItem, Started, Status, WaitResult
+from dev_sessions.backend import LogItem, Started, Status, WaitResult, choose
 from dev_sessions.claude import screen as screens
 from dev_sessions.claude import transcript as tx
 from dev_sessions.config import Settings, claude_config_dir
 from dev_sessions.errors import (
-    BadAnswer,
     DialogOpen,
     NoDialog,
     NotReady,
@@ -218,7 +217,11 @@ class ClaudeBackend:
 
     # -- send ----------------------------------------------------------------------------------------
 
-    def send(self, session: Session, text: str) -> Session:
+    def send(self, session: Session, text: str, *, steer: bool = False) -> Session:
+        if steer:
+            raise UsageError(
+                f"{session.id}: --steer is for Codex sessions (Claude folds a busy send in by itself)"
+            )
         live = self._ready_for_input(session)
         path = self.transcript(session)
         queued = live.screen.state == "busy"
@@ -291,7 +294,11 @@ class ClaudeBackend:
 
     # -- wait ----------------------------------------------------------------------------------------
 
-    def wait(self, sessions: Sequence[Session], timeout: float | None) -> list[WaitResult]:
+    def wait(
+        self, sessions: Sequence[Session], timeout: float | None, *, goal: bool = False
+    ) -> list[WaitResult]:
+        if goal:
+            raise UsageError("wait --goal is for Codex sessions")
         started = time.monotonic()
         deadline = None if timeout is None else started + timeout
         results: dict[str, WaitResult] = {}
@@ -464,6 +471,14 @@ class ClaudeBackend:
             time.sleep(_SCREEN_POLL)
         return f"{option.number}. {typed if typed is not None else option.label}"
 
+    def retire(self) -> None:
+        """Nothing is shared between Claude sessions."""
+
+    def goal(
+        self, session: Session, action: str, objective: str | None, budget: int | None
+    ) -> dict[str, Any] | None:
+        raise UsageError(f"{session.id}: goals are a Codex feature")
+
     def kill(self, session: Session) -> None:
         tmux = self.tmux(session)
         name = ids.tmux_name(session.id)
@@ -471,27 +486,6 @@ class ClaudeBackend:
         tmux.kill(name)
         if snap is not None and not snap[0].dead:
             _reap(snap[0].pid)
-
-
-def choose(session_id: str, dialog: Dialog, answer: str) -> tuple[Any, str | None]:
-    """Which option an answer picks: its number, its label (exact, then unique prefix, any case),
-    or, where the dialog takes text, the text option with the answer typed in."""
-    wanted = answer.strip()
-    if not wanted:
-        raise UsageError("respond: the answer is empty")
-    for option in dialog.options:
-        if wanted == str(option.number):
-            return option, None
-    lowered = wanted.lower().rstrip(".")
-    exact = [o for o in dialog.options if o.label.lower().rstrip(".") == lowered]
-    if len(exact) == 1:
-        return exact[0], None
-    prefix = [o for o in dialog.options if o.label.lower().startswith(lowered)]
-    if len(prefix) == 1 and len(lowered) >= 2:
-        return prefix[0], None
-    if dialog.text_option is not None:
-        return dialog.text_option, answer
-    raise BadAnswer(session_id=session_id, answer=answer, options=[str(o) for o in dialog.options])
 
 
 def _reap(pid: int) -> None:

@@ -19,7 +19,7 @@ from dev_sessions.cli.output import (
     wait_json,
 )
 from dev_sessions.durations import format_age, parse_duration
-from dev_sessions.errors import UsageError
+from dev_sessions.errors import SessionFailed, UsageError
 from dev_sessions.sessions import SessionManager
 from dev_sessions.store import parse_iso
 
@@ -95,16 +95,22 @@ def send(
     session_id: IdArg,
     message: Annotated[str | None, typer.Argument(metavar="[MESSAGE]", help="The text to send.")] = None,
     file: FileOpt = None,
+    steer: Annotated[
+        bool, typer.Option("--steer", help="Codex: add the text to the running turn instead of queueing it.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> int:
     """Deliver a prompt and return at once (use `wait` to block until the turn ends)."""
     text = read_message(session_id, message, file)
-    session = SessionManager().send(session_id, text)
-    queued = bool(session.last_send and session.last_send.get("queued"))
+    session = SessionManager().send(session_id, text, steer=steer)
+    mark = session.last_send or {}
+    mode = mark.get("mode") or ("queued" if mark.get("queued") else "sent")
     if as_json:
-        emit_json({"id": session_id, "queued": queued, "bytes": len(text.encode())})
-    elif queued:
+        emit_json({"id": session_id, "mode": mode, "queued": mode == "queued", "bytes": len(text.encode())})
+    elif mode == "queued":
         print(f"{session_id}: queued (a turn is running; this prompt goes next)")
+    elif mode == "steered":
+        print(f"{session_id}: steered into the running turn")
     else:
         print(f"{session_id}: sent")
     return 0
@@ -113,10 +119,13 @@ def send(
 def wait(
     session_ids: Annotated[list[str], typer.Argument(metavar="ID...", help="One or more session ids.")],
     timeout: TimeoutOpt = None,
+    goal: Annotated[
+        bool, typer.Option("--goal", help="Codex: wait until the thread goal is no longer active.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> int:
     """Block until the turn started by the last `send` ends, for every id given."""
-    results = SessionManager().wait(session_ids, _timeout(timeout))
+    results = SessionManager().wait(session_ids, _timeout(timeout), goal=goal)
     if as_json:
         emit_json([wait_json(r) for r in results])
     else:
@@ -167,6 +176,8 @@ def last_message(
 def status(session_id: IdArg, as_json: JsonOpt = False) -> int:
     """Print idle, working, waiting_for_input (with the question) or exited."""
     found = SessionManager().status(session_id)
+    if found.state == "error" and not as_json:
+        raise SessionFailed(session_id=session_id, detail=found.detail)
     if as_json:
         emit_json(status_json(session_id, found))
         return 0
@@ -176,6 +187,36 @@ def status(session_id: IdArg, as_json: JsonOpt = False) -> int:
         print(f"  answer with: dev-sessions respond {session_id} ANSWER")
     elif found.detail:
         print(f"  {found.detail}")
+    return 0
+
+
+def goal(
+    session_id: IdArg,
+    objective: Annotated[
+        str | None, typer.Argument(metavar="[OBJECTIVE]", help="Set this as the goal.")
+    ] = None,
+    budget: Annotated[int | None, typer.Option("--budget", help="Token budget for the goal.")] = None,
+    pause: Annotated[bool, typer.Option("--pause", help="Pause the goal.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Resume a paused goal.")] = False,
+    clear: Annotated[bool, typer.Option("--clear", help="Remove the goal.")] = False,
+    as_json: JsonOpt = False,
+) -> int:
+    """Codex: show, set, pause, resume or clear the thread goal (the agent works on until it is met)."""
+    flags = [name for name, on in (("pause", pause), ("resume", resume), ("clear", clear)) if on]
+    if len(flags) > 1 or (flags and objective is not None):
+        raise UsageError("goal: give an OBJECTIVE, or one of --pause, --resume, --clear")
+    action = flags[0] if flags else ("set" if objective is not None else "get")
+    if budget is not None and action != "set":
+        raise UsageError("goal: --budget goes with an OBJECTIVE")
+    found = SessionManager().goal(session_id, action, objective, budget)
+    if as_json:
+        emit_json(found)
+    elif found is None:
+        print(f"{session_id}: no goal" if action != "clear" else f"{session_id}: goal cleared")
+    else:
+        budget_text = f", budget {found.get('tokenBudget')} tokens" if found.get("tokenBudget") else ""
+        print(f"{session_id}: {found.get('status')}: {found.get('objective')}{budget_text}")
+        print(f"  used {found.get('tokensUsed', 0)} tokens in {found.get('timeUsedSeconds', 0)} s")
     return 0
 
 
@@ -291,6 +332,7 @@ def register(app: typer.Typer) -> None:
     app.command("last-message")(last_message)
     app.command()(status)
     app.command()(interrupt)
+    app.command()(goal)
     app.command()(respond)
     app.command("list")(list_)
     app.command()(logs)

@@ -61,3 +61,37 @@ def claude_env(home: Path, model_url: str) -> dict[str, str]:
         "CLAUDE_CODE_DISABLE_OFFICIAL_MARKETPLACE_AUTOINSTALL": "1",
         "CLAUDE_CODE_MAX_RETRIES": "0",
     }
+
+
+CODEX_CONFIG = """\
+model = "fake-model"
+model_provider = "fake"
+approval_policy = "never"
+sandbox_mode = "read-only"
+check_for_update_on_startup = false
+
+[features]
+plugins = false
+apps = false
+
+[analytics]
+enabled = false
+
+[model_providers.fake]
+name = "fake"
+base_url = "{url}"
+wire_api = "responses"
+request_max_retries = 0
+stream_max_retries = 0
+supports_websockets = false
+"""
+
+
+def prepare_codex_home(codex_home: Path, model_url: str) -> dict[str, str]:
+    """A CODEX_HOME whose config sends Codex to the fake Responses server; returns the env to use it.
+
+    The fake is a custom provider: the built-in openai one wastes seconds trying WebSockets first.
+    """
+    codex_home.mkdir(parents=True, exist_ok=True)
+    (codex_home / "config.toml").write_text(CODEX_CONFIG.format(url=model_url))
+    return {"CODEX_HOME": str(codex_home), "OPENAI_API_KEY": "sk-fake"}

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dev_sessions.backend import Dialog, Option
-from dev_sessions.claude.backend import choose
+from dev_sessions.backend import Dialog, Option, choose
 from dev_sessions.errors import BadAnswer, UsageError
 
 PERMISSION = Dialog(

@@ -1,0 +1,174 @@
+"""Codex sessions: threads on the shared ``codex app-server``, reached through the Codex bridge.
+
+The session's ``internalId`` is its thread id. Each command is one request to the bridge
+(``link.py``); the bridge owns the app-server connection (``bridge.py``). Looking (``status``,
+``list``) never starts the app-server: a thread whose server is not running is at rest, and is
+brought back by the next command that needs it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from dev_sessions.backend import Dialog, LogItem, Started, Status, WaitResult
+from dev_sessions.codex.daemon import AppServer
+from dev_sessions.codex.link import BridgeLink
+from dev_sessions.config import Settings
+from dev_sessions.errors import DevSessionsError, UsageError
+from dev_sessions.store import LastSend, Session, now_iso
+
+log = logging.getLogger(__name__)
+
+_AT_REST = "the codex app-server is not running; the thread is at rest until the next send"
+
+
+class CodexBackend:
+    def __init__(self, settings: Settings, environ: Mapping[str, str]) -> None:
+        self.settings = settings
+        self.environ = dict(environ)
+        self.link = BridgeLink(settings, environ)
+        self.app = AppServer(settings.home, self.environ.get("DEV_SESSIONS_CODEX_BIN") or "codex", environ)
+
+    @staticmethod
+    def spec(session: Session) -> dict[str, Any]:
+        return {
+            "id": session.internal_id,
+            "cwd": session.path,
+            "approvals": session.approvals,
+            "model": session.model,
+        }
+
+    def _call(self, op: str, session: Session, **params: Any) -> dict[str, Any]:
+        result = self.link.call(op, {"thread": self.spec(session), "session": session.id, **params})
+        assert result is not None
+        return result
+
+    def _server_up(self) -> bool:
+        return self.app.running() is not None
+
+    # -- lifecycle --------------------------------------------------------------------------------------
+
+    def create(self, session: Session, env: Mapping[str, str]) -> tuple[Session, Started]:
+        params = {"cwd": session.path, "approvals": session.approvals, "model": session.model}
+        result = self.link.call("create", params, timeout=60)
+        assert result is not None
+        session = session.evolve(
+            internal_id=str(result["threadId"]), model=result.get("model") or session.model
+        )
+        return session, Started(
+            Status("idle"), {"thread": result["threadId"], "rollout": result.get("rollout")}
+        )
+
+    def kill(self, session: Session) -> None:
+        self._call("archive", session)
+
+    def retire(self) -> None:
+        """The last Codex session is gone: stop the app-server (and the bridge with it)."""
+        try:
+            stopped = self.link.call("shutdown", start=False, timeout=30)
+        except DevSessionsError as err:
+            log.warning("bridge shutdown failed: %s", err)
+            stopped = None
+        if stopped is None:
+            self.app.stop()
+
+    # -- talking --------------------------------------------------------------------------------------
+
+    def send(self, session: Session, text: str, *, steer: bool = False) -> Session:
+        result = self._call("send", session, text=text, steer=steer)
+        mark = LastSend(at=now_iso(), mode=str(result["mode"]), clientId=str(result["clientId"]))
+        if result.get("turnId"):
+            mark["turnId"] = str(result["turnId"])
+        return session.evolve(last_send=mark)
+
+    def wait(
+        self, sessions: Sequence[Session], timeout: float | None, *, goal: bool = False
+    ) -> list[WaitResult]:
+        import time
+
+        started = time.monotonic()
+
+        def one(session: Session) -> WaitResult:
+            mark = session.last_send or {}
+            params: dict[str, Any] = {"timeout": timeout, "goal": goal}
+            if not goal:
+                params.update(turnId=mark.get("turnId"), clientId=mark.get("clientId"), mode=mark.get("mode"))
+            try:
+                result = self._call_wait(session, params, timeout)
+            except DevSessionsError as err:
+                return WaitResult(session.id, "exited", time.monotonic() - started, error=str(err))
+            dialog = Dialog.from_json(result["dialog"]) if result.get("dialog") else None
+            return WaitResult(
+                session.id,
+                result["outcome"],
+                time.monotonic() - started,
+                error=result.get("error"),
+                dialog=dialog,
+            )
+
+        if len(sessions) == 1:
+            return [one(sessions[0])]
+        with ThreadPoolExecutor(len(sessions)) as pool:
+            return list(pool.map(one, sessions))
+
+    def _call_wait(self, session: Session, params: dict[str, Any], timeout: float | None) -> dict[str, Any]:
+        socket_timeout = None if timeout is None else timeout + 30
+        result = self.link.call(
+            "wait", {"thread": self.spec(session), "session": session.id, **params}, timeout=socket_timeout
+        )
+        assert result is not None
+        return result
+
+    def interrupt(self, session: Session) -> bool:
+        if not self._server_up():
+            return False
+        return bool(self._call("interrupt", session).get("interrupted"))
+
+    def respond(self, session: Session, answer: str) -> str:
+        result = self._call("respond", session, answer=answer)
+        chosen = str(result["chosen"])
+        return chosen + (" (more questions follow: see status)" if result.get("more") else "")
+
+    def goal(
+        self, session: Session, action: str, objective: str | None, budget: int | None
+    ) -> dict[str, Any] | None:
+        result = self._call("goal", session, action=action, objective=objective, budget=budget)
+        goal: dict[str, Any] | None = result.get("goal")
+        return goal
+
+    # -- looking --------------------------------------------------------------------------------------
+
+    def status(self, session: Session) -> Status:
+        if not self._server_up():
+            return Status("idle", detail=_AT_REST)
+        result = self._call("status", session)
+        dialog = Dialog.from_json(result["dialog"]) if result.get("dialog") else None
+        return Status(result["state"], dialog=dialog, detail=str(result.get("detail") or ""))
+
+    def statuses(self, sessions: Sequence[Session]) -> dict[str, Status]:
+        if not self._server_up():
+            return {s.id: Status("idle", detail=_AT_REST) for s in sessions}
+        return {s.id: self.status(s) for s in sessions}
+
+    def last_messages(self, session: Session, count: int) -> list[str]:
+        return [str(m) for m in self._call("messages", session, count=count)["messages"]]
+
+    def log(self, session: Session) -> list[LogItem]:
+        return [LogItem(**item) for item in self._call("log", session)["items"]]
+
+    def screen(self, session: Session) -> str:
+        raise UsageError(
+            f"{session.id}: a Codex session has no terminal; use `dev-sessions logs {session.id}`"
+        )
+
+    def inspect(self, session: Session) -> dict[str, Any]:
+        state = self.app.running()
+        bridge = self.link.call("ping", start=False, timeout=5) if self.link.running() else None
+        return {
+            "appServer": state.__dict__ if state else None,
+            "bridge": {"socket": str(self.link.path), **(bridge or {})} if bridge else None,
+            "status": self.status(session),
+        }

@@ -1,0 +1,203 @@
+"""The command side of the Codex bridge: one JSON line out, one back, over the bridge's Unix socket.
+
+Only the standard library is used here, so that a Codex command costs no more to start than a Claude
+one. The bridge is started on demand (under a lock, so parallel commands start one), and replaced when
+it runs another version of dev-sessions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from dev_sessions import __version__
+from dev_sessions.config import Settings
+from dev_sessions.errors import DevSessionsError
+from dev_sessions.lock import FileLock
+
+log = logging.getLogger(__name__)
+
+_START_TIMEOUT = 20.0
+
+
+class BridgeError(DevSessionsError):
+    """An error the bridge reported, with the exit code it chose."""
+
+    def __init__(self, message: str, exit_code: int = 1, kind: str = "") -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.kind = kind
+
+
+class BridgeUnavailable(DevSessionsError):
+    def __init__(self, *, path: Path, detail: str) -> None:
+        super().__init__(f"codex bridge ({path}): {detail}")
+
+
+class BridgeLink:
+    def __init__(self, settings: Settings, environ: Mapping[str, str]) -> None:
+        self.settings = settings
+        self.environ = dict(environ)
+        self.dir = settings.home / "codex"
+        self.path = socket_path(settings.home)
+        self._checked = False
+
+    # -- connecting --------------------------------------------------------------------------------------
+
+    def _connect(self) -> socket.socket | None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(str(self.path))
+        except (FileNotFoundError, ConnectionRefusedError):
+            sock.close()
+            return None
+        return sock
+
+    def running(self) -> bool:
+        sock = self._connect()
+        if sock is None:
+            return False
+        sock.close()
+        return True
+
+    def _open(self, start: bool) -> socket.socket | None:
+        sock = self._connect()
+        if sock is not None or not start:
+            return sock
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with FileLock(self.dir / "bridge.lock", timeout=_START_TIMEOUT + 5):
+            sock = self._connect()
+            if sock is None:
+                self._spawn()
+                sock = self._await_socket()
+        return sock
+
+    def _spawn(self) -> None:
+        log_path = self.dir / "bridge.out"
+        with log_path.open("ab") as out:
+            subprocess.Popen(
+                [sys.executable, "-m", "dev_sessions.codex.bridge"],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                cwd=self.dir,
+                env=self.environ,
+                start_new_session=True,
+                close_fds=True,
+            )
+
+    def _await_socket(self) -> socket.socket:
+        deadline = time.monotonic() + _START_TIMEOUT
+        pause = 0.002
+        while time.monotonic() < deadline:
+            sock = self._connect()
+            if sock is not None:
+                return sock
+            time.sleep(pause)
+            pause = min(pause * 1.5, 0.05)
+        raise BridgeUnavailable(
+            path=self.path, detail=f"did not start in {_START_TIMEOUT:g} s; see {self.dir}/bridge.log"
+        )
+
+    # -- calls ------------------------------------------------------------------------------------------
+
+    def call(self, op: str, params: Mapping[str, Any] | None = None, *, start: bool = True,
+             timeout: float | None = 120.0) -> dict[str, Any] | None:  # fmt: skip
+        """The bridge's answer to one operation; None when it is not running and ``start`` is false."""
+        if start and not self._checked:
+            self._checked = True
+            self._replace_if_stale()
+        sock = self._open(start)
+        if sock is None:
+            return None
+        with contextlib.closing(sock):
+            sock.settimeout(timeout)
+            payload = json.dumps({"op": op, **(params or {})}, ensure_ascii=False).encode() + b"\n"
+            try:
+                sock.sendall(payload)
+                reply = _read_line(sock)
+            except TimeoutError:
+                raise BridgeUnavailable(
+                    path=self.path, detail=f"no answer to {op} in {timeout:g} s"
+                ) from None
+            except OSError as err:
+                raise BridgeUnavailable(path=self.path, detail=f"{op}: {err}") from err
+        if not reply:
+            raise BridgeUnavailable(
+                path=self.path, detail=f"closed the connection during {op}; see {self.dir}/bridge.log"
+            )
+        answer = json.loads(reply)
+        if "error" in answer:
+            error = answer["error"]
+            raise BridgeError(
+                str(error.get("message")), int(error.get("exit", 1)), str(error.get("kind", ""))
+            )
+        result: dict[str, Any] = answer.get("ok") or {}
+        return result
+
+    def _replace_if_stale(self) -> None:
+        """A bridge left running by another version of dev-sessions is asked to step aside."""
+        sock = self._connect()
+        if sock is None:
+            return
+        with contextlib.closing(sock):
+            sock.settimeout(5)
+            sock.sendall(b'{"op": "ping"}\n')
+            with contextlib.suppress(OSError, ValueError):
+                stamp = json.loads(_read_line(sock) or b"{}").get("ok", {}).get("code")
+                if stamp == code_stamp():
+                    return
+        log.info("replacing a codex bridge of another version")
+        with contextlib.suppress(DevSessionsError, OSError):
+            self.call("exit", start=False, timeout=5)
+        deadline = time.monotonic() + 5
+        while self.running() and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+
+def code_stamp() -> str:
+    """Which code a process runs: the version and the size and mtime of every module of the package.
+
+    A bridge started from other code (an upgrade, even without a version bump) is replaced.
+    """
+    import zlib
+
+    package = Path(__file__).resolve().parents[1]
+    parts = [__version__]
+    for path in sorted(package.rglob("*.py")):
+        info = path.stat()
+        parts.append(f"{path.relative_to(package)}:{info.st_size}:{info.st_mtime_ns}")
+    return f"{__version__}-{zlib.crc32(chr(10).join(parts).encode()):08x}"
+
+
+def _read_line(sock: socket.socket) -> bytes:
+    chunks = []
+    while True:
+        chunk = sock.recv(1 << 16)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        if chunk.endswith(b"\n"):
+            break
+    return b"".join(chunks)
+
+
+def socket_path(home: Path) -> Path:
+    """The bridge's socket; outside the state dir when that path would be too long for a Unix socket."""
+    path = home / "codex" / "bridge.sock"
+    if len(os.fsencode(path)) < 100:
+        return path
+    import hashlib
+
+    digest = hashlib.sha256(os.fsencode(home.resolve())).hexdigest()[:16]
+    base = Path(os.environ.get("XDG_RUNTIME_DIR") or "/tmp") / f"dev-sessions-{os.getuid()}"
+    return base / f"{digest}.sock"

@@ -1,0 +1,158 @@
+"""What the app-server's objects mean for dev-sessions, as pure functions: statuses, turn outcomes,
+messages, logs, and the questions a thread waits on (and how an answer becomes a reply).
+
+Shapes (Codex 0.169.0): a thread status is tagged (``{"type": "idle"}``, ``{"type": "active",
+"activeFlags": ["waitingOnApproval"]}``, ``notLoaded``, ``systemError``); a turn's status is a plain
+string (``inProgress``, ``completed``, ``interrupted``, ``failed``); items are tagged by ``type``
+(``userMessage`` with text ``content`` parts and the ``clientId`` we gave it, ``agentMessage`` with
+``text``, ``commandExecution``, ``fileChange``, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from dev_sessions.backend import Dialog, LogItem, Option
+from dev_sessions.codex.protocol import JsonObject, ServerRequest
+
+WAITING_FLAGS = ("waitingOnApproval", "waitingOnUserInput")
+ENDED = {"completed": "completed", "interrupted": "interrupted", "failed": "failed"}
+
+# The approval decisions we offer, in order: (decision, label).
+DECISIONS = (
+    ("accept", "Yes"),
+    ("acceptForSession", "Yes, and don't ask again for this session"),
+    ("decline", "No, and carry on"),
+    ("cancel", "No, and stop the turn"),
+)
+APPROVALS = ("item/commandExecution/requestApproval", "item/fileChange/requestApproval")
+USER_INPUT = "item/tool/requestUserInput"
+OTHER_LABEL = "Other (type an answer)"
+
+
+def thread_state(status: JsonObject | None) -> tuple[str, str]:
+    """(dev-sessions state, detail) for a thread status."""
+    kind = (status or {}).get("type")
+    if kind == "active":
+        flags = status.get("activeFlags") or [] if status else []
+        if any(flag in WAITING_FLAGS for flag in flags):
+            return "waiting_for_input", ", ".join(flags)
+        return "working", ""
+    if kind == "systemError":
+        return "error", "the thread is in a system error state"
+    if kind in ("idle", "notLoaded", None):
+        return "idle", ""
+    return "idle", f"unknown thread status {kind}"
+
+
+def user_text(item: JsonObject) -> str:
+    parts = item.get("content") or []
+    return "".join(p.get("text", "") for p in parts if isinstance(p, dict) and p.get("type") == "text")
+
+
+def turn_carries(turn: JsonObject, client_id: str) -> bool:
+    return any(
+        item.get("type") == "userMessage" and item.get("clientId") == client_id
+        for item in turn.get("items") or []
+    )
+
+
+def turn_outcome(turn: JsonObject) -> tuple[str, str | None] | None:
+    """(outcome, error message) of a finished turn; None while it runs."""
+    outcome = ENDED.get(str(turn.get("status")))
+    if outcome is None:
+        return None
+    error = turn.get("error") or {}
+    message = error.get("message") if isinstance(error, dict) else None
+    return outcome, (str(message) if message else ("the turn failed" if outcome == "failed" else None))
+
+
+def agent_messages(turns_oldest_first: Iterable[JsonObject]) -> list[str]:
+    return [
+        str(item.get("text", ""))
+        for turn in turns_oldest_first
+        for item in turn.get("items") or []
+        if item.get("type") == "agentMessage" and item.get("text")
+    ]
+
+
+def _short(text: Any, limit: int = 200) -> str:
+    flat = " ".join(str(text or "").split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _stamp(ms: Any) -> str:
+    if not isinstance(ms, int | float) or ms <= 0:
+        return ""
+    from datetime import datetime, timezone
+
+    moment = datetime.fromtimestamp(ms / 1000, timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def log_items(turns_oldest_first: Iterable[JsonObject]) -> list[LogItem]:
+    items: list[LogItem] = []
+    for turn in turns_oldest_first:
+        for item in turn.get("items") or []:
+            stamp = _stamp(item.get("startedAtMs"))
+            kind = item.get("type")
+            if kind == "userMessage":
+                items.append(LogItem(stamp, "user", user_text(item)))
+            elif kind == "agentMessage":
+                items.append(LogItem(stamp, "assistant", str(item.get("text", ""))))
+            elif kind == "commandExecution":
+                items.append(LogItem(stamp, "tool", f"command({_short(item.get('command'), 120)})"))
+                if item.get("aggregatedOutput") is not None or item.get("status") == "declined":
+                    output = item.get("aggregatedOutput") if item.get("status") != "declined" else "declined"
+                    items.append(LogItem(_stamp(item.get("completedAtMs")), "result", _short(output)))
+            elif kind == "fileChange":
+                paths = [c.get("path", "?") for c in item.get("changes") or [] if isinstance(c, dict)]
+                items.append(LogItem(stamp, "tool", f"edit({', '.join(paths)})"))
+            elif kind not in ("reasoning", None):
+                items.append(LogItem(stamp, "tool", str(kind)))
+        seconds = (turn.get("durationMs") or 0) / 1000
+        ended = _stamp((turn.get("completedAt") or 0) * 1000)
+        items.append(LogItem(ended, "turn", f"turn {turn.get('status')} after {seconds:.1f} s"))
+    return items
+
+
+# -- questions the thread waits on ------------------------------------------------------------------
+
+
+def dialog_for(request: ServerRequest, answered: int = 0) -> Dialog:
+    """The question a server request asks, as a dialog with numbered options."""
+    params = request.params
+    if request.method in APPROVALS:
+        if request.method == APPROVALS[0]:
+            question = "Run this command?"
+            context = [str(params.get("command", "")), f"in {params.get('cwd', '?')}"]
+        else:
+            question = "Apply these file changes?"
+            context = [str(params.get("grantRoot") or "")]
+        if params.get("reason"):
+            context.append(str(params["reason"]))
+        options = tuple(Option(n, label) for n, (_, label) in enumerate(DECISIONS, start=1))
+        return Dialog(question, tuple(c for c in context if c), options)
+    if request.method == USER_INPUT:
+        questions = params.get("questions") or []
+        current = questions[min(answered, len(questions) - 1)] if questions else {}
+        choices = [
+            Option(n, str(o.get("label", "")), str(o.get("description", "")))
+            for n, o in enumerate(current.get("options") or [], start=1)
+        ]
+        text_option = None
+        if current.get("isOther") or not choices:
+            text_option = Option(len(choices) + 1, OTHER_LABEL)
+            choices.append(text_option)
+        header = str(current.get("header", ""))
+        lines = [header] if header else []
+        if len(questions) > 1:
+            lines.append(f"question {answered + 1} of {len(questions)}")
+        return Dialog(str(current.get("question", "")), tuple(lines), tuple(choices), text_option=text_option)
+    summary = ", ".join(f"{k}={_short(v, 60)}" for k, v in params.items() if k not in ("threadId", "turnId"))
+    return Dialog(f"{request.method}?", (summary,) if summary else (), (Option(1, "Decline"),))
+
+
+def approval_reply(choice: Option) -> JsonObject:
+    return {"decision": DECISIONS[choice.number - 1][0]}

@@ -1,0 +1,267 @@
+"""End to end: the real Codex app-server, offline against the fake Responses server.
+
+The fake answers every prompt with the prompt itself, so `last-message` proves byte-exact delivery.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import SLOW, DevSessions, eventually
+from tests.e2e.test_claude import NASTY, one_mb_text
+from tests.fakes.agents import CODEX_VERSION
+from tests.fakes.openai_responses import FakeResponses
+
+pytestmark = pytest.mark.e2e
+
+
+def create(cli: DevSessions, *args: str) -> str:
+    return cli.ok("create", "--cli", "codex", "-q", *args).strip()
+
+
+def last(cli: DevSessions, sid: str) -> str:
+    messages = json.loads(cli.ok("last-message", sid, "--json"))
+    assert len(messages) == 1
+    return str(messages[0])
+
+
+def daemon() -> dict[str, Any] | None:
+    path = Path(os.environ["DEV_SESSIONS_HOME"]) / "codex" / "app-server.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def alive(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split(") ")[1][0] != "Z"
+
+
+def test_round_trip_of_nasty_text(cli: DevSessions, codex: FakeResponses) -> None:
+    sid = create(cli)
+    assert cli.ok("send", sid, NASTY).strip() == f"{sid}: sent"
+    assert cli.ok("wait", sid, "--timeout", "60").startswith(f"{sid}: completed")
+    assert last(cli, sid) == NASTY
+    assert codex.prompts()[-1] == NASTY
+
+
+def test_round_trip_of_one_megabyte(cli: DevSessions, codex: FakeResponses, tmp_path: Path) -> None:
+    text = one_mb_text()
+    (tmp_path / "big.txt").write_text(text)
+    sid = create(cli)
+    assert cli.ok("ask", sid, "--file", str(tmp_path / "big.txt"), "--timeout", "120") == text + "\n"
+
+
+def test_the_session_keeps_one_thread_and_its_history(cli: DevSessions, codex: FakeResponses) -> None:
+    sid = create(cli)
+    thread = json.loads(cli.ok("inspect", sid))["session"]["internalId"]
+    assert cli.ok("ask", sid, "remember the word apple", "--timeout", "60") == "remember the word apple\n"
+    assert cli.ok("ask", sid, "which word?", "--timeout", "60") == "which word?\n"
+    assert json.loads(cli.ok("inspect", sid))["session"]["internalId"] == thread
+    history = json.dumps(codex.requests[-1]["body"]["input"])
+    assert "remember the word apple" in history
+    assert json.loads(cli.ok("last-message", sid, "-n", "2", "--json")) == [
+        "remember the word apple",
+        "which word?",
+    ]
+
+
+def test_slow_turn_times_out_with_124_then_completes(cli: DevSessions, codex: FakeResponses) -> None:
+    sid = create(cli)
+    cli.ok("send", sid, "slow <<slow:3>>")
+    eventually(lambda: cli.ok("status", sid).strip() == "working")
+    result = cli("wait", sid, "--timeout", "1")
+    assert result.returncode == 124
+    assert "still running after 1 s" in result.stderr
+    cli.ok("wait", sid, "--timeout", "60")
+    assert last(cli, sid) == "slow <<slow:3>>"
+    assert cli.ok("status", sid).strip() == "idle"
+
+
+def test_interrupt_ends_a_pending_wait(cli: DevSessions, codex: FakeResponses) -> None:
+    sid = create(cli)
+    cli.ok("send", sid, "long one <<slow:30>>")
+    eventually(lambda: cli.ok("status", sid).strip() == "working")
+    waiter = subprocess.Popen(
+        [sys.executable, "-m", "dev_sessions", "wait", sid, "--timeout", "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cli.cwd,
+    )  # fmt: skip
+    time.sleep(0.5)
+    assert cli.ok("interrupt", sid).strip() == f"{sid}: interrupted"
+    out, err = waiter.communicate(timeout=20 * SLOW)
+    assert waiter.returncode == 0, err
+    assert out.strip() == f"{sid}: interrupted"
+    assert cli.ok("interrupt", sid).strip() == f"{sid}: nothing to interrupt (idle)"
+    assert cli.ok("ask", sid, "after the interrupt", "--timeout", "60") == "after the interrupt\n"
+
+
+def test_failed_turn_is_reported_with_its_error(cli: DevSessions, codex: FakeResponses) -> None:
+    sid = create(cli)
+    cli.ok("send", sid, "fail please <<error:503>>")
+    result = cli("wait", sid, "--timeout", "60")
+    assert result.returncode == 1
+    assert "turn failed: unexpected status 503" in result.stderr
+    assert "fake server error on request" in result.stderr
+    assert json.loads(cli("wait", sid, "--json").stdout)[0]["outcome"] == "failed"
+
+
+def test_prompt_sent_during_a_turn_is_queued_as_the_next_turn(cli: DevSessions, codex: FakeResponses) -> None:
+    sid = create(cli)
+    cli.ok("send", sid, "first <<slow:2>>")
+    eventually(lambda: cli.ok("status", sid).strip() == "working")
+    assert (
+        cli.ok("send", sid, "second, queued").strip()
+        == f"{sid}: queued (a turn is running; this prompt goes next)"
+    )
+    cli.ok("wait", sid, "--timeout", "60")
+    assert json.loads(cli.ok("last-message", sid, "-n", "2", "--json")) == [
+        "first <<slow:2>>",
+        "second, queued",
+    ]
+
+
+def test_steer_adds_to_the_running_turn(cli: DevSessions, codex: FakeResponses) -> None:
+    sid = create(cli)
+    cli.ok("send", sid, "steer me <<slow:5>>")
+    eventually(lambda: cli.ok("status", sid).strip() == "working")
+    assert cli.ok("send", "--steer", sid, "go this way").strip() == f"{sid}: steered into the running turn"
+    cli.ok("wait", sid, "--timeout", "60")
+    assert last(cli, sid) == "go this way"
+    result = cli("send", "--steer", sid, "nothing runs now")
+    assert result.returncode == 2
+    assert "no running turn to steer" in result.stderr
+
+
+def test_approval_is_waiting_for_input_and_answered_with_respond(
+    cli: DevSessions, codex: FakeResponses, workdir: Path
+) -> None:
+    made = workdir / "made.txt"
+    sid = create(cli, "--approvals", "untrusted")
+    cli.ok("send", sid, f"please <<bash:touch {made} && echo made>>")
+    result = cli("wait", sid, "--timeout", "60")
+    assert result.returncode == 1
+    assert "Run this command?" in result.stderr
+    assert f"touch {made}" in result.stderr
+    status = json.loads(cli.ok("status", sid, "--json"))
+    assert status["status"] == "waiting_for_input"
+    assert status["dialog"]["options"][0]["label"] == "Yes"
+    assert not made.exists()
+    assert cli.ok("respond", sid, "yes").strip() == f"{sid}: answered 1. Yes"
+    cli.ok("wait", sid, "--timeout", "60")
+    assert made.exists()
+    assert "made" in last(cli, sid)
+
+
+def test_declined_command_lets_the_turn_carry_on(
+    cli: DevSessions, codex: FakeResponses, workdir: Path
+) -> None:
+    made = workdir / "never.txt"
+    sid = create(cli, "--approvals", "untrusted")
+    cli.ok("send", sid, f"please <<bash:touch {made}>>")
+    eventually(lambda: cli.ok("status", sid).startswith("waiting_for_input"))
+    cli.ok("respond", sid, "3")
+    cli.ok("wait", sid, "--timeout", "60")
+    assert not made.exists()
+    assert "rejected" in last(cli, sid)
+
+
+def test_app_server_killed_mid_session_is_restarted_with_the_history(
+    cli: DevSessions, codex: FakeResponses
+) -> None:
+    sid = create(cli)
+    cli.ok("ask", sid, "remember the word pear", "--timeout", "60")
+    before = daemon()
+    assert before is not None
+    cli.ok("send", sid, "cut short <<slow:10>>")
+    eventually(lambda: cli.ok("status", sid).strip() == "working")
+    os.kill(before["pid"], signal.SIGKILL)
+    result = cli("wait", sid, "--timeout", "60")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"{sid}: interrupted")
+    assert cli.ok("ask", sid, "still there?", "--timeout", "60") == "still there?\n"
+    after = daemon()
+    assert after is not None and after["pid"] != before["pid"]
+    assert "remember the word pear" in json.dumps(codex.requests[-1]["body"]["input"])
+
+
+def test_parallel_creates_share_one_app_server_and_the_last_kill_stops_it(
+    cli: DevSessions, codex: FakeResponses
+) -> None:
+    with ThreadPoolExecutor(3) as pool:
+        ids = list(pool.map(lambda _: create(cli), range(3)))
+    assert len(set(ids)) == 3
+    pids = {json.loads(cli.ok("inspect", sid))["appServer"]["pid"] for sid in ids}
+    assert len(pids) == 1
+    (pid,) = pids
+    assert alive(pid)
+    cli.ok("kill", ids[0], ids[1])
+    assert alive(pid), "the app-server must live while a Codex session does"
+    cli.ok("kill", ids[2])
+    eventually(lambda: not alive(pid), timeout=10)
+    assert daemon() is None
+
+
+def test_looking_never_starts_the_app_server(cli: DevSessions, codex: FakeResponses) -> None:
+    sid = create(cli)
+    cli.ok("ask", sid, "hello", "--timeout", "60")
+    from tests.conftest import stop_codex
+
+    stop_codex(Path(os.environ["DEV_SESSIONS_HOME"]))
+    assert daemon() is None
+    assert cli.ok("status", sid).splitlines()[0] == "idle"
+    assert json.loads(cli.ok("list", "--json"))[0]["live"] == "idle"
+    assert daemon() is None
+    # The next command that needs it brings the thread back, history included.
+    assert cli.ok("ask", sid, "back again", "--timeout", "60") == "back again\n"
+    assert json.loads(cli.ok("last-message", sid, "-n", "2", "--json")) == ["hello", "back again"]
+
+
+def test_goal_runs_until_met(cli: DevSessions, codex: FakeResponses) -> None:
+    sid = create(cli)
+    assert cli.ok("goal", sid).strip() == f"{sid}: no goal"
+    out = cli.ok("goal", sid, "Ship the feature", "--budget", "5000")
+    assert "Ship the feature" in out
+    result = cli.ok("wait", sid, "--goal", "--timeout", "60")
+    assert result.startswith(f"{sid}: completed")
+    goal = json.loads(cli.ok("goal", sid, "--json"))
+    assert goal["status"] == "complete"
+    assert goal["objective"] == "Ship the feature"
+    assert cli.ok("goal", sid, "--clear").strip() == f"{sid}: goal cleared"
+    assert cli.ok("goal", sid).strip() == f"{sid}: no goal"
+
+
+def test_logs_show_the_conversation(cli: DevSessions, codex: FakeResponses) -> None:
+    sid = create(cli)
+    cli.ok("ask", sid, "hello log", "--timeout", "60")
+    items = json.loads(cli.ok("logs", sid, "--json"))
+    assert [(i["role"], i["text"]) for i in items if i["role"] in ("user", "assistant")] == [
+        ("user", "hello log"),
+        ("assistant", "hello log"),
+    ]
+    assert items[-1]["role"] == "turn"
+    result = cli("logs", sid, "--pane")
+    assert result.returncode == 2
+    assert "no terminal" in result.stderr
+
+
+def test_twenty_concurrent_waits_on_one_session(cli: DevSessions, codex: FakeResponses) -> None:
+    sid = create(cli)
+    cli.ok("send", sid, "many waiters <<slow:2>>")
+    with ThreadPoolExecutor(20) as pool:
+        results = list(pool.map(lambda _: cli("wait", sid, "--timeout", "60"), range(20)))
+    assert all(r.returncode == 0 and r.stdout.startswith(f"{sid}: completed") for r in results)
+
+
+def test_the_pinned_codex_is_the_one_tested(codex: FakeResponses) -> None:
+    out = subprocess.run(
+        [os.environ["DEV_SESSIONS_CODEX_BIN"], "--version"], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip().endswith(CODEX_VERSION)
