@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from dev_sessions.config import private_dir
 from dev_sessions.errors import LockTimeout
 
 
@@ -31,7 +32,7 @@ class FileLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         deadline = time.monotonic() + self.timeout
         pause = 0.001

@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypedDict, cast
 
+from dev_sessions.config import private_dir
 from dev_sessions.errors import SessionNotFound, StoreCorrupt, StoreTooNew
 from dev_sessions.lock import FileLock
 
@@ -272,7 +273,7 @@ class SessionStore:
 
     def _write(self, data: dict[str, Any]) -> None:
         directory = self.path.parent
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(directory)
         payload = (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode()
         tmp = directory / f".{self.path.name}.{os.getpid()}.{self.lock.token}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)

@@ -41,7 +41,7 @@ from dev_sessions.codex.client import AppServerClient, AppServerError, AppServer
 from dev_sessions.codex.daemon import AppServer
 from dev_sessions.codex.link import code_stamp, socket_path
 from dev_sessions.codex.protocol import JsonObject, Notification, ServerRequest
-from dev_sessions.config import Settings
+from dev_sessions.config import Settings, private_dir
 from dev_sessions.errors import DevSessionsError, UsageError
 
 log = logging.getLogger("dev_sessions.codex.bridge")
@@ -632,7 +632,7 @@ class Bridge:
             writer.close()
 
     async def serve(self, path: Path) -> None:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(path.parent)
         path.unlink(missing_ok=True)
         old_umask = os.umask(0o177)
         try:
@@ -683,7 +683,7 @@ def main() -> None:
     environ = dict(os.environ)
     settings = Settings.from_env(environ)
     directory = settings.home / "codex"
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_dir(directory)
     handler = logging.handlers.RotatingFileHandler(directory / "bridge.log", maxBytes=1 << 20, backupCount=2)
     handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(message)s"))
     root = logging.getLogger("dev_sessions")

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from dev_sessions.config import private_dir
 from dev_sessions.errors import DevSessionsError, ToolMissing
 from dev_sessions.lock import FileLock
 from dev_sessions.store import now_iso
@@ -167,7 +168,7 @@ class AppServer:
 
     def token(self) -> str:
         """The WebSocket capability token, created (0600) on first use."""
-        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(self.dir)
         try:
             return self.token_path.read_text().strip()
         except FileNotFoundError:
@@ -233,7 +234,7 @@ class AppServer:
     def _start(self) -> DaemonState:
         binary = resolve_binary(self.binary_name, self.environ.get("PATH"))
         self.token()  # the server reads the token from its file
-        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(self.dir)
         with contextlib.suppress(FileNotFoundError):
             self.log_path.replace(self.log_path.with_suffix(".log.1"))
         log_file = self.log_path.open("wb")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from dev_sessions import __version__
-from dev_sessions.config import Settings
+from dev_sessions.config import Settings, private_dir
 from dev_sessions.errors import DevSessionsError
 from dev_sessions.lock import FileLock
 
@@ -73,18 +73,17 @@ class BridgeLink:
         sock = self._connect()
         if sock is not None or not start:
             return sock
-        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(self.dir)
         with FileLock(self.dir / "bridge.lock", timeout=_START_TIMEOUT + 5):
             sock = self._connect()
             if sock is None:
-                self._spawn()
-                sock = self._await_socket()
+                sock = self._await_socket(self._spawn())
         return sock
 
-    def _spawn(self) -> None:
+    def _spawn(self) -> subprocess.Popen[bytes]:
         log_path = self.dir / "bridge.out"
         with log_path.open("ab") as out:
-            subprocess.Popen(
+            return subprocess.Popen(
                 [sys.executable, "-m", "dev_sessions.codex.bridge"],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -95,13 +94,17 @@ class BridgeLink:
                 close_fds=True,
             )
 
-    def _await_socket(self) -> socket.socket:
+    def _await_socket(self, bridge: subprocess.Popen[bytes]) -> socket.socket:
         deadline = time.monotonic() + _START_TIMEOUT
         pause = 0.002
         while time.monotonic() < deadline:
             sock = self._connect()
             if sock is not None:
                 return sock
+            if bridge.poll() is not None:
+                tail = (self.dir / "bridge.out").read_text(errors="replace").strip().splitlines()[-1:]
+                detail = f"exited with status {bridge.returncode}" + (f": {tail[0]}" if tail else "")
+                raise BridgeUnavailable(path=self.path, detail=f"{detail} (see {self.dir}/bridge.out)")
             time.sleep(pause)
             pause = min(pause * 1.5, 0.05)
         raise BridgeUnavailable(

@@ -138,6 +138,7 @@ def test_writes_leave_no_temp_files_and_are_private(store: SessionStore) -> None
     names = sorted(p.name for p in store.path.parent.iterdir())
     assert names == ["sessions.json", "sessions.json.lock"]
     assert store.path.stat().st_mode & 0o777 == 0o600
+    assert store.path.parent.stat().st_mode & 0o777 == 0o700
 
 
 def test_remove_and_missing(store: SessionStore) -> None:
