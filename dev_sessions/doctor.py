@@ -144,4 +144,24 @@ def run_checks(settings: Settings) -> list[Check]:
         )
     )  # fmt: skip
     checks += check_store(settings)
+    checks += check_codex_daemon(settings)
     return checks
+
+
+def check_codex_daemon(settings: Settings) -> list[Check]:
+    """The shared app-server and the bridge, if Codex sessions are in use (nothing is started)."""
+    from dev_sessions.codex.daemon import AppServer
+    from dev_sessions.codex.link import BridgeLink
+
+    app = AppServer(settings.home, os.environ.get("DEV_SESSIONS_CODEX_BIN") or "codex", os.environ)
+    state = app.running()
+    if state is None:
+        running = "not running (the next Codex command starts it)"
+    elif app.answers(state):
+        running = f"pid {state.pid} on {state.url}"
+    else:
+        detail = f"pid {state.pid} runs but {state.url}/readyz does not answer"
+        return [Check("fail", "codex app-server", detail)]
+    link = BridgeLink(settings, os.environ)
+    bridge = f"; bridge on {link.path}" if link.running() else ""
+    return [Check("ok", "codex app-server", running + bridge)]
