@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from dev_sessions.errors import BadAnswer, UsageError
@@ -114,6 +115,15 @@ class Backend(Protocol):
 
     def retire(self) -> None:
         """Called when the last session of this backend is gone."""
+
+    def deliver(self, session: Session, text: str, *, urgent: bool = False) -> bool:
+        """Put a message into the conversation if the session is idle now (or ``urgent`` and the agent
+        can take it mid-turn); False means not now. ``SessionExited`` when it never will."""
+        ...
+
+    def idle_signals(self, session: Session) -> list[Path]:
+        """Directories whose changes may mean the session became idle (none: it must be polled)."""
+        ...
 
     def goal(
         self, session: Session, action: str, objective: str | None, budget: int | None

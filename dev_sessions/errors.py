@@ -19,6 +19,7 @@ library callers catch the subclasses (some also are builtins: ``SessionNotFound`
 * ``NoDialog`` / ``BadAnswer``: ``respond`` had nothing to answer, or the answer fits no option.
 * ``TurnFailed``: the turn ended with an error from the model API.
 * ``WaitTimeout`` (exit 124): ``wait`` ran out of time.
+* ``NoMessage`` (exit 124): ``msg wait`` ran out of time.
 """
 
 from __future__ import annotations
@@ -133,3 +134,10 @@ class WaitTimeout(DevSessionsError, TimeoutError):
     def __init__(self, *, session_ids: Sequence[str], timeout: float) -> None:
         self.session_ids = tuple(session_ids)
         super().__init__(f"{', '.join(session_ids)}: turn still running after {timeout:g} s")
+
+
+class NoMessage(DevSessionsError, TimeoutError):
+    exit_code = 124
+
+    def __init__(self, *, reader: str, timeout: float) -> None:
+        super().__init__(f"{reader}: no message within {timeout:g} s")

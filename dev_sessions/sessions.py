@@ -110,7 +110,7 @@ class SessionManager:
                 last_used=stamp,
                 model=model,
                 approvals=approvals,
-                parent=self.environ.get("DEV_SESSIONS_AGENT") or self.environ.get("DEV_SESSIONS_ID"),
+                parent=self.creator(),
                 tmux_socket=self.settings.tmux_socket,
             )
             doc.put(session)
@@ -123,6 +123,13 @@ class SessionManager:
         with self.store.transaction() as doc:
             doc.put(session)
         return Created(session, started)
+
+    def creator(self) -> str:
+        """Who is creating a session: an outside agent, a session (from inside it), or the user.
+
+        Recorded as the session's parent, so that a child can write to it with `msg send --to parent`.
+        """
+        return self.environ.get("DEV_SESSIONS_AGENT") or self.environ.get("DEV_SESSIONS_ID") or "user"
 
     @staticmethod
     def _workdir(path: str | None) -> str:

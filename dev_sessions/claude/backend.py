@@ -38,6 +38,7 @@ from dev_sessions.errors import (
     ToolMissing,
     UsageError,
 )
+from dev_sessions.lock import FileLock
 from dev_sessions.store import LastSend, Session, now_iso, parse_iso
 from dev_sessions.terminal import neutralise
 from dev_sessions.tmux import Pane, Tmux
@@ -46,8 +47,9 @@ from dev_sessions.watch import Tail, Watcher, line_aligned_size
 log = logging.getLogger(__name__)
 
 # Removed from the agent's environment: they would make Claude believe it runs inside another Claude
-# (CLAUDECODE, CLAUDE_CODE_CHILD_SESSION) or point at the caller's own tmux pane (TMUX, TMUX_PANE).
-DROPPED_ENV = ("CLAUDECODE", "CLAUDE_CODE_CHILD_SESSION", "TMUX", "TMUX_PANE")
+# (CLAUDECODE, CLAUDE_CODE_CHILD_SESSION), point at the caller's own tmux pane (TMUX, TMUX_PANE), or
+# give the session its creator's name instead of its own (DEV_SESSIONS_AGENT; DEV_SESSIONS_ID is set).
+DROPPED_ENV = ("CLAUDECODE", "CLAUDE_CODE_CHILD_SESSION", "TMUX", "TMUX_PANE", "DEV_SESSIONS_AGENT")
 _SLUG = re.compile(r"[^a-zA-Z0-9]")
 _SLUG_LIMIT = 200
 _SCREEN_POLL = 0.05
@@ -222,15 +224,16 @@ class ClaudeBackend:
             raise UsageError(
                 f"{session.id}: --steer is for Codex sessions (Claude folds a busy send in by itself)"
             )
-        live = self._ready_for_input(session)
-        path = self.transcript(session)
-        queued = live.screen.state == "busy"
-        ahead = 0
-        if queued:
-            with contextlib.suppress(FileNotFoundError):
-                ahead = tx.queue_depth(path.read_bytes())
-        mark = LastSend(offset=line_aligned_size(path), queued=queued, ahead=ahead, at=now_iso())
-        self._deliver(session, text, before=live.screen.prompt)
+        with self._input_lock(session):
+            live = self._ready_for_input(session)
+            path = self.transcript(session)
+            queued = live.screen.state == "busy"
+            ahead = 0
+            if queued:
+                with contextlib.suppress(FileNotFoundError):
+                    ahead = tx.queue_depth(path.read_bytes())
+            mark = LastSend(offset=line_aligned_size(path), queued=queued, ahead=ahead, at=now_iso())
+            self._deliver(session, text, before=live.screen.prompt)
         return session.evolve(last_send=mark)
 
     def _deliver(self, session: Session, text: str, before: str | None) -> None:
@@ -473,6 +476,28 @@ class ClaudeBackend:
 
     def retire(self) -> None:
         """Nothing is shared between Claude sessions."""
+
+    def deliver(self, session: Session, text: str, *, urgent: bool = False) -> bool:
+        """Paste a message into the input box, but only while Claude is idle (urgent or not: a prompt
+        typed during a turn would be folded into it at Claude's own pace)."""
+        with self._input_lock(session):
+            live = self._live(session)
+            status = self._status_of(session, live)
+            if status.state == "exited":
+                raise SessionExited(session_id=session.id, detail=status.detail)
+            if status.state != "idle" or live.screen.state != "ready":
+                return False
+            self._deliver(session, text, before=live.screen.prompt)
+            return True
+
+    def idle_signals(self, session: Session) -> list[Path]:
+        return [self.config_dir(session) / "sessions"]
+
+    def _input_lock(self, session: Session) -> FileLock:
+        """One writer at a time into a session's input box (a send and a message delivery)."""
+        return FileLock(
+            self.settings.home / "locks" / f"{session.id}.lock", timeout=self.settings.ready_timeout + 10
+        )
 
     def goal(
         self, session: Session, action: str, objective: str | None, budget: int | None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from dev_sessions.cli import doctor, sessions
+from dev_sessions.cli import doctor, messaging, sessions
 
 app = typer.Typer(
     name="dev-sessions",
@@ -15,4 +15,5 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 sessions.register(app)
+messaging.register(app)
 doctor.register(app)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from dev_sessions.backend import Dialog, LogItem, Started, Status, WaitResult
 from dev_sessions.codex.daemon import AppServer
 from dev_sessions.codex.link import BridgeLink
 from dev_sessions.config import Settings
-from dev_sessions.errors import DevSessionsError, UsageError
+from dev_sessions.errors import DevSessionsError, SessionExited, UsageError
 from dev_sessions.store import LastSend, Session, now_iso
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class CodexBackend:
             "cwd": session.path,
             "approvals": session.approvals,
             "model": session.model,
+            "session": session.id,
         }
 
     def _call(self, op: str, session: Session, **params: Any) -> dict[str, Any]:
@@ -52,7 +54,12 @@ class CodexBackend:
     # -- lifecycle --------------------------------------------------------------------------------------
 
     def create(self, session: Session, env: Mapping[str, str]) -> tuple[Session, Started]:
-        params = {"cwd": session.path, "approvals": session.approvals, "model": session.model}
+        params = {
+            "cwd": session.path,
+            "approvals": session.approvals,
+            "model": session.model,
+            "session": session.id,
+        }
         result = self.link.call("create", params, timeout=60)
         assert result is not None
         session = session.evolve(
@@ -64,6 +71,22 @@ class CodexBackend:
 
     def kill(self, session: Session) -> None:
         self._call("archive", session)
+
+    def deliver(self, session: Session, text: str, *, urgent: bool = False) -> bool:
+        """A Codex turn when the thread is idle; an urgent message is steered into a running turn."""
+        status = self.status(session)
+        if status.state == "exited":
+            raise SessionExited(session_id=session.id, detail=status.detail)
+        if status.state == "idle":
+            self._call("send", session, text=text)
+            return True
+        if status.state == "working" and urgent:
+            self._call("send", session, text=text, steer=True)
+            return True
+        return False
+
+    def idle_signals(self, session: Session) -> list[Path]:
+        return []
 
     def retire(self) -> None:
         """The last Codex session is gone: stop the app-server (and the bridge with it)."""

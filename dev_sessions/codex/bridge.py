@@ -59,14 +59,23 @@ class ThreadSpec:
     cwd: str | None = None
     approvals: str = "never"
     model: str | None = None
+    session: str | None = None
 
     @classmethod
     def from_json(cls, data: JsonObject) -> ThreadSpec:
-        return cls(str(data["id"]), data.get("cwd"), str(data.get("approvals") or "never"), data.get("model"))
+        approvals = str(data.get("approvals") or "never")
+        return cls(str(data["id"]), data.get("cwd"), approvals, data.get("model"), data.get("session"))
 
     @property
     def sandbox(self) -> str:
         return SANDBOX_FOR.get(self.approvals, "workspace-write")
+
+
+def thread_config(session: str | None) -> JsonObject | None:
+    """Per-thread config: the commands the agent runs know which session they belong to."""
+    if not session:
+        return None
+    return {"shell_environment_policy": {"set": {"DEV_SESSIONS_ID": session, "IS_SANDBOX": "1"}}}
 
 
 @dataclass
@@ -193,6 +202,9 @@ class Bridge:
                 "approvalPolicy": spec.approvals,
                 "sandbox": spec.sandbox,
             }
+            config = thread_config(spec.session)
+            if config:
+                params["config"] = config
             result = await client.call("thread/resume", params)
             watch.subscribed = True
             watch.status = (result.get("thread") or {}).get("status") or watch.status
@@ -338,6 +350,9 @@ class Bridge:
         }
         if p.get("model"):
             params["model"] = p["model"]
+        config = thread_config(p.get("session"))
+        if config:
+            params["config"] = config
         result = await self.call("thread/start", params)
         thread = result.get("thread") or {}
         watch = self.watch(str(thread["id"]))

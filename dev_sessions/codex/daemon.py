@@ -104,6 +104,15 @@ def resolve_binary(name: str, path: str | None = None) -> Path:
     return real
 
 
+# One app-server serves every Codex session: it must not carry the identity of whichever command
+# started it. Each thread gets its own DEV_SESSIONS_ID through its shell environment policy instead.
+IDENTITY_ENV = ("DEV_SESSIONS_ID", "DEV_SESSIONS_AGENT")
+
+
+def server_env(environ: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in environ.items() if k not in IDENTITY_ENV}
+
+
 @dataclass(frozen=True)
 class DaemonState:
     pid: int
@@ -250,7 +259,7 @@ class AppServer:
                 stdout=log_file,
                 stderr=log_file,
                 cwd=self.dir,
-                env=self.environ,
+                env=server_env(self.environ),
                 start_new_session=True,  # not killed with the terminal or the process that started it
             )
         finally:

@@ -162,7 +162,7 @@ def test_agent_gets_the_callers_environment_and_its_flags(
     assert seen["cwd"] == str(workdir.resolve())
     record = json.loads(cli.ok("inspect", sid))["session"]
     assert seen["argv"] == ["--session-id", record["internalId"]]
-    assert "parent" not in record  # created from outside any session
+    assert record["parent"] == "user"  # created from outside any session
     cli.ok("kill", first, sid)
 
 

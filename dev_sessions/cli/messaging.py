@@ -1,0 +1,382 @@
+"""Messaging commands: ``msg ...``, ``space ...`` and ``agents ...``."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from dev_sessions.cli.output import emit_json, note, read_message
+from dev_sessions.errors import UsageError
+from dev_sessions.messaging.messenger import Messenger, parse_message_id, priority_choice
+from dev_sessions.messaging.store import Message
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+AsOpt = Annotated[str | None, typer.Option("--as", metavar="NAME", help="Read as this agent.")]
+FromOpt = Annotated[str | None, typer.Option("--from", metavar="NAME", help="Send as this agent.")]
+FileOpt = Annotated[
+    str | None,
+    typer.Option("--file", "-f", metavar="FILE", help="Read the message from FILE ('-' for stdin)."),
+]
+PriorityOpt = Annotated[
+    str,
+    typer.Option(
+        "--priority", "-P", help="low, normal, high or urgent (urgent steers into a busy Codex turn)."
+    ),
+]
+MessageArg = Annotated[str | None, typer.Argument(metavar="[MESSAGE]", help="The text.")]
+SinceOpt = Annotated[
+    str | None, typer.Option("--since", metavar="AGE|TIME", help="Only since then (30m, 2h, ISO).")
+]
+LimitOpt = Annotated[int | None, typer.Option("--limit", "-n", help="At most this many (the newest).")]
+
+msg_app = typer.Typer(help="Direct messages and threads between agents.", no_args_is_help=True)
+space_app = typer.Typer(help="Spaces: named groups of agents to broadcast to.", no_args_is_help=True)
+agents_app = typer.Typer(help="Agents: every session, and the outside agents that message them.")
+
+
+def _render(messages: list[Message], as_json: bool, *, empty: str = "no messages") -> None:
+    if as_json:
+        emit_json([m.to_json() for m in messages])
+        return
+    if not messages:
+        note(empty)
+        return
+    for message in messages:
+        stamp = message.created_at[:19].replace("T", " ")
+        where = f" in {message.space}" if message.space else ""
+        about = f" re {message.reply_to}" if message.reply_to else ""
+        state = f" ({message.receipt.state})" if message.receipt is not None else ""
+        priority = f" [{message.priority}]" if message.priority != "normal" else ""
+        print(f"{message.id}  {stamp}  from {message.sender}{where}{about}{priority}{state}")
+        for line in message.body.splitlines() or [""]:
+            print(f"    {line}")
+
+
+def _metadata(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        raise UsageError(f"--metadata is not JSON: {err}") from None
+    if not isinstance(value, dict):
+        raise UsageError("--metadata must be a JSON object")
+    return value
+
+
+def _sent(message: Message, as_json: bool) -> None:
+    if as_json:
+        emit_json(message.to_json())
+    else:
+        print(message.id)
+
+
+# -- msg ---------------------------------------------------------------------------------------------
+
+
+@msg_app.command("send")
+def msg_send(
+    to: Annotated[
+        str, typer.Option("--to", metavar="NAME", help="A session, an agent, a space, or 'parent'.")
+    ],
+    message: MessageArg = None,
+    file: FileOpt = None,
+    priority: PriorityOpt = "normal",
+    reply_to: Annotated[
+        str | None, typer.Option("--reply-to", metavar="MSGID", help="Answer this message.")
+    ] = None,
+    metadata: Annotated[
+        str | None, typer.Option("--metadata", metavar="JSON", help="A JSON object to attach.")
+    ] = None,
+    sender: FromOpt = None,
+    as_json: JsonOpt = False,
+) -> int:
+    """Send a message; prints its id. A live session gets it in its conversation."""
+    text = read_message("msg send", message, file)
+    sent = Messenger().send(
+        to,
+        text,
+        sender=sender,
+        priority=priority_choice(priority),
+        reply_to=parse_message_id(reply_to) if reply_to else None,
+        metadata=_metadata(metadata),
+    )
+    _sent(sent, as_json)
+    return 0
+
+
+@msg_app.command("read")
+def msg_read(
+    reader: AsOpt = None,
+    unread: Annotated[bool, typer.Option("--unread", help="Only unread messages.")] = False,
+    mark_read: Annotated[bool, typer.Option("--mark-read", help="Mark what is shown as read.")] = False,
+    sender: Annotated[
+        str | None, typer.Option("--from", metavar="NAME", help="Only from this agent.")
+    ] = None,
+    since: SinceOpt = None,
+    limit: LimitOpt = None,
+    as_json: JsonOpt = False,
+) -> int:
+    """Messages to you (or to --as NAME), oldest first."""
+    found = Messenger().read(
+        reader, unread=unread, mark_read=mark_read, sender=sender, since=since, limit=limit
+    )
+    _render(found, as_json)
+    return 0
+
+
+@msg_app.command("reply")
+def msg_reply(
+    message_id: Annotated[str, typer.Argument(metavar="MSGID", help="The message to answer.")],
+    message: MessageArg = None,
+    file: FileOpt = None,
+    priority: PriorityOpt = "normal",
+    sender: FromOpt = None,
+    as_json: JsonOpt = False,
+) -> int:
+    """Answer a message (to its sender); marks it read. Prints the reply's id."""
+    text = read_message("msg reply", message, file)
+    sent = Messenger().reply(
+        parse_message_id(message_id), text, sender=sender, priority=priority_choice(priority)
+    )
+    _sent(sent, as_json)
+    return 0
+
+
+@msg_app.command("thread")
+def msg_thread(
+    message_id: Annotated[str, typer.Argument(metavar="MSGID", help="Any message of the thread.")],
+    as_json: JsonOpt = False,
+) -> int:
+    """The whole thread a message belongs to, in order, with full bodies."""
+    _render(Messenger().thread(parse_message_id(message_id)), as_json)
+    return 0
+
+
+@msg_app.command("mark-read")
+def msg_mark_read(
+    message_ids: Annotated[
+        list[str] | None, typer.Argument(metavar="[MSGID...]", help="Messages to mark.")
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every message to you.")] = False,
+    reader: AsOpt = None,
+    as_json: JsonOpt = False,
+) -> int:
+    """Mark messages to you as read."""
+    if bool(message_ids) == all_:
+        raise UsageError("mark-read: give message ids or --all (one of them)")
+    ids = None if all_ else [parse_message_id(m) for m in message_ids or []]
+    changed = Messenger().mark_read(ids, reader)
+    if as_json:
+        emit_json({"marked": changed})
+    else:
+        print(f"{changed} marked read")
+    return 0
+
+
+@msg_app.command("status")
+def msg_status(
+    message_id: Annotated[str, typer.Argument(metavar="MSGID", help="The message.")],
+    as_json: JsonOpt = False,
+) -> int:
+    """Per recipient: queued, delivered, read or failed, with times and reasons."""
+    message, receipts = Messenger().status(parse_message_id(message_id))
+    if as_json:
+        emit_json({**message.to_json(), "recipients": [r.to_json() for r in receipts]})
+        return 0
+    print(f"{message.id} from {message.sender}" + (f" in {message.space}" if message.space else ""))
+    if not receipts:
+        print("  (no recipients)")
+    for receipt in receipts:
+        when = receipt.read_at or receipt.delivered_at or receipt.failed_at or ""
+        where = f" into its {receipt.via}" if receipt.state == "delivered" else ""
+        why = f": {receipt.reason}" if receipt.state == "failed" and receipt.reason else ""
+        retry = " (retrying)" if receipt.state == "failed" and receipt.retry_at_ms else ""
+        print(f"  {receipt.recipient}: {receipt.state}{where}{why}{retry} {when}".rstrip())
+    return 0
+
+
+@msg_app.command("wait")
+def msg_wait(
+    reader: AsOpt = None,
+    timeout: Annotated[
+        str | None,
+        typer.Option("--timeout", "-t", metavar="SECONDS", help="Give up after this long (exit 124)."),
+    ] = None,
+    peek: Annotated[bool, typer.Option("--peek", help="Do not mark what arrives as read.")] = False,
+    as_json: JsonOpt = False,
+) -> int:
+    """Block until a message for you arrives (or is already unread), print it and mark it read."""
+    from dev_sessions.durations import parse_duration
+
+    seconds = None if timeout is None else parse_duration(timeout)
+    _render(Messenger().wait(reader, seconds, mark_read=not peek), as_json)
+    return 0
+
+
+@msg_app.command("search")
+def msg_search(
+    query: Annotated[
+        str, typer.Argument(help='Full-text query (SQLite FTS5 syntax: words, "phrases", OR, *).')
+    ],
+    limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many.")] = 50,
+    as_json: JsonOpt = False,
+) -> int:
+    """Find messages by their text, best matches first."""
+    _render(Messenger().search(query, limit), as_json, empty="nothing matches")
+    return 0
+
+
+@msg_app.command("feed")
+def msg_feed(since: SinceOpt = None, limit: LimitOpt = None, as_json: JsonOpt = False) -> int:
+    """Every message in the store, oldest first (all agents, all spaces)."""
+    _render(Messenger().feed(since, limit), as_json)
+    return 0
+
+
+# -- space -------------------------------------------------------------------------------------------
+
+
+@space_app.command("create")
+def space_create(
+    name: Annotated[str, typer.Argument(help="Name of the space.")],
+    parent: Annotated[
+        str | None, typer.Option("--parent", help="Nest it in this space (3 levels at most).")
+    ] = None,
+    description: Annotated[str, typer.Option("--description", "-d", help="What it is for.")] = "",
+    as_json: JsonOpt = False,
+) -> int:
+    """Create a space."""
+    space = Messenger().create_space(name, parent, description)
+    if as_json:
+        emit_json(space.__dict__)
+    else:
+        print(space.name)
+    return 0
+
+
+@space_app.command("list")
+def space_list(as_json: JsonOpt = False) -> int:
+    """All spaces, with their parent and number of members."""
+    spaces = Messenger().spaces()
+    if as_json:
+        emit_json([s.__dict__ for s in spaces])
+        return 0
+    if not spaces:
+        note("no spaces")
+    for space in spaces:
+        parent = f" (in {space.parent})" if space.parent else ""
+        description = f"  {space.description}" if space.description else ""
+        print(f"{space.name}{parent}  {space.members} member(s){description}")
+    return 0
+
+
+@space_app.command("join")
+def space_join(name: Annotated[str, typer.Argument(help="The space.")], agent: AsOpt = None) -> int:
+    """Join a space (yourself, or --as NAME)."""
+    messenger = Messenger()
+    joined = messenger.join(name, agent)
+    print(f"{messenger.me(agent)} {'joined' if joined else 'is already in'} {name}")
+    return 0
+
+
+@space_app.command("leave")
+def space_leave(name: Annotated[str, typer.Argument(help="The space.")], agent: AsOpt = None) -> int:
+    """Leave a space."""
+    messenger = Messenger()
+    left = messenger.leave(name, agent)
+    print(f"{messenger.me(agent)} {'left' if left else 'was not in'} {name}")
+    return 0
+
+
+@space_app.command("members")
+def space_members(name: Annotated[str, typer.Argument(help="The space.")], as_json: JsonOpt = False) -> int:
+    """Who is in a space."""
+    members = Messenger().members(name)
+    if as_json:
+        emit_json([{"agent": agent, "joinedAt": joined} for agent, joined in members])
+        return 0
+    if not members:
+        note(f"{name}: no members")
+    for agent, _ in members:
+        print(agent)
+    return 0
+
+
+@space_app.command("send")
+def space_send(
+    name: Annotated[str, typer.Argument(help="The space.")],
+    message: MessageArg = None,
+    file: FileOpt = None,
+    priority: PriorityOpt = "normal",
+    sender: FromOpt = None,
+    as_json: JsonOpt = False,
+) -> int:
+    """Send a message to every member of a space; prints its id."""
+    text = read_message(f"space send {name}", message, file)
+    _sent(Messenger().space_send(name, text, sender=sender, priority=priority_choice(priority)), as_json)
+    return 0
+
+
+@space_app.command("read")
+def space_read(
+    name: Annotated[str, typer.Argument(help="The space.")],
+    reader: AsOpt = None,
+    since: SinceOpt = None,
+    limit: LimitOpt = None,
+    unread: Annotated[bool, typer.Option("--unread", help="Only what you have not read.")] = False,
+    as_json: JsonOpt = False,
+) -> int:
+    """Messages sent to a space, oldest first."""
+    _render(Messenger().space_read(name, reader, since=since, limit=limit, unread=unread), as_json)
+    return 0
+
+
+# -- agents ------------------------------------------------------------------------------------------
+
+
+@agents_app.callback(invoke_without_command=True)
+def agents(
+    ctx: typer.Context,
+    online: Annotated[
+        bool, typer.Option("--online", help="Only live sessions and agents seen lately.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> int:
+    """Every session with its live status, and every outside agent with when it was last seen."""
+    if ctx.invoked_subcommand is not None:
+        return 0
+    rows = Messenger().agents(online)
+    if as_json:
+        emit_json(rows)
+        return 0
+    for row in rows:
+        seen = f"  last seen {row['lastSeen'][:19].replace('T', ' ')}" if row.get("lastSeen") else ""
+        print(f"{row['name']}  {row['kind']}  {row['status']}{seen}")
+    return 0
+
+
+@agents_app.command("register")
+def agents_register(name: Annotated[str, typer.Argument(help="The outside agent's name.")]) -> int:
+    """Register an outside agent, so that messages can be sent to it."""
+    agent = Messenger().register(name)
+    print(agent.name)
+    return 0
+
+
+@agents_app.command("heartbeat")
+def agents_heartbeat(
+    agent: AsOpt = None,
+    status: Annotated[str | None, typer.Option("--status", help="A short status text.")] = None,
+) -> int:
+    """Say that you are alive (and what you are doing)."""
+    print(Messenger().heartbeat(agent, status))
+    return 0
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(msg_app, name="msg")
+    app.add_typer(space_app, name="space")
+    app.add_typer(agents_app, name="agents")

@@ -1,0 +1,1 @@
+"""Messaging between agents: direct messages, threads, spaces, read state, delivery into sessions."""

@@ -1,0 +1,191 @@
+"""The deliverer: the one background process that puts queued messages into live sessions.
+
+A message to a session waits in the store as ``queued`` until the session is idle: then it is pasted
+into a Claude session's input box (or started as a Codex turn; an ``urgent`` one is steered into a
+running Codex turn) and marked ``delivered``. Nobody has to run another command for that to happen:
+the deliverer sleeps on file-system events (the message database, Claude's status files) and wakes at
+each idle point.
+
+* Started on demand by the commands that queue work (``ensure_deliverer``), never two at once: it
+  holds ``deliverer.lock`` for its whole life, and a second one exits at once.
+* Gone when nothing is left to deliver (after a short linger, ``DEV_SESSIONS_DELIVERER_LINGER``).
+* Its state is the store's: after a crash, the next command that queues or looks at a message starts
+  a new one, which carries on from the receipts.
+* A failed delivery keeps its reason and is retried with back-off (5 s, 15 s, 1 min, 5 min, 15 min);
+  a session that is gone fails for good.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import logging.handlers
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from dev_sessions.config import Settings, private_dir
+from dev_sessions.errors import DevSessionsError, SessionExited
+from dev_sessions.messaging.notice import frame
+from dev_sessions.messaging.store import Message, MessageStore, Receipt, now_ms
+from dev_sessions.store import Session, SessionStore
+
+log = logging.getLogger("dev_sessions.messaging.deliver")
+
+RETRY_DELAYS_S = (5, 15, 60, 300, 900)
+CODEX_POLL_S = 0.5
+
+
+def _lock_path(settings: Settings) -> Path:
+    return settings.home / "deliverer.lock"
+
+
+def running(settings: Settings) -> bool:
+    path = _lock_path(settings)
+    if not path.exists():
+        return False
+    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def ensure_deliverer(settings: Settings, environ: Mapping[str, str]) -> bool:
+    """Start the deliverer unless it runs; True if one was started. Never blocks on it."""
+    if running(settings):
+        return False
+    private_dir(settings.home)
+    with (settings.home / "deliverer.out").open("ab") as out:
+        subprocess.Popen(
+            [sys.executable, "-m", "dev_sessions.messaging.deliver"],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            cwd=settings.home,
+            env=dict(environ),
+            start_new_session=True,
+            close_fds=True,
+        )
+    return True
+
+
+class Deliverer:
+    def __init__(self, settings: Settings, environ: Mapping[str, str]) -> None:
+        from dev_sessions.sessions import SessionManager
+
+        self.settings = settings
+        self.environ = dict(environ)
+        self.manager = SessionManager(settings, environ)
+        self.sessions = SessionStore(settings.store_path)
+        self.store = MessageStore(settings.home / "messages.db")
+        self.linger = float(self.environ.get("DEV_SESSIONS_DELIVERER_LINGER") or 5)
+
+    def attempt(self, message: Message, receipt: Receipt, sessions: Mapping[str, Session]) -> str:
+        """Try one delivery: ``delivered``, ``failed`` or ``waiting`` (the session is busy)."""
+        session = sessions.get(receipt.recipient)
+        if session is None:
+            self.store.failed(
+                message.id, receipt.recipient, f"no session named {receipt.recipient} any more", None
+            )
+            return "failed"
+        backend = self.manager.backend(session.cli)
+        text = frame(message, receipt.recipient)
+        try:
+            done = backend.deliver(session, text, urgent=message.priority == "urgent")
+        except SessionExited as err:
+            self.store.failed(message.id, receipt.recipient, str(err), None)
+            return "failed"
+        except DevSessionsError as err:
+            retry = self._retry_at(receipt.attempts)
+            self.store.failed(message.id, receipt.recipient, str(err), retry)
+            log.warning("message %d to %s failed: %s", message.id, receipt.recipient, err)
+            return "failed"
+        if not done:
+            return "waiting"
+        self.store.delivered(message.id, receipt.recipient)
+        log.info("message %d delivered to %s", message.id, receipt.recipient)
+        return "delivered"
+
+    @staticmethod
+    def _retry_at(attempts: int) -> int | None:
+        if attempts >= len(RETRY_DELAYS_S):
+            return None
+        return now_ms() + RETRY_DELAYS_S[attempts] * 1000
+
+    def run(self) -> None:
+        from dev_sessions.watch import Watcher
+
+        idle_since: float | None = None
+        with Watcher() as watcher:
+            watcher.watch_dir(self.settings.home)
+            while True:
+                sessions = {s.id: s for s in self.sessions.sessions()}
+                waiting_codex = False
+                blocked: set[str] = set()
+                # Urgent messages first: they may be steered into a running turn.
+                due = sorted(self.store.due(), key=lambda item: (item[0].priority != "urgent", item[0].id))
+                for message, receipt in due:
+                    if receipt.recipient in blocked:
+                        continue  # one at a time per session, in order
+                    outcome = self.attempt(message, receipt, sessions)
+                    if outcome in ("waiting", "delivered"):
+                        # The next message to this session waits for its next idle point (a delivered
+                        # one has just started a turn there).
+                        blocked.add(receipt.recipient)
+                        session = sessions[receipt.recipient]
+                        signals = self.manager.backend(session.cli).idle_signals(session)
+                        for directory in signals:
+                            watcher.watch_dir(directory)
+                        waiting_codex = waiting_codex or not signals
+                next_retry = self.store.next_retry_ms()
+                if not blocked and next_retry is None:
+                    idle_since = idle_since or time.monotonic()
+                    if time.monotonic() - idle_since >= self.linger:
+                        log.info("nothing left to deliver; exiting")
+                        return
+                else:
+                    idle_since = None
+                timeout = 30.0
+                if next_retry is not None:
+                    timeout = min(timeout, max(0.0, (next_retry - now_ms()) / 1000))
+                if waiting_codex:
+                    timeout = min(timeout, CODEX_POLL_S)
+                if idle_since is not None:
+                    timeout = min(timeout, self.linger)
+                watcher.wait(timeout)
+
+
+def main() -> None:
+    environ = dict(os.environ)
+    settings = Settings.from_env(environ)
+    private_dir(settings.home)
+    fd = os.open(_lock_path(settings), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return  # another deliverer runs: never two at once
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    handler = logging.handlers.RotatingFileHandler(
+        settings.home / "deliverer.log", maxBytes=1 << 20, backupCount=2
+    )
+    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(message)s"))
+    root = logging.getLogger("dev_sessions")
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if settings.debug else logging.INFO)
+    try:
+        Deliverer(settings, environ).run()
+    except Exception:
+        log.exception("deliverer stopped by an error")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,365 @@
+"""The messaging library: who is who, and every ``msg``, ``space`` and ``agents`` command as a method.
+
+Identities: every session is an agent named by its id; anything else (the orchestrating agent, a
+person) is an outside agent with a name, registered once (``user`` always exists). Who sends or reads
+is ``--from``/``--as``, else ``DEV_SESSIONS_AGENT``, else ``DEV_SESSIONS_ID`` (set inside every
+session we start), else ``user``. ``parent`` names the agent that created the sending session.
+
+A message to a session goes into its conversation (through the deliverer process); a message to an
+outside agent goes into its mailbox, read with ``msg read`` or ``msg wait``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from dev_sessions.config import Settings
+from dev_sessions.durations import parse_duration
+from dev_sessions.errors import DevSessionsError, NoMessage, UsageError
+from dev_sessions.messaging.store import (
+    PRIORITIES,
+    Agent,
+    Message,
+    MessageStore,
+    Receipt,
+    Space,
+    SpaceNotFound,
+)
+from dev_sessions.store import Session, SessionStore, parse_iso
+
+USER = "user"
+PARENT = "parent"
+RESERVED = {PARENT, "all", "everyone"}
+MAX_BODY = 1024 * 1024
+ONLINE_WINDOW_S = 300
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:+-]{0,63}$")
+_MESSAGE_ID = re.compile(r"^(?:m|#)?(\d+)$")
+
+
+def parse_message_id(text: str | int) -> int:
+    match = _MESSAGE_ID.match(str(text).strip())
+    if match is None:
+        raise UsageError(f"{text!r} is not a message id (like 42)")
+    return int(match.group(1))
+
+
+def parse_since(text: str | None) -> int | None:
+    """Milliseconds since the epoch for ``--since``: an age (30m, 2h) or an ISO time."""
+    if text is None:
+        return None
+    moment = parse_iso(text) if any(c in text for c in "-:T") else None
+    if moment is not None:
+        return int(moment.timestamp() * 1000)
+    return int((time.time() - parse_duration(text)) * 1000)
+
+
+def check_name(name: str, what: str = "name") -> str:
+    if not _NAME.match(name):
+        raise UsageError(f"{name!r} is not a valid {what} (letters, digits and . _ @ : + -, up to 64)")
+    return name
+
+
+class Messenger:
+    def __init__(self, settings: Settings | None = None, environ: Mapping[str, str] | None = None) -> None:
+        self.environ = dict(os.environ if environ is None else environ)
+        self.settings = settings or Settings.from_env(self.environ)
+        self.sessions = SessionStore(self.settings.store_path)
+        self._store: MessageStore | None = None
+
+    @property
+    def store(self) -> MessageStore:
+        if self._store is None:
+            self._store = MessageStore(self.settings.home / "messages.db")
+        return self._store
+
+    @property
+    def db_path(self) -> Path:
+        return self.settings.home / "messages.db"
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    # -- identities ----------------------------------------------------------------------------------
+
+    def me(self, explicit: str | None = None) -> str:
+        name = (
+            explicit or self.environ.get("DEV_SESSIONS_AGENT") or self.environ.get("DEV_SESSIONS_ID") or USER
+        )
+        return check_name(name, "agent name")
+
+    def _sessions(self) -> dict[str, Session]:
+        return {s.id: s for s in self.sessions.sessions()}
+
+    def _via(self, name: str, sessions: Mapping[str, Session]) -> str:
+        return "conversation" if name in sessions else "mailbox"
+
+    def known(self, name: str, sessions: Mapping[str, Session] | None = None) -> str | None:
+        """What a name is: ``session``, ``agent`` or ``space``; None when it is none of them."""
+        sessions = self._sessions() if sessions is None else sessions
+        if name in sessions:
+            return "session"
+        if name == USER or self.store.agent(name) is not None:
+            return "agent"
+        if self.store.space(name) is not None:
+            return "space"
+        return None
+
+    def parent_of(self, sender: str, sessions: Mapping[str, Session]) -> str:
+        session = sessions.get(sender)
+        if session is None:
+            raise UsageError(f"--to parent: {sender} is not a session, so it has no parent")
+        return session.parent or USER
+
+    def register(self, name: str) -> Agent:
+        check_name(name, "agent name")
+        if name in RESERVED:
+            raise UsageError(f"{name}: a reserved name")
+        kind = self.known(name)
+        if kind == "session":
+            raise UsageError(f"{name}: a session has that name; sessions are agents already")
+        if kind == "space":
+            raise UsageError(f"{name}: a space has that name")
+        return self.store.register_agent(name)
+
+    # -- messages ------------------------------------------------------------------------------------
+
+    def send(
+        self,
+        to: str,
+        body: str,
+        *,
+        sender: str | None = None,
+        priority: str = "normal",
+        reply_to: int | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Message:
+        me = self.me(sender)
+        self._check_body(body)
+        sessions = self._sessions()
+        target = self.parent_of(me, sessions) if to == PARENT else to
+        kind = self.known(target, sessions)
+        if kind is None:
+            raise UsageError(
+                f"{target}: no session, agent or space has that name "
+                f"(an outside agent registers with `dev-sessions agents register {target}`)"
+            )
+        if kind == "space":
+            return self.space_send(
+                target, body, sender=me, priority=priority, metadata=metadata, reply_to=reply_to
+            )
+        message = self.store.send(
+            me,
+            {target: self._via(target, sessions)},
+            body,
+            priority=priority,
+            reply_to=reply_to,
+            metadata=metadata,
+        )
+        self._after_send(message, sessions)
+        return message
+
+    def reply(
+        self, message_id: int, body: str, *, sender: str | None = None, priority: str = "normal"
+    ) -> Message:
+        original = self.store.message(message_id)
+        me = self.me(sender)
+        self._check_body(body)
+        sessions = self._sessions()
+        # Answer whoever sent it, even an agent or session that is gone since (its mailbox keeps it).
+        recipients = {original.sender: self._via(original.sender, sessions)}
+        message = self.store.send(me, recipients, body, priority=priority, reply_to=message_id)
+        self._after_send(message, sessions)
+        return message
+
+    def _check_body(self, body: str) -> None:
+        if not body.strip():
+            raise UsageError("the message is empty")
+        if len(body.encode("utf-8")) > MAX_BODY:
+            raise UsageError(f"the message is over {MAX_BODY // 1024} KB; send a file path instead")
+
+    def _after_send(self, message: Message, sessions: Mapping[str, Session]) -> None:
+        if message.sender not in sessions:
+            self.store.heartbeat(message.sender, None)  # an outside agent that writes is alive
+        if any(r.via == "conversation" for r in self.store.receipts(message.id)):
+            from dev_sessions.messaging.deliver import ensure_deliverer
+
+            ensure_deliverer(self.settings, self.environ)
+
+    def read(
+        self,
+        reader: str | None = None,
+        *,
+        unread: bool = False,
+        mark_read: bool = False,
+        sender: str | None = None,
+        since: str | None = None,
+        limit: int | None = None,
+    ) -> list[Message]:
+        me = self.me(reader)
+        if limit is not None and limit < 1:
+            raise UsageError("--limit must be at least 1")
+        messages = self.store.inbox(
+            me, unread=unread, sender=sender, since_ms=parse_since(since), limit=limit
+        )
+        if mark_read and messages:
+            self.store.mark_read(me, [m.id for m in messages])
+        return messages
+
+    def wait(
+        self, reader: str | None = None, timeout: float | None = None, *, mark_read: bool = True
+    ) -> list[Message]:
+        """The unread messages to ``reader``, as soon as there is one (WaitTimeout after ``timeout``)."""
+        from dev_sessions.watch import Watcher
+
+        me = self.me(reader)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with Watcher() as watcher:
+            watcher.watch_dir(self.db_path.parent)
+            while True:
+                found = self.store.inbox(me, unread=True)
+                if found:
+                    if mark_read:
+                        self.store.mark_read(me, [m.id for m in found])
+                    return found
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise NoMessage(reader=me, timeout=timeout or 0)
+                watcher.wait(2.0 if remaining is None else min(remaining, 2.0))
+
+    def thread(self, message_id: int) -> list[Message]:
+        return self.store.thread(message_id)
+
+    def mark_read(self, message_ids: list[int] | None, reader: str | None = None) -> int:
+        me = self.me(reader)
+        if message_ids is not None:
+            for message_id in message_ids:
+                self.store.message(message_id)
+        return self.store.mark_read(me, message_ids)
+
+    def status(self, message_id: int) -> tuple[Message, list[Receipt]]:
+        message = self.store.message(message_id)
+        receipts = self.store.receipts(message_id)
+        if any(r.state in ("queued", "failed") and r.via == "conversation" for r in receipts):
+            from dev_sessions.messaging.deliver import ensure_deliverer
+
+            ensure_deliverer(self.settings, self.environ)  # in case the deliverer died with work left
+        return message, receipts
+
+    def search(self, query: str, limit: int = 50) -> list[Message]:
+        if not query.strip():
+            raise UsageError("search: the query is empty")
+        return self.store.search(query, limit)
+
+    def feed(self, since: str | None = None, limit: int | None = None) -> list[Message]:
+        return self.store.feed(parse_since(since), limit)
+
+    # -- spaces --------------------------------------------------------------------------------------
+
+    def create_space(
+        self, name: str, parent: str | None = None, description: str = "", creator: str | None = None
+    ) -> Space:
+        check_name(name, "space name")
+        if name in RESERVED or name == USER:
+            raise UsageError(f"{name}: a reserved name")
+        kind = self.known(name)
+        if kind in ("session", "agent"):
+            raise UsageError(f"{name}: a {kind} has that name; spaces and agents share one namespace")
+        return self.store.create_space(name, parent, description, self.me(creator))
+
+    def spaces(self) -> list[Space]:
+        return self.store.spaces()
+
+    def join(self, space: str, agent: str | None = None) -> bool:
+        return self.store.join(space, self.me(agent))
+
+    def leave(self, space: str, agent: str | None = None) -> bool:
+        return self.store.leave(space, self.me(agent))
+
+    def members(self, space: str) -> list[tuple[str, str]]:
+        return self.store.members(space)
+
+    def space_send(
+        self,
+        space: str,
+        body: str,
+        *,
+        sender: str | None = None,
+        priority: str = "normal",
+        metadata: dict[str, Any] | None = None,
+        reply_to: int | None = None,
+    ) -> Message:
+        me = self.me(sender)
+        self._check_body(body)
+        members = [name for name, _ in self.store.members(space) if name != me]
+        sessions = self._sessions()
+        recipients = {name: self._via(name, sessions) for name in members}
+        message = self.store.send(
+            me, recipients, body, priority=priority, metadata=metadata, space=space, reply_to=reply_to
+        )
+        self._after_send(message, sessions)
+        return message
+
+    def space_read(
+        self,
+        space: str,
+        reader: str | None = None,
+        *,
+        since: str | None = None,
+        limit: int | None = None,
+        unread: bool = False,
+    ) -> list[Message]:
+        if self.store.space(space) is None:
+            raise SpaceNotFound(name=space)
+        if unread:
+            return self.store.inbox(
+                self.me(reader), unread=True, since_ms=parse_since(since), limit=limit, space=space
+            )
+        return self.store.space_messages(space, parse_since(since), limit)
+
+    # -- agents --------------------------------------------------------------------------------------
+
+    def heartbeat(self, agent: str | None = None, status: str | None = None) -> str:
+        me = self.me(agent)
+        self.store.heartbeat(me, status)
+        return me
+
+    def agents(self, online: bool = False) -> list[dict[str, Any]]:
+        """Every session with its live status, and every outside agent with when it was last seen."""
+        from dev_sessions.sessions import SessionManager
+
+        rows: list[dict[str, Any]] = []
+        for session, status in SessionManager(self.settings, self.environ).list_sessions():
+            if online and status.state == "exited":
+                continue
+            rows.append(
+                {"name": session.id, "kind": "session", "cli": session.cli, "status": status.state,
+                 "parent": session.parent, "lastSeen": session.last_used or None}
+            )  # fmt: skip
+        outside = {a.name: a for a in self.store.agents()}
+        outside.setdefault(USER, Agent(USER, "", None, None))
+        now = datetime.now(timezone.utc)
+        for agent in outside.values():
+            seen = parse_iso(agent.last_seen) if agent.last_seen else None
+            recent = seen is not None and (now - seen).total_seconds() < ONLINE_WINDOW_S
+            if online and not recent:
+                continue
+            state = agent.status or ("online" if recent else "offline")
+            rows.append({"name": agent.name, "kind": "agent", "status": state, "lastSeen": agent.last_seen})
+        return rows
+
+
+def priority_choice(value: str) -> str:
+    if value not in PRIORITIES:
+        raise UsageError(f"--priority {value!r}: choose one of {', '.join(PRIORITIES)}")
+    return value
+
+
+__all__ = ["DevSessionsError", "Messenger", "parse_message_id", "priority_choice"]

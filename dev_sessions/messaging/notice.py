@@ -1,0 +1,45 @@
+"""The notice that puts a message into an agent's conversation. Pure: message in, text out.
+
+The notice names the sender as the store has it (never as the body claims), gives the message id and
+priority, carries the body (cut at 4 KB, saying how to read the rest), and ends with the exact
+command to answer. A reply says that no answer is needed unless it asks for one, so that two agents
+thanking each other do not loop. Control characters of the body are shown, not sent.
+"""
+
+from __future__ import annotations
+
+from dev_sessions.messaging.store import Message
+from dev_sessions.terminal import neutralise
+
+BODY_LIMIT = 4096
+
+
+def _cut(body: str, limit: int) -> tuple[str, int]:
+    """The body cut to at most ``limit`` UTF-8 bytes (on a character boundary), and the bytes left out."""
+    data = body.encode("utf-8")
+    if len(data) <= limit:
+        return body, 0
+    head = data[:limit].decode("utf-8", "ignore")
+    return head, len(data) - len(head.encode("utf-8"))
+
+
+def frame(message: Message, recipient: str, limit: int = BODY_LIMIT) -> str:
+    where = f" to space {message.space}" if message.space else ""
+    about = f", replying to message {message.reply_to}" if message.reply_to else ""
+    head = (
+        f"[dev-sessions] Message {message.id} from {message.sender}{where}{about} "
+        f"(priority {message.priority}, for {recipient}):"
+    )
+    body, left_out = _cut(neutralise(message.body), limit)
+    lines = [head, "", body.rstrip("\n")]
+    if left_out:
+        lines += ["", f"[... {left_out} more bytes: read it all with `dev-sessions msg thread {message.id}`]"]
+    lines.append("")
+    if message.reply_to:
+        lines.append(
+            "This is a reply: no answer is needed unless it asks for one. "
+            f'To answer: dev-sessions msg reply {message.id} "..."'
+        )
+    else:
+        lines.append(f'To answer: dev-sessions msg reply {message.id} "..."')
+    return "\n".join(lines)

@@ -1,0 +1,105 @@
+"""End to end: messages reach the conversations of real Claude and Codex sessions."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import DevSessions, eventually
+from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.openai_responses import FakeResponses
+
+pytestmark = pytest.mark.e2e
+
+NOTICE = "[dev-sessions] Message {id} from {sender}"
+
+
+def state_of(cli: DevSessions, message_id: str, recipient: str) -> str:
+    receipts = json.loads(cli.ok("msg", "status", message_id, "--json"))["recipients"]
+    return str(next(r["state"] for r in receipts if r["recipient"] == recipient))
+
+
+def prompts_seen(cli: DevSessions, sid: str) -> list[str]:
+    return [i["text"] for i in json.loads(cli.ok("logs", sid, "--json")) if i["role"] == "user"]
+
+
+def test_dm_to_an_idle_claude_session_arrives_as_a_framed_notice(
+    cli: DevSessions, claude: FakeAnthropic
+) -> None:
+    sid = cli.ok("create", "-q").strip()
+    mid = cli.ok("msg", "send", "--to", sid, "--priority", "high", "please rerun the tests").strip()
+    eventually(lambda: state_of(cli, mid, sid) == "delivered")
+    notice = next(p for p in prompts_seen(cli, sid) if p.startswith(NOTICE.format(id=mid, sender="user")))
+    assert "(priority high, for " + sid + ")" in notice
+    assert "please rerun the tests" in notice
+    assert f'dev-sessions msg reply {mid} "..."' in notice
+    cli.ok("wait", sid, "--timeout", "60")  # the notice started a turn; it ends like any other
+
+
+def test_dm_to_a_working_claude_session_waits_for_the_turn_to_end(
+    cli: DevSessions, claude: FakeAnthropic
+) -> None:
+    sid = cli.ok("create", "-q").strip()
+    cli.ok("send", sid, "busy for a while <<slow:3>>")
+    eventually(lambda: cli.ok("status", sid).strip() == "working")
+    mid = cli.ok("msg", "send", "--to", sid, "when you are free").strip()
+    assert state_of(cli, mid, sid) == "queued"
+    cli.ok("wait", sid, "--timeout", "60")
+    eventually(lambda: state_of(cli, mid, sid) == "delivered", timeout=15)
+    prompts = prompts_seen(cli, sid)
+    assert prompts[0] == "busy for a while <<slow:3>>"
+    assert prompts[1].startswith(NOTICE.format(id=mid, sender="user"))
+
+
+def test_dm_to_codex_idle_busy_and_urgent(cli: DevSessions, codex: FakeResponses) -> None:
+    sid = cli.ok("create", "--cli", "codex", "-q").strip()
+    first = cli.ok("msg", "send", "--to", sid, "hello codex").strip()
+    eventually(lambda: state_of(cli, first, sid) == "delivered")
+    cli.ok("wait", sid, "--timeout", "60")
+    assert cli.ok("last-message", sid).startswith(NOTICE.format(id=first, sender="user"))
+
+    cli.ok("send", sid, "long job <<slow:4>>")
+    eventually(lambda: cli.ok("status", sid).strip() == "working")
+    later = cli.ok("msg", "send", "--to", sid, "after the job").strip()
+    urgent = cli.ok("msg", "send", "--to", sid, "--priority", "urgent", "stop and look").strip()
+    eventually(lambda: state_of(cli, later, sid) == "delivered", timeout=30)
+
+    def delivered_at(message_id: str) -> str:
+        receipts = json.loads(cli.ok("msg", "status", message_id, "--json"))["recipients"]
+        return str(receipts[0]["deliveredAt"])
+
+    # The urgent one was steered into the running job; the other waited for it to end.
+    assert delivered_at(urgent) < delivered_at(later)
+    steered = [p for p in codex.prompts() if f"Message {urgent} from user" in p]
+    assert steered, "the urgent notice reached the model"
+    cli.ok("wait", sid, "--timeout", "60")
+
+
+def test_child_session_reports_to_its_parent(
+    cli: DevSessions, claude: FakeAnthropic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEV_SESSIONS_AGENT", "boss")
+    cli.ok("agents", "register", "boss")
+    child = cli.ok("create", "-q").strip()
+    assert json.loads(cli.ok("inspect", child))["session"]["parent"] == "boss"
+    # The fake model makes the child run the command, as a real model would when told to report.
+    report = f"{sys.executable} -m dev_sessions msg send --to parent 'the answer is 42'"
+    cli.ok("send", child, f"work, then report <<bash:{report}>>")
+    (message,) = json.loads(cli.ok("msg", "wait", "--as", "boss", "--timeout", "60", "--json"))
+    assert (message["from"], message["body"]) == (child, "the answer is 42")
+    cli.ok("wait", child, "--timeout", "60")
+
+
+def test_codex_session_reports_to_its_parent(
+    cli: DevSessions, codex: FakeResponses, monkeypatch: pytest.MonkeyPatch, workdir: Path
+) -> None:
+    monkeypatch.setenv("DEV_SESSIONS_AGENT", "boss")
+    cli.ok("agents", "register", "boss")
+    child = cli.ok("create", "--cli", "codex", "-q").strip()
+    report = f"{sys.executable} -m dev_sessions msg send --to parent done-from-codex"
+    cli.ok("send", child, f"report <<bash:{report}>>")
+    (message,) = json.loads(cli.ok("msg", "wait", "--as", "boss", "--timeout", "60", "--json"))
+    assert (message["from"], message["body"]) == (child, "done-from-codex")

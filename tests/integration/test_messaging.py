@@ -1,0 +1,151 @@
+"""Messaging across real processes: concurrent writers, waiting for mail, the command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from dev_sessions.messaging.store import MessageStore
+from tests.conftest import ROOT, SLOW, DevSessions
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from dev_sessions.messaging.store import MessageStore
+    store = MessageStore(Path(sys.argv[1]))
+    for n in range(int(sys.argv[3])):
+        store.send(sys.argv[2], {"inbox": "mailbox"}, f"{sys.argv[2]} #{n}")
+    """
+)
+
+
+def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "messages.db"
+    MessageStore(path).close()  # created once, so that the writers race on messages, not on the schema
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(path), f"w{n}", "200"], cwd=ROOT, stderr=subprocess.PIPE
+        )
+        for n in range(5)
+    ]
+    for writer in writers:
+        _, err = writer.communicate(timeout=120 * SLOW)
+        assert writer.returncode == 0, err
+    store = MessageStore(path)
+    bodies = [m.body for m in store.inbox("inbox")]
+    assert len(bodies) == 1000
+    assert len(set(bodies)) == 1000
+    for n in range(5):
+        mine = [b for b in bodies if b.startswith(f"w{n} #")]
+        assert mine == [f"w{n} #{i}" for i in range(200)], "each writer's messages keep their order"
+
+
+def test_a_killed_writer_leaves_whole_messages_only(tmp_path: Path) -> None:
+    path = tmp_path / "messages.db"
+    MessageStore(path).close()
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path), "w", "100000"], cwd=ROOT)
+    time.sleep(1.0)
+    writer.kill()
+    writer.wait()
+    store = MessageStore(path)
+    ids = [m.id for m in store.inbox("inbox")]
+    assert ids, "the writer committed nothing in a second"
+    assert all(len(store.receipts(i)) == 1 for i in ids[-50:]), "a message never loses its receipt"
+    assert store.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_msg_wait_wakes_on_a_send(cli: DevSessions) -> None:
+    cli.ok("agents", "register", "listener")
+    argv = [
+        sys.executable,
+        "-m",
+        "dev_sessions",
+        "msg",
+        "wait",
+        "--as",
+        "listener",
+        "--timeout",
+        "30",
+        "--json",
+    ]
+    waiter = subprocess.Popen(argv, cwd=cli.cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    assert waiter.poll() is None, "nothing to read yet: it must block"
+    sent = cli.ok("msg", "send", "--to", "listener", "wake up").strip()
+    out, err = waiter.communicate(timeout=20 * SLOW)
+    assert waiter.returncode == 0, err
+    (message,) = json.loads(out)
+    assert (message["id"], message["body"], message["from"]) == (int(sent), "wake up", "user")
+    assert cli.ok("msg", "read", "--as", "listener", "--unread", "--json").strip() == "[]"
+
+
+def test_msg_wait_times_out_with_124(cli: DevSessions) -> None:
+    result = cli("msg", "wait", "--timeout", "0.3")
+    assert result.returncode == 124
+    assert result.stderr.strip() == "dev-sessions: user: no message within 0.3 s"
+
+
+def test_unknown_recipient_is_refused_and_nothing_stored(cli: DevSessions) -> None:
+    result = cli("msg", "send", "--to", "nobody", "hello?")
+    assert result.returncode == 2
+    assert "nobody: no session, agent or space has that name" in result.stderr
+    assert json.loads(cli.ok("msg", "feed", "--json")) == []
+
+
+def test_a_conversation_between_outside_agents(cli: DevSessions) -> None:
+    cli.ok("agents", "register", "alice")
+    cli.ok("agents", "register", "bob")
+    first = cli.ok(
+        "msg",
+        "send",
+        "--to",
+        "bob",
+        "--from",
+        "alice",
+        "--priority",
+        "high",
+        "--metadata",
+        '{"task": 7}',
+        "ready?",
+    ).strip()
+    inbox = json.loads(cli.ok("msg", "read", "--as", "bob", "--unread", "--json"))
+    assert [(m["from"], m["body"], m["priority"], m["metadata"]) for m in inbox] == [
+        ("alice", "ready?", "high", {"task": 7})
+    ]
+    reply = cli.ok("msg", "reply", first, "--from", "bob", "yes").strip()
+    thread = json.loads(cli.ok("msg", "thread", reply, "--json"))
+    assert [m["body"] for m in thread] == ["ready?", "yes"]
+    status = json.loads(cli.ok("msg", "status", first, "--json"))
+    assert [(r["recipient"], r["state"]) for r in status["recipients"]] == [("bob", "read")]
+    assert [m["body"] for m in json.loads(cli.ok("msg", "search", "ready", "--json"))] == ["ready?"]
+    assert cli.ok("msg", "mark-read", "--all", "--as", "alice").strip() == "1 marked read"
+    bad = cli("msg", "send", "--to", "bob", "--metadata", "[1]", "x")
+    assert bad.returncode == 2 and "JSON object" in bad.stderr
+
+
+def test_spaces_from_the_command_line(cli: DevSessions) -> None:
+    for name in ("a", "b"):
+        cli.ok("agents", "register", name)
+    cli.ok("space", "create", "org", "-d", "everyone")
+    cli.ok("space", "create", "team", "--parent", "org")
+    cli.ok("space", "join", "team", "--as", "a")
+    cli.ok("space", "join", "team", "--as", "b")
+    assert cli.ok("space", "members", "team").split() == ["a", "b"]
+    sent = cli.ok("space", "send", "team", "--from", "a", "ship it").strip()
+    assert [r["recipient"] for r in json.loads(cli.ok("msg", "status", sent, "--json"))["recipients"]] == [
+        "b"
+    ]
+    assert [m["body"] for m in json.loads(cli.ok("space", "read", "team", "--json"))] == ["ship it"]
+    assert [s["name"] for s in json.loads(cli.ok("space", "list", "--json"))] == ["org", "team"]
+    names = {row["name"] for row in json.loads(cli.ok("agents", "--json"))}
+    assert {"a", "b", "user"} <= names
+    cli.ok("agents", "heartbeat", "--as", "a", "--status", "reviewing")
+    online = json.loads(cli.ok("agents", "--online", "--json"))
+    assert {"name": "a", "kind": "agent", "status": "reviewing"}.items() <= next(
+        r for r in online if r["name"] == "a"
+    ).items()
