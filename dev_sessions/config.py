@@ -5,6 +5,8 @@ The knobs (all optional):
 ``DEV_SESSIONS_HOME``          state directory (default ``~/.dev-sessions``)
 ``DEV_SESSIONS_TMUX_SOCKET``   tmux ``-L`` socket name (unset: the user's default tmux server)
 ``DEV_SESSIONS_CLAUDE_BIN``    the Claude Code binary (default ``claude``)
+``DEV_SESSIONS_DOCKER_CLAUDE`` the command that runs Claude Code in a container (``--mode docker``;
+                              default ``clauded``)
 ``DEV_SESSIONS_READY_TIMEOUT`` seconds to wait for an agent's input box (default 30)
 ``DEV_SESSIONS_DEBUG``         ``1`` shows tracebacks
 """
@@ -30,6 +32,7 @@ class Settings:
     home: Path
     tmux_socket: str | None
     claude_bin: str
+    docker_claude: str
     ready_timeout: float
     debug: bool
 
@@ -41,6 +44,7 @@ class Settings:
             home=Path(home).expanduser(),
             tmux_socket=env.get("DEV_SESSIONS_TMUX_SOCKET") or None,
             claude_bin=env.get("DEV_SESSIONS_CLAUDE_BIN") or "claude",
+            docker_claude=env.get("DEV_SESSIONS_DOCKER_CLAUDE") or "clauded",
             ready_timeout=_float(env, "DEV_SESSIONS_READY_TIMEOUT", 30.0),
             debug=env.get("DEV_SESSIONS_DEBUG", "") not in ("", "0", "false"),
         )

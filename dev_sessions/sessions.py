@@ -23,7 +23,7 @@ from dev_sessions.errors import DevSessionsError, SessionNotFound, UsageError
 from dev_sessions.store import CLIS, Cli, Session, SessionStore, now_iso, parse_iso
 from dev_sessions.tmux import Tmux
 
-MODES = ("native",)
+MODES = ("native", "docker")
 MODE_ALIASES = {"yolo": "native"}
 APPROVALS = ("never", "on-request", "untrusted")
 MAX_TEXT = 64 * 1024 * 1024
@@ -88,7 +88,11 @@ class SessionManager:
             raise UsageError(f"--cli {cli!r}: choose one of {', '.join(CLIS)}")
         mode = MODE_ALIASES.get(mode, mode)
         if mode not in MODES:
-            raise UsageError(f"--mode {mode!r}: only 'native' is available (docker mode is not built yet)")
+            raise UsageError(f"--mode {mode!r}: choose native or docker")
+        if mode == "docker" and cli == "codex":
+            raise UsageError(
+                "--mode docker: not available for Codex sessions yet (Claude only); use --mode native"
+            )
         if approvals not in APPROVALS:
             raise UsageError(f"--approvals {approvals!r}: choose one of {', '.join(APPROVALS)}")
         workdir = self._workdir(path)

@@ -72,12 +72,13 @@ def transcript_path(config_dir: Path, cwd: str, uuid: str) -> Path:
     """
     slug = project_slug(cwd)
     projects = config_dir / "projects"
-    if len(slug) <= _SLUG_LIMIT:
-        return projects / slug / f"{uuid}.jsonl"
-    cut = slug[:_SLUG_LIMIT]
-    for found in projects.glob(f"{cut}*/{uuid}.jsonl"):
+    expected = projects / slug[:_SLUG_LIMIT] / f"{uuid}.jsonl"
+    if expected.exists():
+        return expected
+    # Cut slugs get a hash suffix, and Claude in a container sees another cwd: the uuid is unique.
+    for found in projects.glob(f"*/{uuid}.jsonl"):
         return found
-    return projects / cut / f"{uuid}.jsonl"
+    return expected
 
 
 def agent_env(caller: Mapping[str, str], session_id: str) -> dict[str, str]:
@@ -166,12 +167,16 @@ class ClaudeBackend:
     # -- create --------------------------------------------------------------------------------------
 
     def create(self, session: Session, env: Mapping[str, str]) -> tuple[Session, Started]:
-        binary = shutil.which(self.settings.claude_bin, path=env.get("PATH"))
+        docker = session.mode == "docker"
+        wanted = self.settings.docker_claude if docker else self.settings.claude_bin
+        binary = shutil.which(wanted, path=env.get("PATH"))
         if binary is None:
-            raise ToolMissing(
-                tool=self.settings.claude_bin,
-                hint="install it (npm install -g @anthropic-ai/claude-code) or set DEV_SESSIONS_CLAUDE_BIN",
+            hint = (
+                "it runs Claude Code in a container; set DEV_SESSIONS_DOCKER_CLAUDE to your wrapper"
+                if docker
+                else "install it (npm install -g @anthropic-ai/claude-code) or set DEV_SESSIONS_CLAUDE_BIN"
             )
+            raise ToolMissing(tool=wanted, hint=hint)
         child_env = agent_env(env, session.id)
         session = session.evolve(claude_config_dir=str(claude_config_dir(child_env)))
         command = ["env", *(f"-u{name}" for name in DROPPED_ENV), binary, "--session-id", session.internal_id]

@@ -46,7 +46,8 @@ def create(
     ] = None,
     description: Annotated[str, typer.Option("--description", "-d", help="What the session is for.")] = "",
     mode: Annotated[
-        str, typer.Option("--mode", help="native (yolo is accepted as its old name).")
+        str,
+        typer.Option("--mode", help="native (or yolo), or docker: Claude via $DEV_SESSIONS_DOCKER_CLAUDE."),
     ] = "native",
     approvals: Annotated[
         str, typer.Option("--approvals", help="never (full permissions), on-request or untrusted.")

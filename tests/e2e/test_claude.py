@@ -262,3 +262,32 @@ def test_the_pinned_claude_is_the_one_tested(claude: FakeAnthropic) -> None:
     binary = os.environ["DEV_SESSIONS_CLAUDE_BIN"]
     out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.startswith(CLAUDE_VERSION)
+
+
+def test_docker_mode_runs_claude_through_the_wrapper(
+    cli: DevSessions, claude: FakeAnthropic, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stand-in for `clauded`: records that it ran, then runs Claude as a container would.
+    ran = tmp_path / "wrapper-ran"
+    wrapper = tmp_path / "bin" / "clauded"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\necho "$@" > {ran}\nexec "{os.environ["DEV_SESSIONS_CLAUDE_BIN"]}" "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{wrapper.parent}:{os.environ['PATH']}")
+    monkeypatch.setenv("DEV_SESSIONS_CLAUDE_BIN", "/nonexistent/claude")  # docker mode must not use it
+    sid = cli.ok("create", "-q", "--mode", "docker").strip()
+    assert ran.read_text().startswith("--session-id ")
+    assert json.loads(cli.ok("inspect", sid))["session"]["mode"] == "docker"
+    assert cli.ok("ask", sid, "through the container", "--timeout", "60") == "through the container\n"
+
+
+def test_docker_mode_is_refused_for_codex_and_without_a_wrapper(
+    cli: DevSessions, claude: FakeAnthropic
+) -> None:
+    refused = cli("create", "--cli", "codex", "--mode", "docker")
+    assert refused.returncode == 2
+    assert "not available for Codex sessions yet" in refused.stderr
+    missing = cli("create", "--mode", "docker")
+    assert missing.returncode == 1
+    assert "clauded: not found" in missing.stderr
+    assert json.loads(cli.ok("list", "--json")) == []
