@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from dev_sessions.cli import doctor, messaging, sessions
+from dev_sessions.cli import doctor, messaging, sessions, skills
 
 app = typer.Typer(
     name="dev-sessions",
@@ -16,4 +16,5 @@ app = typer.Typer(
 )
 sessions.register(app)
 messaging.register(app)
+skills.register(app)
 doctor.register(app)

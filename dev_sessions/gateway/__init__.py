@@ -1,0 +1,1 @@
+"""The gateway: dev-sessions over HTTP for agents in sandboxes (server, client, service install)."""
