@@ -103,12 +103,12 @@ def check_store(settings: Settings) -> list[Check]:
     else:
         checks.append(Check("ok", "store", message))
     try:
-        with FileLock(store.lock.path, timeout=2.0):
+        with FileLock(store.lock_path, timeout=2.0):
             pass
     except DevSessionsError as err:
         checks.append(Check("fail", "store lock", str(err)))
     except OSError as err:
-        checks.append(Check("fail", "store lock", f"{store.lock.path}: {err.strerror}"))
+        checks.append(Check("fail", "store lock", f"{store.lock_path}: {err.strerror}"))
     if Tmux.available():
         live = {name for name in Tmux(settings.tmux_socket).panes() if ids.from_tmux_name(name)}
         known = {ids.tmux_name(s.id) for s in doc.sessions.values() if s.cli == "claude"}

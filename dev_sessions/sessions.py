@@ -83,6 +83,7 @@ class SessionManager:
         mode: str = "native",
         approvals: str = "never",
         model: str | None = None,
+        parent: str | None = None,
     ) -> Created:
         if cli not in CLIS:
             raise UsageError(f"--cli {cli!r}: choose one of {', '.join(CLIS)}")
@@ -114,7 +115,7 @@ class SessionManager:
                 last_used=stamp,
                 model=model,
                 approvals=approvals,
-                parent=self.creator(),
+                parent=parent or self.creator(),
                 tmux_socket=self.settings.tmux_socket,
             )
             doc.put(session)
@@ -156,18 +157,23 @@ class SessionManager:
         sent = self.backend(session.cli).send(session, text, steer=steer)
         return self._update(session_id, last_send=sent.last_send, last_used=now_iso())
 
-    def wait(
-        self, session_ids: Sequence[str], timeout: float | None = None, *, goal: bool = False
-    ) -> list[WaitResult]:
+    def _wait_groups(
+        self, session_ids: Sequence[str], timeout: float | None
+    ) -> tuple[list[str], dict[str, list[Session]]]:
         unique = list(dict.fromkeys(session_ids))
         if not unique:
             raise UsageError("wait: name at least one session")
         if timeout is not None and timeout < 0:
             raise UsageError("--timeout cannot be negative")
-        sessions = [self.get(sid) for sid in unique]
         groups: dict[str, list[Session]] = {}
-        for session in sessions:
+        for session in (self.get(sid) for sid in unique):
             groups.setdefault(session.cli, []).append(session)
+        return unique, groups
+
+    def wait(
+        self, session_ids: Sequence[str], timeout: float | None = None, *, goal: bool = False
+    ) -> list[WaitResult]:
+        unique, groups = self._wait_groups(session_ids, timeout)
         if len(groups) == 1:
             ((cli, group),) = groups.items()
             found = self.backend(cli).wait(group, timeout, goal=goal)
@@ -181,15 +187,38 @@ class SessionManager:
         by_id = {r.session_id: r for r in found}
         return [by_id[sid] for sid in unique]
 
+    async def wait_async(
+        self, session_ids: Sequence[str], timeout: float | None = None, *, goal: bool = False
+    ) -> list[WaitResult]:
+        """``wait`` for an asyncio loop (the gateway serves many waits without a thread each)."""
+        import asyncio
+
+        unique, groups = self._wait_groups(session_ids, timeout)
+        batches = await asyncio.gather(
+            *(self.backend(cli).wait_async(group, timeout, goal=goal) for cli, group in groups.items())
+        )
+        by_id = {r.session_id: r for batch in batches for r in batch}
+        return [by_id[sid] for sid in unique]
+
     def ask(self, session_id: str, text: str, timeout: float | None = None) -> tuple[WaitResult, list[str]]:
         self.send(session_id, text)
         (result,) = self.wait([session_id], timeout)
-        messages = (
-            self.last_messages(session_id, 1)
-            if result.outcome in ("completed", "interrupted", "failed")
-            else []
-        )
-        return result, messages
+        return result, self._answer(session_id, result)
+
+    async def ask_async(
+        self, session_id: str, text: str, timeout: float | None = None
+    ) -> tuple[WaitResult, list[str]]:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.send, session_id, text)
+        (result,) = await self.wait_async([session_id], timeout)
+        return result, await loop.run_in_executor(None, self._answer, session_id, result)
+
+    def _answer(self, session_id: str, result: WaitResult) -> list[str]:
+        if result.outcome in ("completed", "interrupted", "failed"):
+            return self.last_messages(session_id, 1)
+        return []
 
     def last_messages(self, session_id: str, count: int = 1) -> list[str]:
         if count < 1:

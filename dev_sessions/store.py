@@ -198,7 +198,8 @@ class Document:
 class SessionStore:
     def __init__(self, path: Path, lock_timeout: float = 10.0) -> None:
         self.path = path
-        self.lock = FileLock(path.with_name(path.name + ".lock"), timeout=lock_timeout)
+        self.lock_path = path.with_name(path.name + ".lock")
+        self.lock_timeout = lock_timeout
 
     # -- reading -----------------------------------------------------------------------------------
 
@@ -248,7 +249,8 @@ class SessionStore:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Document]:
         """Lock, read, hand out the document, and write it back if the block ends without an error."""
-        with self.lock:
+        lock = FileLock(self.lock_path, timeout=self.lock_timeout)  # one per transaction: thread-safe
+        with lock:
             raw = self._read_bytes()
             try:
                 doc = self._parse(raw)
@@ -275,7 +277,7 @@ class SessionStore:
         directory = self.path.parent
         private_dir(directory)
         payload = (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode()
-        tmp = directory / f".{self.path.name}.{os.getpid()}.{self.lock.token}.tmp"
+        tmp = directory / f".{self.path.name}.{os.getpid()}.{os.urandom(6).hex()}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
             os.write(fd, payload)

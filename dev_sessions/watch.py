@@ -109,23 +109,51 @@ class Watcher:
             return False
         return False
 
-    def wait(self, timeout: float) -> None:
-        """Sleep until something watched happens or ``timeout`` seconds pass."""
+    def fds(self) -> list[int]:
+        """Descriptors that become readable when something watched happens (for an event loop)."""
         fds = list(self._pidfds.values())
         if self._inotify is not None:
             fds.append(self._inotify.fd)
-            if self._polled_pids:
-                timeout = min(timeout, 1.0)
-        else:
-            timeout = min(timeout, POLL_INTERVAL)
-        if timeout <= 0:
-            return
-        if fds:
-            select.select(fds, [], [], timeout)
-        else:
-            select.select([], [], [], timeout)
+        return fds
+
+    def longest_sleep(self, timeout: float) -> float:
+        """How long one may sleep on ``fds()`` alone before looking again by hand."""
+        if self._inotify is None:
+            return min(timeout, POLL_INTERVAL)
+        return min(timeout, 1.0) if self._polled_pids else timeout
+
+    def drain(self) -> None:
         if self._inotify is not None:
             self._inotify.drain()
+
+    def wait(self, timeout: float) -> None:
+        """Sleep until something watched happens or ``timeout`` seconds pass."""
+        timeout = self.longest_sleep(timeout)
+        if timeout <= 0:
+            return
+        select.select(self.fds(), [], [], timeout)
+        self.drain()
+
+    async def wait_async(self, timeout: float) -> None:
+        """``wait`` for an asyncio loop: the loop watches the descriptors, no thread is used."""
+        import asyncio
+
+        timeout = self.longest_sleep(timeout)
+        if timeout <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        woke = asyncio.Event()
+        fds = self.fds()
+        for fd in fds:
+            loop.add_reader(fd, woke.set)
+        try:
+            await asyncio.wait_for(woke.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            for fd in fds:
+                loop.remove_reader(fd)
+        self.drain()
 
     def close(self) -> None:
         for fd in self._pidfds.values():

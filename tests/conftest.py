@@ -192,3 +192,38 @@ def codex(
     monkeypatch.setenv("DEV_SESSIONS_CODEX_BIN", str(binary))
     yield fake_responses
     stop_codex(Path(os.environ["DEV_SESSIONS_HOME"]))
+
+
+@dataclass
+class GatewayProcess:
+    url: str
+    token: str
+    process: subprocess.Popen[str]
+
+    def log(self) -> str:
+        self.process.terminate()
+        _, err = self.process.communicate(timeout=10)
+        return err
+
+
+def start_gateway(*extra: str, env: dict[str, str] | None = None) -> GatewayProcess:
+    """The real gateway on 127.0.0.1, a free port and a token, for the test's own state dir."""
+    token = "test-token-" + os.urandom(8).hex()
+    environ = {**os.environ, "DEV_SESSIONS_GATEWAY_TOKEN": token, **(env or {})}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dev_sessions", "gateway", "--port", "0", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environ, cwd=ROOT,
+    )  # fmt: skip
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    assert "listening on http://" in line, process.stderr.read() if process.stderr else line
+    return GatewayProcess(line.split("listening on ", 1)[1].strip(), token, process)
+
+
+@pytest.fixture
+def gateway(isolated: Path) -> Iterator[GatewayProcess]:
+    running = start_gateway("--root", str(isolated))
+    yield running
+    if running.process.poll() is None:
+        running.process.terminate()
+        running.process.wait(timeout=10)

@@ -19,7 +19,7 @@ import re
 import shutil
 import signal
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -305,6 +305,35 @@ class ClaudeBackend:
     def wait(
         self, sessions: Sequence[Session], timeout: float | None, *, goal: bool = False
     ) -> list[WaitResult]:
+        steps = self._wait_steps(sessions, timeout, goal)
+        try:
+            while True:
+                watcher, pause = next(steps)
+                watcher.wait(pause)
+        except StopIteration as done:
+            return list(done.value)
+        finally:
+            steps.close()
+
+    async def wait_async(
+        self, sessions: Sequence[Session], timeout: float | None, *, goal: bool = False
+    ) -> list[WaitResult]:
+        """``wait`` for an asyncio loop (the gateway): many waits, no thread each."""
+        steps = self._wait_steps(sessions, timeout, goal)
+        try:
+            while True:
+                watcher, pause = next(steps)
+                await watcher.wait_async(pause)
+        except StopIteration as done:
+            return list(done.value)
+        finally:
+            steps.close()
+
+    def _wait_steps(
+        self, sessions: Sequence[Session], timeout: float | None, goal: bool
+    ) -> Generator[tuple[Watcher, float], None, list[WaitResult]]:
+        """The waiting, as rounds: each round looks at every session and yields how long to sleep;
+        the caller sleeps (blocking or asynchronously) and resumes it."""
         if goal:
             raise UsageError("wait --goal is for Codex sessions")
         started = time.monotonic()
@@ -335,7 +364,7 @@ class ClaudeBackend:
                         for sid in waiters:
                             results[sid] = WaitResult(sid, "timeout", elapsed)
                         break
-                    watcher.wait(min([remaining, 2.0, *soon]))
+                    yield watcher, min([remaining, 2.0, *soon])
             finally:
                 for waiter in waiters.values():
                     waiter.close()

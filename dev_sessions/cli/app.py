@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from dev_sessions.cli import doctor, messaging, sessions, skills
+from dev_sessions.cli import doctor, gateway, messaging, sessions, skills
 
 app = typer.Typer(
     name="dev-sessions",
@@ -17,4 +17,5 @@ app = typer.Typer(
 sessions.register(app)
 messaging.register(app)
 skills.register(app)
+gateway.register(app)
 doctor.register(app)

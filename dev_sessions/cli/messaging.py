@@ -7,9 +7,10 @@ from typing import Annotated, Any
 
 import typer
 
+from dev_sessions.cli.context import messages_api
 from dev_sessions.cli.output import emit_json, note, read_message
 from dev_sessions.errors import UsageError
-from dev_sessions.messaging.messenger import Messenger, parse_message_id, priority_choice
+from dev_sessions.messaging.messenger import parse_message_id, priority_choice
 from dev_sessions.messaging.store import Message
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
@@ -95,7 +96,7 @@ def msg_send(
 ) -> int:
     """Send a message; prints its id. A live session gets it in its conversation."""
     text = read_message("msg send", message, file)
-    sent = Messenger().send(
+    sent = messages_api().send(
         to,
         text,
         sender=sender,
@@ -120,7 +121,7 @@ def msg_read(
     as_json: JsonOpt = False,
 ) -> int:
     """Messages to you (or to --as NAME), oldest first."""
-    found = Messenger().read(
+    found = messages_api().read(
         reader, unread=unread, mark_read=mark_read, sender=sender, since=since, limit=limit
     )
     _render(found, as_json)
@@ -138,7 +139,7 @@ def msg_reply(
 ) -> int:
     """Answer a message (to its sender); marks it read. Prints the reply's id."""
     text = read_message("msg reply", message, file)
-    sent = Messenger().reply(
+    sent = messages_api().reply(
         parse_message_id(message_id), text, sender=sender, priority=priority_choice(priority)
     )
     _sent(sent, as_json)
@@ -151,7 +152,7 @@ def msg_thread(
     as_json: JsonOpt = False,
 ) -> int:
     """The whole thread a message belongs to, in order, with full bodies."""
-    _render(Messenger().thread(parse_message_id(message_id)), as_json)
+    _render(messages_api().thread(parse_message_id(message_id)), as_json)
     return 0
 
 
@@ -168,7 +169,7 @@ def msg_mark_read(
     if bool(message_ids) == all_:
         raise UsageError("mark-read: give message ids or --all (one of them)")
     ids = None if all_ else [parse_message_id(m) for m in message_ids or []]
-    changed = Messenger().mark_read(ids, reader)
+    changed = messages_api().mark_read(ids, reader)
     if as_json:
         emit_json({"marked": changed})
     else:
@@ -182,7 +183,7 @@ def msg_status(
     as_json: JsonOpt = False,
 ) -> int:
     """Per recipient: queued, delivered, read or failed, with times and reasons."""
-    message, receipts = Messenger().status(parse_message_id(message_id))
+    message, receipts = messages_api().status(parse_message_id(message_id))
     if as_json:
         emit_json({**message.to_json(), "recipients": [r.to_json() for r in receipts]})
         return 0
@@ -212,7 +213,7 @@ def msg_wait(
     from dev_sessions.durations import parse_duration
 
     seconds = None if timeout is None else parse_duration(timeout)
-    _render(Messenger().wait(reader, seconds, mark_read=not peek), as_json)
+    _render(messages_api().wait(reader, seconds, mark_read=not peek), as_json)
     return 0
 
 
@@ -225,14 +226,14 @@ def msg_search(
     as_json: JsonOpt = False,
 ) -> int:
     """Find messages by their text, best matches first."""
-    _render(Messenger().search(query, limit), as_json, empty="nothing matches")
+    _render(messages_api().search(query, limit), as_json, empty="nothing matches")
     return 0
 
 
 @msg_app.command("feed")
 def msg_feed(since: SinceOpt = None, limit: LimitOpt = None, as_json: JsonOpt = False) -> int:
     """Every message in the store, oldest first (all agents, all spaces)."""
-    _render(Messenger().feed(since, limit), as_json)
+    _render(messages_api().feed(since, limit), as_json)
     return 0
 
 
@@ -249,7 +250,7 @@ def space_create(
     as_json: JsonOpt = False,
 ) -> int:
     """Create a space."""
-    space = Messenger().create_space(name, parent, description)
+    space = messages_api().create_space(name, parent, description)
     if as_json:
         emit_json(space.__dict__)
     else:
@@ -260,7 +261,7 @@ def space_create(
 @space_app.command("list")
 def space_list(as_json: JsonOpt = False) -> int:
     """All spaces, with their parent and number of members."""
-    spaces = Messenger().spaces()
+    spaces = messages_api().spaces()
     if as_json:
         emit_json([s.__dict__ for s in spaces])
         return 0
@@ -276,7 +277,7 @@ def space_list(as_json: JsonOpt = False) -> int:
 @space_app.command("join")
 def space_join(name: Annotated[str, typer.Argument(help="The space.")], agent: AsOpt = None) -> int:
     """Join a space (yourself, or --as NAME)."""
-    messenger = Messenger()
+    messenger = messages_api()
     joined = messenger.join(name, agent)
     print(f"{messenger.me(agent)} {'joined' if joined else 'is already in'} {name}")
     return 0
@@ -285,7 +286,7 @@ def space_join(name: Annotated[str, typer.Argument(help="The space.")], agent: A
 @space_app.command("leave")
 def space_leave(name: Annotated[str, typer.Argument(help="The space.")], agent: AsOpt = None) -> int:
     """Leave a space."""
-    messenger = Messenger()
+    messenger = messages_api()
     left = messenger.leave(name, agent)
     print(f"{messenger.me(agent)} {'left' if left else 'was not in'} {name}")
     return 0
@@ -294,7 +295,7 @@ def space_leave(name: Annotated[str, typer.Argument(help="The space.")], agent: 
 @space_app.command("members")
 def space_members(name: Annotated[str, typer.Argument(help="The space.")], as_json: JsonOpt = False) -> int:
     """Who is in a space."""
-    members = Messenger().members(name)
+    members = messages_api().members(name)
     if as_json:
         emit_json([{"agent": agent, "joinedAt": joined} for agent, joined in members])
         return 0
@@ -316,7 +317,7 @@ def space_send(
 ) -> int:
     """Send a message to every member of a space; prints its id."""
     text = read_message(f"space send {name}", message, file)
-    _sent(Messenger().space_send(name, text, sender=sender, priority=priority_choice(priority)), as_json)
+    _sent(messages_api().space_send(name, text, sender=sender, priority=priority_choice(priority)), as_json)
     return 0
 
 
@@ -330,7 +331,7 @@ def space_read(
     as_json: JsonOpt = False,
 ) -> int:
     """Messages sent to a space, oldest first."""
-    _render(Messenger().space_read(name, reader, since=since, limit=limit, unread=unread), as_json)
+    _render(messages_api().space_read(name, reader, since=since, limit=limit, unread=unread), as_json)
     return 0
 
 
@@ -348,7 +349,7 @@ def agents(
     """Every session with its live status, and every outside agent with when it was last seen."""
     if ctx.invoked_subcommand is not None:
         return 0
-    rows = Messenger().agents(online)
+    rows = messages_api().agents(online)
     if as_json:
         emit_json(rows)
         return 0
@@ -361,7 +362,7 @@ def agents(
 @agents_app.command("register")
 def agents_register(name: Annotated[str, typer.Argument(help="The outside agent's name.")]) -> int:
     """Register an outside agent, so that messages can be sent to it."""
-    agent = Messenger().register(name)
+    agent = messages_api().register(name)
     print(agent.name)
     return 0
 
@@ -372,7 +373,7 @@ def agents_heartbeat(
     status: Annotated[str | None, typer.Option("--status", help="A short status text.")] = None,
 ) -> int:
     """Say that you are alive (and what you are doing)."""
-    print(Messenger().heartbeat(agent, status))
+    print(messages_api().heartbeat(agent, status))
     return 0
 
 

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from dev_sessions.cli.context import sessions_api
 from dev_sessions.cli.output import (
     dialog_lines,
     emit_json,
@@ -20,7 +21,6 @@ from dev_sessions.cli.output import (
 )
 from dev_sessions.durations import format_age, parse_duration
 from dev_sessions.errors import SessionFailed, UsageError
-from dev_sessions.sessions import SessionManager
 from dev_sessions.store import parse_iso
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
@@ -57,7 +57,7 @@ def create(
     as_json: JsonOpt = False,
 ) -> int:
     """Start a new agent session and print its id once the agent is ready for input."""
-    manager = SessionManager()
+    manager = sessions_api()
     created = manager.create(
         cli=cli, path=path, description=description, mode=mode, approvals=approvals, model=model
     )
@@ -103,7 +103,7 @@ def send(
 ) -> int:
     """Deliver a prompt and return at once (use `wait` to block until the turn ends)."""
     text = read_message(session_id, message, file)
-    session = SessionManager().send(session_id, text, steer=steer)
+    session = sessions_api().send(session_id, text, steer=steer)
     mark = session.last_send or {}
     mode = mark.get("mode") or ("queued" if mark.get("queued") else "sent")
     if as_json:
@@ -126,7 +126,7 @@ def wait(
     as_json: JsonOpt = False,
 ) -> int:
     """Block until the turn started by the last `send` ends, for every id given."""
-    results = SessionManager().wait(session_ids, _timeout(timeout), goal=goal)
+    results = sessions_api().wait(session_ids, _timeout(timeout), goal=goal)
     if as_json:
         emit_json([wait_json(r) for r in results])
     else:
@@ -144,7 +144,7 @@ def ask(
 ) -> int:
     """Send, wait for the turn to end, and print the reply."""
     text = read_message(session_id, message, file)
-    result, messages = SessionManager().ask(session_id, text, _timeout(timeout))
+    result, messages = sessions_api().ask(session_id, text, _timeout(timeout))
     if as_json:
         emit_json({**wait_json(result), "message": messages[-1] if messages else None})
         return exit_code([result])
@@ -163,7 +163,7 @@ def last_message(
     as_json: JsonOpt = False,
 ) -> int:
     """Print the agent's last reply (or last N replies)."""
-    messages = SessionManager().last_messages(session_id, count)
+    messages = sessions_api().last_messages(session_id, count)
     if as_json:
         emit_json(messages)
         return 0
@@ -176,7 +176,7 @@ def last_message(
 
 def status(session_id: IdArg, as_json: JsonOpt = False) -> int:
     """Print idle, working, waiting_for_input (with the question) or exited."""
-    found = SessionManager().status(session_id)
+    found = sessions_api().status(session_id)
     if found.state == "error" and not as_json:
         raise SessionFailed(session_id=session_id, detail=found.detail)
     if as_json:
@@ -209,7 +209,7 @@ def goal(
     action = flags[0] if flags else ("set" if objective is not None else "get")
     if budget is not None and action != "set":
         raise UsageError("goal: --budget goes with an OBJECTIVE")
-    found = SessionManager().goal(session_id, action, objective, budget)
+    found = sessions_api().goal(session_id, action, objective, budget)
     if as_json:
         emit_json(found)
     elif found is None:
@@ -223,7 +223,7 @@ def goal(
 
 def interrupt(session_id: IdArg) -> int:
     """Stop the running turn, so that a pending `wait` returns."""
-    if SessionManager().interrupt(session_id):
+    if sessions_api().interrupt(session_id):
         print(f"{session_id}: interrupted")
     else:
         print(f"{session_id}: nothing to interrupt (idle)")
@@ -235,14 +235,14 @@ def respond(
     answer: Annotated[str, typer.Argument(help="Option number, option label, or free text where allowed.")],
 ) -> int:
     """Answer the dialog a session is waiting on (see `status`)."""
-    chosen = SessionManager().respond(session_id, answer)
+    chosen = sessions_api().respond(session_id, answer)
     print(f"{session_id}: answered {chosen}")
     return 0
 
 
 def list_(as_json: JsonOpt = False) -> int:
     """List sessions with their live status."""
-    rows = SessionManager().list_sessions()
+    rows = sessions_api().list_sessions()
     if as_json:
         emit_json([{**s.to_record(), "live": st.state, "detail": st.detail or None} for s, st in rows])
         return 0
@@ -269,7 +269,7 @@ def logs(
     as_json: JsonOpt = False,
 ) -> int:
     """Print the conversation: prompts, replies, tool calls and turn ends."""
-    manager = SessionManager()
+    manager = sessions_api()
     if pane:
         print(manager.screen(session_id), end="")
         return 0
@@ -286,7 +286,7 @@ def logs(
 
 def inspect(session_id: IdArg) -> int:
     """Print everything known about a session, as JSON."""
-    facts = SessionManager().inspect(session_id)
+    facts = sessions_api().inspect(session_id)
     found = facts.pop("status")
     facts["status"] = status_json(session_id, found)
     emit_json(facts)
@@ -308,7 +308,7 @@ def kill(
     chosen = sum([bool(session_ids), all_, older_than is not None])
     if chosen != 1:
         raise UsageError("kill: give session ids, or --all, or --older-than AGE (one of them)")
-    manager = SessionManager()
+    manager = sessions_api()
     if all_:
         killed = manager.kill_all()
     elif older_than is not None:

@@ -9,6 +9,7 @@ brought back by the next command that needs it.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -110,40 +111,50 @@ class CodexBackend:
     def wait(
         self, sessions: Sequence[Session], timeout: float | None, *, goal: bool = False
     ) -> list[WaitResult]:
-        import time
-
         started = time.monotonic()
 
         def one(session: Session) -> WaitResult:
-            mark = session.last_send or {}
-            params: dict[str, Any] = {"timeout": timeout, "goal": goal}
-            if not goal:
-                params.update(turnId=mark.get("turnId"), clientId=mark.get("clientId"), mode=mark.get("mode"))
             try:
-                result = self._call_wait(session, params, timeout)
+                result = self.link.call(
+                    "wait", self._wait_params(session, timeout, goal), timeout=_socket(timeout)
+                )
             except DevSessionsError as err:
                 return WaitResult(session.id, "exited", time.monotonic() - started, error=str(err))
-            dialog = Dialog.from_json(result["dialog"]) if result.get("dialog") else None
-            return WaitResult(
-                session.id,
-                result["outcome"],
-                time.monotonic() - started,
-                error=result.get("error"),
-                dialog=dialog,
-            )
+            return _wait_result(session, result or {}, started)
 
         if len(sessions) == 1:
             return [one(sessions[0])]
         with ThreadPoolExecutor(len(sessions)) as pool:
             return list(pool.map(one, sessions))
 
-    def _call_wait(self, session: Session, params: dict[str, Any], timeout: float | None) -> dict[str, Any]:
-        socket_timeout = None if timeout is None else timeout + 30
-        result = self.link.call(
-            "wait", {"thread": self.spec(session), "session": session.id, **params}, timeout=socket_timeout
-        )
-        assert result is not None
-        return result
+    async def wait_async(
+        self, sessions: Sequence[Session], timeout: float | None, *, goal: bool = False
+    ) -> list[WaitResult]:
+        import asyncio
+
+        started = time.monotonic()
+
+        async def one(session: Session) -> WaitResult:
+            params = self._wait_params(session, timeout, goal)
+            try:
+                result = await self.link.call_async("wait", params, timeout=_socket(timeout))
+            except DevSessionsError as err:
+                return WaitResult(session.id, "exited", time.monotonic() - started, error=str(err))
+            return _wait_result(session, result, started)
+
+        return list(await asyncio.gather(*(one(s) for s in sessions)))
+
+    def _wait_params(self, session: Session, timeout: float | None, goal: bool) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "thread": self.spec(session),
+            "session": session.id,
+            "timeout": timeout,
+            "goal": goal,
+        }
+        if not goal:
+            mark = session.last_send or {}
+            params.update(turnId=mark.get("turnId"), clientId=mark.get("clientId"), mode=mark.get("mode"))
+        return params
 
     def interrupt(self, session: Session) -> bool:
         if not self._server_up():
@@ -195,3 +206,14 @@ class CodexBackend:
             "bridge": {"socket": str(self.link.path), **(bridge or {})} if bridge else None,
             "status": self.status(session),
         }
+
+
+def _socket(timeout: float | None) -> float | None:
+    """How long to read the bridge's answer: the wait's own timeout and a margin, or forever."""
+    return None if timeout is None else timeout + 30
+
+
+def _wait_result(session: Session, result: dict[str, Any], started: float) -> WaitResult:
+    dialog = Dialog.from_json(result["dialog"]) if result.get("dialog") else None
+    elapsed = time.monotonic() - started
+    return WaitResult(session.id, result["outcome"], elapsed, error=result.get("error"), dialog=dialog)

@@ -134,10 +134,43 @@ class BridgeLink:
                 ) from None
             except OSError as err:
                 raise BridgeUnavailable(path=self.path, detail=f"{op}: {err}") from err
+        return self._answer(op, reply)
+
+    async def call_async(
+        self, op: str, params: Mapping[str, Any] | None = None, *, timeout: float | None = 120.0
+    ) -> dict[str, Any]:
+        """``call`` for an asyncio loop: the long wait is a read on the loop, not a blocked thread."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        # Starting the bridge (rarely needed, and quick) may block: do it beside the loop.
+        await loop.run_in_executor(None, self._ensure_started)
+        try:
+            reader, writer = await asyncio.open_unix_connection(str(self.path), limit=1 << 26)
+        except OSError as err:
+            raise BridgeUnavailable(path=self.path, detail=f"{op}: {err}") from err
+        try:
+            writer.write(json.dumps({"op": op, **(params or {})}, ensure_ascii=False).encode() + b"\n")
+            await writer.drain()
+            reply = await asyncio.wait_for(reader.readline(), timeout)
+        except asyncio.TimeoutError:
+            raise BridgeUnavailable(path=self.path, detail=f"no answer to {op} in {timeout:g} s") from None
+        finally:
+            writer.close()
+        return self._answer(op, reply)
+
+    def _ensure_started(self) -> None:
+        if not self._checked:
+            self._checked = True
+            self._replace_if_stale()
+        sock = self._open(start=True)
+        if sock is not None:
+            sock.close()
+
+    def _answer(self, op: str, reply: bytes) -> dict[str, Any]:
         if not reply:
-            raise BridgeUnavailable(
-                path=self.path, detail=f"closed the connection during {op}; see {self.dir}/bridge.log"
-            )
+            detail = f"closed the connection during {op}; see {self.dir}/bridge.log"
+            raise BridgeUnavailable(path=self.path, detail=detail)
         answer = json.loads(reply)
         if "error" in answer:
             error = answer["error"]

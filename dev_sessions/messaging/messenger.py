@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from dev_sessions.messaging.store import (
     SpaceNotFound,
 )
 from dev_sessions.store import Session, SessionStore, parse_iso
+from dev_sessions.watch import Watcher
 
 USER = "user"
 PARENT = "parent"
@@ -216,9 +217,34 @@ class Messenger:
     def wait(
         self, reader: str | None = None, timeout: float | None = None, *, mark_read: bool = True
     ) -> list[Message]:
-        """The unread messages to ``reader``, as soon as there is one (WaitTimeout after ``timeout``)."""
-        from dev_sessions.watch import Watcher
+        """The unread messages to ``reader``, as soon as there is one (NoMessage after ``timeout``)."""
+        steps = self._wait_steps(reader, timeout, mark_read)
+        try:
+            while True:
+                watcher, pause = next(steps)
+                watcher.wait(pause)
+        except StopIteration as done:
+            return list(done.value)
+        finally:
+            steps.close()
 
+    async def wait_async(
+        self, reader: str | None = None, timeout: float | None = None, *, mark_read: bool = True
+    ) -> list[Message]:
+        steps = self._wait_steps(reader, timeout, mark_read)
+        try:
+            while True:
+                watcher, pause = next(steps)
+                await watcher.wait_async(pause)
+        except StopIteration as done:
+            return list(done.value)
+        finally:
+            steps.close()
+
+    def _wait_steps(
+        self, reader: str | None, timeout: float | None, mark_read: bool
+    ) -> Generator[tuple[Watcher, float], None, list[Message]]:
+        """Rounds of looking at the inbox; each yields how long to sleep (on database changes)."""
         me = self.me(reader)
         deadline = None if timeout is None else time.monotonic() + timeout
         with Watcher() as watcher:
@@ -232,7 +258,7 @@ class Messenger:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise NoMessage(reader=me, timeout=timeout or 0)
-                watcher.wait(2.0 if remaining is None else min(remaining, 2.0))
+                yield watcher, 2.0 if remaining is None else min(remaining, 2.0)
 
     def thread(self, message_id: int) -> list[Message]:
         return self.store.thread(message_id)

@@ -1,0 +1,296 @@
+"""Sandbox mode: inside a container, every command goes to the gateway on the host.
+
+``RemoteSessionManager`` and ``RemoteMessenger`` have the methods of ``SessionManager`` and
+``Messenger`` and return the same objects, so the command line runs unchanged and prints what it
+prints on the host; errors come back with their message and exit code.
+
+What is decided here, in the container, and never left to the host:
+
+* who "I" am (``--from``/``--as``, ``DEV_SESSIONS_AGENT``, ``DEV_SESSIONS_ID``): sent explicitly;
+* paths: a container path at or under ``CONTAINER_WORKSPACE`` (default ``/workspace``), with ``..``
+  and symlinks resolved first, becomes the same path under ``HOST_PATH``; anything else is refused
+  here, never sent as it is;
+* files given with ``--file`` are read here (by the command line, before any call).
+
+Only the standard library is used (``http.client``), so a command in a container starts as fast as
+on the host.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from dev_sessions.errors import DevSessionsError, UsageError
+
+DEFAULT_URL = "http://host.docker.internal:6767"
+DEFAULT_WORKSPACE = "/workspace"
+
+
+class RemoteError(DevSessionsError):
+    """An error the host reported for a call, with its exit code."""
+
+    def __init__(self, message: str, exit_code: int = 1, kind: str = "") -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.kind = kind
+
+
+class GatewayUnreachable(DevSessionsError):
+    def __init__(self, *, url: str, detail: str) -> None:
+        super().__init__(
+            f"gateway {url} does not answer ({detail}): is `dev-sessions gateway` running on the host, "
+            "and was the container started with --add-host=host.docker.internal:host-gateway?"
+        )
+
+
+def sandboxed(environ: Mapping[str, str] | None = None) -> bool:
+    env = os.environ if environ is None else environ
+    return env.get("DEV_SESSIONS_SANDBOX", "") not in ("", "0", "false")
+
+
+class GatewayClient:
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        env = dict(os.environ if environ is None else environ)
+        self.environ = env
+        self.url = env.get("DEV_SESSIONS_GATEWAY_URL") or DEFAULT_URL
+        self.token = env.get("DEV_SESSIONS_GATEWAY_TOKEN") or ""
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UsageError(f"DEV_SESSIONS_GATEWAY_URL={self.url!r} is not an http URL")
+        self.parts = parts
+
+    def _connection(self, timeout: float | None) -> http.client.HTTPConnection:
+        cls = http.client.HTTPSConnection if self.parts.scheme == "https" else http.client.HTTPConnection
+        return cls(self.parts.hostname or "", self.parts.port, timeout=timeout)
+
+    def health(self) -> dict[str, Any]:
+        connection = self._connection(10)
+        try:
+            connection.request("GET", "/health")
+            response = connection.getresponse()
+            return dict(json.loads(response.read() or b"{}"))
+        except OSError as err:
+            raise GatewayUnreachable(url=self.url, detail=str(err)) from err
+        finally:
+            connection.close()
+
+    def call(self, api: str, method: str, args: Mapping[str, Any], *, long: bool = False) -> Any:
+        from dev_sessions.gateway.protocol import decode
+
+        if not self.token:
+            raise UsageError(
+                "sandbox mode needs DEV_SESSIONS_GATEWAY_TOKEN (the host's `dev-sessions gateway token`)"
+            )
+        body = json.dumps({"api": api, "method": method, "args": dict(args)}, ensure_ascii=False).encode()
+        # A long call gets a keep-alive line every 15 s: a minute of silence means the link is dead.
+        connection = self._connection(60 if long else 120)
+        try:
+            connection.request(
+                "POST",
+                "/v1/call",
+                body=body,
+                headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+            )
+            response = connection.getresponse()
+            if response.status != 200:
+                error = json.loads(response.read() or b"{}").get("error", {})
+                message = error.get("message") or response.reason
+                raise RemoteError(f"gateway refused {api}.{method} ({response.status}): {message}")
+            line = b""
+            for raw in response:
+                if raw.strip() and not raw.startswith(b'{"keepalive"'):
+                    line = raw
+            answer = json.loads(line or b"{}")
+        except OSError as err:
+            raise GatewayUnreachable(url=self.url, detail=str(err)) from err
+        except ValueError as err:
+            raise RemoteError(f"gateway {self.url}: garbled answer to {api}.{method}") from err
+        finally:
+            connection.close()
+        if "error" in answer:
+            error = answer["error"]
+            raise RemoteError(
+                str(error.get("message")), int(error.get("exit", 1)), str(error.get("kind", ""))
+            )
+        if "result" not in answer:
+            raise RemoteError(f"gateway {self.url}: no answer to {api}.{method} (connection cut?)")
+        return decode(answer["result"])
+
+
+def host_path(container_path: str | None, environ: Mapping[str, str]) -> str:
+    """The host path for a container path (the current directory when None)."""
+    workspace = Path(environ.get("CONTAINER_WORKSPACE") or DEFAULT_WORKSPACE)
+    host_root = environ.get("HOST_PATH")
+    raw = container_path if container_path is not None else os.getcwd()
+    resolved = Path(raw).expanduser().resolve()  # `..` and symlinks first, then the check
+    workspace_real = workspace.resolve()
+    if resolved != workspace_real and workspace_real not in resolved.parents:
+        raise UsageError(
+            f"{raw}: outside the container workspace {workspace} (only paths under it exist on the host)"
+        )
+    if not host_root:
+        raise UsageError(
+            "sandbox mode needs HOST_PATH: the host directory mounted at the container workspace"
+        )
+    relative = resolved.relative_to(workspace_real)
+    return str(Path(host_root) / relative) if str(relative) != "." else str(Path(host_root))
+
+
+class RemoteSessionManager:
+    """``SessionManager`` over the gateway."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self.environ = dict(os.environ if environ is None else environ)
+        self.client = GatewayClient(self.environ)
+
+    def _call(self, method: str, long: bool = False, **args: Any) -> Any:
+        return self.client.call("sessions", method, args, long=long)
+
+    def creator(self) -> str:
+        return self.environ.get("DEV_SESSIONS_AGENT") or self.environ.get("DEV_SESSIONS_ID") or "user"
+
+    def create(self, *, path: str | None = None, **args: Any) -> Any:
+        return self._call("create", path=host_path(path, self.environ), parent=self.creator(), **args)
+
+    def get(self, session_id: str) -> Any:
+        return self._call("get", session_id=session_id)
+
+    def send(self, session_id: str, text: str, *, steer: bool = False) -> Any:
+        return self._call("send", session_id=session_id, text=text, steer=steer)
+
+    def wait(self, session_ids: Sequence[str], timeout: float | None = None, *, goal: bool = False) -> Any:
+        return self._call("wait", True, session_ids=list(session_ids), timeout=timeout, goal=goal)
+
+    def ask(self, session_id: str, text: str, timeout: float | None = None) -> Any:
+        return self._call("ask", True, session_id=session_id, text=text, timeout=timeout)
+
+    def last_messages(self, session_id: str, count: int = 1) -> Any:
+        return self._call("last_messages", session_id=session_id, count=count)
+
+    def status(self, session_id: str) -> Any:
+        return self._call("status", session_id=session_id)
+
+    def interrupt(self, session_id: str) -> Any:
+        return self._call("interrupt", session_id=session_id)
+
+    def respond(self, session_id: str, answer: str) -> Any:
+        return self._call("respond", session_id=session_id, answer=answer)
+
+    def goal(
+        self, session_id: str, action: str = "get", objective: str | None = None, budget: int | None = None
+    ) -> Any:
+        return self._call("goal", session_id=session_id, action=action, objective=objective, budget=budget)
+
+    def logs(self, session_id: str) -> Any:
+        return self._call("logs", session_id=session_id)
+
+    def screen(self, session_id: str) -> Any:
+        return self._call("screen", session_id=session_id)
+
+    def inspect(self, session_id: str) -> Any:
+        return self._call("inspect", session_id=session_id)
+
+    def list_sessions(self) -> Any:
+        return self._call("list_sessions")
+
+    def kill(self, session_ids: Sequence[str]) -> Any:
+        return self._call("kill", session_ids=list(session_ids))
+
+    def kill_all(self) -> Any:
+        return self._call("kill_all")
+
+    def kill_older_than(self, seconds: float) -> Any:
+        return self._call("kill_older_than", seconds=seconds)
+
+
+class RemoteMessenger:
+    """``Messenger`` over the gateway; who "I" am is settled here."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self.environ = dict(os.environ if environ is None else environ)
+        self.client = GatewayClient(self.environ)
+
+    def me(self, explicit: str | None = None) -> str:
+        from dev_sessions.messaging.messenger import check_name
+
+        name = (
+            explicit
+            or self.environ.get("DEV_SESSIONS_AGENT")
+            or self.environ.get("DEV_SESSIONS_ID")
+            or "user"
+        )
+        return check_name(name, "agent name")
+
+    def _call(self, method: str, long: bool = False, **args: Any) -> Any:
+        return self.client.call("messages", method, args, long=long)
+
+    def send(self, to: str, body: str, *, sender: str | None = None, **args: Any) -> Any:
+        return self._call("send", to=to, body=body, sender=self.me(sender), **args)
+
+    def reply(
+        self, message_id: int, body: str, *, sender: str | None = None, priority: str = "normal"
+    ) -> Any:
+        return self._call(
+            "reply", message_id=message_id, body=body, sender=self.me(sender), priority=priority
+        )
+
+    def read(self, reader: str | None = None, **args: Any) -> Any:
+        return self._call("read", reader=self.me(reader), **args)
+
+    def wait(self, reader: str | None = None, timeout: float | None = None, *, mark_read: bool = True) -> Any:
+        return self._call("wait", True, reader=self.me(reader), timeout=timeout, mark_read=mark_read)
+
+    def thread(self, message_id: int) -> Any:
+        return self._call("thread", message_id=message_id)
+
+    def mark_read(self, message_ids: list[int] | None, reader: str | None = None) -> Any:
+        return self._call("mark_read", message_ids=message_ids, reader=self.me(reader))
+
+    def status(self, message_id: int) -> Any:
+        return self._call("status", message_id=message_id)
+
+    def search(self, query: str, limit: int = 50) -> Any:
+        return self._call("search", query=query, limit=limit)
+
+    def feed(self, since: str | None = None, limit: int | None = None) -> Any:
+        return self._call("feed", since=since, limit=limit)
+
+    def create_space(
+        self, name: str, parent: str | None = None, description: str = "", creator: str | None = None
+    ) -> Any:
+        return self._call(
+            "create_space", name=name, parent=parent, description=description, creator=self.me(creator)
+        )
+
+    def spaces(self) -> Any:
+        return self._call("spaces")
+
+    def join(self, space: str, agent: str | None = None) -> Any:
+        return self._call("join", space=space, agent=self.me(agent))
+
+    def leave(self, space: str, agent: str | None = None) -> Any:
+        return self._call("leave", space=space, agent=self.me(agent))
+
+    def members(self, space: str) -> Any:
+        return self._call("members", space=space)
+
+    def space_send(self, space: str, body: str, *, sender: str | None = None, **args: Any) -> Any:
+        return self._call("space_send", space=space, body=body, sender=self.me(sender), **args)
+
+    def space_read(self, space: str, reader: str | None = None, **args: Any) -> Any:
+        return self._call("space_read", space=space, reader=self.me(reader), **args)
+
+    def register(self, name: str) -> Any:
+        return self._call("register", name=name)
+
+    def heartbeat(self, agent: str | None = None, status: str | None = None) -> Any:
+        return self._call("heartbeat", agent=self.me(agent), status=status)
+
+    def agents(self, online: bool = False) -> Any:
+        return self._call("agents", online=online)

@@ -1,0 +1,90 @@
+"""End to end through the gateway: a sandboxed command line drives a real Claude session on the host."""
+
+from __future__ import annotations
+
+import json
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import DevSessions, GatewayProcess, eventually
+from tests.fakes.anthropic import FakeAnthropic
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def container(
+    claude: FakeAnthropic,
+    gateway: GatewayProcess,
+    isolated: Path,
+    workdir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> DevSessions:
+    """The command line as inside a container whose /workspace is the host's work directory."""
+    workspace = isolated / "container" / "workspace"
+    (workspace / "repo").mkdir(parents=True)
+    (workdir / "repo").mkdir()
+    monkeypatch.setenv("DEV_SESSIONS_SANDBOX", "1")
+    monkeypatch.setenv("DEV_SESSIONS_GATEWAY_URL", gateway.url)
+    monkeypatch.setenv("DEV_SESSIONS_GATEWAY_TOKEN", gateway.token)
+    monkeypatch.setenv("CONTAINER_WORKSPACE", str(workspace))
+    monkeypatch.setenv("HOST_PATH", str(workdir))
+    return DevSessions(workspace / "repo")
+
+
+def same(text: str) -> str:
+    """Output with what differs between two runs (ids, timings) blanked."""
+    return re.sub(r"\b[a-z]+-(top|jg|mid|adc|sup)\b", "ID", re.sub(r"\d+\.\d s", "N s", text))
+
+
+def test_full_round_trip_is_the_same_as_local(
+    container: DevSessions, cli: DevSessions, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sid = container.ok("create", "-q").strip()
+    session = json.loads(container.ok("inspect", sid))["session"]
+    assert session["path"] == str((workdir / "repo").resolve()), "the container path was translated"
+    remote = [
+        container.ok("send", sid, "hello from a container"),
+        container.ok("wait", sid, "--timeout", "60"),
+        container.ok("last-message", sid),
+        container.ok("status", sid),
+        container.ok("ask", sid, "and once more", "--timeout", "60"),
+    ]
+    monkeypatch.delenv("DEV_SESSIONS_SANDBOX")
+    local_sid = cli.ok("create", "-q", "--path", str(workdir / "repo")).strip()
+    local = [
+        cli.ok("send", local_sid, "hello from a container"),
+        cli.ok("wait", local_sid, "--timeout", "60"),
+        cli.ok("last-message", local_sid),
+        cli.ok("status", local_sid),
+        cli.ok("ask", local_sid, "and once more", "--timeout", "60"),
+    ]
+    assert [same(out) for out in remote] == [same(out) for out in local]
+    assert remote[2] == "hello from a container\n"
+
+
+def test_twenty_concurrent_waits_through_the_gateway(container: DevSessions, claude: FakeAnthropic) -> None:
+    sid = container.ok("create", "-q").strip()
+    container.ok("send", sid, "take a moment <<slow:2>>")
+    eventually(lambda: container.ok("status", sid).strip() == "working")
+    with ThreadPoolExecutor(20) as pool:
+        results = list(pool.map(lambda _: container("wait", sid, "--timeout", "60"), range(20)))
+    assert [r.returncode for r in results] == [0] * 20
+    assert all(r.stdout.startswith(f"{sid}: completed") for r in results)
+    assert container.ok("last-message", sid) == "take a moment <<slow:2>>\n"
+
+
+def test_a_waiting_question_is_answered_through_the_gateway(
+    container: DevSessions, claude: FakeAnthropic
+) -> None:
+    sid = container.ok("create", "-q").strip()
+    container.ok("send", sid, "choose <<ask>>")
+    result = container("wait", sid, "--timeout", "60")
+    assert result.returncode == 1
+    assert "Which colour?" in result.stderr
+    container.ok("respond", sid, "red")
+    container.ok("wait", sid, "--timeout", "60")
+    assert '"Which colour?"="Red"' in container.ok("last-message", sid)

@@ -1,0 +1,204 @@
+"""The gateway over real HTTP: who may call, what they may reach, and what is logged."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.conftest import DevSessions, GatewayProcess, start_gateway
+
+
+def post(
+    gw: GatewayProcess,
+    body: bytes | dict[str, object],
+    *,
+    token: str | None = "",
+    host: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, object]]:
+    parts = urlsplit(gw.url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    sent = {"Content-Type": "application/json", **(headers or {})}
+    if token is not None:
+        sent["Authorization"] = f"Bearer {token or gw.token}"
+    if host is not None:
+        sent["Host"] = host
+    connection.request("POST", "/v1/call", body=data, headers=sent)
+    response = connection.getresponse()
+    raw = response.read()
+    connection.close()
+    lines = [json.loads(line) for line in raw.splitlines() if line.strip()]
+    return response.status, (lines[-1] if lines else {})
+
+
+def nothing_happened(cli: DevSessions) -> None:
+    assert json.loads(cli.ok("list", "--json")) == []
+    assert json.loads(cli.ok("msg", "feed", "--json")) == []
+
+
+def test_a_good_call(gateway: GatewayProcess, cli: DevSessions) -> None:
+    cli.ok("agents", "register", "boss")
+    status, answer = post(
+        gateway, {"api": "messages", "method": "send", "args": {"to": "boss", "body": "hi"}}
+    )
+    assert status == 200
+    assert answer["result"]["body"] == "hi"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ({"token": None}, 401),
+        ({"token": "wrong"}, 401),
+        ({"host": "evil.example.com"}, 403),
+        ({"host": "evil.example.com:6767"}, 403),
+        ({"headers": {"Origin": "http://evil.example.com"}}, 403),
+        ({"headers": {"Sec-Fetch-Site": "cross-site"}}, 403),
+    ],
+)
+def test_refusals_have_no_effect(
+    gateway: GatewayProcess, cli: DevSessions, case: dict[str, object], expected: int
+) -> None:
+    call = {"api": "messages", "method": "register", "args": {"name": "intruder"}}
+    status, answer = post(gateway, call, **case)  # type: ignore[arg-type]
+    assert status == expected
+    assert "intruder" not in json.dumps(answer)
+    names = [row["name"] for row in json.loads(cli.ok("agents", "--json"))]
+    assert "intruder" not in names
+    nothing_happened(cli)
+
+
+def test_health_needs_no_token_but_a_good_host(gateway: GatewayProcess) -> None:
+    parts = urlsplit(gateway.url)
+    for host, expected in (("127.0.0.1", 200), ("host.docker.internal:6767", 200), ("rebound.example", 403)):
+        connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
+        connection.request("GET", "/health", headers={"Host": host})
+        assert connection.getresponse().status == expected
+        connection.close()
+
+
+def test_only_listed_calls_and_arguments(gateway: GatewayProcess, cli: DevSessions) -> None:
+    assert post(gateway, {"api": "sessions", "method": "store", "args": {}})[0] == 404
+    assert post(gateway, {"api": "os", "method": "system", "args": {}})[0] == 404
+    extra = {"api": "sessions", "method": "list_sessions", "args": {"environ": {"PATH": "/tmp"}}}
+    assert post(gateway, extra)[0] == 400
+    assert post(gateway, b"not json")[0] == 400
+    nothing_happened(cli)
+
+
+@pytest.mark.parametrize("path", ["/etc", "relative/dir", "{root}/work/../../..", "{root}/../escape"])
+def test_a_path_outside_the_served_roots_is_400(
+    gateway: GatewayProcess, cli: DevSessions, isolated: Path, path: str
+) -> None:
+    call = {"api": "sessions", "method": "create", "args": {"path": path.format(root=isolated)}}
+    status, answer = post(gateway, call)
+    assert status == 400
+    assert "path:" in json.dumps(answer)
+    nothing_happened(cli)
+
+
+def test_oversized_body_is_413(isolated: Path, cli: DevSessions) -> None:
+    small = start_gateway("--root", str(isolated), "--max-body", "1000")
+    try:
+        body = {"api": "messages", "method": "register", "args": {"name": "x" * 5000}}
+        assert post(small, body)[0] == 413
+    finally:
+        small.process.terminate()
+        small.process.wait()
+    nothing_happened(cli)
+
+
+def test_the_log_names_calls_but_never_bodies_or_tokens(gateway: GatewayProcess, cli: DevSessions) -> None:
+    cli.ok("agents", "register", "boss")
+    secret = "the-launch-code-is-0000"
+    assert (
+        post(gateway, {"api": "messages", "method": "send", "args": {"to": "boss", "body": secret}})[0] == 200
+    )
+    post(
+        gateway, {"api": "messages", "method": "send", "args": {"to": "boss", "body": secret}}, token="wrong"
+    )
+    log = gateway.log()
+    assert "messages.send 200 ok" in log
+    assert "/v1/call 401" in log
+    assert secret not in log
+    assert gateway.token not in log
+
+
+def test_errors_keep_their_message_and_exit_code(gateway: GatewayProcess, cli: DevSessions) -> None:
+    status, answer = post(
+        gateway, {"api": "sessions", "method": "status", "args": {"session_id": "nope-top"}}
+    )
+    assert status == 200
+    assert answer["error"] == {  # type: ignore[comparison-overlap]
+        "message": "nope-top: no such session (see `dev-sessions list`)",
+        "exit": 1,
+        "kind": "SessionNotFound",
+    }
+
+
+@pytest.fixture
+def sandbox(gateway: GatewayProcess, isolated: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The command line as inside a container: the workspace maps to the host's work directory."""
+    container = isolated / "container-workspace"
+    container.mkdir()
+    monkeypatch.setenv("DEV_SESSIONS_SANDBOX", "1")
+    monkeypatch.setenv("DEV_SESSIONS_GATEWAY_URL", gateway.url)
+    monkeypatch.setenv("DEV_SESSIONS_GATEWAY_TOKEN", gateway.token)
+    monkeypatch.setenv("CONTAINER_WORKSPACE", str(container))
+    monkeypatch.setenv("HOST_PATH", str(isolated / "work"))
+    return container
+
+
+def test_sandbox_mode_answers_like_local_mode(
+    sandbox: Path, cli: DevSessions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    remote = DevSessions(sandbox)
+    remote.ok("agents", "register", "boss")
+    sent = remote.ok("msg", "send", "--to", "boss", "from the container").strip()
+    remote_out = remote.ok("msg", "thread", sent)
+    unknown = remote("status", "nope-top")
+    monkeypatch.delenv("DEV_SESSIONS_SANDBOX")
+    assert cli.ok("msg", "thread", sent) == remote_out
+    local_unknown = cli("status", "nope-top")
+    assert (unknown.returncode, unknown.stderr) == (local_unknown.returncode, local_unknown.stderr)
+
+
+def test_sandbox_mode_refuses_paths_outside_the_workspace(sandbox: Path, isolated: Path) -> None:
+    remote = DevSessions(sandbox)
+    result = remote("create", "--path", str(isolated))
+    assert result.returncode == 2
+    assert "outside the container workspace" in result.stderr
+
+
+def test_sandbox_mode_without_a_gateway_says_what_to_check(
+    cli: DevSessions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEV_SESSIONS_SANDBOX", "1")
+    monkeypatch.setenv("DEV_SESSIONS_GATEWAY_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("DEV_SESSIONS_GATEWAY_TOKEN", "t")
+    result = cli("list")
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1
+    assert "gateway http://127.0.0.1:9 does not answer" in result.stderr
+    assert "dev-sessions gateway" in result.stderr
+
+
+def test_service_install_status_uninstall(cli: DevSessions) -> None:
+    out = cli.ok("gateway", "install", "--port", "7123", "--no-start")
+    unit = Path(os.environ["HOME"]) / ".config" / "systemd" / "user" / "dev-sessions-gateway.service"
+    assert str(unit) in out
+    text = unit.read_text()
+    assert '"--port" "7123"' in text
+    status = cli("gateway", "status", "--json")
+    info = json.loads(status.stdout)
+    assert info["installed"] is True and info["port"] == 7123
+    assert str(info["health"]).startswith("no answer")
+    assert cli.ok("gateway", "uninstall").strip() == f"removed {unit}"
+    assert not unit.exists()
+    assert cli("gateway", "status").returncode == 1
