@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from dev_sessions.cli.context import messages_api
 from dev_sessions.cli.output import emit_json, note, read_message
 from dev_sessions.errors import UsageError
-from dev_sessions.messaging.messenger import parse_message_id, priority_choice
-from dev_sessions.messaging.store import Message
+
+if TYPE_CHECKING:
+    from dev_sessions.messaging.store import Message
+
+
+def parse_message_id(text: str) -> int:
+    # Imported here: the messaging library (and sqlite3) is not loaded for other commands.
+    from dev_sessions.messaging.messenger import parse_message_id as parse
+
+    return parse(text)
+
+
+def priority_choice(value: str) -> str:
+    from dev_sessions.messaging.messenger import priority_choice as choose
+
+    return choose(value)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 AsOpt = Annotated[str | None, typer.Option("--as", metavar="NAME", help="Read as this agent.")]

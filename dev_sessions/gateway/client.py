@@ -49,11 +49,6 @@ class GatewayUnreachable(DevSessionsError):
         )
 
 
-def sandboxed(environ: Mapping[str, str] | None = None) -> bool:
-    env = os.environ if environ is None else environ
-    return env.get("DEV_SESSIONS_SANDBOX", "") not in ("", "0", "false")
-
-
 class GatewayClient:
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         env = dict(os.environ if environ is None else environ)
