@@ -7,6 +7,7 @@ with ``DEV_SESSIONS_DEBUG=1``. ``--version`` answers before anything else is imp
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -34,7 +35,7 @@ def run(args: list[str]) -> int:
         logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     import typer
 
-    from dev_sessions.cli.app import app
+    from dev_sessions.cli.app import build_app
     from dev_sessions.errors import DevSessionsError
 
     # typer vendors or depends on click; find its base exception without naming either module.
@@ -42,7 +43,7 @@ def run(args: list[str]) -> int:
         c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
     )
     try:
-        code = app(args=args, prog_name="dev-sessions", standalone_mode=False)
+        code = build_app(args)(args=args, prog_name="dev-sessions", standalone_mode=False)
     except DevSessionsError as err:
         if debug:
             raise
@@ -53,7 +54,10 @@ def run(args: list[str]) -> int:
         context = getattr(err, "ctx", None)
         if context is not None:
             hint = f" (see '{context.command_path} --help')"
-        _fail(f"{getattr(err, 'format_message', err.__str__)()}{hint}")
+        text = getattr(err, "format_message", err.__str__)()
+        # typer and click each add the same suggestion to an unknown command.
+        text = re.sub(r"( Did you mean '[^']+'\?)\1", r"\1", text)
+        _fail(f"{text}{hint}")
         return int(getattr(err, "exit_code", 2))
     except typer.Abort:
         _fail("aborted")

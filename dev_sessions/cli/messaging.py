@@ -27,6 +27,7 @@ def priority_choice(value: str) -> str:
 
     return choose(value)
 
+
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 AsOpt = Annotated[str | None, typer.Option("--as", metavar="NAME", help="Read as this agent.")]
 FromOpt = Annotated[str | None, typer.Option("--from", metavar="NAME", help="Send as this agent.")]

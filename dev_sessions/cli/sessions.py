@@ -325,6 +325,24 @@ def kill(
     return 0
 
 
+COMMANDS = frozenset(
+    {
+        "create",
+        "send",
+        "wait",
+        "ask",
+        "last-message",
+        "status",
+        "interrupt",
+        "goal",
+        "respond",
+        "list",
+        "logs",
+    }
+    | {"inspect", "kill"}
+)
+
+
 def register(app: typer.Typer) -> None:
     app.command()(create)
     app.command()(send)
