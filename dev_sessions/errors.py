@@ -6,6 +6,7 @@ library callers catch the subclasses (some also are builtins: ``SessionNotFound`
 ``WaitTimeout`` a ``TimeoutError``).
 
 * ``UsageError`` (exit 2): bad input, such as a path that is not a directory or an empty message.
+* ``ReportedError``: an error the Codex bridge or the gateway reported, with its own exit code.
 * ``SessionNotFound``: no session with that id in the store.
 * ``StoreCorrupt``: ``sessions.json`` is not readable; it was moved aside, not replaced.
 * ``StoreTooNew``: ``sessions.json`` was written by a newer dev-sessions.
@@ -35,6 +36,16 @@ class DevSessionsError(Exception):
 
 class UsageError(DevSessionsError):
     exit_code = 2
+
+
+class ReportedError(DevSessionsError):
+    """An error another dev-sessions process reported (the Codex bridge, the gateway), as it was:
+    its message, its exit code, and the name of its class there."""
+
+    def __init__(self, message: str, exit_code: int = 1, kind: str = "") -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.kind = kind
 
 
 class SessionNotFound(DevSessionsError, LookupError):

@@ -18,7 +18,9 @@ import logging
 import os
 import select
 import sys
+from collections.abc import Generator
 from pathlib import Path
+from typing import TypeVar, cast
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +170,34 @@ class Watcher:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+T = TypeVar("T")
+Steps = Generator[tuple[Watcher, float], None, T]
+"""Waiting written once for both worlds: rounds of looking, each yielding how long to sleep on the
+watcher; the driver sleeps blocking (``run_steps``) or on an event loop (``run_steps_async``)."""
+
+
+def run_steps(steps: Steps[T]) -> T:
+    try:
+        while True:
+            watcher, pause = next(steps)
+            watcher.wait(pause)
+    except StopIteration as done:
+        return cast(T, done.value)
+    finally:
+        steps.close()
+
+
+async def run_steps_async(steps: Steps[T]) -> T:
+    try:
+        while True:
+            watcher, pause = next(steps)
+            await watcher.wait_async(pause)
+    except StopIteration as done:
+        return cast(T, done.value)
+    finally:
+        steps.close()
 
 
 class Tail:

@@ -42,7 +42,7 @@ from dev_sessions.lock import FileLock
 from dev_sessions.store import LastSend, Session, now_iso, parse_iso
 from dev_sessions.terminal import neutralise
 from dev_sessions.tmux import Pane, Tmux
-from dev_sessions.watch import Tail, Watcher, line_aligned_size
+from dev_sessions.watch import Tail, Watcher, line_aligned_size, run_steps, run_steps_async
 
 log = logging.getLogger(__name__)
 
@@ -305,29 +305,13 @@ class ClaudeBackend:
     def wait(
         self, sessions: Sequence[Session], timeout: float | None, *, goal: bool = False
     ) -> list[WaitResult]:
-        steps = self._wait_steps(sessions, timeout, goal)
-        try:
-            while True:
-                watcher, pause = next(steps)
-                watcher.wait(pause)
-        except StopIteration as done:
-            return list(done.value)
-        finally:
-            steps.close()
+        return run_steps(self._wait_steps(sessions, timeout, goal))
 
     async def wait_async(
         self, sessions: Sequence[Session], timeout: float | None, *, goal: bool = False
     ) -> list[WaitResult]:
         """``wait`` for an asyncio loop (the gateway): many waits, no thread each."""
-        steps = self._wait_steps(sessions, timeout, goal)
-        try:
-            while True:
-                watcher, pause = next(steps)
-                await watcher.wait_async(pause)
-        except StopIteration as done:
-            return list(done.value)
-        finally:
-            steps.close()
+        return await run_steps_async(self._wait_steps(sessions, timeout, goal))
 
     def _wait_steps(
         self, sessions: Sequence[Session], timeout: float | None, goal: bool

@@ -21,21 +21,12 @@ from typing import Any
 
 from dev_sessions import __version__
 from dev_sessions.config import Settings, private_dir
-from dev_sessions.errors import DevSessionsError
+from dev_sessions.errors import DevSessionsError, ReportedError
 from dev_sessions.lock import FileLock
 
 log = logging.getLogger(__name__)
 
 _START_TIMEOUT = 20.0
-
-
-class BridgeError(DevSessionsError):
-    """An error the bridge reported, with the exit code it chose."""
-
-    def __init__(self, message: str, exit_code: int = 1, kind: str = "") -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-        self.kind = kind
 
 
 class BridgeUnavailable(DevSessionsError):
@@ -174,7 +165,7 @@ class BridgeLink:
         answer = json.loads(reply)
         if "error" in answer:
             error = answer["error"]
-            raise BridgeError(
+            raise ReportedError(
                 str(error.get("message")), int(error.get("exit", 1)), str(error.get("kind", ""))
             )
         result: dict[str, Any] = answer.get("ok") or {}

@@ -26,19 +26,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from dev_sessions.errors import DevSessionsError, UsageError
+from dev_sessions.errors import DevSessionsError, ReportedError, UsageError
 
 DEFAULT_URL = "http://host.docker.internal:6767"
 DEFAULT_WORKSPACE = "/workspace"
-
-
-class RemoteError(DevSessionsError):
-    """An error the host reported for a call, with its exit code."""
-
-    def __init__(self, message: str, exit_code: int = 1, kind: str = "") -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-        self.kind = kind
 
 
 class GatewayUnreachable(DevSessionsError):
@@ -96,7 +87,7 @@ class GatewayClient:
             if response.status != 200:
                 error = json.loads(response.read() or b"{}").get("error", {})
                 message = error.get("message") or response.reason
-                raise RemoteError(f"gateway refused {api}.{method} ({response.status}): {message}")
+                raise ReportedError(f"gateway refused {api}.{method} ({response.status}): {message}")
             line = b""
             for raw in response:
                 if raw.strip() and not raw.startswith(b'{"keepalive"'):
@@ -105,16 +96,16 @@ class GatewayClient:
         except OSError as err:
             raise GatewayUnreachable(url=self.url, detail=str(err)) from err
         except ValueError as err:
-            raise RemoteError(f"gateway {self.url}: garbled answer to {api}.{method}") from err
+            raise ReportedError(f"gateway {self.url}: garbled answer to {api}.{method}") from err
         finally:
             connection.close()
         if "error" in answer:
             error = answer["error"]
-            raise RemoteError(
+            raise ReportedError(
                 str(error.get("message")), int(error.get("exit", 1)), str(error.get("kind", ""))
             )
         if "result" not in answer:
-            raise RemoteError(f"gateway {self.url}: no answer to {api}.{method} (connection cut?)")
+            raise ReportedError(f"gateway {self.url}: no answer to {api}.{method} (connection cut?)")
         return decode(answer["result"])
 
 

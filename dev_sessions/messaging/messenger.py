@@ -32,7 +32,7 @@ from dev_sessions.messaging.store import (
     SpaceNotFound,
 )
 from dev_sessions.store import Session, SessionStore, parse_iso
-from dev_sessions.watch import Watcher
+from dev_sessions.watch import Watcher, run_steps, run_steps_async
 
 USER = "user"
 PARENT = "parent"
@@ -218,28 +218,12 @@ class Messenger:
         self, reader: str | None = None, timeout: float | None = None, *, mark_read: bool = True
     ) -> list[Message]:
         """The unread messages to ``reader``, as soon as there is one (NoMessage after ``timeout``)."""
-        steps = self._wait_steps(reader, timeout, mark_read)
-        try:
-            while True:
-                watcher, pause = next(steps)
-                watcher.wait(pause)
-        except StopIteration as done:
-            return list(done.value)
-        finally:
-            steps.close()
+        return run_steps(self._wait_steps(reader, timeout, mark_read))
 
     async def wait_async(
         self, reader: str | None = None, timeout: float | None = None, *, mark_read: bool = True
     ) -> list[Message]:
-        steps = self._wait_steps(reader, timeout, mark_read)
-        try:
-            while True:
-                watcher, pause = next(steps)
-                await watcher.wait_async(pause)
-        except StopIteration as done:
-            return list(done.value)
-        finally:
-            steps.close()
+        return await run_steps_async(self._wait_steps(reader, timeout, mark_read))
 
     def _wait_steps(
         self, reader: str | None, timeout: float | None, mark_read: bool

@@ -24,10 +24,11 @@ import argparse
 import http.server
 import json
 import re
-import threading
 import time
 import uuid
 from typing import Any
+
+from tests.fakes._server import FakeServer
 
 TITLE_MARKER = "Generate a concise, sentence-case title"
 MARKER = re.compile(r"<<(slow|ask|bash|error|multi)(?::(.*?))?>>", re.DOTALL)
@@ -142,7 +143,7 @@ def _last_tool_use(messages: list[dict[str, Any]]) -> str:
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: _Server
+    server: Any
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -261,58 +262,28 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.flush()
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    owner: FakeAnthropic
-
-
-class FakeAnthropic:
+class FakeAnthropic(FakeServer):
     """The fake server, on 127.0.0.1 and a free port, served from a background thread."""
 
     def __init__(self, port: int = 0) -> None:
-        self._server = _Server(("127.0.0.1", port), _Handler)
-        self._server.owner = self
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._lock = threading.Lock()
-        self.requests: list[dict[str, Any]] = []
+        super().__init__(_Handler, port)
         self.streamed = 0
         """Text deltas sent by slow replies so far (lets a test act in the middle of a reply)."""
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def record(self, path: str, body: dict[str, Any]) -> None:
-        with self._lock:
-            self.requests.append({"path": path, "body": body})
+        return self.address
 
     def prompts(self) -> list[str]:
         """The user prompts of the main-conversation requests seen so far (title requests excluded)."""
-        with self._lock:
-            bodies = [r["body"] for r in self.requests]
         found = []
-        for body in bodies:
+        for body in (r["body"] for r in self.recorded()):
             if TITLE_MARKER in json.dumps(body.get("system", "")):
                 continue
             users = [m for m in body.get("messages", []) if m.get("role") == "user"]
             if users:
                 found.append(_text_of(users[-1].get("content", "")))
         return found
-
-    def start(self) -> FakeAnthropic:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> FakeAnthropic:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def main() -> None:
@@ -321,7 +292,7 @@ def main() -> None:
     args = parser.parse_args()
     server = FakeAnthropic(args.port)
     print(server.url, flush=True)
-    server._server.serve_forever()
+    server.serve_forever()
 
 
 if __name__ == "__main__":

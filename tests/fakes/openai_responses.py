@@ -41,10 +41,11 @@ import contextlib
 import http.server
 import json
 import re
-import threading
 import time
 import uuid
 from typing import Any
+
+from tests.fakes._server import FakeServer
 
 MARKER = re.compile(r"<<(slow|bash|error)(?::(.*?))?>>", re.DOTALL)
 GOAL_MARKER = '<codex_internal_context source="goal">'
@@ -160,7 +161,7 @@ def script(body: dict[str, Any]) -> Reply:
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: _Server
+    server: Any
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -274,37 +275,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.flush()
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    owner: FakeResponses
-
-
-class FakeResponses:
+class FakeResponses(FakeServer):
     """The fake server, on 127.0.0.1 and a free port, served from a background thread."""
 
     def __init__(self, port: int = 0) -> None:
-        self._server = _Server(("127.0.0.1", port), _Handler)
-        self._server.owner = self
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._lock = threading.Lock()
-        self.requests: list[dict[str, Any]] = []
+        super().__init__(_Handler, port)
 
     @property
     def url(self) -> str:
         """The base URL for a Codex provider's ``base_url`` (it ends in ``/v1``)."""
-        host, port = self._server.server_address[:2]
-        assert isinstance(host, str)
-        return f"http://{host}:{port}/v1"
-
-    def record(self, path: str, body: dict[str, Any]) -> None:
-        with self._lock:
-            self.requests.append({"path": path, "body": body})
+        return f"{self.address}/v1"
 
     def prompts(self) -> list[str]:
         """The user prompts of the Responses requests seen so far (tool round trips and automatic
         goal continuations excluded)."""
-        with self._lock:
-            bodies = [r["body"] for r in self.requests if r["path"].split("?")[0].endswith("/responses")]
+        bodies = [r["body"] for r in self.recorded() if r["path"].split("?")[0].endswith("/responses")]
         found = []
         for body in bodies:
             items = body.get("input", [])
@@ -315,20 +300,6 @@ class FakeResponses:
                 found.append(prompt)
         return found
 
-    def start(self) -> FakeResponses:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> FakeResponses:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -336,7 +307,7 @@ def main() -> None:
     args = parser.parse_args()
     server = FakeResponses(args.port)
     print(server.url, flush=True)
-    server._server.serve_forever()
+    server.serve_forever()
 
 
 if __name__ == "__main__":
