@@ -128,7 +128,30 @@ def check_store(settings: Settings) -> list[Check]:
     return checks
 
 
+def check_gateway(environ: dict[str, str]) -> list[Check]:
+    """In a sandbox only the gateway matters: does it answer, and does it take our token?"""
+    from dev_sessions.gateway.client import GatewayClient
+
+    client = GatewayClient(environ)
+    try:
+        health = client.health()
+    except DevSessionsError as err:
+        return [Check("fail", "gateway", str(err))]
+    checks = [Check("ok", "gateway", f"{client.url} answers (dev-sessions {health.get('version')})")]
+    try:
+        client.call("sessions", "list_sessions", {})
+    except DevSessionsError as err:
+        checks.append(Check("fail", "gateway token", str(err)))
+    else:
+        checks.append(Check("ok", "gateway token", "accepted"))
+    if not environ.get("HOST_PATH"):
+        checks.append(Check("warn", "paths", "HOST_PATH is not set: sessions cannot be created from here"))
+    return checks
+
+
 def run_checks(settings: Settings) -> list[Check]:
+    if os.environ.get("DEV_SESSIONS_SANDBOX", "") not in ("", "0", "false"):
+        return check_gateway(dict(os.environ))
     checks = check_tmux(settings)
     checks.append(
         check_agent(

@@ -103,3 +103,23 @@ def test_codex_session_reports_to_its_parent(
     cli.ok("send", child, f"report <<bash:{report}>>")
     (message,) = json.loads(cli.ok("msg", "wait", "--as", "boss", "--timeout", "60", "--json"))
     assert (message["from"], message["body"]) == (child, "done-from-codex")
+
+
+def test_queued_messages_survive_a_crashed_deliverer(cli: DevSessions, claude: FakeAnthropic) -> None:
+    import os
+    import signal
+
+    from dev_sessions.config import Settings
+
+    sid = cli.ok("create", "-q").strip()
+    cli.ok("send", sid, "busy <<slow:3>>")
+    eventually(lambda: cli.ok("status", sid).strip() == "working")
+    mid = cli.ok("msg", "send", "--to", sid, "do not lose me").strip()
+    lock = Settings.from_env().home / "deliverer.lock"
+    pid = int(eventually(lambda: lock.exists() and lock.read_text().strip()))  # type: ignore[arg-type]
+    os.kill(pid, signal.SIGKILL)
+    cli.ok("wait", sid, "--timeout", "60")
+    assert state_of(cli, mid, sid) == "queued", "nobody delivered it: the deliverer is dead"
+    # Any messaging command that sees work left starts a new deliverer, which carries on.
+    eventually(lambda: state_of(cli, mid, sid) == "delivered", timeout=20)
+    assert any("do not lose me" in p for p in prompts_seen(cli, sid))

@@ -202,3 +202,16 @@ def test_service_install_status_uninstall(cli: DevSessions) -> None:
     assert cli.ok("gateway", "uninstall").strip() == f"removed {unit}"
     assert not unit.exists()
     assert cli("gateway", "status").returncode == 1
+
+
+def test_doctor_in_a_sandbox_checks_the_gateway(
+    sandbox: Path, gateway: GatewayProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    remote = DevSessions(sandbox)
+    good = remote("doctor")
+    assert good.returncode == 0, good.stdout
+    assert "ok    gateway token: accepted" in good.stdout
+    monkeypatch.setenv("DEV_SESSIONS_GATEWAY_TOKEN", "wrong")
+    bad = remote("doctor")
+    assert bad.returncode == 1
+    assert "fail  gateway token" in bad.stdout

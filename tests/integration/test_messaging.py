@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -149,3 +150,22 @@ def test_spaces_from_the_command_line(cli: DevSessions) -> None:
     assert {"name": "a", "kind": "agent", "status": "reviewing"}.items() <= next(
         r for r in online if r["name"] == "a"
     ).items()
+
+
+def test_never_two_deliverers(cli: DevSessions) -> None:
+    from dev_sessions.config import Settings
+    from dev_sessions.messaging import deliver
+
+    argv = [sys.executable, "-m", "dev_sessions.messaging.deliver"]
+    first = subprocess.Popen(argv, cwd=ROOT)
+    settings = Settings.from_env()
+    deadline = time.monotonic() + 10 * SLOW
+    while not deliver.running(settings):
+        assert time.monotonic() < deadline, "the first deliverer never took its lock"
+        time.sleep(0.02)
+    second = subprocess.Popen(argv, cwd=ROOT)
+    assert second.wait(timeout=10 * SLOW) == 0, "the second one must leave at once"
+    assert first.poll() is None, "while the first one carries on"
+    assert deliver.ensure_deliverer(settings, os.environ) is False
+    first.wait(timeout=30 * SLOW)  # nothing to deliver: it goes after its linger
+    assert not deliver.running(settings)
