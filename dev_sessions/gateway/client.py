@@ -18,10 +18,11 @@ on the host.
 
 from __future__ import annotations
 
-import http.client
+import io
 import json
 import os
-from collections.abc import Mapping, Sequence
+import socket
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -51,20 +52,55 @@ class GatewayClient:
             raise UsageError(f"DEV_SESSIONS_GATEWAY_URL={self.url!r} is not an http URL")
         self.parts = parts
 
-    def _connection(self, timeout: float | None) -> http.client.HTTPConnection:
-        cls = http.client.HTTPSConnection if self.parts.scheme == "https" else http.client.HTTPConnection
-        return cls(self.parts.hostname or "", self.parts.port, timeout=timeout)
+    def _exchange(
+        self, method: str, path: str, body: bytes | None, timeout: float | None
+    ) -> tuple[int, str, Iterator[bytes]]:
+        """One HTTP/1.1 request; the status, its reason, and the body's lines as they arrive.
+
+        Plain http (the gateway on the host's loopback or bridge) is spoken over a socket directly:
+        http.client costs more to import (14 ms) than the whole exchange takes.
+        """
+        headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
+        if self.parts.scheme == "https":
+            return self._exchange_https(method, path, body, headers, timeout)
+        host, port = self.parts.hostname or "", self.parts.port or 80
+        sock = socket.create_connection((host, port), timeout=timeout)
+        data = body or b""
+        head = [f"{method} {path} HTTP/1.1", f"Host: {self.parts.netloc}", "Connection: close"]
+        head += [f"{k}: {v}" for k, v in headers.items()] + [f"Content-Length: {len(data)}", "", ""]
+        sock.sendall("\r\n".join(head).encode() + data)
+        reader = sock.makefile("rb")
+        status_line = reader.readline().decode("latin-1").split(" ", 2)
+        if len(status_line) < 2 or not status_line[1].isdigit():
+            sock.close()
+            raise ValueError("not an HTTP answer")
+        chunked = False
+        while (line := reader.readline()) not in (b"\r\n", b"\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.strip().lower() == "transfer-encoding" and "chunked" in value.lower():
+                chunked = True
+        return (
+            int(status_line[1]),
+            status_line[2].strip() if len(status_line) > 2 else "",
+            _lines(reader, sock, chunked),
+        )
+
+    def _exchange_https(
+        self, method: str, path: str, body: bytes | None, headers: dict[str, str], timeout: float | None
+    ) -> tuple[int, str, Iterator[bytes]]:
+        import http.client
+
+        connection = http.client.HTTPSConnection(self.parts.hostname or "", self.parts.port, timeout=timeout)
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.reason, iter(response)
 
     def health(self) -> dict[str, Any]:
-        connection = self._connection(10)
         try:
-            connection.request("GET", "/health")
-            response = connection.getresponse()
-            return dict(json.loads(response.read() or b"{}"))
-        except OSError as err:
+            _, _, lines = self._exchange("GET", "/health", None, 10)
+            return dict(json.loads(b"".join(lines) or b"{}"))
+        except (OSError, ValueError) as err:
             raise GatewayUnreachable(url=self.url, detail=str(err)) from err
-        finally:
-            connection.close()
 
     def call(self, api: str, method: str, args: Mapping[str, Any], *, long: bool = False) -> Any:
         from dev_sessions.gateway.protocol import decode
@@ -74,31 +110,23 @@ class GatewayClient:
                 "sandbox mode needs DEV_SESSIONS_GATEWAY_TOKEN (the host's `dev-sessions gateway token`)"
             )
         body = json.dumps({"api": api, "method": method, "args": dict(args)}, ensure_ascii=False).encode()
-        # A long call gets a keep-alive line every 15 s: a minute of silence means the link is dead.
-        connection = self._connection(60 if long else 120)
         try:
-            connection.request(
-                "POST",
-                "/v1/call",
-                body=body,
-                headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
-            )
-            response = connection.getresponse()
-            if response.status != 200:
-                error = json.loads(response.read() or b"{}").get("error", {})
-                message = error.get("message") or response.reason
-                raise ReportedError(f"gateway refused {api}.{method} ({response.status}): {message}")
-            line = b""
-            for raw in response:
-                if raw.strip() and not raw.startswith(b'{"keepalive"'):
-                    line = raw
-            answer = json.loads(line or b"{}")
+            # A long call gets a keep-alive line every 15 s: a minute of silence means the link is dead.
+            status, reason, lines = self._exchange("POST", "/v1/call", body, 60 if long else 120)
+            if status != 200:
+                error = json.loads(b"".join(lines) or b"{}").get("error", {})
+                raise ReportedError(
+                    f"gateway refused {api}.{method} ({status}): {error.get('message') or reason}"
+                )
+            last = b""
+            for line in lines:
+                if line.strip() and not line.startswith(b'{"keepalive"'):
+                    last = line
+            answer = json.loads(last or b"{}")
         except OSError as err:
             raise GatewayUnreachable(url=self.url, detail=str(err)) from err
         except ValueError as err:
             raise ReportedError(f"gateway {self.url}: garbled answer to {api}.{method}") from err
-        finally:
-            connection.close()
         if "error" in answer:
             error = answer["error"]
             raise ReportedError(
@@ -107,6 +135,29 @@ class GatewayClient:
         if "result" not in answer:
             raise ReportedError(f"gateway {self.url}: no answer to {api}.{method} (connection cut?)")
         return decode(answer["result"])
+
+
+def _lines(reader: io.BufferedReader, sock: socket.socket, chunked: bool) -> Iterator[bytes]:
+    """The lines of an HTTP body (chunked or not), then the connection is closed."""
+    try:
+        pending = b""
+        while True:
+            if chunked:
+                size = int(reader.readline().split(b";")[0].strip() or b"0", 16)
+                data = reader.read(size) if size else b""
+                reader.readline()  # the CRLF after the chunk
+            else:
+                data = reader.read1(65536)
+            if not data:
+                break
+            pending += data
+            *complete, pending = pending.split(b"\n")
+            yield from (line + b"\n" for line in complete)
+        if pending:
+            yield pending
+    finally:
+        reader.close()
+        sock.close()
 
 
 def host_path(container_path: str | None, environ: Mapping[str, str]) -> str:

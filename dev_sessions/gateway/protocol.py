@@ -19,11 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
-from dev_sessions.backend import Dialog, LogItem, Option, Started, Status, WaitResult
-from dev_sessions.messaging.store import Agent, Message, Receipt, Space
-from dev_sessions.sessions import Created
-from dev_sessions.store import Session
-
 
 @dataclass(frozen=True)
 class Call:
@@ -88,23 +83,32 @@ ASYNC_TWINS = {
     ("messages", "wait"): "wait_async",
 }
 
-_TYPES: dict[str, type] = {
-    cls.__name__: cls
-    for cls in (
-        Session,
-        Status,
-        Dialog,
-        Option,
-        WaitResult,
-        LogItem,
-        Started,
-        Created,
-        Message,
-        Receipt,
-        Space,
-        Agent,
-    )
+# The types that may travel, and where they live: imported only when one arrives, so that a command
+# in a container loads no more of the library than its answer needs.
+_TYPES: dict[str, str] = {
+    "Session": "dev_sessions.store",
+    "Status": "dev_sessions.backend",
+    "Dialog": "dev_sessions.backend",
+    "Option": "dev_sessions.backend",
+    "WaitResult": "dev_sessions.backend",
+    "LogItem": "dev_sessions.backend",
+    "Started": "dev_sessions.backend",
+    "Created": "dev_sessions.sessions",
+    "Message": "dev_sessions.messaging.store",
+    "Receipt": "dev_sessions.messaging.store",
+    "Space": "dev_sessions.messaging.store",
+    "Agent": "dev_sessions.messaging.store",
 }
+
+
+def _type(name: str) -> type:
+    module = _TYPES.get(name)
+    if module is None:
+        raise ValueError(f"unknown type on the wire: {name!r}")
+    import importlib
+
+    cls: type = getattr(importlib.import_module(module), name)
+    return cls
 
 
 def encode(value: Any) -> Any:
@@ -129,9 +133,7 @@ def decode(value: Any) -> Any:
         if "$tuple" in value and len(value) == 1:
             return tuple(decode(v) for v in value["$tuple"])
         if "$" in value:
-            cls = _TYPES.get(str(value["$"]))
-            if cls is None:
-                raise ValueError(f"unknown type on the wire: {value['$']!r}")
+            cls = _type(str(value["$"]))
             return cls(**{k: decode(v) for k, v in value.items() if k != "$"})
         return {k: decode(v) for k, v in value.items()}
     return value
