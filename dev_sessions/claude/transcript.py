@@ -262,4 +262,15 @@ def conversation(entries: Iterable[Entry]) -> list[LogItem]:
         elif is_turn_end(entry):
             seconds = (entry.get("durationMs") or 0) / 1000
             items.append(LogItem(stamp, "turn", f"turn ended after {seconds:.1f} s"))
-    return items
+    return _in_time_order(items)
+
+
+def _in_time_order(items: list[LogItem]) -> list[LogItem]:
+    """Items sorted by time (a first turn may be written out of order); an item without a time keeps
+    its place after the one before it. The sort is stable: items of one moment keep file order."""
+    keyed = []
+    last = ""
+    for position, item in enumerate(items):
+        last = item.timestamp or last
+        keyed.append((last, position, item))
+    return [item for _, _, item in sorted(keyed, key=lambda k: (k[0], k[1]))]

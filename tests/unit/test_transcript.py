@@ -124,12 +124,14 @@ def test_assistant_blocks_of_one_message_are_joined_and_thinking_is_left_out() -
     assert "pondering" not in messages[-1].text
 
 
-def test_tool_calls_are_not_messages_but_tool_results_are_seen_in_the_log() -> None:
+def test_the_log_is_in_time_order_with_tool_calls_and_results() -> None:
+    # The recording wrote the first turn's tool call before its prompt; the log puts them in order.
     log = tx.conversation(entries("first-turn-tool"))
     roles = [item.role for item in log]
-    assert roles[:5] == ["tool", "user", "result", "assistant", "turn"]
-    assert log[0].text.startswith("Bash(echo hi there")
+    assert roles[:5] == ["user", "tool", "result", "assistant", "turn"]
+    assert log[1].text.startswith("Bash(echo hi there")
     assert log[2].text == "hi there"
+    assert [i.timestamp for i in log] == sorted(i.timestamp for i in log)
 
 
 def test_api_error_message_is_marked() -> None:
