@@ -42,7 +42,7 @@ from dev_sessions.codex.daemon import AppServer
 from dev_sessions.codex.link import code_stamp, socket_path
 from dev_sessions.codex.protocol import JsonObject, Notification, ServerRequest
 from dev_sessions.config import Settings, private_dir
-from dev_sessions.errors import DevSessionsError, UsageError
+from dev_sessions.errors import DevSessionsError, NoDialog, UsageError
 
 log = logging.getLogger("dev_sessions.codex.bridge")
 
@@ -542,8 +542,6 @@ class Bridge:
         dialog = await self.waiting_dialog(watch)
         request = self.pending(watch)
         if dialog is None or request is None:
-            from dev_sessions.errors import NoDialog
-
             raise NoDialog(session_id=session, status=model.thread_state(watch.status)[0])
         option, typed = choose(session, dialog, str(p["answer"]))
         client = await self.connection(start=True)

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
@@ -189,13 +188,3 @@ class AppServerClient:
         if self._reader is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
-
-
-async def call_once(url: str, token: str | None, method: str, params: JsonObject | None = None) -> Any:
-    """Connect, make one call, disconnect: for tools and tests."""
-    client = AppServerClient(url, token)
-    await client.connect()
-    try:
-        return await client.call(method, params)
-    finally:
-        await client.close()

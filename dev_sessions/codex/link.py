@@ -107,9 +107,8 @@ class BridgeLink:
     def call(self, op: str, params: Mapping[str, Any] | None = None, *, start: bool = True,
              timeout: float | None = 120.0) -> dict[str, Any] | None:  # fmt: skip
         """The bridge's answer to one operation; None when it is not running and ``start`` is false."""
-        if start and not self._checked:
-            self._checked = True
-            self._replace_if_stale()
+        if start:
+            self._check_version_once()
         sock = self._open(start)
         if sock is None:
             return None
@@ -151,9 +150,7 @@ class BridgeLink:
         return self._answer(op, reply)
 
     def _ensure_started(self) -> None:
-        if not self._checked:
-            self._checked = True
-            self._replace_if_stale()
+        self._check_version_once()
         sock = self._open(start=True)
         if sock is not None:
             sock.close()
@@ -170,6 +167,11 @@ class BridgeLink:
             )
         result: dict[str, Any] = answer.get("ok") or {}
         return result
+
+    def _check_version_once(self) -> None:
+        if not self._checked:
+            self._checked = True
+            self._replace_if_stale()
 
     def _replace_if_stale(self) -> None:
         """A bridge left running by another version of dev-sessions is asked to step aside."""

@@ -21,7 +21,7 @@ from typing import Any
 
 from dev_sessions.config import Settings
 from dev_sessions.durations import parse_duration
-from dev_sessions.errors import DevSessionsError, NoMessage, UsageError
+from dev_sessions.errors import NoMessage, UsageError
 from dev_sessions.messaging.store import (
     PRIORITIES,
     Agent,
@@ -156,15 +156,11 @@ class Messenger:
             return self.space_send(
                 target, body, sender=me, priority=priority, metadata=metadata, reply_to=reply_to
             )
+        recipients = {target: self._via(target, sessions)}
         message = self.store.send(
-            me,
-            {target: self._via(target, sessions)},
-            body,
-            priority=priority,
-            reply_to=reply_to,
-            metadata=metadata,
+            me, recipients, body, priority=priority, reply_to=reply_to, metadata=metadata
         )
-        self._after_send(message, sessions)
+        self._after_send(message, recipients, sessions)
         return message
 
     def reply(
@@ -177,7 +173,7 @@ class Messenger:
         # Answer whoever sent it, even an agent or session that is gone since (its mailbox keeps it).
         recipients = {original.sender: self._via(original.sender, sessions)}
         message = self.store.send(me, recipients, body, priority=priority, reply_to=message_id)
-        self._after_send(message, sessions)
+        self._after_send(message, recipients, sessions)
         return message
 
     def _check_body(self, body: str) -> None:
@@ -186,10 +182,12 @@ class Messenger:
         if len(body.encode("utf-8")) > MAX_BODY:
             raise UsageError(f"the message is over {MAX_BODY // 1024} KB; send a file path instead")
 
-    def _after_send(self, message: Message, sessions: Mapping[str, Session]) -> None:
+    def _after_send(
+        self, message: Message, recipients: Mapping[str, str], sessions: Mapping[str, Session]
+    ) -> None:
         if message.sender not in sessions:
             self.store.heartbeat(message.sender, None)  # an outside agent that writes is alive
-        if any(r.via == "conversation" for r in self.store.receipts(message.id)):
+        if "conversation" in recipients.values():
             from dev_sessions.messaging.deliver import ensure_deliverer
 
             ensure_deliverer(self.settings, self.environ)
@@ -314,7 +312,7 @@ class Messenger:
         message = self.store.send(
             me, recipients, body, priority=priority, metadata=metadata, space=space, reply_to=reply_to
         )
-        self._after_send(message, sessions)
+        self._after_send(message, recipients, sessions)
         return message
 
     def space_read(
@@ -370,6 +368,3 @@ def priority_choice(value: str) -> str:
     if value not in PRIORITIES:
         raise UsageError(f"--priority {value!r}: choose one of {', '.join(PRIORITIES)}")
     return value
-
-
-__all__ = ["DevSessionsError", "Messenger", "parse_message_id", "priority_choice"]

@@ -504,26 +504,21 @@ class MessageStore:
         return [_message(row) for row in rows]
 
     def feed(self, since_ms: int | None = None, limit: int | None = None) -> list[Message]:
-        query = f"SELECT {_MESSAGE_COLUMNS} FROM messages m"
-        args: list[Any] = []
-        if since_ms is not None:
-            query += " WHERE m.created_ms >= ?"
-            args.append(since_ms)
-        query += " ORDER BY m.id DESC"
-        if limit is not None:
-            query += f" LIMIT {int(limit)}"
-        return [_message(row) for row in reversed(self.db.execute(query, args).fetchall())]
+        return self._latest("1", [], since_ms, limit)
 
     def space_messages(
         self, space: str, since_ms: int | None = None, limit: int | None = None
     ) -> list[Message]:
         if self.space(space) is None:
             raise SpaceNotFound(name=space)
-        query = f"SELECT {_MESSAGE_COLUMNS} FROM messages m WHERE m.space = ?"
-        args: list[Any] = [space]
+        return self._latest("m.space = ?", [space], since_ms, limit)
+
+    def _latest(self, where: str, args: list[Any], since_ms: int | None, limit: int | None) -> list[Message]:
+        """The newest ``limit`` messages matching ``where`` (since ``since_ms``), oldest first."""
+        query = f"SELECT {_MESSAGE_COLUMNS} FROM messages m WHERE {where}"
         if since_ms is not None:
             query += " AND m.created_ms >= ?"
-            args.append(since_ms)
+            args = [*args, since_ms]
         query += " ORDER BY m.id DESC"
         if limit is not None:
             query += f" LIMIT {int(limit)}"
