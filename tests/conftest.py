@@ -118,6 +118,13 @@ class DevSessions:
         )
         return result.stdout
 
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        """The command left running in the background (a ``wait`` to race against), its output piped."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "dev_sessions", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=self.cwd,
+        )  # fmt: skip
+
 
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:

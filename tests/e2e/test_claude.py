@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -161,10 +160,7 @@ def test_interrupt_ends_a_pending_wait(cli: DevSessions, claude: FakeAnthropic) 
     sid = create(cli)
     cli.ok("send", sid, "long one <<slow:30>>")
     eventually(lambda: cli.ok("status", sid).strip() == "working")
-    waiter = subprocess.Popen(
-        [sys.executable, "-m", "dev_sessions", "wait", sid, "--timeout", "60"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cli.cwd,
-    )  # fmt: skip
+    waiter = cli.start("wait", sid, "--timeout", "60")
     time.sleep(0.5)
     assert cli.ok("interrupt", sid).strip() == f"{sid}: interrupted"
     out, err = waiter.communicate(timeout=20 * SLOW)
@@ -211,10 +207,7 @@ def test_wait_reports_an_agent_that_died(cli: DevSessions, claude: FakeAnthropic
     sid = create(cli)
     pid = json.loads(cli.ok("inspect", sid))["tmux"]["pid"]
     cli.ok("send", sid, "long one <<slow:30>>")
-    waiter = subprocess.Popen(
-        [sys.executable, "-m", "dev_sessions", "wait", sid, "--timeout", "60"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cli.cwd,
-    )  # fmt: skip
+    waiter = cli.start("wait", sid, "--timeout", "60")
     time.sleep(1.0)
     os.kill(pid, signal.SIGKILL)
     _, err = waiter.communicate(timeout=20 * SLOW)
