@@ -60,22 +60,3 @@ def claude_config_dir(environ: Mapping[str, str]) -> Path:
     if explicit:
         return Path(explicit).expanduser()
     return Path(environ.get("HOME") or Path.home()) / ".claude"
-
-
-def private_dir(path: Path) -> Path:
-    """Create ``path`` and any missing parents as 0700 directories (only their owner may enter).
-
-    ``Path.mkdir(mode=...)`` applies the mode to the last component only, and the umask still applies.
-    """
-    missing = []
-    current = path
-    while not current.exists():
-        missing.append(current)
-        current = current.parent
-    for directory in reversed(missing):
-        try:
-            directory.mkdir(mode=0o700)
-        except FileExistsError:
-            continue  # another process made it first
-        directory.chmod(0o700)
-    return path

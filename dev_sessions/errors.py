@@ -11,6 +11,8 @@ library callers catch the subclasses (some also are builtins: ``SessionNotFound`
 * ``StoreCorrupt``: ``sessions.json`` is not readable; it was moved aside, not replaced.
 * ``StoreTooNew``: ``sessions.json`` was written by a newer dev-sessions.
 * ``LockTimeout``: another process held the store lock for too long.
+* ``UnsafePath``: a file or directory of ours is a symbolic link, another user's, or open to others.
+* ``WriteFailed``: a file could not be written (a full disk); the old file is untouched.
 * ``ToolMissing``: tmux or an agent binary is not installed where we look.
 * ``TmuxError``: a tmux command failed.
 * ``SessionExited``: the agent process of a session is gone.
@@ -73,6 +75,19 @@ class StoreTooNew(DevSessionsError):
 class LockTimeout(DevSessionsError, TimeoutError):
     def __init__(self, *, path: str, holder: str, waited: float) -> None:
         super().__init__(f"{path}: lock still held after {waited:.0f} s by {holder}")
+
+
+class UnsafePath(DevSessionsError):
+    def __init__(self, *, path: str, detail: str) -> None:
+        self.path = path
+        super().__init__(f"{path}: {detail}; dev-sessions will not use it (remove or fix it, then retry)")
+
+
+class WriteFailed(DevSessionsError):
+    def __init__(self, *, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: could not write it ({reason}); nothing was changed")
 
 
 class ToolMissing(DevSessionsError):

@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from dev_sessions.config import private_dir
-from dev_sessions.errors import LockTimeout
+from dev_sessions.errors import DevSessionsError, LockTimeout
+from dev_sessions.files import open_private, private_dir, read_text
 
 
 class FileLock:
@@ -33,7 +33,7 @@ class FileLock:
 
     def acquire(self) -> None:
         private_dir(self.path.parent)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = open_private(self.path, os.O_RDWR | os.O_CREAT)
         deadline = time.monotonic() + self.timeout
         pause = 0.001
         try:
@@ -70,8 +70,8 @@ class FileLock:
     def holder(self) -> str:
         """Who the lock file says holds the lock, for error messages."""
         try:
-            info = json.loads(self.path.read_text() or "{}")
-        except (OSError, ValueError):
+            info = json.loads(read_text(self.path) or "{}")
+        except (OSError, ValueError, DevSessionsError):
             return "an unknown process"
         if not info:
             return "an unknown process"

@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypedDict, cast
 
-from dev_sessions.config import private_dir
+from dev_sessions import files
 from dev_sessions.errors import SessionNotFound, StoreCorrupt, StoreTooNew
 from dev_sessions.lock import FileLock
 
@@ -218,10 +218,7 @@ class SessionStore:
         return self.read().get(session_id)
 
     def _read_bytes(self) -> bytes | None:
-        try:
-            return self.path.read_bytes()
-        except FileNotFoundError:
-            return None
+        return files.read_bytes(self.path)
 
     def _parse(self, raw: bytes | None) -> Document:
         if raw is None or not raw.strip():
@@ -230,10 +227,16 @@ class SessionStore:
             data = json.loads(raw)
         except ValueError as err:
             raise StoreCorrupt(path=str(self.path), detail=f"not JSON: {err}", kept_at=None) from err
+        except RecursionError as err:
+            raise StoreCorrupt(path=str(self.path), detail="nested too deeply", kept_at=None) from err
         if not isinstance(data, dict) or not isinstance(data.get("sessions", []), list):
             raise StoreCorrupt(path=str(self.path), detail="no sessions list", kept_at=None)
         version = data.get("version", STORE_VERSION)
-        if not isinstance(version, int) or version > STORE_VERSION:
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise StoreCorrupt(
+                path=str(self.path), detail=f"version {version!r} is not a number", kept_at=None
+            )
+        if version > STORE_VERSION:
             raise StoreTooNew(path=str(self.path), version=version)
         doc = Document(extra={k: v for k, v in data.items() if k not in ("version", "sessions")})
         for record in data.get("sessions", []):
@@ -274,23 +277,5 @@ class SessionStore:
         return target
 
     def _write(self, data: dict[str, Any]) -> None:
-        directory = self.path.parent
-        private_dir(directory)
         payload = (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode()
-        tmp = directory / f".{self.path.name}.{os.getpid()}.{os.urandom(6).hex()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, payload)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.replace(tmp, self.path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        files.write_atomic(self.path, payload)

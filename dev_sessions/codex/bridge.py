@@ -24,8 +24,6 @@ import logging
 import logging.handlers
 import os
 import signal
-import socket
-import struct
 import sys
 import time
 import uuid
@@ -41,8 +39,10 @@ from dev_sessions.codex.client import AppServerClient, AppServerError, AppServer
 from dev_sessions.codex.daemon import AppServer
 from dev_sessions.codex.link import code_stamp, socket_path
 from dev_sessions.codex.protocol import JsonObject, Notification, ServerRequest
-from dev_sessions.config import Settings, private_dir
+from dev_sessions.config import Settings
 from dev_sessions.errors import DevSessionsError, NoDialog, UsageError
+from dev_sessions.files import check_not_link, private_dir
+from dev_sessions.peers import peer_uid
 
 log = logging.getLogger("dev_sessions.codex.bridge")
 
@@ -680,12 +680,8 @@ def _dialog_json(dialog: Dialog | None) -> JsonObject | None:
 def _same_user(writer: asyncio.StreamWriter) -> bool:
     """On Linux, refuse a peer that runs as another user (the socket's mode already should)."""
     sock = writer.get_extra_info("socket")
-    creds = getattr(socket, "SO_PEERCRED", None)
-    if sock is None or creds is None:
-        return True
-    raw = sock.getsockopt(socket.SOL_SOCKET, creds, struct.calcsize("3i"))
-    _, uid, _ = struct.unpack("3i", raw)
-    if uid != os.getuid():
+    uid = None if sock is None else peer_uid(sock)
+    if uid is not None and uid != os.getuid():
         log.warning("refused a connection from uid %d", uid)
         writer.close()
         return False
@@ -697,6 +693,7 @@ def main() -> None:
     settings = Settings.from_env(environ)
     directory = settings.home / "codex"
     private_dir(directory)
+    check_not_link(directory / "bridge.log")
     handler = logging.handlers.RotatingFileHandler(directory / "bridge.log", maxBytes=1 << 20, backupCount=2)
     handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(message)s"))
     root = logging.getLogger("dev_sessions")

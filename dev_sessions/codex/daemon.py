@@ -27,8 +27,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from dev_sessions.config import private_dir
+from dev_sessions import files
 from dev_sessions.errors import DevSessionsError, ToolMissing
+from dev_sessions.files import private_dir
 from dev_sessions.lock import FileLock
 from dev_sessions.store import now_iso
 from dev_sessions.watch import Watcher
@@ -107,10 +108,12 @@ def resolve_binary(name: str, path: str | None = None) -> Path:
 # One app-server serves every Codex session: it must not carry the identity of whichever command
 # started it. Each thread gets its own DEV_SESSIONS_ID through its shell environment policy instead.
 IDENTITY_ENV = ("DEV_SESSIONS_ID", "DEV_SESSIONS_AGENT")
+# Never handed to the agents: the gateway's owner token (a gateway starting sessions may hold it).
+SECRET_ENV = ("DEV_SESSIONS_GATEWAY_TOKEN",)
 
 
 def server_env(environ: Mapping[str, str]) -> dict[str, str]:
-    return {k: v for k, v in environ.items() if k not in IDENTITY_ENV}
+    return {k: v for k, v in environ.items() if k not in IDENTITY_ENV + SECRET_ENV}
 
 
 @dataclass(frozen=True)
@@ -170,26 +173,21 @@ class AppServer:
 
     def state(self) -> DaemonState | None:
         try:
-            data = json.loads(self.state_path.read_text())
+            data = json.loads(files.read_bytes(self.state_path) or b"")
             return DaemonState(**data)
         except (OSError, ValueError, TypeError):
             return None
 
     def token(self) -> str:
-        """The WebSocket capability token, created (0600) on first use."""
-        private_dir(self.dir)
-        try:
-            return self.token_path.read_text().strip()
-        except FileNotFoundError:
-            pass
+        """The WebSocket capability token, created (0600, written in full before it appears) on first use."""
         import secrets
 
-        token = secrets.token_urlsafe(32)
-        fd = os.open(self.token_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, token.encode())
-        finally:
-            os.close(fd)
+        private_dir(self.dir)
+        token = files.create_once(self.token_path, secrets.token_urlsafe(32).encode()).decode().strip()
+        if len(token) < 32:
+            # An empty or cut token (a full disk) would let anyone connect: make a whole one.
+            token = secrets.token_urlsafe(32)
+            files.write_atomic(self.token_path, token.encode())
         return token
 
     def running(self, state: DaemonState | None = None) -> DaemonState | None:
@@ -246,7 +244,7 @@ class AppServer:
         private_dir(self.dir)
         with contextlib.suppress(FileNotFoundError):
             self.log_path.replace(self.log_path.with_suffix(".log.1"))
-        log_file = self.log_path.open("wb")
+        log_file = os.fdopen(files.open_log(self.log_path, truncate=True), "wb")
         argv = [
             str(binary), "app-server", "--listen", "ws://127.0.0.1:0",
             "--ws-auth", "capability-token", "--ws-token-file", str(self.token_path),
@@ -285,9 +283,7 @@ class AppServer:
                     binary=str(binary), detail=f"/readyz never answered; see {self.log_path}"
                 )
             time.sleep(0.01)
-        tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(state)))
-        tmp.replace(self.state_path)
+        files.write_atomic(self.state_path, json.dumps(asdict(state)).encode())
         log.info(
             "started codex app-server pid %d on %s in %.2f s", child.pid, url, time.monotonic() - started
         )
@@ -299,7 +295,7 @@ class AppServer:
             watcher.watch_dir(self.dir)
             watcher.watch_pid(child.pid)
             while True:
-                text = self.log_path.read_text(errors="replace")
+                text = files.read_text(self.log_path) or ""
                 match = _URL.search(text)
                 if match:
                     return match.group(1)

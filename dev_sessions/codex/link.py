@@ -19,10 +19,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dev_sessions import __version__
-from dev_sessions.config import Settings, private_dir
+from dev_sessions import __version__, files
+from dev_sessions.config import Settings
 from dev_sessions.errors import DevSessionsError, ReportedError
+from dev_sessions.files import private_dir
 from dev_sessions.lock import FileLock
+from dev_sessions.peers import peer_uid
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,17 @@ class BridgeLink:
         except (FileNotFoundError, ConnectionRefusedError):
             sock.close()
             return None
+        self._check_peer(sock)
         return sock
+
+    def _check_peer(self, sock: socket.socket) -> None:
+        """Refuse a bridge run by another user: whoever made the socket first would read our calls."""
+        uid = peer_uid(sock)
+        if uid is not None and uid != os.getuid():
+            sock.close()
+            raise BridgeUnavailable(
+                path=self.path, detail=f"answered by a process of uid {uid}, not yours; remove that socket"
+            )
 
     def running(self) -> bool:
         sock = self._connect()
@@ -72,8 +84,7 @@ class BridgeLink:
         return sock
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        log_path = self.dir / "bridge.out"
-        with log_path.open("ab") as out:
+        with os.fdopen(files.open_log(self.dir / "bridge.out"), "ab") as out:
             return subprocess.Popen(
                 [sys.executable, "-m", "dev_sessions.codex.bridge"],
                 stdin=subprocess.DEVNULL,
@@ -140,6 +151,7 @@ class BridgeLink:
         except OSError as err:
             raise BridgeUnavailable(path=self.path, detail=f"{op}: {err}") from err
         try:
+            self._check_peer(writer.get_extra_info("socket"))
             writer.write(json.dumps({"op": op, **(params or {})}, ensure_ascii=False).encode() + b"\n")
             await writer.drain()
             reply = await asyncio.wait_for(reader.readline(), timeout)
@@ -228,5 +240,16 @@ def socket_path(home: Path) -> Path:
     import hashlib
 
     digest = hashlib.sha256(os.fsencode(home.resolve())).hexdigest()[:16]
-    base = Path(os.environ.get("XDG_RUNTIME_DIR") or "/tmp") / f"dev-sessions-{os.getuid()}"
-    return base / f"{digest}.sock"
+    return socket_dir() / f"{digest}.sock"
+
+
+def socket_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """A directory for sockets whose path would be too long in the state dir: ours alone.
+
+    It lies in a shared place (``$XDG_RUNTIME_DIR`` or ``/tmp``), where another user could have made it
+    first, so it is checked, not trusted: a link, another user's directory, or one open to others is
+    refused (:class:`~dev_sessions.errors.UnsafePath`).
+    """
+    env = os.environ if environ is None else environ
+    base = Path(env.get("XDG_RUNTIME_DIR") or "/tmp") / f"dev-sessions-{os.getuid()}"
+    return files.owned_private_dir(base)

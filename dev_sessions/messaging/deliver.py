@@ -27,8 +27,10 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from dev_sessions.config import Settings, private_dir
+from dev_sessions import files
+from dev_sessions.config import Settings
 from dev_sessions.errors import DevSessionsError, SessionExited
+from dev_sessions.files import private_dir
 from dev_sessions.messaging.notice import frame
 from dev_sessions.messaging.store import Message, MessageStore, Receipt, now_ms
 from dev_sessions.store import Session, SessionStore
@@ -47,7 +49,7 @@ def running(settings: Settings) -> bool:
     path = _lock_path(settings)
     if not path.exists():
         return False
-    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    fd = files.open_private(path, os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -62,7 +64,7 @@ def ensure_deliverer(settings: Settings, environ: Mapping[str, str]) -> bool:
     if running(settings):
         return False
     private_dir(settings.home)
-    with (settings.home / "deliverer.out").open("ab") as out:
+    with os.fdopen(files.open_log(settings.home / "deliverer.out"), "ab") as out:
         subprocess.Popen(
             [sys.executable, "-m", "dev_sessions.messaging.deliver"],
             stdin=subprocess.DEVNULL,
@@ -166,13 +168,14 @@ def main() -> None:
     environ = dict(os.environ)
     settings = Settings.from_env(environ)
     private_dir(settings.home)
-    fd = os.open(_lock_path(settings), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = files.open_private(_lock_path(settings), os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return  # another deliverer runs: never two at once
     os.ftruncate(fd, 0)
     os.write(fd, str(os.getpid()).encode())
+    files.check_not_link(settings.home / "deliverer.log")
     handler = logging.handlers.RotatingFileHandler(
         settings.home / "deliverer.log", maxBytes=1 << 20, backupCount=2
     )

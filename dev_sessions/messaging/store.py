@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from dev_sessions.config import private_dir
 from dev_sessions.errors import DevSessionsError, StoreTooNew, UsageError
+from dev_sessions.files import check_not_link, private_dir
 from dev_sessions.store import now_iso
 
 PRIORITIES = ("low", "normal", "high", "urgent")
@@ -204,6 +204,14 @@ def _receipt(row: Sequence[Any]) -> Receipt:
     return Receipt(*row)
 
 
+def _visible_to(viewer: str | None) -> tuple[str, tuple[str, ...]]:
+    """A WHERE clause for the messages ``viewer`` sent or received (all of them for None)."""
+    if viewer is None:
+        return "1", ()
+    clause = "(m.sender = ? OR EXISTS (SELECT 1 FROM receipts r WHERE r.message = m.id AND r.recipient = ?))"
+    return clause, (viewer, viewer)
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -213,6 +221,8 @@ class MessageStore:
         self.path = path
         self.migrations = MIGRATIONS if migrations is None else migrations
         private_dir(path.parent)
+        for suffix in ("", "-wal", "-shm", "-journal"):  # SQLite itself follows links
+            check_not_link(path.with_name(path.name + suffix))
         self.db = sqlite3.connect(
             path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
         )
@@ -485,26 +495,32 @@ class MessageStore:
                 changed += cursor.rowcount
             return changed
 
-    def thread(self, message_id: int) -> list[Message]:
+    def thread(self, message_id: int, viewer: str | None = None) -> list[Message]:
         root = self.message(message_id).thread
+        where, args = _visible_to(viewer)
         rows = self.db.execute(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages m WHERE m.thread = ? ORDER BY m.id", (root,)
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages m WHERE m.thread = ? AND {where} ORDER BY m.id",
+            (root, *args),
         )
         return [_message(row) for row in rows]
 
-    def search(self, query: str, limit: int = 50) -> list[Message]:
+    def search(self, query: str, limit: int = 50, viewer: str | None = None) -> list[Message]:
+        where, args = _visible_to(viewer)
         try:
             rows = self.db.execute(
                 f"""SELECT {_MESSAGE_COLUMNS} FROM messages_fts f JOIN messages m ON m.id = f.rowid
-                    WHERE messages_fts MATCH ? ORDER BY f.rank LIMIT ?""",
-                (query, limit),
+                    WHERE messages_fts MATCH ? AND {where} ORDER BY f.rank LIMIT ?""",
+                (query, *args, limit),
             ).fetchall()
         except sqlite3.OperationalError as err:
             raise UsageError(f"search: {query!r} is not a search query ({err})") from None
         return [_message(row) for row in rows]
 
-    def feed(self, since_ms: int | None = None, limit: int | None = None) -> list[Message]:
-        return self._latest("1", [], since_ms, limit)
+    def feed(
+        self, since_ms: int | None = None, limit: int | None = None, viewer: str | None = None
+    ) -> list[Message]:
+        where, args = _visible_to(viewer)
+        return self._latest(where, list(args), since_ms, limit)
 
     def space_messages(
         self, space: str, since_ms: int | None = None, limit: int | None = None
