@@ -189,7 +189,7 @@ CHAMPIONS = (
 )
 ROLES = ("top", "jg", "mid", "adc", "sup")
 
-_ID_SHAPE = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
+_ID_SHAPE = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")  # fullmatch: "$" accepts a trailing newline
 
 
 class IdsExhausted(DevSessionsError):
@@ -213,7 +213,7 @@ def allocate(in_use: Collection[str], rng: random.Random | None = None) -> Sessi
 
 def is_valid(session_id: str) -> bool:
     """Whether a string can be a session id at all (used to refuse junk before touching tmux)."""
-    return bool(_ID_SHAPE.match(session_id)) and len(session_id) <= 64
+    return isinstance(session_id, str) and len(session_id) <= 64 and bool(_ID_SHAPE.fullmatch(session_id))
 
 
 def tmux_name(session_id: str) -> str:

@@ -1,18 +1,91 @@
-"""Text on its way into a terminal pane, made unable to do anything but be text.
+"""Text on its way into a terminal, made unable to do anything but be text.
 
-A pasted text is wrapped in bracketed-paste markers; an ESC inside it could close the bracket early
-and type keys of its own (``\\x1b[201~`` then ``/exit`` and Enter). Control characters other than
-newline, carriage return and tab are therefore shown as their Unicode control pictures (``␛`` for ESC)
-instead of being sent: visible, harmless, and nothing is silently dropped.
+Two directions, one rule: a control character is shown as its Unicode control picture (``␛`` for
+ESC), never sent, so nothing is silently dropped and nothing acts.
+
+* Into an agent's pane (:func:`neutralise`): a pasted text is wrapped in bracketed-paste markers; an
+  ESC inside it could close the bracket early and type keys of its own (``\\x1b[201~`` then ``/exit``
+  and Enter). Line feeds and tabs stay; a carriage return (alone or in CRLF) becomes a line feed,
+  which is what the agent made of it anyway, so that no CR can ever act as an Enter; C0 and C1
+  controls and DEL become pictures; a lone surrogate (an undecodable byte carried by
+  ``surrogateescape``, such as ``\\udc9b``, which would reach the pane as a raw 8-bit CSI) becomes
+  U+FFFD.
+* Onto the user's terminal (:func:`for_terminal`, :class:`TerminalStream`): message bodies, replies
+  and descriptions are other agents' text, and could carry OSC, CSI or BEL sequences that retitle,
+  recolour or rewrite the terminal. On a terminal every control character but line feed and tab is
+  shown as a picture; ``--json`` stays exact (:func:`json_text` escapes, never replaces).
 """
 
 from __future__ import annotations
 
-_KEEP = {"\n", "\r", "\t"}
-_TABLE = {code: chr(0x2400 + code) for code in range(0x20) if chr(code) not in _KEEP}
-_TABLE[0x7F] = "\u2421"  # ␡
-_TABLE.update({code: "\ufffd" for code in range(0x80, 0xA0)})
+import json
+import re
+from typing import Any, TextIO
+
+_PICTURES = {code: chr(0x2400 + code) for code in range(0x20)}
+_PICTURES[0x7F] = "\u2421"  # ␡
+_C1 = {code: "\ufffd" for code in range(0x80, 0xA0)}
+_SURROGATES = {code: "\ufffd" for code in range(0xD800, 0xE000)}
+
+
+def _table(keep: str) -> dict[int, str]:
+    table = {**_PICTURES, **_C1, **_SURROGATES}
+    for char in keep:
+        table.pop(ord(char), None)
+    return table
+
+
+_TEXT = _table("\n\t")
+_CELL = _table("")
+_CR = re.compile(r"\r\n?")
 
 
 def neutralise(text: str) -> str:
-    return text.translate(_TABLE)
+    """Text to paste into an agent's pane: only printable characters, line feeds and tabs."""
+    return _CR.sub("\n", text).translate(_TEXT)
+
+
+def for_terminal(text: str) -> str:
+    """Text to print on a terminal: no control character acts (line feeds and tabs stay)."""
+    return text.translate(_TEXT)
+
+
+def cell(text: str) -> str:
+    """One cell of a table: everything on one line, every control character shown."""
+    return text.translate(_CELL)
+
+
+_JSON_UNSAFE = re.compile("[\u007f-\u009f\u2028\u2029\ud800-\udfff]")
+
+
+def json_text(data: Any) -> str:
+    """JSON for any output: exact values, but no raw DEL, C1 control, line separator or lone surrogate.
+
+    ``json.dumps`` already escapes C0 controls; these others it would write raw. Escaping them keeps
+    every value exactly as it was for a JSON reader, and harmless for a terminal.
+    """
+    text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+class TerminalStream:
+    """A text stream for a terminal: everything written goes through :func:`for_terminal`."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(for_terminal(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)

@@ -7,6 +7,12 @@ half of the budget of a quick command such as ``status``; the test suite still u
 
 Targets always use ``=name:`` so that tmux matches the session name exactly (a bare name is a prefix
 match, and ``dev-fizz`` must never hit ``dev-fizz-top``).
+
+Nothing we pass is interpreted by tmux: tmux would end a command at an argument's trailing ``;``
+(escaped here as ``\\;``, which tmux turns back into ``;``), it expands formats (``#(cmd)`` runs a
+shell command) in a new session's ``-c`` directory (never used: the directory is the tmux client's own
+working directory), and it takes an argument starting with ``-`` for flags (``--`` ends them wherever
+a value follows). Commands go to :meth:`Tmux.run` as separate argument lists, joined here.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import logging
 import os
 import shutil
 import subprocess
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -75,6 +81,11 @@ class Result(NamedTuple):
     stderr: str
 
 
+def escape_arg(arg: str) -> str:
+    """``arg`` as tmux must receive it to read it back unchanged: a trailing ``;`` escaped."""
+    return arg[:-1] + "\\;" if arg.endswith(";") else arg
+
+
 def target(session: str) -> str:
     return f"={session}:"
 
@@ -90,11 +101,30 @@ class Tmux:
             base += ["-L", self.socket]
         return [*base, *args]
 
-    def run(self, *args: str, stdin: bytes | None = None, check: bool = True) -> Result:
+    def run(
+        self, *args: str, stdin: bytes | None = None, check: bool = True, cwd: str | None = None
+    ) -> Result:
+        """One tmux command; every argument reaches tmux as it is."""
+        return self.run_all([args], stdin=stdin, check=check, cwd=cwd)
+
+    def run_all(
+        self,
+        commands: Sequence[Sequence[str]],
+        *,
+        stdin: bytes | None = None,
+        check: bool = True,
+        cwd: str | None = None,
+    ) -> Result:
+        """Several tmux commands in one tmux call, each argument passed literally."""
+        args: list[str] = []
+        for command in commands:
+            if args:
+                args.append(";")
+            args += [escape_arg(arg) for arg in command]
         argv = self.argv(*args)
         log.debug("tmux %s", " ".join(args[:2]))
         try:
-            proc = subprocess.run(argv, input=stdin, capture_output=True, check=False)
+            proc = subprocess.run(argv, input=stdin, capture_output=True, check=False, cwd=cwd)
         except FileNotFoundError:
             raise ToolMissing(tool="tmux", hint="install it (apt install tmux / brew install tmux)") from None
         result = Result(
@@ -134,11 +164,13 @@ class Tmux:
 
     def snapshot(self, session: str) -> tuple[Pane, str] | None:
         """The pane of a session and what its screen shows, in one tmux call; None when it is gone."""
-        proc = self.run(
-            "display-message", "-p", "-t", target(session), _FORMAT, ";",
-            "capture-pane", "-p", "-t", target(session),
+        proc = self.run_all(
+            [
+                ["display-message", "-p", "-t", target(session), _FORMAT],
+                ["capture-pane", "-p", "-t", target(session)],
+            ],
             check=False,
-        )  # fmt: skip
+        )
         if proc.returncode != 0:
             if _matches(proc.stderr, _GONE + _NO_SERVER):
                 return None
@@ -166,23 +198,25 @@ class Tmux:
         session: str,
         *,
         cwd: str,
-        env: Mapping[str, str],
         command: Sequence[str],
         width: int = 200,
         height: int = 50,
     ) -> None:
-        """Start a detached session running ``command`` directly (no shell), with ``env`` set for it.
+        """Start a detached session in ``cwd`` running ``command`` directly (no shell).
 
-        The pane stays after the command exits, so that its last words and exit status can be read.
+        ``cwd`` is where the tmux client runs, not a ``-c`` argument, which tmux would expand as a
+        format. The command's environment is the tmux server's: a command that needs its own must set
+        it itself (see :mod:`dev_sessions.launch`), since ``-e NAME=VALUE`` would put values, secrets
+        among them, on a command line any local user can read. The pane stays after the command
+        exits, so that its last words and exit status can be read.
         """
-        env_args: list[str] = []
-        for key, value in env.items():
-            env_args += ["-e", f"{key}={value}"]
-        self.run(
-            "new-session", "-d", "-s", session, "-x", str(width), "-y", str(height), "-c", cwd,
-            *env_args, *command, ";",
-            "set-option", "-p", "-t", target(session), "remain-on-exit", "on",
-        )  # fmt: skip
+        self.run_all(
+            [
+                ["new-session", "-d", "-s", session, "-x", str(width), "-y", str(height), "--", *command],
+                ["set-option", "-p", "-t", target(session), "remain-on-exit", "on"],
+            ],
+            cwd=cwd,
+        )
 
     def paste(self, session: str, data: bytes, *, enter: bool) -> None:
         """Deliver ``data`` as one bracketed paste, then optionally one Enter.
@@ -191,20 +225,20 @@ class Tmux:
         about 128 KB), and the buffer is deleted by the paste itself. ``-r`` keeps line feeds as they
         are (by default tmux turns each into a carriage return, and a CRLF into two line breaks).
         """
-        buffer = f"dev-sessions-{os.getpid()}-{id(data):x}"
-        args = [
-            "load-buffer", "-b", buffer, "-", ";",
-            "paste-buffer", "-p", "-r", "-d", "-b", buffer, "-t", target(session),
-        ]  # fmt: skip
+        buffer = f"dev-sessions-{os.getpid()}-{os.urandom(4).hex()}"
+        commands = [
+            ["load-buffer", "-b", buffer, "-"],
+            ["paste-buffer", "-p", "-r", "-d", "-b", buffer, "-t", target(session)],
+        ]
         if enter:
-            args += [";", "send-keys", "-t", target(session), "Enter"]
-        self.run(*args, stdin=data)
+            commands.append(["send-keys", "-t", target(session), "Enter"])
+        self.run_all(commands, stdin=data)
 
     def send_keys(self, session: str, keys: Iterable[str], *, literal: bool = False) -> None:
         args = ["send-keys", "-t", target(session)]
         if literal:
             args.append("-l")
-        self.run(*args, *keys)
+        self.run(*args, "--", *keys)
 
     def kill(self, session: str) -> bool:
         proc = self.run("kill-session", "-t", f"={session}", check=False)

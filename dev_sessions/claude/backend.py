@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dev_sessions import ids
+from dev_sessions import ids, launch
 from dev_sessions.backend import LogItem, Started, Status, WaitResult, choose
 from dev_sessions.claude import screen as screens
 from dev_sessions.claude import transcript as tx
@@ -47,9 +47,17 @@ from dev_sessions.watch import Tail, Watcher, line_aligned_size, run_steps, run_
 log = logging.getLogger(__name__)
 
 # Removed from the agent's environment: they would make Claude believe it runs inside another Claude
-# (CLAUDECODE, CLAUDE_CODE_CHILD_SESSION), point at the caller's own tmux pane (TMUX, TMUX_PANE), or
-# give the session its creator's name instead of its own (DEV_SESSIONS_AGENT; DEV_SESSIONS_ID is set).
-DROPPED_ENV = ("CLAUDECODE", "CLAUDE_CODE_CHILD_SESSION", "TMUX", "TMUX_PANE", "DEV_SESSIONS_AGENT")
+# (CLAUDECODE, CLAUDE_CODE_CHILD_SESSION), point at the caller's own tmux pane (TMUX, TMUX_PANE),
+# give the session its creator's name instead of its own (DEV_SESSIONS_AGENT; DEV_SESSIONS_ID is set),
+# or hand it the gateway's owner token (DEV_SESSIONS_GATEWAY_TOKEN).
+DROPPED_ENV = (
+    "CLAUDECODE",
+    "CLAUDE_CODE_CHILD_SESSION",
+    "TMUX",
+    "TMUX_PANE",
+    "DEV_SESSIONS_AGENT",
+    "DEV_SESSIONS_GATEWAY_TOKEN",
+)
 _SLUG = re.compile(r"[^a-zA-Z0-9]")
 _SLUG_LIMIT = 200
 _SCREEN_POLL = 0.05
@@ -179,11 +187,16 @@ class ClaudeBackend:
             raise ToolMissing(tool=wanted, hint=hint)
         child_env = agent_env(env, session.id)
         session = session.evolve(claude_config_dir=str(claude_config_dir(child_env)))
-        command = ["env", *(f"-u{name}" for name in DROPPED_ENV), binary, "--session-id", session.internal_id]
+        argv = [binary, "--session-id", session.internal_id]
         if session.approvals == "never":
-            command.append("--dangerously-skip-permissions")
+            argv.append("--dangerously-skip-permissions")
         name = ids.tmux_name(session.id)
-        self.tmux(session).new_session(name, cwd=session.path, env=child_env, command=command)
+        command, spec = launch.prepare(self.settings.home / "launch", argv, child_env)
+        try:
+            self.tmux(session).new_session(name, cwd=session.path, command=command)
+        except BaseException:
+            spec.unlink(missing_ok=True)
+            raise
         status = self._await_ready(session)
         return session, Started(status, {"tmux": name, "binary": binary})
 
@@ -250,7 +263,7 @@ class ClaudeBackend:
         input box: never when anything else, such as a dialog, has come up.
         """
         tmux, name = self.tmux(session), ids.tmux_name(session.id)
-        tmux.paste(name, neutralise(text).encode("utf-8", "surrogateescape"), enter=False)
+        tmux.paste(name, neutralise(text).encode("utf-8"), enter=False)
         pasted = self._poll_screen(session, lambda sc: sc.prompt != before, _PASTE_SHOWS)
         if pasted is None or pasted.prompt is None:
             raise NotReady(

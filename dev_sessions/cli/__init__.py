@@ -28,6 +28,24 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def run(args: list[str]) -> int:
     """Run one command line and return its exit code."""
+    from dev_sessions.terminal import TerminalStream
+
+    # Other agents' text (messages, replies, descriptions) must not drive the user's terminal.
+    streams = sys.stdout, sys.stderr
+    if sys.stdout.isatty():
+        sys.stdout = TerminalStream(sys.stdout)
+    if sys.stderr.isatty():
+        sys.stderr = TerminalStream(sys.stderr)
+    try:
+        return _run(args)
+    finally:
+        if sys.stdout is not streams[0] and isinstance(sys.stdout, TerminalStream):
+            sys.stdout = streams[0]
+        if sys.stderr is not streams[1] and isinstance(sys.stderr, TerminalStream):
+            sys.stderr = streams[1]
+
+
+def _run(args: list[str]) -> int:
     debug = _debug()
     if debug:
         import logging

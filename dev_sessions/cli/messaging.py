@@ -10,6 +10,7 @@ import typer
 from dev_sessions.cli.context import messages_api
 from dev_sessions.cli.output import emit_json, note, read_message
 from dev_sessions.errors import UsageError
+from dev_sessions.terminal import cell
 
 if TYPE_CHECKING:
     from dev_sessions.messaging.store import Message
@@ -284,7 +285,7 @@ def space_list(as_json: JsonOpt = False) -> int:
         note("no spaces")
     for space in spaces:
         parent = f" (in {space.parent})" if space.parent else ""
-        description = f"  {space.description}" if space.description else ""
+        description = f"  {cell(space.description)}" if space.description else ""
         print(f"{space.name}{parent}  {space.members} member(s){description}")
     return 0
 
@@ -370,7 +371,7 @@ def agents(
         return 0
     for row in rows:
         seen = f"  last seen {row['lastSeen'][:19].replace('T', ' ')}" if row.get("lastSeen") else ""
-        print(f"{row['name']}  {row['kind']}  {row['status']}{seen}")
+        print(f"{row['name']}  {row['kind']}  {cell(str(row['status']))}{seen}")
     return 0
 
 

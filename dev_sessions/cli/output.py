@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from dev_sessions.backend import Dialog, Status, WaitResult
 from dev_sessions.errors import UsageError
+from dev_sessions.terminal import json_text
 
 
 def emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.write(json_text(data) + "\n")
 
 
 def note(message: str) -> None:

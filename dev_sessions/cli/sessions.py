@@ -22,6 +22,7 @@ from dev_sessions.cli.output import (
 from dev_sessions.durations import format_age, parse_duration
 from dev_sessions.errors import SessionFailed, UsageError
 from dev_sessions.store import parse_iso
+from dev_sessions.terminal import cell
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 IdArg = Annotated[str, typer.Argument(metavar="ID", help="Session id, e.g. fizz-top.")]
@@ -254,7 +255,9 @@ def list_(as_json: JsonOpt = False) -> int:
     for session, found in rows:
         created = parse_iso(session.created_at)
         age = format_age(now - created.timestamp()) if created else "?"
-        table.append((session.id, session.cli, found.state, age, session.path, session.description))
+        table.append(
+            (session.id, session.cli, found.state, age, cell(session.path), cell(session.description))
+        )
     widths = [max(len(row[i]) for row in table) for i in range(5)]
     for row in table:
         print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:5])) + "  " + row[5])

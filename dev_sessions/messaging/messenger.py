@@ -26,6 +26,7 @@ from dev_sessions.messaging.store import (
     PRIORITIES,
     Agent,
     Message,
+    MessageNotFound,
     MessageStore,
     Receipt,
     Space,
@@ -39,12 +40,13 @@ PARENT = "parent"
 RESERVED = {PARENT, "all", "everyone"}
 MAX_BODY = 1024 * 1024
 ONLINE_WINDOW_S = 300
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:+-]{0,63}$")
-_MESSAGE_ID = re.compile(r"^(?:m|#)?(\d+)$")
+# Matched with fullmatch: "$" would also accept a trailing newline.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@:+-]{0,63}")
+_MESSAGE_ID = re.compile(r"(?:m|#)?([0-9]{1,18})")
 
 
 def parse_message_id(text: str | int) -> int:
-    match = _MESSAGE_ID.match(str(text).strip())
+    match = _MESSAGE_ID.fullmatch(str(text).strip())
     if match is None:
         raise UsageError(f"{text!r} is not a message id (like 42)")
     return int(match.group(1))
@@ -61,7 +63,7 @@ def parse_since(text: str | None) -> int | None:
 
 
 def check_name(name: str, what: str = "name") -> str:
-    if not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise UsageError(f"{name!r} is not a valid {what} (letters, digits and . _ @ : + -, up to 64)")
     return name
 
@@ -242,8 +244,17 @@ class Messenger:
                     raise NoMessage(reader=me, timeout=timeout or 0)
                 yield watcher, 2.0 if remaining is None else min(remaining, 2.0)
 
-    def thread(self, message_id: int) -> list[Message]:
-        return self.store.thread(message_id)
+    def thread(self, message_id: int, viewer: str | None = None) -> list[Message]:
+        """The whole thread of a message; with ``viewer``, only what that agent sent or received."""
+        if viewer is not None:
+            self._visible(message_id, viewer)
+        return self.store.thread(message_id, viewer)
+
+    def _visible(self, message_id: int, viewer: str) -> Message:
+        message = self.store.message(message_id)
+        if message.sender != viewer and all(r.recipient != viewer for r in self.store.receipts(message_id)):
+            raise MessageNotFound(message_id=message_id)
+        return message
 
     def mark_read(self, message_ids: list[int] | None, reader: str | None = None) -> int:
         me = self.me(reader)
@@ -252,8 +263,8 @@ class Messenger:
                 self.store.message(message_id)
         return self.store.mark_read(me, message_ids)
 
-    def status(self, message_id: int) -> tuple[Message, list[Receipt]]:
-        message = self.store.message(message_id)
+    def status(self, message_id: int, viewer: str | None = None) -> tuple[Message, list[Receipt]]:
+        message = self.store.message(message_id) if viewer is None else self._visible(message_id, viewer)
         receipts = self.store.receipts(message_id)
         if any(r.state in ("queued", "failed") and r.via == "conversation" for r in receipts):
             from dev_sessions.messaging.deliver import ensure_deliverer
@@ -261,13 +272,15 @@ class Messenger:
             ensure_deliverer(self.settings, self.environ)  # in case the deliverer died with work left
         return message, receipts
 
-    def search(self, query: str, limit: int = 50) -> list[Message]:
+    def search(self, query: str, limit: int = 50, viewer: str | None = None) -> list[Message]:
         if not query.strip():
             raise UsageError("search: the query is empty")
-        return self.store.search(query, limit)
+        return self.store.search(query, limit, viewer)
 
-    def feed(self, since: str | None = None, limit: int | None = None) -> list[Message]:
-        return self.store.feed(parse_since(since), limit)
+    def feed(
+        self, since: str | None = None, limit: int | None = None, viewer: str | None = None
+    ) -> list[Message]:
+        return self.store.feed(parse_since(since), limit, viewer)
 
     # -- spaces --------------------------------------------------------------------------------------
 

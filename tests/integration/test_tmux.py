@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from libtmux.server import Server
 
+from dev_sessions import launch
 from dev_sessions.tmux import Tmux
 from tests.conftest import eventually
 
@@ -21,31 +22,41 @@ def tmux(tmux_server: Server) -> Tmux:
     return Tmux(tmux_server.socket_name)
 
 
-def test_new_session_runs_the_command_directly_with_the_environment(tmux: Tmux, tmp_path: Path) -> None:
+def test_new_session_runs_the_command_directly_with_exactly_the_launch_environment(
+    tmux: Tmux, tmp_path: Path
+) -> None:
     out = tmp_path / "env.json"
-    env = {"PLAIN": "x", "SPACES": "a b  c", "QUOTES": 'it\'s "q"', "MULTI": "line1\nline2", "EQ": "a=b=c"}
+    env = {
+        "PLAIN": "x", "SPACES": "a b  c", "QUOTES": 'it\'s "q"', "MULTI": "line1\nline2", "EQ": "a=b=c",
+        "FORMATS": "#(touch pwned)#{session_name}#[fg=red]##", "SEMI": "x;", "LONE": ";", "DASH": "-e",
+    }  # fmt: skip
     script = (
         f"import json, os; json.dump(dict(os.environ), open({str(out)!r}, 'w')); import time; time.sleep(60)"
     )
-    tmux.new_session("dev-envtest", cwd=str(tmp_path), env=env, command=[sys.executable, "-c", script])
+    command, spec = launch.prepare(tmp_path / "spool", [sys.executable, "-c", script], env)
+    tmux.new_session("dev-envtest", cwd=str(tmp_path), command=command)
     eventually(out.exists)
     seen = json.loads(eventually(lambda: out.read_text() or None))  # type: ignore[arg-type]
-    for key, value in env.items():
-        assert seen[key] == value
+    assert {k: v for k, v in seen.items() if k not in ("LC_CTYPE",)} == env  # nothing added, none lost
+    assert not spec.exists()  # the launch file is read once and removed
+    assert not (tmp_path / "pwned").exists()
     pane = tmux.panes()["dev-envtest"]
-    assert pane.command.startswith("python")  # no shell in between
+    assert pane.command.startswith("python")  # the agent itself, no shell in between
     assert not pane.dead
 
 
 def test_dead_pane_stays_with_its_exit_status(tmux: Tmux, tmp_path: Path) -> None:
-    tmux.new_session("dev-dies", cwd=str(tmp_path), env={}, command=["sh", "-c", "echo bye now; exit 7"])
-    pane = eventually(lambda: (p := tmux.panes().get("dev-dies")) and p.dead and p)
+    tmux.new_session("dev-dies", cwd=str(tmp_path), command=["sh", "-c", "echo bye now; exit 7"])
+    # tmux marks the pane dead a moment before it records the exit status: wait for both.
+    pane = eventually(
+        lambda: (p := tmux.panes().get("dev-dies")) and p.dead and p.dead_status is not None and p
+    )
     assert pane.dead_status == 7  # type: ignore[union-attr]
     assert "bye now" in tmux.scrollback("dev-dies")
 
 
 def test_names_are_matched_exactly(tmux: Tmux, tmp_path: Path) -> None:
-    tmux.new_session("dev-fizz-top", cwd=str(tmp_path), env={}, command=["sleep", "60"])
+    tmux.new_session("dev-fizz-top", cwd=str(tmp_path), command=["sleep", "60"])
     assert tmux.snapshot("dev-fizz") is None
     assert not tmux.exists("dev-fizz")
     assert not tmux.kill("dev-fizz")
@@ -61,7 +72,7 @@ def test_panes_of_all_sessions_in_one_call(
     tmux: Tmux, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for n in range(5):
-        tmux.new_session(f"dev-s{n}", cwd=str(tmp_path), env={}, command=["sleep", "60"])
+        tmux.new_session(f"dev-s{n}", cwd=str(tmp_path), command=["sleep", "60"])
     calls = []
     real = subprocess.run
 
@@ -81,7 +92,7 @@ def test_paste_is_byte_exact_for_nasty_and_large_text(tmux: Tmux, tmp_path: Path
     # A raw terminal passes bytes through untouched, and `head` asks for no bracketed paste.
     ready = tmp_path / "raw"
     command = f"stty raw -echo && touch {ready} && head -c {size} > {out}; sleep 60"
-    tmux.new_session("dev-paste", cwd=str(tmp_path), env={}, command=["sh", "-c", command])
+    tmux.new_session("dev-paste", cwd=str(tmp_path), command=["sh", "-c", command])
     eventually(ready.exists)
     tmux.paste("dev-paste", text.encode(), enter=False)
     eventually(lambda: out.exists() and out.stat().st_size == size, timeout=20)
