@@ -63,8 +63,12 @@ class SessionManager:
             raise SessionNotFound(session_id=session_id)
         return self.store.get(session_id)
 
-    def sessions(self) -> list[Session]:
-        return self.store.sessions()
+    def sessions(self, parent: str | None = None) -> list[Session]:
+        """Every session, or those created by ``parent`` (and the session named ``parent`` itself)."""
+        found = self.store.sessions()
+        if parent is None:
+            return found
+        return [s for s in found if parent in (s.parent, s.id)]
 
     def _update(self, session_id: str, **changes: Any) -> Session:
         with self.store.transaction() as doc:
@@ -266,8 +270,8 @@ class SessionManager:
         facts = self.backend(session.cli).inspect(session)
         return {"session": session.to_record(), **facts}
 
-    def list_sessions(self) -> list[tuple[Session, Status]]:
-        sessions = self.sessions()
+    def list_sessions(self, parent: str | None = None) -> list[tuple[Session, Status]]:
+        sessions = self.sessions(parent)
         groups: dict[str, list[Session]] = {}
         for session in sessions:
             groups.setdefault(session.cli, []).append(session)
@@ -285,13 +289,13 @@ class SessionManager:
         sessions = [self.get(sid) for sid in dict.fromkeys(session_ids)]
         return self._kill(sessions)
 
-    def kill_all(self) -> list[str]:
-        return self._kill(self.sessions())
+    def kill_all(self, parent: str | None = None) -> list[str]:
+        return self._kill(self.sessions(parent))
 
-    def kill_older_than(self, seconds: float) -> list[str]:
+    def kill_older_than(self, seconds: float, parent: str | None = None) -> list[str]:
         now = datetime.now(timezone.utc)
         old = []
-        for session in self.sessions():
+        for session in self.sessions(parent):
             created = parse_iso(session.created_at)
             if created is not None and (now - created).total_seconds() > seconds:
                 old.append(session)

@@ -48,15 +48,8 @@ def gateway(
     import logging
 
     from dev_sessions.config import Settings
-    from dev_sessions.gateway.server import (
-        DEFAULT_MAX_BODY,
-        Gateway,
-        interface_address,
-        listen,
-        load_token,
-        serve,
-        token_path,
-    )
+    from dev_sessions.gateway.server import DEFAULT_MAX_BODY, Gateway, interface_address, listen, serve
+    from dev_sessions.gateway.tokens import owner_path, owner_token
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
     settings = Settings.from_env()
@@ -70,7 +63,7 @@ def gateway(
     server = Gateway(
         settings,
         os.environ,
-        token=load_token(settings, os.environ),
+        token=owner_token(settings, os.environ),
         binds=binds,
         allow_hosts=allow_host or [],
         roots=roots,
@@ -84,7 +77,7 @@ def gateway(
     source = (
         "$DEV_SESSIONS_GATEWAY_TOKEN"
         if os.environ.get("DEV_SESSIONS_GATEWAY_TOKEN")
-        else token_path(settings)
+        else owner_path(settings)
     )
     note(f"token: {source}; sessions under: {', '.join(map(str, roots))}")
     with contextlib.suppress(KeyboardInterrupt):
@@ -139,12 +132,75 @@ def gateway_status(as_json: Annotated[bool, typer.Option("--json", help="Print J
 
 
 @gateway_app.command("token")
-def gateway_token() -> int:
-    """Print the gateway's bearer token (give it to containers as DEV_SESSIONS_GATEWAY_TOKEN)."""
+def gateway_token(
+    for_: Annotated[
+        str | None,
+        typer.Option("--for", metavar="NAME", help="Make a scoped token that acts as NAME only."),
+    ] = None,
+    root: Annotated[
+        list[str] | None,
+        typer.Option("--root", metavar="DIR", help="With --for: its sessions must lie under DIR."),
+    ] = None,
+    rotate: Annotated[
+        bool, typer.Option("--rotate", help="Replace the owner token (old containers lose access).")
+    ] = False,
+) -> int:
+    """Print the owner token, or make a scoped one (give it to containers as DEV_SESSIONS_GATEWAY_TOKEN)."""
     from dev_sessions.config import Settings
-    from dev_sessions.gateway.server import load_token
+    from dev_sessions.errors import UsageError
+    from dev_sessions.gateway.tokens import TokenRegistry, owner_token, rotate_owner_token
 
-    print(load_token(Settings.from_env(), os.environ))
+    settings = Settings.from_env()
+    if for_ is None:
+        if root:
+            raise UsageError("--root goes with --for NAME (the owner token reaches every served root)")
+        if rotate:
+            if os.environ.get("DEV_SESSIONS_GATEWAY_TOKEN"):
+                raise UsageError("the owner token comes from $DEV_SESSIONS_GATEWAY_TOKEN: change it there")
+            print(rotate_owner_token(settings))
+            note("a running gateway keeps the old token until it restarts")
+            return 0
+        print(owner_token(settings, os.environ))
+        return 0
+    if rotate:
+        raise UsageError("--rotate is for the owner token; revoke a scoped one with `gateway revoke`")
+    entry, token = TokenRegistry(settings).create(for_, root or [])
+    print(token)
+    where = f" under {', '.join(entry.roots)}" if entry.roots else ""
+    note(f"token {entry.id} acts as {entry.name}{where}; it is shown only now")
+    return 0
+
+
+@gateway_app.command("tokens")
+def gateway_tokens(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> int:
+    """List the scoped tokens (never the tokens themselves)."""
+    from dev_sessions.config import Settings
+    from dev_sessions.gateway.tokens import TokenRegistry
+
+    tokens = TokenRegistry(Settings.from_env()).tokens()
+    if as_json:
+        emit_json(
+            [{"id": t.id, "name": t.name, "roots": list(t.roots), "createdAt": t.created_at} for t in tokens]
+        )
+        return 0
+    if not tokens:
+        note("no scoped tokens")
+    for token in tokens:
+        roots = ", ".join(token.roots) or "(the gateway's roots)"
+        print(f"{token.id}  {token.name}  {token.created_at[:19].replace('T', ' ')}  {roots}")
+    return 0
+
+
+@gateway_app.command("revoke")
+def gateway_revoke(
+    which: Annotated[str, typer.Argument(metavar="ID|NAME", help="A token id, or a name (all its tokens).")],
+) -> int:
+    """Revoke scoped tokens; a running gateway refuses them from its next request."""
+    from dev_sessions.config import Settings
+    from dev_sessions.gateway.tokens import TokenRegistry
+
+    for token in TokenRegistry(Settings.from_env()).revoke(which):
+        print(f"revoked {token.id} ({token.name})")
     return 0
 
 

@@ -6,7 +6,9 @@ prints on the host; errors come back with their message and exit code.
 
 What is decided here, in the container, and never left to the host:
 
-* who "I" am (``--from``/``--as``, ``DEV_SESSIONS_AGENT``, ``DEV_SESSIONS_ID``): sent explicitly;
+* who "I" am (``--from``/``--as``, ``DEV_SESSIONS_AGENT``, ``DEV_SESSIONS_ID``): sent explicitly when
+  the container says; otherwise left to the gateway, which takes ``user`` for the owner's token and
+  the token's own name for a scoped token;
 * paths: a container path at or under ``CONTAINER_WORKSPACE`` (default ``/workspace``), with ``..``
   and symlinks resolved first, becomes the same path under ``HOST_PATH``; anything else is refused
   here, never sent as it is;
@@ -189,8 +191,8 @@ class RemoteSessionManager:
     def _call(self, method: str, long: bool = False, **args: Any) -> Any:
         return self.client.call("sessions", method, args, long=long)
 
-    def creator(self) -> str:
-        return self.environ.get("DEV_SESSIONS_AGENT") or self.environ.get("DEV_SESSIONS_ID") or "user"
+    def creator(self) -> str | None:
+        return self.environ.get("DEV_SESSIONS_AGENT") or self.environ.get("DEV_SESSIONS_ID") or None
 
     def create(self, *, path: str | None = None, **args: Any) -> Any:
         return self._call("create", path=host_path(path, self.environ), parent=self.creator(), **args)
@@ -254,40 +256,40 @@ class RemoteMessenger:
         self.client = GatewayClient(self.environ)
 
     def me(self, explicit: str | None = None) -> str:
+        """Who "I" am, for display; ``user`` when the container does not say."""
+        return self._who(explicit) or "user"
+
+    def _who(self, explicit: str | None) -> str | None:
+        """Who "I" am as sent: None lets the gateway decide (a scoped token knows its own name)."""
         from dev_sessions.messaging.messenger import check_name
 
-        name = (
-            explicit
-            or self.environ.get("DEV_SESSIONS_AGENT")
-            or self.environ.get("DEV_SESSIONS_ID")
-            or "user"
-        )
-        return check_name(name, "agent name")
+        name = explicit or self.environ.get("DEV_SESSIONS_AGENT") or self.environ.get("DEV_SESSIONS_ID")
+        return None if name is None else check_name(name, "agent name")
 
     def _call(self, method: str, long: bool = False, **args: Any) -> Any:
         return self.client.call("messages", method, args, long=long)
 
     def send(self, to: str, body: str, *, sender: str | None = None, **args: Any) -> Any:
-        return self._call("send", to=to, body=body, sender=self.me(sender), **args)
+        return self._call("send", to=to, body=body, sender=self._who(sender), **args)
 
     def reply(
         self, message_id: int, body: str, *, sender: str | None = None, priority: str = "normal"
     ) -> Any:
         return self._call(
-            "reply", message_id=message_id, body=body, sender=self.me(sender), priority=priority
+            "reply", message_id=message_id, body=body, sender=self._who(sender), priority=priority
         )
 
     def read(self, reader: str | None = None, **args: Any) -> Any:
-        return self._call("read", reader=self.me(reader), **args)
+        return self._call("read", reader=self._who(reader), **args)
 
     def wait(self, reader: str | None = None, timeout: float | None = None, *, mark_read: bool = True) -> Any:
-        return self._call("wait", True, reader=self.me(reader), timeout=timeout, mark_read=mark_read)
+        return self._call("wait", True, reader=self._who(reader), timeout=timeout, mark_read=mark_read)
 
     def thread(self, message_id: int) -> Any:
         return self._call("thread", message_id=message_id)
 
     def mark_read(self, message_ids: list[int] | None, reader: str | None = None) -> Any:
-        return self._call("mark_read", message_ids=message_ids, reader=self.me(reader))
+        return self._call("mark_read", message_ids=message_ids, reader=self._who(reader))
 
     def status(self, message_id: int) -> Any:
         return self._call("status", message_id=message_id)
@@ -302,32 +304,32 @@ class RemoteMessenger:
         self, name: str, parent: str | None = None, description: str = "", creator: str | None = None
     ) -> Any:
         return self._call(
-            "create_space", name=name, parent=parent, description=description, creator=self.me(creator)
+            "create_space", name=name, parent=parent, description=description, creator=self._who(creator)
         )
 
     def spaces(self) -> Any:
         return self._call("spaces")
 
     def join(self, space: str, agent: str | None = None) -> Any:
-        return self._call("join", space=space, agent=self.me(agent))
+        return self._call("join", space=space, agent=self._who(agent))
 
     def leave(self, space: str, agent: str | None = None) -> Any:
-        return self._call("leave", space=space, agent=self.me(agent))
+        return self._call("leave", space=space, agent=self._who(agent))
 
     def members(self, space: str) -> Any:
         return self._call("members", space=space)
 
     def space_send(self, space: str, body: str, *, sender: str | None = None, **args: Any) -> Any:
-        return self._call("space_send", space=space, body=body, sender=self.me(sender), **args)
+        return self._call("space_send", space=space, body=body, sender=self._who(sender), **args)
 
     def space_read(self, space: str, reader: str | None = None, **args: Any) -> Any:
-        return self._call("space_read", space=space, reader=self.me(reader), **args)
+        return self._call("space_read", space=space, reader=self._who(reader), **args)
 
     def register(self, name: str) -> Any:
         return self._call("register", name=name)
 
     def heartbeat(self, agent: str | None = None, status: str | None = None) -> Any:
-        return self._call("heartbeat", agent=self.me(agent), status=status)
+        return self._call("heartbeat", agent=self._who(agent), status=status)
 
     def agents(self, online: bool = False) -> Any:
         return self._call("agents", online=online)

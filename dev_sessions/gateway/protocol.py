@@ -22,56 +22,82 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Call:
+    """One served call: the arguments a client may give, and what the gateway's policy looks at.
+
+    ``paths``: arguments that name a directory on the host (checked against the served roots; left
+    out, the gateway's own working directory is what the library would use, and is checked instead).
+    ``identity``: the argument that says who acts. ``owns``: the argument holding the session id(s)
+    acted on. ``scope``: arguments only the gateway sets, to the scoped token's name (a filter).
+    """
+
     args: frozenset[str]
     long: bool = False
     paths: frozenset[str] = field(default_factory=frozenset)
+    identity: str | None = None
+    owns: str | None = None
+    scope: frozenset[str] = field(default_factory=frozenset)
 
 
-def _call(*args: str, long: bool = False, paths: tuple[str, ...] = ()) -> Call:
-    return Call(frozenset(args), long, frozenset(paths))
+def _call(
+    *args: str,
+    long: bool = False,
+    paths: tuple[str, ...] = (),
+    identity: str | None = None,
+    owns: str | None = None,
+    scope: tuple[str, ...] = (),
+) -> Call:
+    return Call(frozenset(args), long, frozenset(paths), identity, owns, frozenset(scope))
 
 
 CALLS: dict[str, dict[str, Call]] = {
     "sessions": {
         "create": _call(
-            "cli", "path", "description", "mode", "approvals", "model", "parent", paths=("path",)
+            "cli",
+            "path",
+            "description",
+            "mode",
+            "approvals",
+            "model",
+            "parent",
+            paths=("path",),
+            identity="parent",
         ),
-        "get": _call("session_id"),
-        "send": _call("session_id", "text", "steer"),
-        "wait": _call("session_ids", "timeout", "goal", long=True),
-        "ask": _call("session_id", "text", "timeout", long=True),
-        "last_messages": _call("session_id", "count"),
-        "status": _call("session_id"),
-        "interrupt": _call("session_id"),
-        "respond": _call("session_id", "answer"),
-        "goal": _call("session_id", "action", "objective", "budget"),
-        "logs": _call("session_id"),
-        "screen": _call("session_id"),
-        "inspect": _call("session_id"),
-        "list_sessions": _call(),
-        "kill": _call("session_ids"),
-        "kill_all": _call(),
-        "kill_older_than": _call("seconds"),
+        "get": _call("session_id", owns="session_id"),
+        "send": _call("session_id", "text", "steer", owns="session_id"),
+        "wait": _call("session_ids", "timeout", "goal", long=True, owns="session_ids"),
+        "ask": _call("session_id", "text", "timeout", long=True, owns="session_id"),
+        "last_messages": _call("session_id", "count", owns="session_id"),
+        "status": _call("session_id", owns="session_id"),
+        "interrupt": _call("session_id", owns="session_id"),
+        "respond": _call("session_id", "answer", owns="session_id"),
+        "goal": _call("session_id", "action", "objective", "budget", owns="session_id"),
+        "logs": _call("session_id", owns="session_id"),
+        "screen": _call("session_id", owns="session_id"),
+        "inspect": _call("session_id", owns="session_id"),
+        "list_sessions": _call(scope=("parent",)),
+        "kill": _call("session_ids", owns="session_ids"),
+        "kill_all": _call(scope=("parent",)),
+        "kill_older_than": _call("seconds", scope=("parent",)),
     },
     "messages": {
-        "send": _call("to", "body", "sender", "priority", "reply_to", "metadata"),
-        "reply": _call("message_id", "body", "sender", "priority"),
-        "read": _call("reader", "unread", "mark_read", "sender", "since", "limit"),
-        "wait": _call("reader", "timeout", "mark_read", long=True),
-        "thread": _call("message_id"),
-        "mark_read": _call("message_ids", "reader"),
-        "status": _call("message_id"),
-        "search": _call("query", "limit"),
-        "feed": _call("since", "limit"),
-        "create_space": _call("name", "parent", "description", "creator"),
+        "send": _call("to", "body", "sender", "priority", "reply_to", "metadata", identity="sender"),
+        "reply": _call("message_id", "body", "sender", "priority", identity="sender"),
+        "read": _call("reader", "unread", "mark_read", "sender", "since", "limit", identity="reader"),
+        "wait": _call("reader", "timeout", "mark_read", long=True, identity="reader"),
+        "thread": _call("message_id", scope=("viewer",)),
+        "mark_read": _call("message_ids", "reader", identity="reader"),
+        "status": _call("message_id", scope=("viewer",)),
+        "search": _call("query", "limit", scope=("viewer",)),
+        "feed": _call("since", "limit", scope=("viewer",)),
+        "create_space": _call("name", "parent", "description", "creator", identity="creator"),
         "spaces": _call(),
-        "join": _call("space", "agent"),
-        "leave": _call("space", "agent"),
+        "join": _call("space", "agent", identity="agent"),
+        "leave": _call("space", "agent", identity="agent"),
         "members": _call("space"),
-        "space_send": _call("space", "body", "sender", "priority", "metadata", "reply_to"),
-        "space_read": _call("space", "reader", "since", "limit", "unread"),
+        "space_send": _call("space", "body", "sender", "priority", "metadata", "reply_to", identity="sender"),
+        "space_read": _call("space", "reader", "since", "limit", "unread", identity="reader"),
         "register": _call("name"),
-        "heartbeat": _call("agent", "status"),
+        "heartbeat": _call("agent", "status", identity="agent"),
         "agents": _call("online"),
     },
 }

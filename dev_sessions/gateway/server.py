@@ -6,24 +6,26 @@ event loop, sleeping on file-system events and the Codex bridge's socket, so a h
 a hundred coroutines, not threads. Their answer streams: a keep-alive line every 15 s keeps proxies
 and idle timeouts from cutting the request, then the result.
 
-Who may call: every request but ``GET /health`` carries ``Authorization: Bearer <token>`` (the token
-file ``$DEV_SESSIONS_HOME/gateway-token``, 0600, made on first start, or ``DEV_SESSIONS_GATEWAY_TOKEN``).
-The Host header must name a loopback address, an address the gateway is bound to,
-``host.docker.internal`` or a name given with ``--allow-host`` (this defeats DNS rebinding), browsers'
-cross-origin requests are refused, bodies have a size limit, and a path argument must lie under an
-allowed root. Errors never echo a message body. Every request is logged: id, call, outcome, duration.
+Who may call: every request but ``GET /health`` carries ``Authorization: Bearer <token>``: the owner's
+token (``$DEV_SESSIONS_HOME/gateway-token``, or ``DEV_SESSIONS_GATEWAY_TOKEN``; the gateway refuses to
+start on an empty or short one) or a scoped token that acts as one name (see :mod:`.tokens` and
+:mod:`.policy`). The Host header must be well-formed and name a loopback address, an address the
+gateway is bound to, ``host.docker.internal`` or a name given with ``--allow-host`` (this defeats DNS
+rebinding); browsers' cross-origin requests are refused; a body over the size limit is refused from
+its Content-Length, before it is read; the body must be strict JSON of the types the library method
+declares (:mod:`.checks`); and a directory a call would use, given or not, must lie under an allowed
+root. Anything malformed gets a 4xx and one log line, never a 500. Errors never echo a message body.
+Every request is logged: id, call, outcome, duration.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import hmac
 import ipaddress
 import json
 import logging
 import os
-import secrets
 import socket
 import time
 import uuid
@@ -35,47 +37,21 @@ from typing import Any
 from aiohttp import web
 
 from dev_sessions import __version__
-from dev_sessions.config import Settings, private_dir
+from dev_sessions.config import Settings
 from dev_sessions.errors import DevSessionsError
-from dev_sessions.gateway.protocol import ASYNC_TWINS, CALLS, encode
+from dev_sessions.gateway import checks
+from dev_sessions.gateway.policy import Forbidden, admit
+from dev_sessions.gateway.protocol import ASYNC_TWINS, CALLS, Call, encode
+from dev_sessions.gateway.tokens import OWNER, Principal, TokenRegistry, authenticate, check_owner_token
 
 log = logging.getLogger("dev_sessions.gateway")
 
 DEFAULT_PORT = 6767
 DEFAULT_MAX_BODY = 80 * 1024 * 1024  # above the 64 MB a send may carry, with room for JSON escaping
 KEEPALIVE_S = 15.0
+BODY_TIMEOUT_S = 30.0
+LINGER_S = 1.0
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "host.docker.internal")
-
-
-def token_path(settings: Settings) -> Path:
-    return settings.home / "gateway-token"
-
-
-def load_token(settings: Settings, environ: Mapping[str, str]) -> str:
-    """The gateway's bearer token: from the environment, or the token file (made 0600 on first use)."""
-    explicit = environ.get("DEV_SESSIONS_GATEWAY_TOKEN")
-    if explicit:
-        return explicit
-    path = token_path(settings)
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        pass
-    private_dir(path.parent)
-    token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, token.encode())
-    finally:
-        os.close(fd)
-    return token
-
-
-def _host_name(host: str) -> str:
-    """The name part of a Host header (``[::1]:6767`` -> ``::1``, ``localhost:6767`` -> ``localhost``)."""
-    if host.startswith("["):
-        return host[1 : host.find("]")] if "]" in host else host
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 class Gateway:
@@ -93,8 +69,9 @@ class Gateway:
     ) -> None:
         self.settings = settings
         self.environ = dict(environ)
-        self.token = token
-        self.hosts = {n.lower() for n in (*LOOPBACK_NAMES, *binds, *allow_hosts)}
+        self.token = check_owner_token(token, "given to the gateway")
+        self.registry = TokenRegistry(settings)
+        self.hosts = {_normal_host(n) for n in (*LOOPBACK_NAMES, *binds, *allow_hosts)}
         self.roots = [Path(r).resolve() for r in roots]
         self.max_body = max_body
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="gateway")
@@ -114,11 +91,13 @@ class Gateway:
         rid = uuid.uuid4().hex[:8]
         request["rid"] = rid
         started = time.monotonic()
-        refusal = self._refusal(request)
         try:
+            refusal = self._refusal(request)
             response = refusal if refusal is not None else await handler(request)
         except web.HTTPException as err:
             response = web.json_response({"error": {"message": err.reason, "exit": 1}}, status=err.status)
+        except checks.BadRequest as err:
+            response = _refuse(400, str(err))
         log.info(
             "%s %s %s %s %.0fms",
             rid,
@@ -130,7 +109,11 @@ class Gateway:
         return response
 
     def _refusal(self, request: web.Request) -> web.Response | None:
-        host = _host_name(request.host or "").lower()
+        # Never request.host: without a Host header aiohttp falls back to a (blocking) DNS lookup.
+        hosts = request.headers.getall("Host", [])
+        if len(hosts) > 1:
+            return _refuse(400, "the request has more than one Host header")
+        host = checks.host_name(hosts[0] if hosts else None)
         if host not in self.hosts:
             return _refuse(403, f"Host {host!r} is not one of this gateway's names")
         if request.headers.get("Origin") or request.headers.get("Sec-Fetch-Site", "none") not in (
@@ -140,11 +123,13 @@ class Gateway:
             return _refuse(403, "cross-origin requests are refused")
         if request.path == "/health":
             return None
-        presented = request.headers.get("Authorization", "")
-        if not presented.startswith("Bearer ") or not hmac.compare_digest(
-            presented[7:].strip().encode(), self.token.encode()
-        ):
+        principal = authenticate(request.headers.get("Authorization"), self.token, self.registry)
+        if principal is None:
             return _refuse(401, "missing or wrong bearer token (DEV_SESSIONS_GATEWAY_TOKEN)")
+        request["principal"] = principal
+        length = request.content_length
+        if length is not None and length > self.max_body:
+            return _refuse(413, f"request body over {self.max_body} bytes", close=True)
         return None
 
     async def health(self, request: web.Request) -> web.Response:
@@ -152,33 +137,63 @@ class Gateway:
 
     async def call(self, request: web.Request) -> web.StreamResponse:
         try:
-            data = await request.json()
+            body = await asyncio.wait_for(request.read(), BODY_TIMEOUT_S)
         except web.HTTPRequestEntityTooLarge:
-            return _refuse(413, f"request body over {self.max_body} bytes")
-        except ValueError:
-            return _refuse(400, "the body is not JSON")
-        if not isinstance(data, dict):
-            return _refuse(400, "the body is not a JSON object")
-        api, method, args = data.get("api"), data.get("method"), data.get("args") or {}
-        spec = CALLS.get(str(api), {}).get(str(method))
+            return _refuse(413, f"request body over {self.max_body} bytes", close=True)
+        except asyncio.TimeoutError:
+            return _refuse(408, f"the body did not arrive within {BODY_TIMEOUT_S:g} s", close=True)
+        data = checks.parse_body(body)
+        api, method, args = data.get("api"), data.get("method"), data.get("args")
+        if args is None:
+            args = {}
+        spec = CALLS.get(api, {}).get(method) if isinstance(api, str) and isinstance(method, str) else None
         if spec is None:
-            return _refuse(404, f"no call {api}.{method}")
-        request["call"] = f"{api}.{method}"
+            return _refuse(404, "no such call (see dev_sessions/gateway/protocol.py)")
+        call = f"{api}.{method}"
+        request["call"] = call
         if not isinstance(args, dict) or not set(args) <= spec.args:
-            return _refuse(
-                400, f"{api}.{method} takes only: {', '.join(sorted(spec.args)) or 'no arguments'}"
-            )
-        for name in spec.paths:
-            if args.get(name) is not None and (problem := self._path_problem(str(args[name]))):
-                return _refuse(400, f"{name}: {problem}")
+            return _refuse(400, f"{call} takes only: {', '.join(sorted(spec.args)) or 'no arguments'}")
+        principal: Principal = request.get("principal", OWNER)
         target = self._target(str(api))
+        try:
+            args = admit(principal, call, spec, args, self._parent_of)
+            self._check_paths(spec, args, principal)
+            function = getattr(target, str(method))
+            checks.check_args(function, args, call)
+        except Forbidden as err:
+            return _refuse(403, str(err))
+        except checks.BadRequest as err:
+            return _refuse(400, str(err))
         twin = ASYNC_TWINS.get((str(api), str(method)))
         if twin is not None:
             work: Awaitable[Any] = getattr(target, twin)(**args)
         else:
             loop = asyncio.get_running_loop()
-            work = loop.run_in_executor(self.pool, functools.partial(getattr(target, str(method)), **args))
+            work = loop.run_in_executor(self.pool, functools.partial(function, **args))
         return await self._stream(request, work)
+
+    def _parent_of(self, session_id: str) -> str | None:
+        from dev_sessions.sessions import SessionManager
+
+        try:
+            return SessionManager(self.settings, self.environ).get(session_id).parent or ""
+        except LookupError:
+            return None
+
+    def _check_paths(self, spec: Call, args: dict[str, Any], principal: Principal) -> None:
+        """Every directory the call would use lies under the served roots (and the token's own).
+
+        A path left out is the gateway's own working directory for the library: that one is checked,
+        and passed explicitly, so that what was checked is what is used.
+        """
+        for name in spec.paths:
+            if args.get(name) is None:
+                args[name] = os.getcwd()
+            if not isinstance(args[name], str):
+                raise checks.BadRequest(f"{name} must be a string")
+            problem = self._path_problem(args[name], principal)
+            if problem:
+                raise checks.BadRequest(f"{name}: {problem}")
 
     def _target(self, api: str) -> Any:
         # A fresh library object per call: nothing is shared between requests running at once.
@@ -190,7 +205,7 @@ class Gateway:
 
         return Messenger(self.settings, self.environ)
 
-    def _path_problem(self, raw: str) -> str | None:
+    def _path_problem(self, raw: str, principal: Principal = OWNER) -> str | None:
         path = Path(raw)
         if not path.is_absolute():
             return "not an absolute path"
@@ -198,8 +213,10 @@ class Gateway:
         if ".." in path.parts or clean not in (raw, raw.rstrip("/")):
             return "not a normalised path"
         resolved = path.resolve()
-        if self.roots and not any(resolved == root or root in resolved.parents for root in self.roots):
+        if self.roots and not _under(resolved, self.roots):
             return "outside the directories this gateway serves"
+        if principal.roots and not _under(resolved, [Path(r) for r in principal.roots]):
+            return "outside the directories this token may use"
         return None
 
     async def _stream(self, request: web.Request, work: Awaitable[Any]) -> web.StreamResponse:
@@ -238,8 +255,43 @@ class Gateway:
         return {"result": encode(value)}
 
 
-def _refuse(status: int, message: str) -> web.Response:
-    return web.json_response({"error": {"message": message, "exit": 1}}, status=status)
+class OneLineRefusals(logging.Filter):
+    """aiohttp refuses a request it cannot even parse (a bad request line, an HTTP/1.1 request without
+    Host) before our code sees it, and logs a traceback; one line is what such a refusal deserves."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not (record.exc_info and record.exc_info[1] is not None):
+            return record.levelno >= logging.INFO
+        error = record.exc_info[1]
+        detail = str(getattr(error, "message", "") or error).splitlines()
+        record.msg, record.args = (
+            "- refused a malformed request: %s (%s)",
+            (
+                detail[0][:200] if detail else "",
+                type(error).__name__,
+            ),
+        )
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _refuse(status: int, message: str, *, close: bool = False) -> web.Response:
+    response = web.json_response({"error": {"message": message, "exit": 1}}, status=status)
+    if close:
+        response.force_close()  # do not wait for (or read) a body we refused
+    return response
+
+
+def _under(path: Path, roots: Iterable[Path]) -> bool:
+    return any(path == root or root in path.parents for root in roots)
+
+
+def _normal_host(name: str) -> str:
+    try:
+        return str(ipaddress.ip_address(name.strip("[]")))
+    except ValueError:
+        return name.lower().rstrip(".")
 
 
 def interface_address(name: str) -> str:
@@ -281,7 +333,12 @@ def listen(binds: list[str], port: int) -> list[socket.socket]:
 
 
 async def serve(gateway: Gateway, sockets: list[socket.socket], announce: Callable[[str], None]) -> None:
-    runner = web.AppRunner(gateway.app(), access_log=None, handle_signals=True)
+    if not gateway.settings.debug:
+        parser_log = logging.getLogger("aiohttp.server")
+        parser_log.setLevel(logging.DEBUG)  # a non-HTTP request is logged at debug level: see it too
+        parser_log.addFilter(OneLineRefusals())
+    # A refused body is not read; aiohttp would otherwise linger 10 s reading it before closing.
+    runner = web.AppRunner(gateway.app(), access_log=None, handle_signals=True, lingering_time=LINGER_S)
     await runner.setup()
     for sock in sockets:
         await web.SockSite(runner, sock).start()

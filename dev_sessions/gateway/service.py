@@ -53,6 +53,19 @@ def service_env(environ: Mapping[str, str]) -> dict[str, str]:
     return {k: environ[k] for k in KEPT_ENV if environ.get(k)}
 
 
+def _check_plain(argv: Sequence[str], environment: Mapping[str, str]) -> None:
+    """Refuse control characters: a line break in a value would start a directive of its own in a unit
+    file (``Environment=X=a`` + newline + ``ExecStartPre=...``), and a plist cannot hold them at all."""
+    for arg in argv:
+        if not arg.isprintable():
+            raise UsageError(f"{arg!r}: a control character; a service file cannot carry it")
+    for key, value in environment.items():
+        if not (key.isprintable() and value.isprintable()):
+            raise UsageError(
+                f"${key}: its value has a control character (a line break?); fix it, then install"
+            )
+
+
 def systemd_quote(value: str, *, dollars: bool = True) -> str:
     """One word of a systemd command line or assignment, quoted as systemd reads it back.
 
@@ -66,7 +79,8 @@ def systemd_quote(value: str, *, dollars: bool = True) -> str:
 
 
 def render_systemd(argv: Sequence[str], environment: Mapping[str, str]) -> str:
-    if any(c in argv[0] for c in '"\\') or not argv[0].isprintable():
+    _check_plain(argv, environment)
+    if any(c in argv[0] for c in '"\\'):
         raise UsageError(f"{argv[0]}: systemd cannot run an executable whose path has quotes or backslashes")
     command = [systemd_quote(argv[0], dollars=False), *(systemd_quote(arg) for arg in argv[1:])]
     lines = [
@@ -89,6 +103,7 @@ def render_systemd(argv: Sequence[str], environment: Mapping[str, str]) -> str:
 
 
 def render_launchd(argv: Sequence[str], environment: Mapping[str, str], log_path: Path) -> bytes:
+    _check_plain([*argv, str(log_path)], environment)
     plist = {
         "Label": LABEL,
         "ProgramArguments": list(argv),
