@@ -126,6 +126,29 @@ class DevSessions:
         )  # fmt: skip
 
 
+FAKE_CLAUDE = ROOT / "tests" / "fakes" / "fake_claude.py"
+
+
+@pytest.fixture
+def fake_claude(tmux_server: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """tests/fakes/fake_claude.py as the agent; it records its argv, env and cwd in the returned file."""
+    monkeypatch.setenv("DEV_SESSIONS_CLAUDE_BIN", str(FAKE_CLAUDE))
+    record = tmp_path / "fake-claude.json"
+    monkeypatch.setenv("FAKE_CLAUDE_RECORD", str(record))
+    return record
+
+
+def one_line_error(result: Result, code: int, *needles: str) -> None:
+    """The command failed with ``code`` and said why in exactly one line naming every needle."""
+    assert result.returncode == code, result
+    err = result.stderr
+    assert err.count("\n") == 1, f"expected one line, got: {err!r}"
+    assert err.startswith("dev-sessions: ")
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in err
+
+
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     path = tmp_path / "work"
@@ -206,25 +229,30 @@ class GatewayProcess:
     url: str
     token: str
     process: subprocess.Popen[str]
+    log_path: Path | None = None
 
     def log(self) -> str:
+        """Stop the gateway; what it logged."""
         self.process.terminate()
-        _, err = self.process.communicate(timeout=10)
-        return err
+        self.process.communicate(timeout=10)
+        return self.log_path.read_text() if self.log_path else ""
 
 
 def start_gateway(*extra: str, env: dict[str, str] | None = None) -> GatewayProcess:
     """The real gateway on 127.0.0.1, a free port and a token, for the test's own state dir."""
-    token = "test-token-" + os.urandom(8).hex()
+    token = "test-token-" + os.urandom(16).hex()
     environ = {**os.environ, "DEV_SESSIONS_GATEWAY_TOKEN": token, **(env or {})}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dev_sessions", "gateway", "--port", "0", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environ, cwd=ROOT,
-    )  # fmt: skip
+    # The log goes to a file: a pipe nobody reads would stop the gateway once 64 KB of log fill it.
+    log_path = Path(environ["DEV_SESSIONS_HOME"]).parent / f"gateway-{os.urandom(4).hex()}.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dev_sessions", "gateway", "--port", "0", *extra],
+            stdout=subprocess.PIPE, stderr=log, text=True, env=environ, cwd=ROOT,
+        )  # fmt: skip
     assert process.stdout is not None
     line = process.stdout.readline()
-    assert "listening on http://" in line, process.stderr.read() if process.stderr else line
-    return GatewayProcess(line.split("listening on ", 1)[1].strip(), token, process)
+    assert "listening on http://" in line, log_path.read_text()
+    return GatewayProcess(line.split("listening on ", 1)[1].strip(), token, process, log_path)
 
 
 @pytest.fixture

@@ -17,17 +17,7 @@ from pathlib import Path
 import pytest
 from libtmux.server import Server
 
-from tests.conftest import ROOT, SLOW, DevSessions
-
-FAKE = ROOT / "tests" / "fakes" / "fake_claude.py"
-
-
-@pytest.fixture
-def fake_claude(tmux_server: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    monkeypatch.setenv("DEV_SESSIONS_CLAUDE_BIN", str(FAKE))
-    record = tmp_path / "fake-claude.json"
-    monkeypatch.setenv("FAKE_CLAUDE_RECORD", str(record))
-    return record
+from tests.conftest import SLOW, DevSessions, one_line_error
 
 
 def tmux_sessions(server: Server) -> set[str]:
@@ -36,16 +26,6 @@ def tmux_sessions(server: Server) -> set[str]:
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     return set(proc.stdout.split())
-
-
-def one_line_error(result: object, code: int, *needles: str) -> None:
-    assert result.returncode == code, result  # type: ignore[attr-defined]
-    err = result.stderr  # type: ignore[attr-defined]
-    assert err.count("\n") == 1, f"expected one line, got: {err!r}"
-    assert err.startswith("dev-sessions: ")
-    assert "Traceback" not in err
-    for needle in needles:
-        assert needle in err
 
 
 # -- bad input ---------------------------------------------------------------------------------------
