@@ -8,6 +8,7 @@ library callers catch the subclasses (some also are builtins: ``SessionNotFound`
 * ``UsageError`` (exit 2): bad input, such as a path that is not a directory or an empty message.
 * ``ReportedError``: an error the Codex bridge or the gateway reported, with its own exit code.
 * ``SessionNotFound``: no session with that id in the store.
+* ``RecipientNotFound``: no session, agent or space has that name (or ``parent`` has none).
 * ``StoreCorrupt``: ``sessions.json`` is not readable; it was moved aside, not replaced.
 * ``StoreTooNew``: ``sessions.json`` was written by a newer dev-sessions.
 * ``LockTimeout``: another process held the store lock for too long.
@@ -54,6 +55,12 @@ class SessionNotFound(DevSessionsError, LookupError):
     def __init__(self, *, session_id: str) -> None:
         self.session_id = session_id
         super().__init__(f"{session_id}: no such session (see `dev-sessions list`)")
+
+
+class RecipientNotFound(DevSessionsError, LookupError):
+    def __init__(self, *, name: str, detail: str) -> None:
+        self.name = name
+        super().__init__(f"{name}: {detail}")
 
 
 class StoreCorrupt(DevSessionsError):

@@ -188,6 +188,8 @@ class ClaudeBackend:
         child_env = agent_env(env, session.id)
         session = session.evolve(claude_config_dir=str(claude_config_dir(child_env)))
         argv = [binary, "--session-id", session.internal_id]
+        if session.model:
+            argv += ["--model", session.model]
         if session.approvals == "never":
             argv.append("--dangerously-skip-permissions")
         name = ids.tmux_name(session.id)

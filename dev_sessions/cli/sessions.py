@@ -176,19 +176,22 @@ def last_message(
 
 
 def status(session_id: IdArg, as_json: JsonOpt = False) -> int:
-    """Print idle, working, waiting_for_input (with the question) or exited."""
+    """Print one word: idle, working, waiting_for_input, exited or starting (the question goes to stderr)."""
     found = sessions_api().status(session_id)
     if found.state == "error" and not as_json:
         raise SessionFailed(session_id=session_id, detail=found.detail)
     if as_json:
         emit_json(status_json(session_id, found))
         return 0
-    print(found.state)
+    print(found.state)  # one word on stdout: [ "$(dev-sessions status ID)" = idle ] works
     if found.dialog is not None:
-        print("\n".join(dialog_lines(found.dialog)))
-        print(f"  answer with: dev-sessions respond {session_id} ANSWER")
+        note(
+            "\n".join(
+                [*dialog_lines(found.dialog), f"  answer with: dev-sessions respond {session_id} ANSWER"]
+            )
+        )
     elif found.detail:
-        print(f"  {found.detail}")
+        note(f"  {found.detail}")
     return 0
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from dev_sessions.config import Settings
 from dev_sessions.durations import parse_duration
-from dev_sessions.errors import NoMessage, UsageError
+from dev_sessions.errors import NoMessage, RecipientNotFound, UsageError
 from dev_sessions.messaging.store import (
     PRIORITIES,
     Agent,
@@ -118,7 +118,7 @@ class Messenger:
     def parent_of(self, sender: str, sessions: Mapping[str, Session]) -> str:
         session = sessions.get(sender)
         if session is None:
-            raise UsageError(f"--to parent: {sender} is not a session, so it has no parent")
+            raise RecipientNotFound(name="parent", detail=f"{sender} is not a session, so it has no parent")
         return session.parent or USER
 
     def register(self, name: str) -> Agent:
@@ -150,9 +150,10 @@ class Messenger:
         target = self.parent_of(me, sessions) if to == PARENT else to
         kind = self.known(target, sessions)
         if kind is None:
-            raise UsageError(
-                f"{target}: no session, agent or space has that name "
-                f"(an outside agent registers with `dev-sessions agents register {target}`)"
+            raise RecipientNotFound(
+                name=target,
+                detail="no session, agent or space has that name "
+                f"(an outside agent registers with `dev-sessions agents register {target}`)",
             )
         if kind == "space":
             return self.space_send(
