@@ -178,9 +178,11 @@ def test_session_on_a_dialog_is_waiting_for_input_and_refuses_send(
         status["dialog"]["question"] == "Quick safety check: Is this a project you created or one you trust?"
     )
     assert [o["label"] for o in status["dialog"]["options"]] == ["Yes, I trust this folder", "No, exit"]
-    text = cli.ok("status", sid)
-    assert text.splitlines()[0] == "waiting_for_input"
-    assert f"dev-sessions respond {sid} ANSWER" in text
+    shown = cli("status", sid)
+    assert shown.returncode == 0 and shown.stdout == "waiting_for_input\n"  # one word on stdout
+    assert (
+        "1. Yes, I trust this folder" in shown.stderr and f"dev-sessions respond {sid} ANSWER" in shown.stderr
+    )
     one_line_error(cli("send", sid, "hello"), 1, "waiting for an answer", f"respond {sid}")
     one_line_error(cli("respond", sid, "maybe"), 2, "matches none of")
     result = cli("wait", sid, "--timeout", "5")
