@@ -1,9 +1,12 @@
 """Shared fixtures: every test runs with its own state dir, home and private tmux server.
 
-Tests never touch the real ``~``, the default tmux server or a real agent login: the autouse fixture
-points ``HOME``, ``DEV_SESSIONS_HOME`` and ``DEV_SESSIONS_TMUX_SOCKET`` into the test's temp dir and
-libtmux's ``server`` fixture (a private socket, killed afterwards), and removes the variables that
-would tie a run to the caller's own agent.
+Tests never touch the real ``~``, the default tmux server, the user's own systemd or a real agent
+login: the autouse fixture points ``HOME``, ``DEV_SESSIONS_HOME``, ``DEV_SESSIONS_TMUX_SOCKET`` and
+``XDG_RUNTIME_DIR`` into the test's temp dir and libtmux's ``server`` fixture (a private socket, killed
+afterwards), and removes the variables that would tie a run to the caller's own agent or session bus.
+
+A requirement a test cannot do without (an agent binary, a system tool) skips it on a developer's
+machine and fails it under ``CI=true``: see ``need``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from libtmux.server import Server
@@ -51,6 +55,9 @@ _FOREIGN = (
     "ANTHROPIC_API_KEY",
     "ANTHROPIC_AUTH_TOKEN",
     "ANTHROPIC_BASE_URL",
+    # The user's session bus: `systemctl --user` (gateway install/uninstall/status) must never reach
+    # the real user manager and stop or replace a gateway service someone runs.
+    "DBUS_SESSION_BUS_ADDRESS",
 )
 
 
@@ -63,7 +70,17 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("DEV_SESSIONS_HOME", str(tmp_path / "state"))
     monkeypatch.setenv("DEV_SESSIONS_TMUX_SOCKET", "ds-never-started")
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
     return tmp_path
+
+
+def need(what: str) -> NoReturn:
+    """Something the test cannot run without is missing: skip it here, fail it under CI=true."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{what} (CI=true: a test that cannot run fails)")
+    pytest.skip(what)
 
 
 @pytest.fixture
@@ -140,10 +157,7 @@ def cli(workdir: Path) -> DevSessions:
 
 def _require(binary: Path | None, name: str) -> Path:
     if binary is None:
-        message = f"the pinned {name} binary is not installed (run scripts/test, which installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        need(f"the pinned {name} binary is not installed (run scripts/test, which installs it)")
     return binary
 
 
