@@ -15,11 +15,12 @@ import contextlib
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import IO, NoReturn
 
 import pytest
 from libtmux.server import Server
@@ -135,12 +136,69 @@ class DevSessions:
         )
         return result.stdout
 
-    def start(self, *args: str) -> subprocess.Popen[str]:
-        """The command left running in the background (a ``wait`` to race against), its output piped."""
-        return subprocess.Popen(
-            [sys.executable, "-m", "dev_sessions", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=self.cwd,
-        )  # fmt: skip
+    def start(self, *args: str, debug: bool = False) -> Running:
+        """The command left running in the background (a ``wait`` to race against).
+
+        With ``debug``, it runs with ``DEV_SESSIONS_DEBUG=1`` and its debug log comes on stderr as it
+        goes: ``wait`` logs ``<id>: waiting for the turn to end`` and ``msg wait`` ``<name>: waiting
+        for a message`` once they block (see ``Running.said``).
+        """
+        env = {**os.environ, "DEV_SESSIONS_DEBUG": "1"} if debug else None
+        argv = [sys.executable, "-m", "dev_sessions", *args]
+        pipe = subprocess.PIPE
+        return Running(subprocess.Popen(argv, stdout=pipe, stderr=pipe, text=True, cwd=self.cwd, env=env))
+
+
+class Running:
+    """A command running in the background; its output is read as it comes, so that a test can wait
+    for a line it prints (a waiter saying that it blocks) before acting."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self._out: list[str] = []
+        self._err: list[str] = []
+        self._lock = threading.Lock()
+        self._readers = [
+            threading.Thread(target=self._pump, args=(process.stdout, self._out), daemon=True),
+            threading.Thread(target=self._pump, args=(process.stderr, self._err), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _pump(self, stream: IO[str], into: list[str]) -> None:
+        for line in stream:
+            with self._lock:
+                into.append(line)
+
+    @property
+    def stderr(self) -> str:
+        with self._lock:
+            return "".join(self._err)
+
+    def said(self, needle: str, timeout: float = 20.0) -> None:
+        """Wait until ``needle`` shows on its stderr; fail at once if it ends without saying it."""
+
+        def spoken() -> bool:
+            if needle in self.stderr:
+                return True
+            if self.process.poll() is not None:
+                for reader in self._readers:
+                    reader.join(5)
+                if needle not in self.stderr:
+                    ended = f"it ended ({self.process.returncode}) without saying {needle!r}"
+                    raise AssertionError(f"{ended}: {self.stderr[-2000:]}")
+                return True
+            return False
+
+        eventually(spoken, timeout)
+
+    def finish(self, timeout: float = 20.0) -> Result:
+        """Its exit status and whole output, once it ends (within ``timeout``, times SLOW)."""
+        self.process.wait(timeout * SLOW)
+        for reader in self._readers:
+            reader.join(5)
+        with self._lock:
+            return Result(self.process.returncode, "".join(self._out), "".join(self._err))
 
 
 @pytest.fixture

@@ -9,14 +9,13 @@ import json
 import os
 import signal
 import subprocess
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from libtmux.server import Server
 
-from tests.conftest import SLOW, DevSessions, eventually
+from tests.conftest import DevSessions, eventually
 from tests.fakes.agents import CLAUDE_VERSION
 from tests.fakes.anthropic import FakeAnthropic
 
@@ -158,14 +157,15 @@ def test_permission_prompt_when_approvals_are_asked_for(
 
 def test_interrupt_ends_a_pending_wait(cli: DevSessions, claude: FakeAnthropic) -> None:
     sid = create(cli)
-    cli.ok("send", sid, "long one <<slow:30>>")
-    eventually(lambda: cli.ok("status", sid).strip() == "working")
-    waiter = cli.start("wait", sid, "--timeout", "60")
-    time.sleep(0.5)
+    cli.ok("send", sid, "long one <<hold>>")  # runs until interrupted: the model never answers
+    eventually(lambda: claude.holding() == 1)
+    assert cli.ok("status", sid).strip() == "working"
+    waiter = cli.start("wait", sid, "--timeout", "60", debug=True)
+    waiter.said(f"{sid}: waiting for the turn to end")  # blocked on the running turn
     assert cli.ok("interrupt", sid).strip() == f"{sid}: interrupted"
-    out, err = waiter.communicate(timeout=20 * SLOW)
-    assert waiter.returncode == 0, err
-    assert out.startswith(f"{sid}: interrupted")
+    result = waiter.finish()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"{sid}: interrupted")
     assert cli.ok("status", sid).strip() == "idle"
     assert cli.ok("interrupt", sid).strip() == f"{sid}: nothing to interrupt (idle)"
     # Whatever the interrupt left in the input box must not leak into the next prompt.
@@ -206,13 +206,16 @@ def test_prompt_sent_during_a_turn_is_queued_and_waited_for(cli: DevSessions, cl
 def test_wait_reports_an_agent_that_died(cli: DevSessions, claude: FakeAnthropic) -> None:
     sid = create(cli)
     pid = json.loads(cli.ok("inspect", sid))["tmux"]["pid"]
-    cli.ok("send", sid, "long one <<slow:30>>")
-    waiter = cli.start("wait", sid, "--timeout", "60")
-    time.sleep(1.0)
+    cli.ok("send", sid, "long one <<hold>>")
+    eventually(lambda: claude.holding() == 1)
+    assert cli.ok("status", sid).strip() == "working"
+    waiter = cli.start("wait", sid, "--timeout", "60", debug=True)
+    waiter.said(f"{sid}: waiting for the turn to end")
     os.kill(pid, signal.SIGKILL)
-    _, err = waiter.communicate(timeout=20 * SLOW)
-    assert waiter.returncode == 1
-    assert "claude exited" in err
+    result = waiter.finish()
+    assert result.returncode == 1
+    assert f"dev-sessions: {sid}: claude exited" in result.stderr
+    assert result.stdout == "", "the turn never ended: the agent did"
 
 
 def test_kill_leaves_no_tmux_session_and_no_agent(

@@ -9,14 +9,13 @@ import json
 import os
 import signal
 import subprocess
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import SLOW, DevSessions, eventually
+from tests.conftest import DevSessions, eventually
 from tests.e2e.test_claude import NASTY, one_mb_text
 from tests.fakes.agents import CODEX_VERSION
 from tests.fakes.openai_responses import FakeResponses
@@ -85,16 +84,24 @@ def test_slow_turn_times_out_with_124_then_completes(cli: DevSessions, codex: Fa
     assert cli.ok("status", sid).strip() == "idle"
 
 
+def bridge_said(needle: str) -> int:
+    """How many times the Codex bridge's log has said ``needle`` (a wait that starts to block says
+    ``<id>: waiting for the turn to end``)."""
+    log = Path(os.environ["DEV_SESSIONS_HOME"]) / "codex" / "bridge.log"
+    return log.read_text().count(needle) if log.exists() else 0
+
+
 def test_interrupt_ends_a_pending_wait(cli: DevSessions, codex: FakeResponses) -> None:
     sid = create(cli)
-    cli.ok("send", sid, "long one <<slow:30>>")
-    eventually(lambda: cli.ok("status", sid).strip() == "working")
+    cli.ok("send", sid, "long one <<hold>>")  # runs until interrupted: the model never answers
+    eventually(lambda: codex.holding() == 1)
+    assert cli.ok("status", sid).strip() == "working"
     waiter = cli.start("wait", sid, "--timeout", "60")
-    time.sleep(0.5)
+    eventually(lambda: bridge_said(f"{sid}: waiting for the turn to end") == 1)  # the wait blocks
     assert cli.ok("interrupt", sid).strip() == f"{sid}: interrupted"
-    out, err = waiter.communicate(timeout=20 * SLOW)
-    assert waiter.returncode == 0, err
-    assert out.strip() == f"{sid}: interrupted"
+    result = waiter.finish()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{sid}: interrupted"
     assert cli.ok("interrupt", sid).strip() == f"{sid}: nothing to interrupt (idle)"
     assert cli.ok("ask", sid, "after the interrupt", "--timeout", "60") == "after the interrupt\n"
 
@@ -250,10 +257,17 @@ def test_logs_show_the_conversation(cli: DevSessions, codex: FakeResponses) -> N
 
 def test_twenty_concurrent_waits_on_one_session(cli: DevSessions, codex: FakeResponses) -> None:
     sid = create(cli)
-    cli.ok("send", sid, "many waiters <<slow:2>>")
+    cli.ok("send", sid, "many waiters <<hold>>")  # the turn runs until the test lets it end
+    eventually(lambda: codex.holding() == 1)
     with ThreadPoolExecutor(20) as pool:
-        results = list(pool.map(lambda _: cli("wait", sid, "--timeout", "60"), range(20)))
-    assert all(r.returncode == 0 and r.stdout.startswith(f"{sid}: completed") for r in results)
+        waits = [pool.submit(cli, "wait", sid, "--timeout", "120") for _ in range(20)]
+        eventually(lambda: bridge_said(f"{sid}: waiting for the turn to end") == 20, timeout=60)
+        assert cli.ok("status", sid).strip() == "working", "all twenty wait on the running turn"
+        codex.release()
+        results = [w.result() for w in waits]
+    assert [r.returncode for r in results] == [0] * 20, [r.stderr for r in results if r.returncode]
+    assert all(r.stdout.startswith(f"{sid}: completed") for r in results)
+    assert last(cli, sid) == "many waiters <<hold>>"
 
 
 def test_the_pinned_codex_is_the_one_tested(codex: FakeResponses) -> None:

@@ -62,25 +62,13 @@ def test_a_killed_writer_leaves_whole_messages_only(tmp_path: Path) -> None:
 
 def test_msg_wait_wakes_on_a_send(cli: DevSessions) -> None:
     cli.ok("agents", "register", "listener")
-    argv = [
-        sys.executable,
-        "-m",
-        "dev_sessions",
-        "msg",
-        "wait",
-        "--as",
-        "listener",
-        "--timeout",
-        "30",
-        "--json",
-    ]
-    waiter = subprocess.Popen(argv, cwd=cli.cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(0.5)
-    assert waiter.poll() is None, "nothing to read yet: it must block"
+    waiter = cli.start("msg", "wait", "--as", "listener", "--timeout", "30", "--json", debug=True)
+    # It looked, found nothing, and blocks: what it prints later came from the send below.
+    waiter.said("listener: waiting for a message")
     sent = cli.ok("msg", "send", "--to", "listener", "wake up").strip()
-    out, err = waiter.communicate(timeout=20 * SLOW)
-    assert waiter.returncode == 0, err
-    (message,) = json.loads(out)
+    result = waiter.finish()
+    assert result.returncode == 0, result.stderr
+    (message,) = json.loads(result.stdout)
     assert (message["id"], message["body"], message["from"]) == (int(sent), "wake up", "user")
     assert cli.ok("msg", "read", "--as", "listener", "--unread", "--json").strip() == "[]"
 
