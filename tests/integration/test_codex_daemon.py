@@ -171,13 +171,21 @@ def test_bridge_socket_is_private_and_refuses_unknown_operations(codex: FakeResp
     assert caught.value.exit_code == 2
 
 
-def test_a_bridge_running_other_code_is_replaced(
-    codex: FakeResponses, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from dev_sessions.codex import link as link_module
-
+def test_a_bridge_running_other_code_is_replaced(codex: FakeResponses) -> None:
     first = BridgeLink(Settings.from_env(), os.environ).call("ping")
     assert first is not None
-    monkeypatch.setattr(link_module, "code_stamp", lambda: "another version")
-    second = BridgeLink(Settings.from_env(), os.environ).call("ping")
+    same = BridgeLink(Settings.from_env(), os.environ).call("ping")
+    assert same is not None and same["pid"] == first["pid"], "the same code keeps its bridge"
+    # A command of another version of dev-sessions (an upgrade) meets the running bridge.
+    upgraded = BridgeLink(Settings.from_env(), os.environ, code="another version")
+    second = upgraded.call("ping")
     assert second is not None and second["pid"] != first["pid"]
+    eventually(lambda: gone(first["pid"]), timeout=10)
+
+
+def gone(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return ") Z" in stat.read_text()
+    except FileNotFoundError:
+        return True
