@@ -213,6 +213,16 @@ def cli(workdir: Path) -> DevSessions:
     return DevSessions(workdir)
 
 
+@pytest.fixture
+def fake_claude(tmux_server: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """tests/fakes/fake_claude.py as the agent: it draws Claude Code's screens (FAKE_CLAUDE_MODE picks
+    one) and writes its argv, environment and cwd to the returned path."""
+    monkeypatch.setenv("DEV_SESSIONS_CLAUDE_BIN", str(ROOT / "tests" / "fakes" / "fake_claude.py"))
+    record = tmp_path / "fake-claude.json"
+    monkeypatch.setenv("FAKE_CLAUDE_RECORD", str(record))
+    return record
+
+
 def _require(binary: Path | None, name: str) -> Path:
     if binary is None:
         need(f"the pinned {name} binary is not installed (run scripts/test, which installs it)")

@@ -17,17 +17,7 @@ from pathlib import Path
 import pytest
 from libtmux.server import Server
 
-from tests.conftest import ROOT, DevSessions, eventually, need
-
-FAKE = ROOT / "tests" / "fakes" / "fake_claude.py"
-
-
-@pytest.fixture
-def fake_claude(tmux_server: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    monkeypatch.setenv("DEV_SESSIONS_CLAUDE_BIN", str(FAKE))
-    record = tmp_path / "fake-claude.json"
-    monkeypatch.setenv("FAKE_CLAUDE_RECORD", str(record))
-    return record
+from tests.conftest import DevSessions, eventually, need
 
 
 def tmux_sessions(server: Server) -> set[str]:
@@ -219,6 +209,24 @@ def test_create_waits_for_a_slow_input_box(
     sid = cli.ok("create", "-q").strip()
     assert time.monotonic() - started >= 1.5
     assert cli.ok("status", sid).strip() == "idle"
+
+
+def test_ready_timeout_bounds_the_wait_for_the_input_box(
+    cli: DevSessions, fake_claude: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The agent draws nothing for a minute; DEV_SESSIONS_READY_TIMEOUT says how long to wait for it.
+    monkeypatch.setenv("FAKE_CLAUDE_MODE", "late")
+    monkeypatch.setenv("FAKE_CLAUDE_DELAY", "60")
+    monkeypatch.setenv("DEV_SESSIONS_READY_TIMEOUT", "1")
+    started = time.monotonic()
+    created = cli("create", timeout=15)  # well under the default of 30 s
+    assert time.monotonic() - started >= 1.0
+    assert created.returncode == 0, created.stderr
+    sid = created.stdout.strip()
+    assert f"{sid}: started, but its input box has not shown yet" in created.stderr
+    assert cli.ok("status", sid).splitlines()[0] == "starting", "create returned before the agent was ready"
+    # send waits for the input box just as long, then says so.
+    one_line_error(cli("send", sid, "hello"), 1, f"{sid}: input box not ready after 1 s")
 
 
 def test_session_whose_agent_died_is_exited(cli: DevSessions, fake_claude: Path) -> None:
