@@ -295,10 +295,18 @@ class GatewayProcess:
         return err
 
 
-def start_gateway(*extra: str, env: dict[str, str] | None = None) -> GatewayProcess:
-    """The real gateway on 127.0.0.1, a free port and a token, for the test's own state dir."""
-    token = "test-token-" + os.urandom(8).hex()
-    environ = {**os.environ, "DEV_SESSIONS_GATEWAY_TOKEN": token, **(env or {})}
+def start_gateway(*extra: str, env: dict[str, str] | None = None, token_file: bool = False) -> GatewayProcess:
+    """The real gateway on 127.0.0.1, a free port and a token, for the test's own state dir.
+
+    The token is given in DEV_SESSIONS_GATEWAY_TOKEN, or with ``token_file`` left to the gateway's
+    own token file (``dev-sessions gateway token``). The first "listening on" line is read; one more
+    follows for every ``--bind``.
+    """
+    environ = {**os.environ, **(env or {})}
+    if token_file:
+        environ.pop("DEV_SESSIONS_GATEWAY_TOKEN", None)
+    else:
+        environ["DEV_SESSIONS_GATEWAY_TOKEN"] = "test-token-" + os.urandom(8).hex()
     process = subprocess.Popen(
         [sys.executable, "-m", "dev_sessions", "gateway", "--port", "0", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environ, cwd=ROOT,
@@ -306,6 +314,10 @@ def start_gateway(*extra: str, env: dict[str, str] | None = None) -> GatewayProc
     assert process.stdout is not None
     line = process.stdout.readline()
     assert "listening on http://" in line, process.stderr.read() if process.stderr else line
+    token = (
+        environ.get("DEV_SESSIONS_GATEWAY_TOKEN")
+        or (Path(environ["DEV_SESSIONS_HOME"]) / "gateway-token").read_text().strip()
+    )
     return GatewayProcess(line.split("listening on ", 1)[1].strip(), token, process)
 
 

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import DevSessions, GatewayProcess, start_gateway
+from tests.conftest import ROOT, DevSessions, GatewayProcess, start_gateway
 
 
 def post(
@@ -215,3 +220,99 @@ def test_doctor_in_a_sandbox_checks_the_gateway(
     bad = remote("doctor")
     assert bad.returncode == 1
     assert "fail  gateway token" in bad.stdout
+
+
+def health(url: str, host: str | None = None) -> int:
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
+    connection.request("GET", "/health", headers={"Host": host} if host else {})
+    status = connection.getresponse().status
+    connection.close()
+    return status
+
+
+@contextlib.contextmanager
+def running(
+    *extra: str, env: dict[str, str] | None = None, token_file: bool = False
+) -> Iterator[GatewayProcess]:
+    gw = start_gateway(*extra, env=env, token_file=token_file)
+    try:
+        yield gw
+    finally:
+        gw.process.terminate()
+        gw.process.wait(timeout=10)
+
+
+def test_bind_adds_an_address_and_its_name(isolated: Path, cli: DevSessions) -> None:
+    with running("--root", str(isolated), "--bind", "127.0.0.2") as gw:
+        port = urlsplit(gw.url).port
+        assert gw.url == f"http://127.0.0.1:{port}"
+        assert gw.process.stdout is not None
+        assert gw.process.stdout.readline().strip().endswith(f"listening on http://127.0.0.2:{port}")
+        there = GatewayProcess(f"http://127.0.0.2:{port}", gw.token, gw.process)
+        assert health(there.url) == 200  # Host: 127.0.0.2, a name of its own now
+        call = {"api": "messages", "method": "register", "args": {"name": "via-bind"}}
+        assert post(there, call)[0] == 200
+    assert "via-bind" in [row["name"] for row in json.loads(cli.ok("agents", "--json"))]
+
+
+def test_without_bind_only_loopback_is_served(gateway: GatewayProcess) -> None:
+    port = urlsplit(gateway.url).port
+    with pytest.raises(ConnectionRefusedError):
+        health(f"http://127.0.0.2:{port}")
+    assert health(gateway.url, host="127.0.0.2") == 403
+
+
+def test_bind_names_an_interface_or_is_refused(isolated: Path) -> None:
+    with running("--root", str(isolated), "--bind", "lo") as gw:  # lo's address: 127.0.0.1, once
+        assert health(gw.url) == 200
+    bad = subprocess.run(
+        [sys.executable, "-m", "dev_sessions", "gateway", "--port", "0", "--bind", "nosuch0"],
+        capture_output=True, text=True, cwd=ROOT, timeout=30, check=False,
+    )  # fmt: skip
+    assert bad.returncode == 1
+    assert "--bind nosuch0: no such address or interface" in bad.stderr
+
+
+def test_allow_host_accepts_another_name(isolated: Path, gateway: GatewayProcess) -> None:
+    assert health(gateway.url, host="gw.internal") == 403
+    with running("--root", str(isolated), "--allow-host", "gw.internal") as gw:
+        assert health(gw.url, host="gw.internal") == 200
+        call = {"api": "messages", "method": "register", "args": {"name": "named"}}
+        assert post(gw, call, host="gw.internal:6767")[0] == 200
+        assert post(gw, call, host="other.internal")[0] == 403
+
+
+def test_gateway_token_is_the_one_the_gateway_takes(
+    isolated: Path, cli: DevSessions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = cli.ok("gateway", "token").strip()
+    path = Path(os.environ["DEV_SESSIONS_HOME"]) / "gateway-token"
+    assert path.read_text().strip() == token
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert cli.ok("gateway", "token").strip() == token, "made once, then kept"
+    call = {"api": "messages", "method": "register", "args": {"name": "tokened"}}
+    with running("--root", str(isolated), token_file=True) as gw:
+        assert gw.token == token
+        assert post(gw, call)[0] == 200
+        assert post(gw, call, token="not-" + token)[0] == 401
+    monkeypatch.setenv("DEV_SESSIONS_GATEWAY_TOKEN", "from-the-environment")
+    assert cli.ok("gateway", "token").strip() == "from-the-environment"
+
+
+def test_gateway_roots_from_the_environment(
+    isolated: Path, cli: DevSessions, fake_claude: Path, tmp_path: Path
+) -> None:
+    served, other = tmp_path / "served", tmp_path / "other"
+    (served / "repo").mkdir(parents=True)
+    other.mkdir()
+    roots = {"DEV_SESSIONS_GATEWAY_ROOTS": f"{tmp_path / 'elsewhere'}:{served}"}
+    with running(env=roots) as gw:
+        refused = post(gw, {"api": "sessions", "method": "create", "args": {"path": str(other)}})
+        assert refused[0] == 400 and "path:" in json.dumps(refused[1])
+        status, answer = post(
+            gw, {"api": "sessions", "method": "create", "args": {"path": str(served / "repo")}}
+        )
+        assert status == 200, answer
+    (session,) = json.loads(cli.ok("list", "--json"))
+    assert session["path"] == str((served / "repo").resolve())
