@@ -316,3 +316,10 @@ def test_gateway_roots_from_the_environment(
         assert status == 200, answer
     (session,) = json.loads(cli.ok("list", "--json"))
     assert session["path"] == str((served / "repo").resolve())
+
+
+def test_sigterm_is_a_clean_stop(gateway: GatewayProcess) -> None:
+    gateway.process.terminate()  # what systemd (and launchd) send to stop the service
+    assert gateway.process.wait(timeout=10) == 0, (
+        gateway.process.stderr.read() if gateway.process.stderr else ""
+    )
