@@ -6,6 +6,7 @@ import contextlib
 import http.client
 import json
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -15,7 +16,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import ROOT, DevSessions, GatewayProcess, start_gateway
+from tests.conftest import ROOT, DevSessions, GatewayProcess, eventually, need, start_gateway
+from tests.integration.user_systemd import CannotRun, UserManager
 
 
 def post(
@@ -316,6 +318,69 @@ def test_gateway_roots_from_the_environment(
         assert status == 200, answer
     (session,) = json.loads(cli.ok("list", "--json"))
     assert session["path"] == str((served / "repo").resolve())
+
+
+@pytest.fixture
+def user_systemd(isolated: Path) -> Iterator[UserManager]:
+    """A private systemd user manager that `systemctl --user` (and so `gateway install`) reaches."""
+    manager = UserManager(
+        home=Path(os.environ["HOME"]),
+        runtime=Path(os.environ["XDG_RUNTIME_DIR"]),
+        log=isolated / "systemd.log",
+    )
+    try:
+        manager.start()
+    except CannotRun as err:
+        need(f"a private systemd user manager cannot run here: {err}")
+    try:
+        yield manager
+    finally:
+        manager.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_install_starts_the_service_and_status_sees_it_live(
+    cli: DevSessions, user_systemd: UserManager
+) -> None:
+    port = free_port()
+    unit = Path(os.environ["HOME"]) / ".config" / "systemd" / "user" / "dev-sessions-gateway.service"
+    assert cli.ok("gateway", "install", "--port", str(port)).startswith(f"systemd: {unit} (started)")
+    facts = user_systemd.show("dev-sessions-gateway.service", "ActiveState", "UnitFileState", "MainPID")
+    assert (facts["ActiveState"], facts["UnitFileState"]) == ("active", "enabled")
+    argv = Path(f"/proc/{facts['MainPID']}/cmdline").read_bytes().split(b"\0")[1:-1]
+    assert [a.decode() for a in argv] == ["-m", "dev_sessions", "gateway", "--port", str(port)]
+
+    def live() -> dict[str, object] | None:
+        found: dict[str, object] = json.loads(cli.ok("gateway", "status", "--json"))
+        return found if found["health"] == "ok" else None
+
+    assert eventually(live, timeout=20) == {
+        "kind": "systemd", "path": str(unit), "installed": True, "port": port, "active": "active",
+        "health": "ok",
+    }  # fmt: skip
+    assert cli.ok("gateway", "status") == f"installed: {unit} (systemd, active)\nport {port}: health ok\n"
+    # It serves this state dir, with the token that `gateway token` prints.
+    token = cli.ok("gateway", "token").strip()
+    service = GatewayProcess(f"http://127.0.0.1:{port}", token, None)  # type: ignore[arg-type]
+    assert post(service, {"api": "messages", "method": "register", "args": {"name": "via-service"}})[0] == 200
+    assert "via-service" in [row["name"] for row in json.loads(cli.ok("agents", "--json"))]
+
+    assert cli.ok("gateway", "uninstall").strip() == f"removed {unit}"
+    assert not unit.exists()
+    eventually(lambda: not Path(f"/proc/{facts['MainPID']}").exists(), timeout=20)
+    # Stopped cleanly, and gone from the manager (a failed unit would stay loaded as "failed").
+    assert user_systemd.show("dev-sessions-gateway.service", "ActiveState", "LoadState") == {
+        "ActiveState": "inactive",
+        "LoadState": "not-found",
+    }
+    with pytest.raises(ConnectionRefusedError):
+        health(service.url)
+    assert cli("gateway", "status").returncode == 1
 
 
 def test_sigterm_is_a_clean_stop(gateway: GatewayProcess) -> None:
