@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import DevSessions, eventually
+from tests.conftest import DevSessions, eventually, stop_codex
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.openai_responses import FakeResponses
 
@@ -123,3 +124,34 @@ def test_queued_messages_survive_a_crashed_deliverer(cli: DevSessions, claude: F
     # Any messaging command that sees work left starts a new deliverer, which carries on.
     eventually(lambda: state_of(cli, mid, sid) == "delivered", timeout=20)
     assert any("do not lose me" in p for p in prompts_seen(cli, sid))
+
+
+def receipt(cli: DevSessions, message_id: str) -> dict[str, object]:
+    (only,) = json.loads(cli.ok("msg", "status", message_id, "--json"))["recipients"]
+    return dict(only)
+
+
+def test_a_failed_delivery_keeps_its_reason_and_is_retried(cli: DevSessions, codex: FakeResponses) -> None:
+    sid = cli.ok("create", "--cli", "codex", "-q").strip()
+    cli.ok("ask", sid, "before the trouble", "--timeout", "60")
+    # The app-server goes, and Codex's configuration breaks: the deliverer's attempt to bring the
+    # thread back (thread/resume) is refused.
+    stop_codex(Path(os.environ["DEV_SESSIONS_HOME"]))
+    config = Path(os.environ["CODEX_HOME"]) / "config.toml"
+    good = config.read_text()
+    config.write_text("this is [not toml\n")
+    mid = cli.ok("msg", "send", "--to", sid, "please retry me").strip()
+    failed = eventually(lambda: (r := receipt(cli, mid))["state"] == "failed" and r, timeout=30)
+    assert isinstance(failed, dict)
+    assert "failed to load configuration" in str(failed["reason"])
+    assert (failed["attempts"], failed["retrying"]) == (1, True)
+    shown = cli.ok("msg", "status", mid)
+    assert f"  {sid}: failed: " in shown and "failed to load configuration" in shown
+    assert "(retrying)" in shown
+    config.write_text(good)
+    # The deliverer tries again by itself (after 5 s): nobody sends anything.
+    delivered = eventually(lambda: (r := receipt(cli, mid))["state"] == "delivered" and r, timeout=30)
+    assert isinstance(delivered, dict)
+    assert delivered["attempts"] == 2
+    cli.ok("wait", sid, "--timeout", "60")
+    assert cli.ok("last-message", sid).startswith(NOTICE.format(id=mid, sender="user"))
