@@ -288,37 +288,50 @@ class GatewayProcess:
     url: str
     token: str
     process: subprocess.Popen[str]
+    log_path: Path | None = None
+
+    def said(self) -> str:
+        """What it has logged so far (only when started with a log file)."""
+        assert self.log_path is not None
+        return self.log_path.read_text()
 
     def log(self) -> str:
+        """Stop it, and return all it logged."""
         self.process.terminate()
         _, err = self.process.communicate(timeout=10)
-        return err
+        return self.said() if self.log_path is not None else err
 
 
-def start_gateway(*extra: str, env: dict[str, str] | None = None, token_file: bool = False) -> GatewayProcess:
+def start_gateway(
+    *extra: str, env: dict[str, str] | None = None, token_file: bool = False, log: Path | None = None
+) -> GatewayProcess:
     """The real gateway on 127.0.0.1, a free port and a token, for the test's own state dir.
 
     The token is given in DEV_SESSIONS_GATEWAY_TOKEN, or with ``token_file`` left to the gateway's
     own token file (``dev-sessions gateway token``). The first "listening on" line is read; one more
-    follows for every ``--bind``.
+    follows for every ``--bind``. Its log (stderr) is piped, or written to ``log`` as it goes.
     """
     environ = {**os.environ, **(env or {})}
     if token_file:
         environ.pop("DEV_SESSIONS_GATEWAY_TOKEN", None)
     else:
         environ["DEV_SESSIONS_GATEWAY_TOKEN"] = "test-token-" + os.urandom(8).hex()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dev_sessions", "gateway", "--port", "0", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environ, cwd=ROOT,
-    )  # fmt: skip
+    with contextlib.ExitStack() as stack:
+        err = stack.enter_context(log.open("w")) if log is not None else subprocess.PIPE
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dev_sessions", "gateway", "--port", "0", *extra],
+            stdout=subprocess.PIPE, stderr=err, text=True, env=environ, cwd=ROOT,
+        )  # fmt: skip
     assert process.stdout is not None
     line = process.stdout.readline()
-    assert "listening on http://" in line, process.stderr.read() if process.stderr else line
+    if "listening on http://" not in line:
+        said = log.read_text() if log is not None else process.stderr.read() if process.stderr else ""
+        raise AssertionError(f"the gateway did not start: {line}{said}")
     token = (
         environ.get("DEV_SESSIONS_GATEWAY_TOKEN")
         or (Path(environ["DEV_SESSIONS_HOME"]) / "gateway-token").read_text().strip()
     )
-    return GatewayProcess(line.split("listening on ", 1)[1].strip(), token, process)
+    return GatewayProcess(line.split("listening on ", 1)[1].strip(), token, process, log)
 
 
 @pytest.fixture

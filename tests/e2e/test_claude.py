@@ -115,9 +115,11 @@ def test_status_is_working_during_a_slow_reply_and_idle_after(
 ) -> None:
     sid = create(cli)
     assert cli.ok("status", sid).strip() == "idle"
-    cli.ok("send", sid, "take your time <<slow:3>>")
-    eventually(lambda: cli.ok("status", sid).strip() == "working")
+    cli.ok("send", sid, "take your time <<hold>>")
+    eventually(lambda: claude.holding() == 1)  # the turn runs until the test lets it end
+    assert cli.ok("status", sid).strip() == "working"
     assert json.loads(cli.ok("list", "--json"))[0]["live"] == "working"
+    claude.release()
     cli.ok("wait", sid, "--timeout", "60")
     assert cli.ok("status", sid).strip() == "idle"
     assert json.loads(cli.ok("list", "--json"))[0]["live"] == "idle"
@@ -125,11 +127,12 @@ def test_status_is_working_during_a_slow_reply_and_idle_after(
 
 def test_wait_times_out_with_124(cli: DevSessions, claude: FakeAnthropic) -> None:
     sid = create(cli)
-    cli.ok("send", sid, "slow <<slow:4>>")
+    cli.ok("send", sid, "slow <<hold>>")
     result = cli("wait", sid, "--timeout", "1")
     assert result.returncode == 124
     assert "still running after 1 s" in result.stderr
-    cli.ok("wait", sid, "--timeout", "60")
+    claude.release()
+    assert cli.ok("wait", sid, "--timeout", "60").startswith(f"{sid}: completed")
 
 
 def test_question_is_waiting_for_input_and_answered_with_respond(
@@ -217,12 +220,13 @@ def test_failed_turn_is_reported_with_the_api_error(cli: DevSessions, claude: Fa
 
 def test_prompt_sent_during_a_turn_is_queued_and_waited_for(cli: DevSessions, claude: FakeAnthropic) -> None:
     sid = create(cli)
-    cli.ok("send", sid, "first <<slow:3>>")
-    eventually(lambda: cli.ok("status", sid).strip() == "working")
+    cli.ok("send", sid, "first <<hold>>")
+    eventually(lambda: claude.holding() == 1)
     assert (
         cli.ok("send", sid, "second, queued").strip()
         == f"{sid}: queued (a turn is running; this prompt goes next)"
     )
+    claude.release()
     cli.ok("wait", sid, "--timeout", "60")
     assert last(cli, sid) == "second, queued"
 

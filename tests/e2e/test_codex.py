@@ -119,23 +119,24 @@ def test_failed_turn_is_reported_with_its_error(cli: DevSessions, codex: FakeRes
 
 def test_prompt_sent_during_a_turn_is_queued_as_the_next_turn(cli: DevSessions, codex: FakeResponses) -> None:
     sid = create(cli)
-    cli.ok("send", sid, "first <<slow:2>>")
-    eventually(lambda: cli.ok("status", sid).strip() == "working")
+    cli.ok("send", sid, "first <<hold>>")
+    eventually(lambda: codex.holding() == 1)
     assert (
         cli.ok("send", sid, "second, queued").strip()
         == f"{sid}: queued (a turn is running; this prompt goes next)"
     )
+    codex.release()
     cli.ok("wait", sid, "--timeout", "60")
     assert json.loads(cli.ok("last-message", sid, "-n", "2", "--json")) == [
-        "first <<slow:2>>",
+        "first <<hold>>",
         "second, queued",
     ]
 
 
 def test_steer_adds_to_the_running_turn(cli: DevSessions, codex: FakeResponses) -> None:
     sid = create(cli)
-    cli.ok("send", sid, "steer me <<slow:5>>")
-    eventually(lambda: cli.ok("status", sid).strip() == "working")
+    cli.ok("send", sid, "steer me <<hold>>")  # never answered: Codex drops it for the steered request
+    eventually(lambda: codex.holding() == 1)
     assert cli.ok("send", "--steer", sid, "go this way").strip() == f"{sid}: steered into the running turn"
     cli.ok("wait", sid, "--timeout", "60")
     assert last(cli, sid) == "go this way"

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
 import pytest
 
+from dev_sessions.config import Settings
 from tests.conftest import DevSessions, eventually, stop_codex
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.openai_responses import FakeResponses
@@ -44,14 +46,15 @@ def test_dm_to_a_working_claude_session_waits_for_the_turn_to_end(
     cli: DevSessions, claude: FakeAnthropic
 ) -> None:
     sid = cli.ok("create", "-q").strip()
-    cli.ok("send", sid, "busy for a while <<slow:3>>")
-    eventually(lambda: cli.ok("status", sid).strip() == "working")
+    cli.ok("send", sid, "busy for a while <<hold>>")
+    eventually(lambda: claude.holding() == 1)  # the turn runs until the test lets it end
     mid = cli.ok("msg", "send", "--to", sid, "when you are free").strip()
     assert state_of(cli, mid, sid) == "queued"
+    claude.release()
     cli.ok("wait", sid, "--timeout", "60")
     eventually(lambda: state_of(cli, mid, sid) == "delivered", timeout=15)
     prompts = prompts_seen(cli, sid)
-    assert prompts[0] == "busy for a while <<slow:3>>"
+    assert prompts[0] == "busy for a while <<hold>>"
     assert prompts[1].startswith(NOTICE.format(id=mid, sender="user"))
 
 
@@ -62,8 +65,8 @@ def test_dm_to_codex_idle_busy_and_urgent(cli: DevSessions, codex: FakeResponses
     cli.ok("wait", sid, "--timeout", "60")
     assert cli.ok("last-message", sid).startswith(NOTICE.format(id=first, sender="user"))
 
-    cli.ok("send", sid, "long job <<slow:4>>")
-    eventually(lambda: cli.ok("status", sid).strip() == "working")
+    cli.ok("send", sid, "long job <<hold>>")  # runs until the urgent message is steered into it
+    eventually(lambda: codex.holding() == 1)
     later = cli.ok("msg", "send", "--to", sid, "after the job").strip()
     urgent = cli.ok("msg", "send", "--to", sid, "--priority", "urgent", "stop and look").strip()
     eventually(lambda: state_of(cli, later, sid) == "delivered", timeout=30)
@@ -107,18 +110,14 @@ def test_codex_session_reports_to_its_parent(
 
 
 def test_queued_messages_survive_a_crashed_deliverer(cli: DevSessions, claude: FakeAnthropic) -> None:
-    import os
-    import signal
-
-    from dev_sessions.config import Settings
-
     sid = cli.ok("create", "-q").strip()
-    cli.ok("send", sid, "busy <<slow:3>>")
-    eventually(lambda: cli.ok("status", sid).strip() == "working")
+    cli.ok("send", sid, "busy <<hold>>")
+    eventually(lambda: claude.holding() == 1)
     mid = cli.ok("msg", "send", "--to", sid, "do not lose me").strip()
     lock = Settings.from_env().home / "deliverer.lock"
     pid = int(eventually(lambda: lock.exists() and lock.read_text().strip()))  # type: ignore[arg-type]
     os.kill(pid, signal.SIGKILL)
+    claude.release()
     cli.ok("wait", sid, "--timeout", "60")
     assert state_of(cli, mid, sid) == "queued", "nobody delivered it: the deliverer is dead"
     # Any messaging command that sees work left starts a new deliverer, which carries on.
