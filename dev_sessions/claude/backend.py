@@ -351,7 +351,8 @@ class ClaudeBackend:
                         break
                     if not announced:
                         # Said once, as the wait starts to block: tests wait for it before they act.
-                        log.debug("%s: waiting for the turn to end", ", ".join(waiters))
+                        for sid in waiters:
+                            log.debug("%s: waiting for the turn to end", sid)
                         announced = True
                     yield watcher, min([remaining, 2.0, *soon])
             finally:
