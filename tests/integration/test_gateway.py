@@ -344,6 +344,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="systemd runs on Linux only (launchd: not yet)"
+)
 def test_install_starts_the_service_and_status_sees_it_live(
     cli: DevSessions, user_systemd: UserManager
 ) -> None:
