@@ -7,28 +7,34 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"
   elif command -v sudo >/dev/null 2>&1; then sudo "$@"
-  else die "need root to run: $* (install tmux yourself, then run this again)"
+  else die "need root to run: $* (install what it installs yourself, then run this again)"
   fi
 }
 
-# tmux 3.2 or newer, from the system's package manager when it is missing.
-ensure_tmux() {
-  if command -v tmux >/dev/null 2>&1; then
+# A command from the system's package manager when it is missing: ensure_command COMMAND [PACKAGE].
+ensure_command() {
+  local command=$1 package=${2:-$1}
+  if command -v "$command" >/dev/null 2>&1; then
     return
   fi
-  say "installing tmux"
+  say "installing $package (for $command)"
   if command -v apt-get >/dev/null 2>&1; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null
-  elif command -v brew >/dev/null 2>&1; then brew install tmux
-  elif command -v dnf >/dev/null 2>&1; then as_root dnf install -y tmux
-  elif command -v yum >/dev/null 2>&1; then as_root yum install -y tmux
-  elif command -v apk >/dev/null 2>&1; then as_root apk add tmux
-  elif command -v pacman >/dev/null 2>&1; then as_root pacman -S --noconfirm tmux
-  elif command -v zypper >/dev/null 2>&1; then as_root zypper install -y tmux
-  else die "no known package manager to install tmux with; install tmux 3.2+ yourself"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$package" >/dev/null
+  elif command -v brew >/dev/null 2>&1; then brew install "$package"
+  elif command -v dnf >/dev/null 2>&1; then as_root dnf install -y "$package"
+  elif command -v yum >/dev/null 2>&1; then as_root yum install -y "$package"
+  elif command -v apk >/dev/null 2>&1; then as_root apk add "$package"
+  elif command -v pacman >/dev/null 2>&1; then as_root pacman -S --noconfirm "$package"
+  elif command -v zypper >/dev/null 2>&1; then as_root zypper install -y "$package"
+  else die "no known package manager to install $package with; install it yourself"
   fi
-  command -v tmux >/dev/null 2>&1 || die "tmux still not found after installing it"
+  command -v "$command" >/dev/null 2>&1 || die "$command still not found after installing $package"
+}
+
+# tmux 3.2 or newer.
+ensure_tmux() {
+  ensure_command tmux
 }
 
 # A Python 3.10+ to build virtual environments with.

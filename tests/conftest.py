@@ -1,9 +1,12 @@
 """Shared fixtures: every test runs with its own state dir, home and private tmux server.
 
-Tests never touch the real ``~``, the default tmux server or a real agent login: the autouse fixture
-points ``HOME``, ``DEV_SESSIONS_HOME`` and ``DEV_SESSIONS_TMUX_SOCKET`` into the test's temp dir and
-libtmux's ``server`` fixture (a private socket, killed afterwards), and removes the variables that
-would tie a run to the caller's own agent.
+Tests never touch the real ``~``, the default tmux server, the user's own systemd or a real agent
+login: the autouse fixture points ``HOME``, ``DEV_SESSIONS_HOME``, ``DEV_SESSIONS_TMUX_SOCKET`` and
+``XDG_RUNTIME_DIR`` into the test's temp dir and libtmux's ``server`` fixture (a private socket, killed
+afterwards), and removes the variables that would tie a run to the caller's own agent or session bus.
+
+A requirement a test cannot do without (an agent binary, a system tool) skips it on a developer's
+machine and fails it under ``CI=true``: see ``need``.
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ import contextlib
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, NoReturn
 
 import pytest
 from libtmux.server import Server
@@ -51,6 +56,9 @@ _FOREIGN = (
     "ANTHROPIC_API_KEY",
     "ANTHROPIC_AUTH_TOKEN",
     "ANTHROPIC_BASE_URL",
+    # The user's session bus: `systemctl --user` (gateway install/uninstall/status) must never reach
+    # the real user manager and stop or replace a gateway service someone runs.
+    "DBUS_SESSION_BUS_ADDRESS",
 )
 
 
@@ -63,7 +71,17 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("DEV_SESSIONS_HOME", str(tmp_path / "state"))
     monkeypatch.setenv("DEV_SESSIONS_TMUX_SOCKET", "ds-never-started")
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
     return tmp_path
+
+
+def need(what: str) -> NoReturn:
+    """Something the test cannot run without is missing: skip it here, fail it under CI=true."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{what} (CI=true: a test that cannot run fails)")
+    pytest.skip(what)
 
 
 @pytest.fixture
@@ -118,12 +136,69 @@ class DevSessions:
         )
         return result.stdout
 
-    def start(self, *args: str) -> subprocess.Popen[str]:
-        """The command left running in the background (a ``wait`` to race against), its output piped."""
-        return subprocess.Popen(
-            [sys.executable, "-m", "dev_sessions", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=self.cwd,
-        )  # fmt: skip
+    def start(self, *args: str, debug: bool = False) -> Running:
+        """The command left running in the background (a ``wait`` to race against).
+
+        With ``debug``, it runs with ``DEV_SESSIONS_DEBUG=1`` and its debug log comes on stderr as it
+        goes: ``wait`` logs ``<id>: waiting for the turn to end`` and ``msg wait`` ``<name>: waiting
+        for a message`` once they block (see ``Running.said``).
+        """
+        env = {**os.environ, "DEV_SESSIONS_DEBUG": "1"} if debug else None
+        argv = [sys.executable, "-m", "dev_sessions", *args]
+        pipe = subprocess.PIPE
+        return Running(subprocess.Popen(argv, stdout=pipe, stderr=pipe, text=True, cwd=self.cwd, env=env))
+
+
+class Running:
+    """A command running in the background; its output is read as it comes, so that a test can wait
+    for a line it prints (a waiter saying that it blocks) before acting."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self._out: list[str] = []
+        self._err: list[str] = []
+        self._lock = threading.Lock()
+        self._readers = [
+            threading.Thread(target=self._pump, args=(process.stdout, self._out), daemon=True),
+            threading.Thread(target=self._pump, args=(process.stderr, self._err), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _pump(self, stream: IO[str], into: list[str]) -> None:
+        for line in stream:
+            with self._lock:
+                into.append(line)
+
+    @property
+    def stderr(self) -> str:
+        with self._lock:
+            return "".join(self._err)
+
+    def said(self, needle: str, timeout: float = 20.0) -> None:
+        """Wait until ``needle`` shows on its stderr; fail at once if it ends without saying it."""
+
+        def spoken() -> bool:
+            if needle in self.stderr:
+                return True
+            if self.process.poll() is not None:
+                for reader in self._readers:
+                    reader.join(5)
+                if needle not in self.stderr:
+                    ended = f"it ended ({self.process.returncode}) without saying {needle!r}"
+                    raise AssertionError(f"{ended}: {self.stderr[-2000:]}")
+                return True
+            return False
+
+        eventually(spoken, timeout)
+
+    def finish(self, timeout: float = 20.0) -> Result:
+        """Its exit status and whole output, once it ends (within ``timeout``, times SLOW)."""
+        self.process.wait(timeout * SLOW)
+        for reader in self._readers:
+            reader.join(5)
+        with self._lock:
+            return Result(self.process.returncode, "".join(self._out), "".join(self._err))
 
 
 FAKE_CLAUDE = ROOT / "tests" / "fakes" / "fake_claude.py"
@@ -131,7 +206,8 @@ FAKE_CLAUDE = ROOT / "tests" / "fakes" / "fake_claude.py"
 
 @pytest.fixture
 def fake_claude(tmux_server: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """tests/fakes/fake_claude.py as the agent; it records its argv, env and cwd in the returned file."""
+    """tests/fakes/fake_claude.py as the agent: it draws Claude Code's screens (FAKE_CLAUDE_MODE picks
+    one) and writes its argv, environment and cwd to the returned path."""
     monkeypatch.setenv("DEV_SESSIONS_CLAUDE_BIN", str(FAKE_CLAUDE))
     record = tmp_path / "fake-claude.json"
     monkeypatch.setenv("FAKE_CLAUDE_RECORD", str(record))
@@ -163,10 +239,7 @@ def cli(workdir: Path) -> DevSessions:
 
 def _require(binary: Path | None, name: str) -> Path:
     if binary is None:
-        message = f"the pinned {name} binary is not installed (run scripts/test, which installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        need(f"the pinned {name} binary is not installed (run scripts/test, which installs it)")
     return binary
 
 
@@ -231,28 +304,48 @@ class GatewayProcess:
     process: subprocess.Popen[str]
     log_path: Path | None = None
 
+    def said(self) -> str:
+        """What it has logged so far."""
+        assert self.log_path is not None
+        return self.log_path.read_text()
+
     def log(self) -> str:
-        """Stop the gateway; what it logged."""
+        """Stop it, and return all it logged."""
         self.process.terminate()
         self.process.communicate(timeout=10)
-        return self.log_path.read_text() if self.log_path else ""
+        return self.said()
 
 
-def start_gateway(*extra: str, env: dict[str, str] | None = None) -> GatewayProcess:
-    """The real gateway on 127.0.0.1, a free port and a token, for the test's own state dir."""
-    token = "test-token-" + os.urandom(16).hex()
-    environ = {**os.environ, "DEV_SESSIONS_GATEWAY_TOKEN": token, **(env or {})}
-    # The log goes to a file: a pipe nobody reads would stop the gateway once 64 KB of log fill it.
-    log_path = Path(environ["DEV_SESSIONS_HOME"]).parent / f"gateway-{os.urandom(4).hex()}.log"
-    with log_path.open("w") as log:
+def start_gateway(
+    *extra: str, env: dict[str, str] | None = None, token_file: bool = False, log: Path | None = None
+) -> GatewayProcess:
+    """The real gateway on 127.0.0.1, a free port and a token, for the test's own state dir.
+
+    The token is given in DEV_SESSIONS_GATEWAY_TOKEN, or with ``token_file`` left to the gateway's
+    own token file (``dev-sessions gateway token``). The first "listening on" line is read; one more
+    follows for every ``--bind``. Its log (stderr) is written to ``log`` (by default a file beside the
+    state dir) as it goes: a pipe nobody reads would stop the gateway once 64 KB of log fill it.
+    """
+    environ = {**os.environ, **(env or {})}
+    if token_file:
+        environ.pop("DEV_SESSIONS_GATEWAY_TOKEN", None)
+    else:
+        environ["DEV_SESSIONS_GATEWAY_TOKEN"] = "test-token-" + os.urandom(16).hex()
+    log = log or Path(environ["DEV_SESSIONS_HOME"]).parent / f"gateway-{os.urandom(4).hex()}.log"
+    with log.open("w") as err:
         process = subprocess.Popen(
             [sys.executable, "-m", "dev_sessions", "gateway", "--port", "0", *extra],
-            stdout=subprocess.PIPE, stderr=log, text=True, env=environ, cwd=ROOT,
+            stdout=subprocess.PIPE, stderr=err, text=True, env=environ, cwd=ROOT,
         )  # fmt: skip
     assert process.stdout is not None
     line = process.stdout.readline()
-    assert "listening on http://" in line, log_path.read_text()
-    return GatewayProcess(line.split("listening on ", 1)[1].strip(), token, process, log_path)
+    if "listening on http://" not in line:
+        raise AssertionError(f"the gateway did not start: {line}{log.read_text()}")
+    token = (
+        environ.get("DEV_SESSIONS_GATEWAY_TOKEN")
+        or (Path(environ["DEV_SESSIONS_HOME"]) / "gateway-token").read_text().strip()
+    )
+    return GatewayProcess(line.split("listening on ", 1)[1].strip(), token, process, log)
 
 
 @pytest.fixture

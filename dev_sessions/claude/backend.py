@@ -347,6 +347,7 @@ class ClaudeBackend:
                     waiters[session.id] = waiter
                 else:
                     results[session.id] = result
+            announced = False
             try:
                 while waiters:
                     for sid, waiter in list(waiters.items()):
@@ -363,6 +364,11 @@ class ClaudeBackend:
                         for sid in waiters:
                             results[sid] = WaitResult(sid, "timeout", elapsed)
                         break
+                    if not announced:
+                        # Said once, as the wait starts to block: tests wait for it before they act.
+                        for sid in waiters:
+                            log.debug("%s: waiting for the turn to end", sid)
+                        announced = True
                     yield watcher, min([remaining, 2.0, *soon])
             finally:
                 for waiter in waiters.values():

@@ -80,7 +80,11 @@ def gateway(
         else owner_path(settings)
     )
     note(f"token: {source}; sessions under: {', '.join(map(str, roots))}")
-    with contextlib.suppress(KeyboardInterrupt):
+    from aiohttp.web import GracefulExit
+
+    # SIGTERM (aiohttp's GracefulExit, exit code 1 of its own) is how a service manager stops the
+    # gateway: a clean stop, not a failure (systemd would keep the unit "failed").
+    with contextlib.suppress(KeyboardInterrupt, GracefulExit):
         asyncio.run(serve(server, sockets, announce))
     return 0
 

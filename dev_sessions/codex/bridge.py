@@ -400,6 +400,7 @@ class Bridge:
         turn_id, client_id = p.get("turnId"), p.get("clientId")
         queued = p.get("mode") == "queued"
         goal = bool(p.get("goal"))
+        announced = False
         while True:
             watch = self.watch(spec.id)
             seen = watch.version
@@ -417,6 +418,11 @@ class Bridge:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return {"outcome": "timeout"}
+            if not announced:
+                # Once, as the wait starts to block: tests wait for it before they act.
+                what = "the goal" if goal else "the turn"
+                log.info("%s: waiting for %s to end", p.get("session") or spec.id, what)
+                announced = True
             await watch.changed_since(seen, remaining if remaining is not None else 30.0)
 
     async def turn_outcome(

@@ -37,11 +37,15 @@ class BridgeUnavailable(DevSessionsError):
 
 
 class BridgeLink:
-    def __init__(self, settings: Settings, environ: Mapping[str, str]) -> None:
+    """``code`` is the stamp of the code this command runs (default: ``code_stamp()``); a bridge that
+    runs other code is replaced."""
+
+    def __init__(self, settings: Settings, environ: Mapping[str, str], code: str | None = None) -> None:
         self.settings = settings
         self.environ = dict(environ)
         self.dir = settings.home / "codex"
         self.path = socket_path(settings.home)
+        self.code = code
         self._checked = False
 
     # -- connecting --------------------------------------------------------------------------------------
@@ -195,7 +199,7 @@ class BridgeLink:
             sock.sendall(b'{"op": "ping"}\n')
             with contextlib.suppress(OSError, ValueError):
                 stamp = json.loads(_read_line(sock) or b"{}").get("ok", {}).get("code")
-                if stamp == code_stamp():
+                if stamp == (self.code or code_stamp()):
                     return
         log.info("replacing a codex bridge of another version")
         with contextlib.suppress(DevSessionsError, OSError):

@@ -11,6 +11,7 @@ outside agent goes into its mailbox, read with ``msg read`` or ``msg wait``.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
@@ -34,6 +35,8 @@ from dev_sessions.messaging.store import (
 )
 from dev_sessions.store import Session, SessionStore, parse_iso
 from dev_sessions.watch import Watcher, run_steps, run_steps_async
+
+log = logging.getLogger(__name__)
 
 USER = "user"
 PARENT = "parent"
@@ -232,6 +235,7 @@ class Messenger:
         """Rounds of looking at the inbox; each yields how long to sleep (on database changes)."""
         me = self.me(reader)
         deadline = None if timeout is None else time.monotonic() + timeout
+        announced = False
         with Watcher() as watcher:
             watcher.watch_dir(self.db_path.parent)
             while True:
@@ -243,6 +247,9 @@ class Messenger:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise NoMessage(reader=me, timeout=timeout or 0)
+                if not announced:
+                    log.debug("%s: waiting for a message", me)  # once, as the wait starts to block
+                    announced = True
                 yield watcher, 2.0 if remaining is None else min(remaining, 2.0)
 
     def thread(self, message_id: int, viewer: str | None = None) -> list[Message]:

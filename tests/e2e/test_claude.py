@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from libtmux.server import Server
 
-from tests.conftest import SLOW, DevSessions, eventually
-from tests.fakes.agents import CLAUDE_VERSION
+from tests.conftest import DevSessions, eventually
+from tests.fakes.agents import CLAUDE_VERSION, prepare_claude_home
 from tests.fakes.anthropic import FakeAnthropic
 
 pytestmark = pytest.mark.e2e
@@ -61,6 +61,29 @@ def test_round_trip_of_nasty_text(cli: DevSessions, claude: FakeAnthropic) -> No
     assert claude.prompts()[-1] == NASTY
 
 
+# Every C0 control character but the line breaks and the tab, and DEL: each must arrive as its
+# Unicode control picture (U+2400 + code, U+2421 for DEL), so that a message can never type keys.
+CONTROLS = "".join(chr(c) for c in range(0x20) if chr(c) not in "\t\n\r") + "\x7f"
+PICTURES = {ord(c): 0x2400 + ord(c) for c in CONTROLS if c != "\x7f"} | {0x7F: 0x2421}
+
+
+def test_what_send_delivers_as_it_is_and_what_it_changes(cli: DevSessions, claude: FakeAnthropic) -> None:
+    sent = (
+        "a tab\there, a lone\rcarriage return, a crlf\r\nline, ESC [31m: \x1b[31mred\x1b[0m,\n"
+        f"controls [{CONTROLS}] and unicode ✓ 日本語 🚀 — untouched"
+    )
+    sid = create(cli)
+    cli.ok("send", sid, "--file", "-", stdin=sent)  # stdin: a NUL cannot be an argument
+    cli.ok("wait", sid, "--timeout", "60")
+    # What the README states: exact, except a tab arrives as spaces (Claude's own handling), CR and
+    # CRLF as line breaks, and other control characters as their control pictures (␛ for ESC).
+    changed = sent.replace("\r\n", "\n").replace("\r", "\n").translate(PICTURES)
+    assert "␛[31mred␛[0m" in changed and "\x1b" not in changed
+    expected = re.compile(" +".join(re.escape(part) for part in changed.split("\t")))
+    for arrived in (claude.prompts()[-1], last(cli, sid)):
+        assert expected.fullmatch(arrived), (arrived, changed)
+
+
 def test_round_trip_of_one_megabyte_from_a_file(
     cli: DevSessions, claude: FakeAnthropic, tmp_path: Path
 ) -> None:
@@ -92,9 +115,11 @@ def test_status_is_working_during_a_slow_reply_and_idle_after(
 ) -> None:
     sid = create(cli)
     assert cli.ok("status", sid).strip() == "idle"
-    cli.ok("send", sid, "take your time <<slow:3>>")
-    eventually(lambda: cli.ok("status", sid).strip() == "working")
+    cli.ok("send", sid, "take your time <<hold>>")
+    eventually(lambda: claude.holding() == 1)  # the turn runs until the test lets it end
+    assert cli.ok("status", sid).strip() == "working"
     assert json.loads(cli.ok("list", "--json"))[0]["live"] == "working"
+    claude.release()
     cli.ok("wait", sid, "--timeout", "60")
     assert cli.ok("status", sid).strip() == "idle"
     assert json.loads(cli.ok("list", "--json"))[0]["live"] == "idle"
@@ -102,11 +127,12 @@ def test_status_is_working_during_a_slow_reply_and_idle_after(
 
 def test_wait_times_out_with_124(cli: DevSessions, claude: FakeAnthropic) -> None:
     sid = create(cli)
-    cli.ok("send", sid, "slow <<slow:4>>")
+    cli.ok("send", sid, "slow <<hold>>")
     result = cli("wait", sid, "--timeout", "1")
     assert result.returncode == 124
     assert "still running after 1 s" in result.stderr
-    cli.ok("wait", sid, "--timeout", "60")
+    claude.release()
+    assert cli.ok("wait", sid, "--timeout", "60").startswith(f"{sid}: completed")
 
 
 def test_question_is_waiting_for_input_and_answered_with_respond(
@@ -158,14 +184,15 @@ def test_permission_prompt_when_approvals_are_asked_for(
 
 def test_interrupt_ends_a_pending_wait(cli: DevSessions, claude: FakeAnthropic) -> None:
     sid = create(cli)
-    cli.ok("send", sid, "long one <<slow:30>>")
-    eventually(lambda: cli.ok("status", sid).strip() == "working")
-    waiter = cli.start("wait", sid, "--timeout", "60")
-    time.sleep(0.5)
+    cli.ok("send", sid, "long one <<hold>>")  # runs until interrupted: the model never answers
+    eventually(lambda: claude.holding() == 1)
+    assert cli.ok("status", sid).strip() == "working"
+    waiter = cli.start("wait", sid, "--timeout", "60", debug=True)
+    waiter.said(f"{sid}: waiting for the turn to end")  # blocked on the running turn
     assert cli.ok("interrupt", sid).strip() == f"{sid}: interrupted"
-    out, err = waiter.communicate(timeout=20 * SLOW)
-    assert waiter.returncode == 0, err
-    assert out.startswith(f"{sid}: interrupted")
+    result = waiter.finish()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"{sid}: interrupted")
     assert cli.ok("status", sid).strip() == "idle"
     assert cli.ok("interrupt", sid).strip() == f"{sid}: nothing to interrupt (idle)"
     # Whatever the interrupt left in the input box must not leak into the next prompt.
@@ -193,12 +220,13 @@ def test_failed_turn_is_reported_with_the_api_error(cli: DevSessions, claude: Fa
 
 def test_prompt_sent_during_a_turn_is_queued_and_waited_for(cli: DevSessions, claude: FakeAnthropic) -> None:
     sid = create(cli)
-    cli.ok("send", sid, "first <<slow:3>>")
-    eventually(lambda: cli.ok("status", sid).strip() == "working")
+    cli.ok("send", sid, "first <<hold>>")
+    eventually(lambda: claude.holding() == 1)
     assert (
         cli.ok("send", sid, "second, queued").strip()
         == f"{sid}: queued (a turn is running; this prompt goes next)"
     )
+    claude.release()
     cli.ok("wait", sid, "--timeout", "60")
     assert last(cli, sid) == "second, queued"
 
@@ -206,13 +234,43 @@ def test_prompt_sent_during_a_turn_is_queued_and_waited_for(cli: DevSessions, cl
 def test_wait_reports_an_agent_that_died(cli: DevSessions, claude: FakeAnthropic) -> None:
     sid = create(cli)
     pid = json.loads(cli.ok("inspect", sid))["tmux"]["pid"]
-    cli.ok("send", sid, "long one <<slow:30>>")
-    waiter = cli.start("wait", sid, "--timeout", "60")
-    time.sleep(1.0)
+    cli.ok("send", sid, "long one <<hold>>")
+    eventually(lambda: claude.holding() == 1)
+    assert cli.ok("status", sid).strip() == "working"
+    waiter = cli.start("wait", sid, "--timeout", "60", debug=True)
+    waiter.said(f"{sid}: waiting for the turn to end")
     os.kill(pid, signal.SIGKILL)
-    _, err = waiter.communicate(timeout=20 * SLOW)
-    assert waiter.returncode == 1
-    assert "claude exited" in err
+    result = waiter.finish()
+    assert result.returncode == 1
+    assert f"dev-sessions: {sid}: claude exited" in result.stderr
+    assert result.stdout == "", "the turn never ended: the agent did"
+
+
+def test_create_stops_on_a_real_first_run_dialog(
+    cli: DevSessions, claude: FakeAnthropic, workdir: Path, tmp_path: Path
+) -> None:
+    # Claude trusts only the work dir now: a session elsewhere meets its trust-this-folder screen.
+    prepare_claude_home(Path(os.environ["HOME"]), trusted=workdir)
+    elsewhere = tmp_path / "untrusted"
+    elsewhere.mkdir()
+    created = cli("create", "--path", str(elsewhere))
+    assert created.returncode == 0, created.stderr
+    sid = created.stdout.strip()
+    assert created.stderr.startswith(f"dev-sessions: {sid}: started, but waiting for input\n")
+    assert "Yes, I trust this folder" in created.stderr
+    assert f"answer with: dev-sessions respond {sid} ANSWER" in created.stderr
+    status = json.loads(cli.ok("status", sid, "--json"))
+    assert status["status"] == "waiting_for_input"
+    assert status["dialog"]["question"].startswith(
+        "Quick safety check: Is this a project you created or one you trust?"
+    )
+    assert [o["label"] for o in status["dialog"]["options"]] == ["Yes, I trust this folder", "No, exit"]
+    refused = cli("send", sid, "too early")
+    assert refused.returncode == 1 and "waiting for an answer" in refused.stderr
+    assert cli.ok("respond", sid, "1").strip() == f"{sid}: answered 1. Yes, I trust this folder"
+    eventually(lambda: cli.ok("status", sid).strip() == "idle")
+    assert cli.ok("ask", sid, "trusted now", "--timeout", "60") == "trusted now\n"
+    assert claude.prompts() == ["trusted now"], "nothing typed into the dialog reached the model"
 
 
 def test_kill_leaves_no_tmux_session_and_no_agent(

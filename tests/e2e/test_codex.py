@@ -7,19 +7,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import SLOW, DevSessions, eventually
+from tests.conftest import DevSessions, eventually
 from tests.e2e.test_claude import NASTY, one_mb_text
 from tests.fakes.agents import CODEX_VERSION
-from tests.fakes.openai_responses import FakeResponses
+from tests.fakes.openai_responses import GOAL_MARKER, FakeResponses, last_user_text
 
 pytestmark = pytest.mark.e2e
 
@@ -85,16 +85,24 @@ def test_slow_turn_times_out_with_124_then_completes(cli: DevSessions, codex: Fa
     assert cli.ok("status", sid).strip() == "idle"
 
 
+def bridge_said(needle: str) -> int:
+    """How many times the Codex bridge's log has said ``needle`` (a wait that starts to block says
+    ``<id>: waiting for the turn to end``)."""
+    log = Path(os.environ["DEV_SESSIONS_HOME"]) / "codex" / "bridge.log"
+    return log.read_text().count(needle) if log.exists() else 0
+
+
 def test_interrupt_ends_a_pending_wait(cli: DevSessions, codex: FakeResponses) -> None:
     sid = create(cli)
-    cli.ok("send", sid, "long one <<slow:30>>")
-    eventually(lambda: cli.ok("status", sid).strip() == "working")
+    cli.ok("send", sid, "long one <<hold>>")  # runs until interrupted: the model never answers
+    eventually(lambda: codex.holding() == 1)
+    assert cli.ok("status", sid).strip() == "working"
     waiter = cli.start("wait", sid, "--timeout", "60")
-    time.sleep(0.5)
+    eventually(lambda: bridge_said(f"{sid}: waiting for the turn to end") == 1)  # the wait blocks
     assert cli.ok("interrupt", sid).strip() == f"{sid}: interrupted"
-    out, err = waiter.communicate(timeout=20 * SLOW)
-    assert waiter.returncode == 0, err
-    assert out.strip() == f"{sid}: interrupted"
+    result = waiter.finish()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{sid}: interrupted"
     assert cli.ok("interrupt", sid).strip() == f"{sid}: nothing to interrupt (idle)"
     assert cli.ok("ask", sid, "after the interrupt", "--timeout", "60") == "after the interrupt\n"
 
@@ -111,23 +119,24 @@ def test_failed_turn_is_reported_with_its_error(cli: DevSessions, codex: FakeRes
 
 def test_prompt_sent_during_a_turn_is_queued_as_the_next_turn(cli: DevSessions, codex: FakeResponses) -> None:
     sid = create(cli)
-    cli.ok("send", sid, "first <<slow:2>>")
-    eventually(lambda: cli.ok("status", sid).strip() == "working")
+    cli.ok("send", sid, "first <<hold>>")
+    eventually(lambda: codex.holding() == 1)
     assert (
         cli.ok("send", sid, "second, queued").strip()
         == f"{sid}: queued (a turn is running; this prompt goes next)"
     )
+    codex.release()
     cli.ok("wait", sid, "--timeout", "60")
     assert json.loads(cli.ok("last-message", sid, "-n", "2", "--json")) == [
-        "first <<slow:2>>",
+        "first <<hold>>",
         "second, queued",
     ]
 
 
 def test_steer_adds_to_the_running_turn(cli: DevSessions, codex: FakeResponses) -> None:
     sid = create(cli)
-    cli.ok("send", sid, "steer me <<slow:5>>")
-    eventually(lambda: cli.ok("status", sid).strip() == "working")
+    cli.ok("send", sid, "steer me <<hold>>")  # never answered: Codex drops it for the steered request
+    eventually(lambda: codex.holding() == 1)
     assert cli.ok("send", "--steer", sid, "go this way").strip() == f"{sid}: steered into the running turn"
     cli.ok("wait", sid, "--timeout", "60")
     assert last(cli, sid) == "go this way"
@@ -234,6 +243,117 @@ def test_goal_runs_until_met(cli: DevSessions, codex: FakeResponses) -> None:
     assert cli.ok("goal", sid).strip() == f"{sid}: no goal"
 
 
+def goal_turns(codex: FakeResponses) -> int:
+    """How many turns Codex started by itself to work on the thread goal."""
+    return sum(1 for r in codex.recorded() if last_user_text(r["body"]).startswith(GOAL_MARKER))
+
+
+def test_goal_pause_and_resume(cli: DevSessions, codex: FakeResponses) -> None:
+    sid = create(cli)
+    cli.ok("send", sid, "first this <<hold>>")  # a turn runs while the goal is set and paused
+    eventually(lambda: codex.holding() == 1)
+    assert json.loads(cli.ok("goal", sid, "Ship it", "--json"))["status"] == "active"
+    assert json.loads(cli.ok("goal", sid, "--pause", "--json"))["status"] == "paused"
+    codex.release()
+    assert cli.ok("wait", sid, "--timeout", "60").startswith(f"{sid}: completed")
+    # Paused, Codex does not take the goal up by itself, and wait --goal has nothing to wait for.
+    assert cli.ok("wait", sid, "--goal", "--timeout", "10").strip() == f"{sid}: interrupted"
+    assert json.loads(cli.ok("goal", sid, "--json"))["status"] == "paused"
+    assert cli.ok("status", sid).strip() == "idle"
+    assert goal_turns(codex) == 0
+    assert json.loads(cli.ok("goal", sid, "--resume", "--json"))["status"] == "active"
+    assert cli.ok("wait", sid, "--goal", "--timeout", "60").startswith(f"{sid}: completed")
+    assert json.loads(cli.ok("goal", sid, "--json"))["status"] == "complete"
+    assert goal_turns(codex) >= 1, "resumed, Codex worked on the goal by itself"
+
+
+def test_create_with_a_model(cli: DevSessions, codex: FakeResponses) -> None:
+    sid = create(cli, "--model", "gpt-test-model")
+    assert json.loads(cli.ok("inspect", sid))["session"]["model"] == "gpt-test-model"
+    cli.ok("ask", sid, "which model?", "--timeout", "60")
+    assert codex.recorded()[-1]["body"]["model"] == "gpt-test-model"
+    other = create(cli)  # without --model: the one of Codex's own config
+    cli.ok("ask", other, "and you?", "--timeout", "60")
+    assert codex.recorded()[-1]["body"]["model"] == "fake-model"
+
+
+SANDBOXES = {"never": "danger-full-access", "on-request": "workspace-write", "untrusted": "workspace-write"}
+
+
+def sandbox_told(codex: FakeResponses, prompt: str) -> str:
+    """The sandbox mode Codex tells the model of, in the request that carried ``prompt``."""
+    body = next(r["body"] for r in reversed(codex.recorded()) if last_user_text(r["body"]) == prompt)
+    found = re.search(r"`sandbox_mode` is `([a-z-]+)`", json.dumps(body["input"]))
+    assert found, "Codex no longer tells the model its sandbox mode this way"
+    return found.group(1)
+
+
+def test_each_approvals_value_sets_its_sandbox(cli: DevSessions, codex: FakeResponses) -> None:
+    ids = {approvals: create(cli, "--approvals", approvals) for approvals in SANDBOXES}
+    for approvals, sid in ids.items():
+        cli.ok("ask", sid, f"sandbox for {approvals}?", "--timeout", "60")
+        assert sandbox_told(codex, f"sandbox for {approvals}?") == SANDBOXES[approvals], approvals
+    # The app-server restores a thread's approval policy after a restart, but not its sandbox: the
+    # bridge gives it again.
+    before = daemon()
+    assert before is not None
+    os.kill(before["pid"], signal.SIGKILL)
+    eventually(lambda: not alive(before["pid"]))
+    cli.ok("ask", ids["on-request"], "after a restart?", "--timeout", "60")
+    assert sandbox_told(codex, "after a restart?") == "workspace-write"
+
+
+def rollouts(kind: str, thread: str) -> list[Path]:
+    """The thread's rollout files under $CODEX_HOME/sessions (live) or archived_sessions."""
+    return list((Path(os.environ["CODEX_HOME"]) / kind).rglob(f"rollout-*-{thread}.jsonl"))
+
+
+def test_kill_archives_the_thread(cli: DevSessions, codex: FakeResponses) -> None:
+    sid, other = create(cli), create(cli)
+    thread = json.loads(cli.ok("inspect", sid))["session"]["internalId"]
+    cli.ok("ask", sid, "keep this", "--timeout", "60")
+    assert len(rollouts("sessions", thread)) == 1 and rollouts("archived_sessions", thread) == []
+    assert cli.ok("kill", sid).strip() == f"{sid}: killed"
+    assert rollouts("sessions", thread) == []
+    assert len(rollouts("archived_sessions", thread)) == 1
+    assert daemon() is not None, "another Codex session lives: the app-server stays"
+    assert cli.ok("ask", other, "still here", "--timeout", "60") == "still here\n"
+
+
+def test_the_bridge_leaves_when_idle(
+    cli: DevSessions, codex: FakeResponses, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEV_SESSIONS_BRIDGE_LINGER", "1")
+    sid = create(cli)
+    cli.ok("ask", sid, "remember me", "--timeout", "60")
+    facts = json.loads(cli.ok("inspect", sid))
+    bridge, server = facts["bridge"]["pid"], facts["appServer"]["pid"]
+    socket = Path(facts["bridge"]["socket"])
+    eventually(lambda: not alive(bridge), timeout=20)  # it looks every 5 s
+    assert not socket.exists()
+    assert alive(server), "threads and turns never depend on the bridge"
+    assert cli.ok("ask", sid, "anyone there?", "--timeout", "60") == "anyone there?\n"
+    again = json.loads(cli.ok("inspect", sid))
+    assert again["bridge"]["pid"] != bridge and again["appServer"]["pid"] == server
+    assert json.loads(cli.ok("last-message", sid, "-n", "2", "--json")) == ["remember me", "anyone there?"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug: Codex writes a thread's rollout at its first turn, and thread/resume of a thread "
+    "with no rollout fails ('no rollout found'), so a session that never ran a turn is lost when its "
+    "bridge or app-server goes (see TODO.md)",
+)
+def test_a_session_that_never_ran_a_turn_outlives_its_bridge(
+    cli: DevSessions, codex: FakeResponses, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEV_SESSIONS_BRIDGE_LINGER", "1")
+    sid = create(cli)
+    bridge = json.loads(cli.ok("inspect", sid))["bridge"]["pid"]
+    eventually(lambda: not alive(bridge), timeout=20)
+    assert cli.ok("ask", sid, "first words", "--timeout", "60") == "first words\n"
+
+
 def test_logs_show_the_conversation(cli: DevSessions, codex: FakeResponses) -> None:
     sid = create(cli)
     cli.ok("ask", sid, "hello log", "--timeout", "60")
@@ -250,10 +370,17 @@ def test_logs_show_the_conversation(cli: DevSessions, codex: FakeResponses) -> N
 
 def test_twenty_concurrent_waits_on_one_session(cli: DevSessions, codex: FakeResponses) -> None:
     sid = create(cli)
-    cli.ok("send", sid, "many waiters <<slow:2>>")
+    cli.ok("send", sid, "many waiters <<hold>>")  # the turn runs until the test lets it end
+    eventually(lambda: codex.holding() == 1)
     with ThreadPoolExecutor(20) as pool:
-        results = list(pool.map(lambda _: cli("wait", sid, "--timeout", "60"), range(20)))
-    assert all(r.returncode == 0 and r.stdout.startswith(f"{sid}: completed") for r in results)
+        waits = [pool.submit(cli, "wait", sid, "--timeout", "120") for _ in range(20)]
+        eventually(lambda: bridge_said(f"{sid}: waiting for the turn to end") == 20, timeout=60)
+        assert cli.ok("status", sid).strip() == "working", "all twenty wait on the running turn"
+        codex.release()
+        results = [w.result() for w in waits]
+    assert [r.returncode for r in results] == [0] * 20, [r.stderr for r in results if r.returncode]
+    assert all(r.stdout.startswith(f"{sid}: completed") for r in results)
+    assert last(cli, sid) == "many waiters <<hold>>"
 
 
 def test_the_pinned_codex_is_the_one_tested(codex: FakeResponses) -> None:

@@ -9,10 +9,25 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DevSessions, GatewayProcess, eventually
+from tests.conftest import DevSessions, GatewayProcess, eventually, start_gateway
 from tests.fakes.anthropic import FakeAnthropic
 
 pytestmark = pytest.mark.e2e
+
+
+def in_container(
+    gw: GatewayProcess, isolated: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> DevSessions:
+    """The command line as inside a container whose /workspace is the host's work directory."""
+    workspace = isolated / "container" / "workspace"
+    (workspace / "repo").mkdir(parents=True)
+    (workdir / "repo").mkdir()
+    monkeypatch.setenv("DEV_SESSIONS_SANDBOX", "1")
+    monkeypatch.setenv("DEV_SESSIONS_GATEWAY_URL", gw.url)
+    monkeypatch.setenv("DEV_SESSIONS_GATEWAY_TOKEN", gw.token)
+    monkeypatch.setenv("CONTAINER_WORKSPACE", str(workspace))
+    monkeypatch.setenv("HOST_PATH", str(workdir))
+    return DevSessions(workspace / "repo")
 
 
 @pytest.fixture
@@ -23,16 +38,7 @@ def container(
     workdir: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> DevSessions:
-    """The command line as inside a container whose /workspace is the host's work directory."""
-    workspace = isolated / "container" / "workspace"
-    (workspace / "repo").mkdir(parents=True)
-    (workdir / "repo").mkdir()
-    monkeypatch.setenv("DEV_SESSIONS_SANDBOX", "1")
-    monkeypatch.setenv("DEV_SESSIONS_GATEWAY_URL", gateway.url)
-    monkeypatch.setenv("DEV_SESSIONS_GATEWAY_TOKEN", gateway.token)
-    monkeypatch.setenv("CONTAINER_WORKSPACE", str(workspace))
-    monkeypatch.setenv("HOST_PATH", str(workdir))
-    return DevSessions(workspace / "repo")
+    return in_container(gateway, isolated, workdir, monkeypatch)
 
 
 def same(text: str) -> str:
@@ -66,15 +72,29 @@ def test_full_round_trip_is_the_same_as_local(
     assert remote[2] == "hello from a container\n"
 
 
-def test_twenty_concurrent_waits_through_the_gateway(container: DevSessions, claude: FakeAnthropic) -> None:
-    sid = container.ok("create", "-q").strip()
-    container.ok("send", sid, "take a moment <<slow:2>>")
-    eventually(lambda: container.ok("status", sid).strip() == "working")
-    with ThreadPoolExecutor(20) as pool:
-        results = list(pool.map(lambda _: container("wait", sid, "--timeout", "60"), range(20)))
-    assert [r.returncode for r in results] == [0] * 20
-    assert all(r.stdout.startswith(f"{sid}: completed") for r in results)
-    assert container.ok("last-message", sid) == "take a moment <<slow:2>>\n"
+def test_twenty_concurrent_waits_through_the_gateway(
+    claude: FakeAnthropic, isolated: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With debug on, the gateway logs each wait as it starts to block.
+    log = isolated / "gateway.log"
+    gw = start_gateway("--root", str(isolated), env={"DEV_SESSIONS_DEBUG": "1"}, log=log)
+    try:
+        container = in_container(gw, isolated, workdir, monkeypatch)
+        sid = container.ok("create", "-q").strip()
+        container.ok("send", sid, "take a moment <<hold>>")  # runs until the test lets it end
+        eventually(lambda: claude.holding() == 1)
+        with ThreadPoolExecutor(20) as pool:
+            waits = [pool.submit(container, "wait", sid, "--timeout", "120") for _ in range(20)]
+            eventually(lambda: gw.said().count(f"{sid}: waiting for the turn to end") == 20, timeout=60)
+            assert container.ok("status", sid).strip() == "working", "all twenty wait on the running turn"
+            claude.release()
+            results = [w.result() for w in waits]
+        assert [r.returncode for r in results] == [0] * 20, [r.stderr for r in results if r.returncode]
+        assert all(r.stdout.startswith(f"{sid}: completed") for r in results)
+        assert container.ok("last-message", sid) == "take a moment <<hold>>\n"
+    finally:
+        gw.process.terminate()
+        gw.process.wait(timeout=10)
 
 
 def test_a_waiting_question_is_answered_through_the_gateway(

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import DevSessions, eventually
+from dev_sessions.config import Settings
+from tests.conftest import DevSessions, eventually, stop_codex
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.openai_responses import FakeResponses
 
@@ -43,14 +46,15 @@ def test_dm_to_a_working_claude_session_waits_for_the_turn_to_end(
     cli: DevSessions, claude: FakeAnthropic
 ) -> None:
     sid = cli.ok("create", "-q").strip()
-    cli.ok("send", sid, "busy for a while <<slow:3>>")
-    eventually(lambda: cli.ok("status", sid).strip() == "working")
+    cli.ok("send", sid, "busy for a while <<hold>>")
+    eventually(lambda: claude.holding() == 1)  # the turn runs until the test lets it end
     mid = cli.ok("msg", "send", "--to", sid, "when you are free").strip()
     assert state_of(cli, mid, sid) == "queued"
+    claude.release()
     cli.ok("wait", sid, "--timeout", "60")
     eventually(lambda: state_of(cli, mid, sid) == "delivered", timeout=15)
     prompts = prompts_seen(cli, sid)
-    assert prompts[0] == "busy for a while <<slow:3>>"
+    assert prompts[0] == "busy for a while <<hold>>"
     assert prompts[1].startswith(NOTICE.format(id=mid, sender="user"))
 
 
@@ -61,8 +65,8 @@ def test_dm_to_codex_idle_busy_and_urgent(cli: DevSessions, codex: FakeResponses
     cli.ok("wait", sid, "--timeout", "60")
     assert cli.ok("last-message", sid).startswith(NOTICE.format(id=first, sender="user"))
 
-    cli.ok("send", sid, "long job <<slow:4>>")
-    eventually(lambda: cli.ok("status", sid).strip() == "working")
+    cli.ok("send", sid, "long job <<hold>>")  # runs until the urgent message is steered into it
+    eventually(lambda: codex.holding() == 1)
     later = cli.ok("msg", "send", "--to", sid, "after the job").strip()
     urgent = cli.ok("msg", "send", "--to", sid, "--priority", "urgent", "stop and look").strip()
     eventually(lambda: state_of(cli, later, sid) == "delivered", timeout=30)
@@ -106,20 +110,47 @@ def test_codex_session_reports_to_its_parent(
 
 
 def test_queued_messages_survive_a_crashed_deliverer(cli: DevSessions, claude: FakeAnthropic) -> None:
-    import os
-    import signal
-
-    from dev_sessions.config import Settings
-
     sid = cli.ok("create", "-q").strip()
-    cli.ok("send", sid, "busy <<slow:3>>")
-    eventually(lambda: cli.ok("status", sid).strip() == "working")
+    cli.ok("send", sid, "busy <<hold>>")
+    eventually(lambda: claude.holding() == 1)
     mid = cli.ok("msg", "send", "--to", sid, "do not lose me").strip()
     lock = Settings.from_env().home / "deliverer.lock"
     pid = int(eventually(lambda: lock.exists() and lock.read_text().strip()))  # type: ignore[arg-type]
     os.kill(pid, signal.SIGKILL)
+    claude.release()
     cli.ok("wait", sid, "--timeout", "60")
     assert state_of(cli, mid, sid) == "queued", "nobody delivered it: the deliverer is dead"
     # Any messaging command that sees work left starts a new deliverer, which carries on.
     eventually(lambda: state_of(cli, mid, sid) == "delivered", timeout=20)
     assert any("do not lose me" in p for p in prompts_seen(cli, sid))
+
+
+def receipt(cli: DevSessions, message_id: str) -> dict[str, object]:
+    (only,) = json.loads(cli.ok("msg", "status", message_id, "--json"))["recipients"]
+    return dict(only)
+
+
+def test_a_failed_delivery_keeps_its_reason_and_is_retried(cli: DevSessions, codex: FakeResponses) -> None:
+    sid = cli.ok("create", "--cli", "codex", "-q").strip()
+    cli.ok("ask", sid, "before the trouble", "--timeout", "60")
+    # The app-server goes, and Codex's configuration breaks: the deliverer's attempt to bring the
+    # thread back (thread/resume) is refused.
+    stop_codex(Path(os.environ["DEV_SESSIONS_HOME"]))
+    config = Path(os.environ["CODEX_HOME"]) / "config.toml"
+    good = config.read_text()
+    config.write_text("this is [not toml\n")
+    mid = cli.ok("msg", "send", "--to", sid, "please retry me").strip()
+    failed = eventually(lambda: (r := receipt(cli, mid))["state"] == "failed" and r, timeout=30)
+    assert isinstance(failed, dict)
+    assert "failed to load configuration" in str(failed["reason"])
+    assert (failed["attempts"], failed["retrying"]) == (1, True)
+    shown = cli.ok("msg", "status", mid)
+    assert f"  {sid}: failed: " in shown and "failed to load configuration" in shown
+    assert "(retrying)" in shown
+    config.write_text(good)
+    # The deliverer tries again by itself (after 5 s): nobody sends anything.
+    delivered = eventually(lambda: (r := receipt(cli, mid))["state"] == "delivered" and r, timeout=30)
+    assert isinstance(delivered, dict)
+    assert delivered["attempts"] == 2
+    cli.ok("wait", sid, "--timeout", "60")
+    assert cli.ok("last-message", sid).startswith(NOTICE.format(id=mid, sender="user"))

@@ -1,5 +1,5 @@
 """What the fake model servers share: an HTTP server on 127.0.0.1 in a background thread that keeps
-every request it was sent."""
+every request it was sent, and holds (answers kept waiting until the test releases them)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import threading
 from typing import Any, TypeVar
 
 Self = TypeVar("Self", bound="FakeServer")
+# A held answer is let go after this long even if nobody releases it, so that no test hangs forever.
+HOLD_LIMIT_S = 300.0
 
 
 class _Server(http.server.ThreadingHTTPServer):
@@ -24,6 +26,8 @@ class FakeServer:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._lock = threading.Lock()
         self.requests: list[dict[str, Any]] = []
+        self._holds: dict[str, threading.Event] = {}
+        self._holding: dict[str, int] = {}
 
     @property
     def address(self) -> str:
@@ -38,6 +42,30 @@ class FakeServer:
         with self._lock:
             return list(self.requests)
 
+    def _hold_event(self, name: str) -> threading.Event:
+        with self._lock:
+            return self._holds.setdefault(name, threading.Event())
+
+    def hold(self, name: str) -> None:
+        """Keep the answer being streamed waiting until ``release(name)`` (called by the handler)."""
+        event = self._hold_event(name)
+        with self._lock:
+            self._holding[name] = self._holding.get(name, 0) + 1
+        try:
+            event.wait(HOLD_LIMIT_S)
+        finally:
+            with self._lock:
+                self._holding[name] -= 1
+
+    def holding(self, name: str = "") -> int:
+        """How many answers are being held under ``name`` right now."""
+        with self._lock:
+            return self._holding.get(name, 0)
+
+    def release(self, name: str = "") -> None:
+        """Let the answers held under ``name`` (and any held under it later) finish."""
+        self._hold_event(name).set()
+
     def start(self: Self) -> Self:
         self._thread.start()
         return self
@@ -46,6 +74,10 @@ class FakeServer:
         self._server.serve_forever()
 
     def stop(self) -> None:
+        with self._lock:
+            held = list(self._holds.values())
+        for event in held:
+            event.set()
         self._server.shutdown()
         self._server.server_close()
 

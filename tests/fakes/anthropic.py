@@ -5,6 +5,8 @@ fake answers every prompt with the prompt itself, byte for byte, so a test can p
 Markers inside the prompt pick other behaviours (route by keyword, like websockets' test server):
 
 ``<<slow:S>>``      echo, but spread the answer over S seconds (status ``working`` can be observed)
+``<<hold:NAME>>``   echo, but only once the test calls ``release(NAME)`` (NAME may be empty:
+                    ``<<hold>>`` and ``release()``); ``holding(NAME)`` says whether it is held
 ``<<ask>>``         call AskUserQuestion ("Which colour?" Red / Blue); the answer is echoed back as
                     ``ANSWER: <tool result>``
 ``<<bash:CMD>>``    call the Bash tool with CMD; the tool's output is echoed back as ``OUTPUT: <result>``
@@ -31,7 +33,7 @@ from typing import Any
 from tests.fakes._server import FakeServer
 
 TITLE_MARKER = "Generate a concise, sentence-case title"
-MARKER = re.compile(r"<<(slow|ask|bash|error|multi)(?::(.*?))?>>", re.DOTALL)
+MARKER = re.compile(r"<<(slow|hold|ask|bash|error|multi)(?::(.*?))?>>", re.DOTALL)
 ASK_QUESTION = "Which colour?"
 ASK_OPTIONS = ("Red", "Blue")
 
@@ -64,11 +66,13 @@ class Reply:
         stop_reason: str = "end_turn",
         delay: float = 0.0,
         error: int | None = None,
+        hold: str | None = None,
     ) -> None:
         self.blocks = blocks
         self.stop_reason = stop_reason
         self.delay = delay
         self.error = error
+        self.hold = hold
 
 
 def text(value: str) -> dict[str, Any]:
@@ -102,6 +106,8 @@ def script(body: dict[str, Any]) -> Reply:
     kind, arg = match.group(1), match.group(2) or ""
     if kind == "slow":
         return Reply([text(prompt)], delay=float(arg or 3))
+    if kind == "hold":
+        return Reply([text(prompt)], hold=arg)
     if kind == "error":
         return Reply([], error=int(arg or 500))
     if kind == "multi":
@@ -208,6 +214,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         message = self._message(body, [], reply.stop_reason)
         message["stop_reason"] = None
         self._event("message_start", {"type": "message_start", "message": message})
+        if reply.hold is not None:
+            self.server.owner.hold(reply.hold)
         steps = max(1, int(reply.delay / 0.25)) if reply.delay else 1
         for index, block in enumerate(reply.blocks):
             start = dict(block)

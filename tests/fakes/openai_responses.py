@@ -10,6 +10,9 @@ like websockets' test server; an argument may contain ``>`` but not ``>>``):
 ``<<slow:S>>``      echo, but spread the answer over S seconds (default 3) so a running turn can be
                     observed, steered or interrupted; Codex drops the stream on ``turn/interrupt``
                     and ``turn/steer``, which the fake tolerates
+``<<hold:NAME>>``   echo, but only once the test calls ``release(NAME)`` (NAME may be empty:
+                    ``<<hold>>`` and ``release()``): a turn that runs exactly as long as the test
+                    needs; ``holding(NAME)`` says whether the answer is being held
 ``<<bash:CMD>>``    call the ``exec_command`` tool with ``{"cmd": CMD}``; when Codex posts the
                     ``function_call_output`` back, its output (Codex's text: ``Chunk ID: ...``,
                     ``Process exited with code N``, ``Output:`` and the command's output, or the
@@ -47,7 +50,7 @@ from typing import Any
 
 from tests.fakes._server import FakeServer
 
-MARKER = re.compile(r"<<(slow|bash|error)(?::(.*?))?>>", re.DOTALL)
+MARKER = re.compile(r"<<(slow|hold|bash|error)(?::(.*?))?>>", re.DOTALL)
 GOAL_MARKER = '<codex_internal_context source="goal">'
 ERROR_MESSAGE = "fake server error on request"
 
@@ -90,11 +93,16 @@ class Reply:
     """
 
     def __init__(
-        self, items: list[dict[str, Any]], delay: float = 0.0, error: int | str | None = None
+        self,
+        items: list[dict[str, Any]],
+        delay: float = 0.0,
+        error: int | str | None = None,
+        hold: str | None = None,
     ) -> None:
         self.items = items
         self.delay = delay
         self.error = error
+        self.hold = hold
 
 
 def message(value: str) -> dict[str, Any]:
@@ -153,6 +161,8 @@ def script(body: dict[str, Any]) -> Reply:
     kind, arg = match.group(1), match.group(2) or ""
     if kind == "slow":
         return Reply([message(prompt)], delay=float(arg or 3))
+    if kind == "hold":
+        return Reply([message(prompt)], hold=arg)
     if kind == "error":
         return Reply([], error=int(arg) if arg.isdigit() else (arg or 500))
     # bash
@@ -221,6 +231,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         response_id = "resp_" + uuid.uuid4().hex[:24]
         self._event("response.created", {"response": self._response(body, response_id, "in_progress")})
+        if reply.hold is not None:
+            self.server.owner.hold(reply.hold)
         steps = max(1, int(reply.delay / 0.25)) if reply.delay else 1
         if isinstance(reply.error, str):
             failed = self._response(body, response_id, "failed")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from libtmux.server import Server
 
-from tests.conftest import SLOW, DevSessions, one_line_error
+from tests.conftest import DevSessions, eventually, need, one_line_error
 
 
 def tmux_sessions(server: Server) -> set[str]:
@@ -187,7 +187,9 @@ def test_session_on_a_dialog_is_waiting_for_input_and_refuses_send(
     one_line_error(cli("respond", sid, "maybe"), 2, "matches none of")
     result = cli("wait", sid, "--timeout", "5")
     assert result.returncode == 1
-    assert "waiting for input" in result.stderr or "idle" in result.stdout
+    assert result.stdout == ""
+    assert result.stderr.startswith(f"dev-sessions: {sid}: waiting for input\n")
+    assert "1. Yes, I trust this folder" in result.stderr
 
 
 def test_create_waits_for_a_slow_input_box(
@@ -201,14 +203,29 @@ def test_create_waits_for_a_slow_input_box(
     assert cli.ok("status", sid).strip() == "idle"
 
 
+def test_ready_timeout_bounds_the_wait_for_the_input_box(
+    cli: DevSessions, fake_claude: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The agent draws nothing for a minute; DEV_SESSIONS_READY_TIMEOUT says how long to wait for it.
+    monkeypatch.setenv("FAKE_CLAUDE_MODE", "late")
+    monkeypatch.setenv("FAKE_CLAUDE_DELAY", "60")
+    monkeypatch.setenv("DEV_SESSIONS_READY_TIMEOUT", "1")
+    started = time.monotonic()
+    created = cli("create", timeout=15)  # well under the default of 30 s
+    assert time.monotonic() - started >= 1.0
+    assert created.returncode == 0, created.stderr
+    sid = created.stdout.strip()
+    assert f"{sid}: started, but its input box has not shown yet" in created.stderr
+    assert cli.ok("status", sid).splitlines()[0] == "starting", "create returned before the agent was ready"
+    # send waits for the input box just as long, then says so.
+    one_line_error(cli("send", sid, "hello"), 1, f"{sid}: input box not ready after 1 s")
+
+
 def test_session_whose_agent_died_is_exited(cli: DevSessions, fake_claude: Path) -> None:
     sid = cli.ok("create", "-q").strip()
     pid = json.loads(cli.ok("inspect", sid))["tmux"]["pid"]
     os.kill(pid, 9)
-    deadline = time.monotonic() + 5 * SLOW
-    while cli.ok("status", sid).splitlines()[0] != "exited":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    eventually(lambda: cli.ok("status", sid).splitlines()[0] == "exited", timeout=5)
     assert "exit" in cli.ok("status", sid)
     one_line_error(cli("send", sid, "hi"), 1, "claude exited", f"dev-sessions kill {sid}")
     result = cli("wait", sid)
@@ -240,14 +257,22 @@ def test_twenty_parallel_creates_get_twenty_sessions(
 
 def test_kill_older_than(cli: DevSessions, fake_claude: Path) -> None:
     sid = cli.ok("create", "-q").strip()
-    assert cli("kill", "--older-than", "1h").stderr.strip() == "no sessions to kill"
-    time.sleep(1.1)
-    assert cli.ok("kill", "--older-than", "1s").strip() == f"{sid}: killed"
+    young = cli("kill", "--older-than", "1h")
+    assert (young.returncode, young.stdout, young.stderr) == (0, "", "no sessions to kill\n")
+    assert [r["championId"] for r in json.loads(cli.ok("list", "--json"))] == [sid]
+
+    def killed_once_a_second_old() -> str:
+        result = cli("kill", "--older-than", "1s")
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    assert eventually(killed_once_a_second_old, timeout=5) == f"{sid}: killed\n"
+    assert json.loads(cli.ok("list", "--json")) == []
 
 
 def test_module_and_script_entry_points_agree(cli: DevSessions) -> None:
     script = Path(sys.executable).with_name("dev-sessions")
     if not script.exists():
-        pytest.skip("console script not installed in this interpreter's environment")
+        need(f"no console script {script} (scripts/test installs the package into .venv)")
     out = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=True).stdout
     assert out == cli.ok("--version")

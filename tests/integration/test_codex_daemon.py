@@ -10,6 +10,8 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -126,6 +128,14 @@ def test_client_errors_timeouts_and_connection_loss(app: AppServer) -> None:
     app.stop()
 
 
+async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """``eventually`` for a test's own event loop: poll without blocking the loop."""
+    deadline = time.monotonic() + timeout * SLOW
+    while not predicate():
+        assert time.monotonic() < deadline, f"condition not met within {timeout * SLOW:.1f} s"
+        await asyncio.sleep(0.05)
+
+
 def test_server_requests_reach_listeners_with_their_own_ids(app: AppServer, workdir: Path) -> None:
     events: list[Notification | ServerRequest | None] = []
 
@@ -138,18 +148,11 @@ def test_server_requests_reach_listeners_with_their_own_ids(app: AppServer, work
         await client.call(
             "turn/start", {"threadId": thread["id"], "input": [{"type": "text", "text": "<<bash:echo hi>>"}]}
         )
-        for _ in range(200):
-            requests = [e for e in events if isinstance(e, ServerRequest)]
-            if requests:
-                break
-            await asyncio.sleep(0.05)
-        (request,) = requests
+        await until(lambda: any(isinstance(e, ServerRequest) for e in events))
+        (request,) = [e for e in events if isinstance(e, ServerRequest)]
         assert request.method == "item/commandExecution/requestApproval"
         await client.reply(request.id, {"decision": "accept"})
-        for _ in range(200):
-            if any(isinstance(e, Notification) and e.method == "turn/completed" for e in events):
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: any(isinstance(e, Notification) and e.method == "turn/completed" for e in events))
         await client.close()
 
     asyncio.run(scenario())
@@ -168,13 +171,21 @@ def test_bridge_socket_is_private_and_refuses_unknown_operations(codex: FakeResp
     assert caught.value.exit_code == 2
 
 
-def test_a_bridge_running_other_code_is_replaced(
-    codex: FakeResponses, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from dev_sessions.codex import link as link_module
-
+def test_a_bridge_running_other_code_is_replaced(codex: FakeResponses) -> None:
     first = BridgeLink(Settings.from_env(), os.environ).call("ping")
     assert first is not None
-    monkeypatch.setattr(link_module, "code_stamp", lambda: "another version")
-    second = BridgeLink(Settings.from_env(), os.environ).call("ping")
+    same = BridgeLink(Settings.from_env(), os.environ).call("ping")
+    assert same is not None and same["pid"] == first["pid"], "the same code keeps its bridge"
+    # A command of another version of dev-sessions (an upgrade) meets the running bridge.
+    upgraded = BridgeLink(Settings.from_env(), os.environ, code="another version")
+    second = upgraded.call("ping")
     assert second is not None and second["pid"] != first["pid"]
+    eventually(lambda: gone(first["pid"]), timeout=10)
+
+
+def gone(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return ") Z" in stat.read_text()
+    except FileNotFoundError:
+        return True

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
+import socket
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import DevSessions, GatewayProcess, start_gateway
+from tests.conftest import ROOT, DevSessions, GatewayProcess, eventually, need, start_gateway
+from tests.integration.user_systemd import CannotRun, UserManager
 
 
 def post(
@@ -215,3 +222,172 @@ def test_doctor_in_a_sandbox_checks_the_gateway(
     bad = remote("doctor")
     assert bad.returncode == 1
     assert "fail  gateway token" in bad.stdout
+
+
+def health(url: str, host: str | None = None) -> int:
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
+    connection.request("GET", "/health", headers={"Host": host} if host else {})
+    status = connection.getresponse().status
+    connection.close()
+    return status
+
+
+@contextlib.contextmanager
+def running(
+    *extra: str, env: dict[str, str] | None = None, token_file: bool = False
+) -> Iterator[GatewayProcess]:
+    gw = start_gateway(*extra, env=env, token_file=token_file)
+    try:
+        yield gw
+    finally:
+        gw.process.terminate()
+        gw.process.wait(timeout=10)
+
+
+def test_bind_adds_an_address_and_its_name(isolated: Path, cli: DevSessions) -> None:
+    with running("--root", str(isolated), "--bind", "127.0.0.2") as gw:
+        port = urlsplit(gw.url).port
+        assert gw.url == f"http://127.0.0.1:{port}"
+        assert gw.process.stdout is not None
+        assert gw.process.stdout.readline().strip().endswith(f"listening on http://127.0.0.2:{port}")
+        there = GatewayProcess(f"http://127.0.0.2:{port}", gw.token, gw.process)
+        assert health(there.url) == 200  # Host: 127.0.0.2, a name of its own now
+        call = {"api": "messages", "method": "register", "args": {"name": "via-bind"}}
+        assert post(there, call)[0] == 200
+    assert "via-bind" in [row["name"] for row in json.loads(cli.ok("agents", "--json"))]
+
+
+def test_without_bind_only_loopback_is_served(gateway: GatewayProcess) -> None:
+    port = urlsplit(gateway.url).port
+    with pytest.raises(ConnectionRefusedError):
+        health(f"http://127.0.0.2:{port}")
+    assert health(gateway.url, host="127.0.0.2") == 403
+
+
+def test_bind_names_an_interface_or_is_refused(isolated: Path) -> None:
+    with running("--root", str(isolated), "--bind", "lo") as gw:  # lo's address: 127.0.0.1, once
+        assert health(gw.url) == 200
+    bad = subprocess.run(
+        [sys.executable, "-m", "dev_sessions", "gateway", "--port", "0", "--bind", "nosuch0"],
+        capture_output=True, text=True, cwd=ROOT, timeout=30, check=False,
+    )  # fmt: skip
+    assert bad.returncode == 1
+    assert "--bind nosuch0: no such address or interface" in bad.stderr
+
+
+def test_allow_host_accepts_another_name(isolated: Path, gateway: GatewayProcess) -> None:
+    assert health(gateway.url, host="gw.internal") == 403
+    with running("--root", str(isolated), "--allow-host", "gw.internal") as gw:
+        assert health(gw.url, host="gw.internal") == 200
+        call = {"api": "messages", "method": "register", "args": {"name": "named"}}
+        assert post(gw, call, host="gw.internal:6767")[0] == 200
+        assert post(gw, call, host="other.internal")[0] == 403
+
+
+def test_gateway_token_is_the_one_the_gateway_takes(
+    isolated: Path, cli: DevSessions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = cli.ok("gateway", "token").strip()
+    path = Path(os.environ["DEV_SESSIONS_HOME"]) / "gateway-token"
+    assert path.read_text().strip() == token
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert cli.ok("gateway", "token").strip() == token, "made once, then kept"
+    call = {"api": "messages", "method": "register", "args": {"name": "tokened"}}
+    with running("--root", str(isolated), token_file=True) as gw:
+        assert gw.token == token
+        assert post(gw, call)[0] == 200
+        assert post(gw, call, token="not-" + token)[0] == 401
+    monkeypatch.setenv("DEV_SESSIONS_GATEWAY_TOKEN", "from-the-environment-" + "e" * 20)
+    assert cli.ok("gateway", "token").strip() == "from-the-environment-" + "e" * 20
+
+
+def test_gateway_roots_from_the_environment(
+    isolated: Path, cli: DevSessions, fake_claude: Path, tmp_path: Path
+) -> None:
+    served, other = tmp_path / "served", tmp_path / "other"
+    (served / "repo").mkdir(parents=True)
+    other.mkdir()
+    roots = {"DEV_SESSIONS_GATEWAY_ROOTS": f"{tmp_path / 'elsewhere'}:{served}"}
+    with running(env=roots) as gw:
+        refused = post(gw, {"api": "sessions", "method": "create", "args": {"path": str(other)}})
+        assert refused[0] == 400 and "path:" in json.dumps(refused[1])
+        status, answer = post(
+            gw, {"api": "sessions", "method": "create", "args": {"path": str(served / "repo")}}
+        )
+        assert status == 200, answer
+    (session,) = json.loads(cli.ok("list", "--json"))
+    assert session["path"] == str((served / "repo").resolve())
+
+
+@pytest.fixture
+def user_systemd(isolated: Path) -> Iterator[UserManager]:
+    """A private systemd user manager that `systemctl --user` (and so `gateway install`) reaches."""
+    manager = UserManager(
+        home=Path(os.environ["HOME"]),
+        runtime=Path(os.environ["XDG_RUNTIME_DIR"]),
+        log=isolated / "systemd.log",
+    )
+    try:
+        manager.start()
+    except CannotRun as err:
+        need(f"a private systemd user manager cannot run here: {err}")
+    try:
+        yield manager
+    finally:
+        manager.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="systemd runs on Linux only (launchd: not yet)"
+)
+def test_install_starts_the_service_and_status_sees_it_live(
+    cli: DevSessions, user_systemd: UserManager
+) -> None:
+    port = free_port()
+    unit = Path(os.environ["HOME"]) / ".config" / "systemd" / "user" / "dev-sessions-gateway.service"
+    assert cli.ok("gateway", "install", "--port", str(port)).startswith(f"systemd: {unit} (started)")
+    facts = user_systemd.show("dev-sessions-gateway.service", "ActiveState", "UnitFileState", "MainPID")
+    assert (facts["ActiveState"], facts["UnitFileState"]) == ("active", "enabled")
+    argv = Path(f"/proc/{facts['MainPID']}/cmdline").read_bytes().split(b"\0")[1:-1]
+    assert [a.decode() for a in argv] == ["-m", "dev_sessions", "gateway", "--port", str(port)]
+
+    def live() -> dict[str, object] | None:
+        found: dict[str, object] = json.loads(cli.ok("gateway", "status", "--json"))
+        return found if found["health"] == "ok" else None
+
+    assert eventually(live, timeout=20) == {
+        "kind": "systemd", "path": str(unit), "installed": True, "port": port, "active": "active",
+        "health": "ok",
+    }  # fmt: skip
+    assert cli.ok("gateway", "status") == f"installed: {unit} (systemd, active)\nport {port}: health ok\n"
+    # It serves this state dir, with the token that `gateway token` prints.
+    token = cli.ok("gateway", "token").strip()
+    service = GatewayProcess(f"http://127.0.0.1:{port}", token, None)  # type: ignore[arg-type]
+    assert post(service, {"api": "messages", "method": "register", "args": {"name": "via-service"}})[0] == 200
+    assert "via-service" in [row["name"] for row in json.loads(cli.ok("agents", "--json"))]
+
+    assert cli.ok("gateway", "uninstall").strip() == f"removed {unit}"
+    assert not unit.exists()
+    eventually(lambda: not Path(f"/proc/{facts['MainPID']}").exists(), timeout=20)
+    # Stopped cleanly, and gone from the manager (a failed unit would stay loaded as "failed").
+    assert user_systemd.show("dev-sessions-gateway.service", "ActiveState", "LoadState") == {
+        "ActiveState": "inactive",
+        "LoadState": "not-found",
+    }
+    with pytest.raises(ConnectionRefusedError):
+        health(service.url)
+    assert cli("gateway", "status").returncode == 1
+
+
+def test_sigterm_is_a_clean_stop(gateway: GatewayProcess) -> None:
+    gateway.process.terminate()  # what systemd (and launchd) send to stop the service
+    assert gateway.process.wait(timeout=10) == 0, (
+        gateway.process.stderr.read() if gateway.process.stderr else ""
+    )

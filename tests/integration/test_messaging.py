@@ -7,11 +7,10 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 from dev_sessions.messaging.store import MessageStore
-from tests.conftest import ROOT, SLOW, DevSessions
+from tests.conftest import ROOT, SLOW, DevSessions, eventually
 
 WRITER = textwrap.dedent(
     """
@@ -50,37 +49,25 @@ def test_a_killed_writer_leaves_whole_messages_only(tmp_path: Path) -> None:
     path = tmp_path / "messages.db"
     MessageStore(path).close()
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path), "w", "100000"], cwd=ROOT)
-    time.sleep(1.0)
+    store = MessageStore(path)
+    eventually(lambda: store.last_id() >= 200)  # killed in the middle of its writing, not before
     writer.kill()
     writer.wait()
-    store = MessageStore(path)
     ids = [m.id for m in store.inbox("inbox")]
-    assert ids, "the writer committed nothing in a second"
+    assert len(ids) >= 200
     assert all(len(store.receipts(i)) == 1 for i in ids[-50:]), "a message never loses its receipt"
     assert store.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
 def test_msg_wait_wakes_on_a_send(cli: DevSessions) -> None:
     cli.ok("agents", "register", "listener")
-    argv = [
-        sys.executable,
-        "-m",
-        "dev_sessions",
-        "msg",
-        "wait",
-        "--as",
-        "listener",
-        "--timeout",
-        "30",
-        "--json",
-    ]
-    waiter = subprocess.Popen(argv, cwd=cli.cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(0.5)
-    assert waiter.poll() is None, "nothing to read yet: it must block"
+    waiter = cli.start("msg", "wait", "--as", "listener", "--timeout", "30", "--json", debug=True)
+    # It looked, found nothing, and blocks: what it prints later came from the send below.
+    waiter.said("listener: waiting for a message")
     sent = cli.ok("msg", "send", "--to", "listener", "wake up").strip()
-    out, err = waiter.communicate(timeout=20 * SLOW)
-    assert waiter.returncode == 0, err
-    (message,) = json.loads(out)
+    result = waiter.finish()
+    assert result.returncode == 0, result.stderr
+    (message,) = json.loads(result.stdout)
     assert (message["id"], message["body"], message["from"]) == (int(sent), "wake up", "user")
     assert cli.ok("msg", "read", "--as", "listener", "--unread", "--json").strip() == "[]"
 
@@ -159,13 +146,134 @@ def test_never_two_deliverers(cli: DevSessions) -> None:
     argv = [sys.executable, "-m", "dev_sessions.messaging.deliver"]
     first = subprocess.Popen(argv, cwd=ROOT)
     settings = Settings.from_env()
-    deadline = time.monotonic() + 10 * SLOW
-    while not deliver.running(settings):
-        assert time.monotonic() < deadline, "the first deliverer never took its lock"
-        time.sleep(0.02)
+    eventually(lambda: deliver.running(settings))  # the first one holds the lock
     second = subprocess.Popen(argv, cwd=ROOT)
     assert second.wait(timeout=10 * SLOW) == 0, "the second one must leave at once"
     assert first.poll() is None, "while the first one carries on"
     assert deliver.ensure_deliverer(settings, os.environ) is False
     first.wait(timeout=30 * SLOW)  # nothing to deliver: it goes after its linger
     assert not deliver.running(settings)
+
+
+def bodies(out: str) -> list[str]:
+    return [m["body"] for m in json.loads(out)]
+
+
+def test_a_space_message_reaches_its_members_not_sub_spaces(cli: DevSessions) -> None:
+    for name in ("lead", "dev", "intern"):
+        cli.ok("agents", "register", name)
+    cli.ok("space", "create", "org")
+    cli.ok("space", "create", "team", "--parent", "org")
+    cli.ok("space", "join", "org", "--as", "lead")
+    cli.ok("space", "join", "org", "--as", "dev")
+    cli.ok("space", "join", "team", "--as", "dev")
+    cli.ok("space", "join", "team", "--as", "intern")  # in the sub-space only
+    sent = cli.ok("space", "send", "org", "--from", "lead", "all hands at 3").strip()
+    receipts = json.loads(cli.ok("msg", "status", sent, "--json"))["recipients"]
+    assert [r["recipient"] for r in receipts] == ["dev"]
+    assert bodies(cli.ok("msg", "read", "--as", "dev", "--json")) == ["all hands at 3"]
+    assert bodies(cli.ok("msg", "read", "--as", "intern", "--json")) == []
+    assert bodies(cli.ok("space", "read", "team", "--json")) == []
+
+
+def test_spaces_nest_three_levels_through_the_command_line(cli: DevSessions) -> None:
+    cli.ok("space", "create", "org")
+    cli.ok("space", "create", "team", "--parent", "org")
+    cli.ok("space", "create", "squad", "--parent", "team")
+    too_deep = cli("space", "create", "pair", "--parent", "squad")
+    assert too_deep.returncode == 2
+    assert "space pair: spaces nest at most 3 levels deep" in too_deep.stderr
+    listed = {s["name"]: s["parent"] for s in json.loads(cli.ok("space", "list", "--json"))}
+    assert listed == {"org": None, "team": "org", "squad": "team"}
+
+
+def test_leaving_a_space(cli: DevSessions) -> None:
+    for name in ("a", "b"):
+        cli.ok("agents", "register", name)
+    cli.ok("space", "create", "crew")
+    cli.ok("space", "join", "crew", "--as", "a")
+    cli.ok("space", "join", "crew", "--as", "b")
+    assert cli.ok("space", "leave", "crew", "--as", "b").strip() == "b left crew"
+    assert cli.ok("space", "leave", "crew", "--as", "b").strip() == "b was not in crew"
+    assert cli.ok("space", "members", "crew").split() == ["a"]
+    sent = cli.ok("space", "send", "crew", "--from", "user", "still there?").strip()
+    receipts = json.loads(cli.ok("msg", "status", sent, "--json"))["recipients"]
+    assert [r["recipient"] for r in receipts] == ["a"]
+
+
+def test_msg_wait_peek_leaves_the_message_unread(cli: DevSessions) -> None:
+    cli.ok("agents", "register", "reader")
+    cli.ok("msg", "send", "--to", "reader", "look but do not touch")
+    peeked = cli.ok("msg", "wait", "--as", "reader", "--peek", "--timeout", "10", "--json")
+    assert bodies(peeked) == ["look but do not touch"]
+    assert bodies(cli.ok("msg", "read", "--as", "reader", "--unread", "--json")) == ["look but do not touch"]
+    taken = cli.ok("msg", "wait", "--as", "reader", "--timeout", "10", "--json")
+    assert bodies(taken) == ["look but do not touch"]
+    assert bodies(cli.ok("msg", "read", "--as", "reader", "--unread", "--json")) == []
+
+
+def test_msg_read_marks_read_only_when_asked(cli: DevSessions) -> None:
+    cli.ok("agents", "register", "reader")
+    cli.ok("msg", "send", "--to", "reader", "one")
+    assert bodies(cli.ok("msg", "read", "--as", "reader", "--json")) == ["one"]
+    assert bodies(cli.ok("msg", "read", "--as", "reader", "--unread", "--json")) == ["one"]
+    assert bodies(cli.ok("msg", "read", "--as", "reader", "--mark-read", "--json")) == ["one"]
+    assert bodies(cli.ok("msg", "read", "--as", "reader", "--unread", "--json")) == []
+    assert bodies(cli.ok("msg", "read", "--as", "reader", "--json")) == ["one"]
+
+
+def test_msg_read_since_and_limit(cli: DevSessions) -> None:
+    cli.ok("agents", "register", "reader")
+    ids = [cli.ok("msg", "send", "--to", "reader", f"number {n}").strip() for n in range(4)]
+    second = json.loads(cli.ok("msg", "thread", ids[1], "--json"))[0]["createdAt"]
+    since = bodies(cli.ok("msg", "read", "--as", "reader", "--since", second, "--json"))
+    assert since == ["number 1", "number 2", "number 3"]
+    assert len(bodies(cli.ok("msg", "read", "--as", "reader", "--since", "1h", "--json"))) == 4
+    assert bodies(cli.ok("msg", "read", "--as", "reader", "--since", "2099-01-01T00:00:00Z", "--json")) == []
+    # --limit: the newest N, still oldest first.
+    assert bodies(cli.ok("msg", "read", "--as", "reader", "--limit", "2", "--json")) == [
+        "number 2",
+        "number 3",
+    ]
+    bad = cli("msg", "read", "--as", "reader", "--limit", "0")
+    assert bad.returncode == 2 and "--limit must be at least 1" in bad.stderr
+
+
+def test_msg_feed_since(cli: DevSessions) -> None:
+    cli.ok("agents", "register", "a")
+    first = cli.ok("msg", "send", "--to", "a", "early").strip()
+    cli.ok("msg", "send", "--to", "a", "late")
+    cli.ok("msg", "send", "--to", "user", "--from", "a", "back to you")
+    created = json.loads(cli.ok("msg", "thread", first, "--json"))[0]["createdAt"]
+    assert bodies(cli.ok("msg", "feed", "--json")) == ["early", "late", "back to you"]
+    later = json.loads(cli.ok("msg", "feed", "--json"))[1]["createdAt"]
+    assert bodies(cli.ok("msg", "feed", "--since", later, "--json")) == ["late", "back to you"]
+    assert bodies(cli.ok("msg", "feed", "--since", created, "--json")) == ["early", "late", "back to you"]
+    assert bodies(cli.ok("msg", "feed", "--since", "2099-01-01T00:00:00Z", "--json")) == []
+
+
+def test_msg_send_reply_to_joins_the_thread(cli: DevSessions) -> None:
+    cli.ok("agents", "register", "alice")
+    question = cli.ok("msg", "send", "--to", "alice", "which branch?").strip()
+    answer = cli.ok("msg", "send", "--to", "user", "--from", "alice", "--reply-to", question, "main").strip()
+    thread = json.loads(cli.ok("msg", "thread", answer, "--json"))
+    assert [(m["id"], m["body"], m["replyTo"]) for m in thread] == [
+        (int(question), "which branch?", None),
+        (int(answer), "main", int(question)),
+    ]
+    # Answering a message is reading it.
+    assert bodies(cli.ok("msg", "read", "--as", "alice", "--unread", "--json")) == []
+    missing = cli("msg", "send", "--to", "alice", "--reply-to", "9999", "hm")
+    assert (missing.returncode, missing.stderr) == (1, "dev-sessions: message 9999: no such message\n")
+    assert len(json.loads(cli.ok("msg", "feed", "--json"))) == 2, "nothing stored for a bad reply"
+
+
+def test_msg_mark_read_by_id(cli: DevSessions) -> None:
+    cli.ok("agents", "register", "reader")
+    ids = [cli.ok("msg", "send", "--to", "reader", f"m{n}").strip() for n in range(3)]
+    assert cli.ok("msg", "mark-read", ids[0], ids[2], "--as", "reader").strip() == "2 marked read"
+    assert bodies(cli.ok("msg", "read", "--as", "reader", "--unread", "--json")) == ["m1"]
+    states = {
+        mid: json.loads(cli.ok("msg", "status", mid, "--json"))["recipients"][0]["state"] for mid in ids
+    }
+    assert states == {ids[0]: "read", ids[1]: "delivered", ids[2]: "read"}

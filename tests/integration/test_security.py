@@ -260,7 +260,7 @@ def test_a_full_disk_leaves_the_store_as_it_was(
 
 @pytest.fixture
 def runtime_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    run = tmp_path / "run"
+    run = tmp_path / "xdg-run"
     run.mkdir()
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(run))
     return run / f"dev-sessions-{os.getuid()}"

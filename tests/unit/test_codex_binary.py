@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from dev_sessions.codex.daemon import AppServer, DaemonState, _triples, process_start, resolve_binary
 from dev_sessions.errors import ToolMissing
+from tests.conftest import eventually
 
 
 def make_exec(path: Path, text: str = "#!/bin/sh\nexit 0\n") -> Path:
@@ -88,9 +88,6 @@ def test_a_recorded_pid_counts_only_while_it_is_the_same_process(tmp_path: Path)
 
 def test_a_zombie_is_not_alive() -> None:
     proc = subprocess.Popen(["true"])  # exits at once; unreaped, it stays a zombie
-    deadline = time.monotonic() + 5
-    while ") Z" not in Path(f"/proc/{proc.pid}/stat").read_text():
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    eventually(lambda: ") Z" in Path(f"/proc/{proc.pid}/stat").read_text(), timeout=5, interval=0.01)
     assert process_start(proc.pid) is None
     proc.wait()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import plistlib
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from dev_sessions.gateway.service import (
 from dev_sessions.messaging.store import Message, Receipt
 from dev_sessions.sessions import Created
 from dev_sessions.store import Session
+from tests.conftest import need
 
 
 def test_library_values_cross_the_wire_unchanged() -> None:
@@ -104,16 +106,23 @@ def test_systemd_unit_quotes_every_word(tmp_path: Path) -> None:
     path = tmp_path / "dev-sessions-gateway.service"
     path.write_text(unit)
     assert installed_port(path, "systemd") == 7000
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="systemd runs on Linux only")
+def test_systemd_reads_the_quoting_back(tmp_path: Path) -> None:
     if shutil.which("systemd-analyze") is None:
-        return
-    # systemd itself reads the quoting back: an executable with an awkward name must be found.
+        need("systemd-analyze is not installed (scripts/test installs Debian's systemd package)")
+    # An executable with an awkward name must be found where the unit says it is, and the
+    # arguments read back as they were given.
     awkward = tmp_path / "my tools" / "py$thon%3"
     awkward.parent.mkdir()
     awkward.write_text("#!/bin/sh\n")
     awkward.chmod(0o755)
     checked = tmp_path / "checked.service"
     checked.write_text(
-        render_systemd([*service_argv(7000, [], python=str(awkward)), *argv[6:]], {"X": 'a "b" %c'})
+        render_systemd(
+            [*service_argv(7000, [], python=str(awkward)), "--bind", r'odd "$arg" \ 5%'], {"X": 'a "b" %c'}
+        )
     )
     verify = subprocess.run(
         ["systemd-analyze", "verify", str(checked)], capture_output=True, text=True, check=False

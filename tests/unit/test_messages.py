@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dev_sessions.config import Settings
-from dev_sessions.errors import StoreTooNew, UsageError
+from dev_sessions.errors import RecipientNotFound, StoreTooNew, UsageError
 from dev_sessions.messaging.messenger import Messenger, parse_message_id, parse_since
 from dev_sessions.messaging.notice import frame
 from dev_sessions.messaging.store import MIGRATIONS, MessageNotFound, MessageStore, SpaceNotFound
@@ -146,7 +146,7 @@ def test_who_am_i(tmp_path: Path) -> None:
 
 def test_unknown_recipient_is_refused_and_nothing_is_stored(tmp_path: Path) -> None:
     m = messenger(tmp_path)
-    with pytest.raises(UsageError, match="agents register ghost"):
+    with pytest.raises(RecipientNotFound, match="agents register ghost"):
         m.send("ghost", "boo")
     assert m.store.last_id() == 0
 
@@ -157,7 +157,7 @@ def test_parent_is_the_creator_of_the_sending_session(tmp_path: Path) -> None:
     add_session(m, "child-top", parent="boss")
     message = m.send("parent", "done")
     assert [r.recipient for r in m.store.receipts(message.id)] == ["boss"]
-    with pytest.raises(UsageError, match="not a session"):
+    with pytest.raises(RecipientNotFound, match="not a session"):
         messenger(tmp_path).send("parent", "from the user, who has no parent")
 
 
