@@ -41,7 +41,9 @@ _FIELDS = (
 )
 _FORMAT = "\t".join("#{%s}" % name for name in _FIELDS)  # noqa: UP031 - tmux's own braces
 _GONE = ("can't find session", "can't find pane", "can't find window", "no such session")
-_NO_SERVER = ("no server running", "error connecting to", "No such file or directory")
+# A server with no session at all (just starting, or its last session just ended) answers
+# "no current target" to list-panes -a: the same as no server for us.
+_NO_SERVER = ("no server running", "error connecting to", "No such file or directory", "no current target")
 
 
 @dataclass(frozen=True)

@@ -97,3 +97,13 @@ def test_paste_is_byte_exact_for_nasty_and_large_text(tmux: Tmux, tmp_path: Path
     tmux.paste("dev-paste", text.encode(), enter=False)
     eventually(lambda: out.exists() and out.stat().st_size == size, timeout=20)
     assert out.read_bytes() == text.encode()
+
+
+def test_a_server_with_no_session_counts_as_no_server(tmux: Tmux) -> None:
+    from dev_sessions.tmux import _NO_SERVER, _matches
+
+    # A live server with no session (as while twenty creates race to start it) refuses list-panes -a.
+    answer = tmux.run_all([["start-server"], ["list-panes", "-a"]], check=False)
+    assert answer.returncode == 1 and "no current target" in answer.stderr
+    assert _matches(answer.stderr, _NO_SERVER)
+    assert tmux.panes() == {}
