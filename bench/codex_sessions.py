@@ -18,11 +18,11 @@ import threading
 import time
 from pathlib import Path
 
-from common import Stats, World, ms, table, timed, world
+from common import AGENTS, Stats, World, ms, table, timed, world
 
 from dev_sessions.codex.client import AppServerClient
 from dev_sessions.codex.protocol import Notification, ServerRequest
-from tests.fakes.agents import codex_binary, prepare_codex_home
+from tests.fakes.agents import prepare_codex_home
 from tests.fakes.openai_responses import FakeResponses
 
 ORIGINAL = {"send + wait (instant model)": 0.477}
@@ -71,9 +71,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=15)
     runs = parser.parse_args().runs
-    binary = codex_binary()
+    binary = AGENTS.codex()
     if binary is None:
-        raise SystemExit("the pinned codex is not installed: run scripts/test once (it installs it)")
+        raise SystemExit(
+            f"codex {AGENTS.codex_version} ({AGENTS.name}) is not installed: run scripts/test once"
+        )
     results: dict[str, Stats] = {}
     with world() as w, FakeResponses() as fake:
         base = Path(w.env["DEV_SESSIONS_HOME"]).parent

@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.fakes.agents import claude_binary, claude_env, prepare_claude_home  # noqa: E402
+from tests.fakes.agents import claude_env, pinned, prepare_claude_home  # noqa: E402
 from tests.fakes.anthropic import FakeAnthropic  # noqa: E402
 
 VENV = ROOT / ".cache" / "bench-venv"
@@ -94,11 +94,16 @@ class World:
         return self.run("create", "-q").stdout.strip()
 
 
+# Which pinned agent set to measure: baseline (default) or current (DEV_SESSIONS_BENCH_AGENTS=current).
+AGENTS = pinned(os.environ.get("DEV_SESSIONS_BENCH_AGENTS") or "baseline")
+
+
 @contextmanager
 def world() -> Iterator[World]:
-    binary = claude_binary()
+    binary = AGENTS.claude()
     if binary is None:
-        sys.exit("the pinned claude is not installed: run scripts/test once (it installs it)")
+        sys.exit(f"claude {AGENTS.claude_version} ({AGENTS.name}) is not installed: run scripts/test once")
+    print(f"agents: {AGENTS.name} (claude {AGENTS.claude_version}, codex {AGENTS.codex_version})")
     tool = installed_tool()
     base = Path(tempfile.mkdtemp(prefix="ds-bench-"))
     socket = f"ds-bench-{os.getpid()}"

@@ -26,9 +26,9 @@ import pytest
 from libtmux.server import Server
 
 from tests.fakes.agents import (
-    claude_binary,
+    AgentSet,
+    agent_sets,
     claude_env,
-    codex_binary,
     prepare_claude_home,
     prepare_codex_home,
 )
@@ -249,12 +249,24 @@ def fake_anthropic() -> Iterator[FakeAnthropic]:
         yield server
 
 
+@pytest.fixture(params=agent_sets(), ids=lambda s: s.id)
+def agents(request: pytest.FixtureRequest) -> AgentSet:
+    """The pinned set of agent CLIs this run of the test uses: every end-to-end test runs once per set
+    (baseline and current), and one that drives Claude and Codex at once gets both from the same set."""
+    chosen: AgentSet = request.param
+    return chosen
+
+
 @pytest.fixture
 def claude(
-    tmux_server: Server, fake_anthropic: FakeAnthropic, isolated: Path, monkeypatch: pytest.MonkeyPatch
+    agents: AgentSet,
+    tmux_server: Server,
+    fake_anthropic: FakeAnthropic,
+    isolated: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> FakeAnthropic:
     """The real Claude Code, offline against the fake Anthropic server, for dev-sessions to drive."""
-    binary = _require(claude_binary(), "claude")
+    binary = _require(agents.claude(), f"claude {agents.claude_version} ({agents.name})")
     home = Path(os.environ["HOME"])
     prepare_claude_home(home, trusted=isolated)
     for key, value in claude_env(home, fake_anthropic.url).items():
@@ -286,10 +298,10 @@ def stop_codex(home: Path) -> None:
 
 @pytest.fixture
 def codex(
-    fake_responses: FakeResponses, isolated: Path, monkeypatch: pytest.MonkeyPatch
+    agents: AgentSet, fake_responses: FakeResponses, isolated: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[FakeResponses]:
     """The real Codex app-server, offline against the fake Responses server, for dev-sessions to drive."""
-    binary = _require(codex_binary(), "codex")
+    binary = _require(agents.codex(), f"codex {agents.codex_version} ({agents.name})")
     for key, value in prepare_codex_home(isolated / "codex-home", fake_responses.url).items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("DEV_SESSIONS_CODEX_BIN", str(binary))

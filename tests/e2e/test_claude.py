@@ -17,7 +17,7 @@ import pytest
 from libtmux.server import Server
 
 from tests.conftest import DevSessions, eventually
-from tests.fakes.agents import CLAUDE_VERSION, prepare_claude_home
+from tests.fakes.agents import AgentSet, prepare_claude_home
 from tests.fakes.anthropic import FakeAnthropic
 
 pytestmark = pytest.mark.e2e
@@ -309,10 +309,10 @@ def test_logs_show_the_conversation(cli: DevSessions, claude: FakeAnthropic) -> 
     assert "hello log" in cli.ok("logs", sid, "--pane")
 
 
-def test_the_pinned_claude_is_the_one_tested(claude: FakeAnthropic) -> None:
+def test_the_pinned_claude_is_the_one_tested(claude: FakeAnthropic, agents: AgentSet) -> None:
     binary = os.environ["DEV_SESSIONS_CLAUDE_BIN"]
     out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True)
-    assert out.stdout.startswith(CLAUDE_VERSION)
+    assert out.stdout.startswith(agents.claude_version)
 
 
 def test_docker_mode_runs_claude_through_the_wrapper(

@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import DevSessions, eventually
 from tests.e2e.test_claude import NASTY, one_mb_text
-from tests.fakes.agents import CODEX_VERSION
+from tests.fakes.agents import AgentSet
 from tests.fakes.openai_responses import GOAL_MARKER, FakeResponses, last_user_text
 
 pytestmark = pytest.mark.e2e
@@ -383,8 +383,8 @@ def test_twenty_concurrent_waits_on_one_session(cli: DevSessions, codex: FakeRes
     assert last(cli, sid) == "many waiters <<hold>>"
 
 
-def test_the_pinned_codex_is_the_one_tested(codex: FakeResponses) -> None:
+def test_the_pinned_codex_is_the_one_tested(codex: FakeResponses, agents: AgentSet) -> None:
     out = subprocess.run(
         [os.environ["DEV_SESSIONS_CODEX_BIN"], "--version"], capture_output=True, text=True, check=True
     )
-    assert out.stdout.strip().endswith(CODEX_VERSION)
+    assert out.stdout.strip().endswith(agents.codex_version)

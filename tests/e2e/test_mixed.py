@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import DevSessions, eventually
-from tests.fakes.agents import CLAUDE_VERSION, CODEX_VERSION
+from tests.fakes.agents import AgentSet
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.openai_responses import FakeResponses
 
@@ -46,7 +46,9 @@ def test_one_wait_on_a_claude_and_a_codex_session(
     assert cli.ok("last-message", cl) == "claude part <<hold:claude>>\n"
 
 
-def test_doctor_on_the_host(cli: DevSessions, claude: FakeAnthropic, codex: FakeResponses) -> None:
+def test_doctor_on_the_host(
+    cli: DevSessions, claude: FakeAnthropic, codex: FakeResponses, agents: AgentSet
+) -> None:
     result = cli("doctor")
     assert result.returncode == 0, result.stdout
     checks = {c["check"]: c for c in json.loads(cli.ok("doctor", "--json"))}
@@ -54,10 +56,10 @@ def test_doctor_on_the_host(cli: DevSessions, claude: FakeAnthropic, codex: Fake
         "tmux": "ok", "claude": "ok", "claude setup": "ok", "codex": "ok", "store": "ok",
         "codex app-server": "ok",
     }  # fmt: skip
-    assert checks["claude"]["message"].startswith(CLAUDE_VERSION)
-    assert CODEX_VERSION in checks["codex"]["message"]
+    assert checks["claude"]["message"].startswith(agents.claude_version)
+    assert agents.codex_version in checks["codex"]["message"]
     assert checks["codex app-server"]["message"].startswith("not running")
-    assert f"ok    claude: {CLAUDE_VERSION}" in result.stdout
+    assert f"ok    claude: {agents.claude_version}" in result.stdout
     # With a Codex session, it reports the app-server and the bridge it finds.
     cli.ok("create", "--cli", "codex", "-q")
     running = {c["check"]: c for c in json.loads(cli.ok("doctor", "--json"))}["codex app-server"]

@@ -1,37 +1,86 @@
-"""Where the pinned agent binaries live, and the isolated home that lets Claude Code run offline.
+"""Which agent CLIs the end-to-end tests run, and the isolated home that lets Claude Code run offline.
 
-``scripts/test`` installs the npm packages pinned in ``tests/agents/package.json`` into ``.cache/agents``;
-``DEV_SESSIONS_TEST_CLAUDE`` and ``DEV_SESSIONS_TEST_CODEX`` point elsewhere if needed.
+Two pinned sets, each a ``tests/agents/<set>/package.json``: ``baseline`` (the oldest versions
+dev-sessions supports) and ``current`` (the newest it is tested with). ``scripts/test`` installs each
+into ``.cache/agents/<set>``; every end-to-end test runs once per set (its test id names the set and
+both versions). ``DEV_SESSIONS_TEST_AGENTS=baseline`` (or ``current``, or a comma list) runs fewer;
+``DEV_SESSIONS_TEST_CLAUDE`` / ``DEV_SESSIONS_TEST_CODEX`` put another binary in every set (the
+version checks then say so).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-AGENTS = ROOT / ".cache" / "agents" / "node_modules"
-_PINNED = json.loads((ROOT / "tests" / "agents" / "package.json").read_text())["dependencies"]
-CLAUDE_VERSION: str = _PINNED["@anthropic-ai/claude-code"]
-CODEX_VERSION: str = _PINNED["@openai/codex"]
+PINS = ROOT / "tests" / "agents"
+CACHE = ROOT / ".cache" / "agents"
 API_KEY = "sk-ant-fake-0123456789abcdefghijklmnop"
+SETS = ("baseline", "current")
+
+
+@dataclass(frozen=True)
+class AgentSet:
+    """One pinned pair of agent CLIs."""
+
+    name: str
+    claude_version: str
+    codex_version: str
+
+    @property
+    def modules(self) -> Path:
+        return CACHE / self.name / "node_modules"
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}-claude{self.claude_version}-codex{self.codex_version}"
+
+    def claude(self) -> Path | None:
+        explicit = os.environ.get("DEV_SESSIONS_TEST_CLAUDE")
+        path = (
+            Path(explicit)
+            if explicit
+            else self.modules / "@anthropic-ai" / "claude-code-linux-x64" / "claude"
+        )
+        return path if path.is_file() and os.access(path, os.X_OK) else None
+
+    def codex(self) -> Path | None:
+        explicit = os.environ.get("DEV_SESSIONS_TEST_CODEX")
+        native = self.modules / "@openai" / "codex-linux-x64" / "vendor" / "x86_64-unknown-linux-musl"
+        path = Path(explicit) if explicit else native / "bin" / "codex"
+        return path if path.is_file() and os.access(path, os.X_OK) else None
+
+
+def pinned(name: str) -> AgentSet:
+    pins = json.loads((PINS / name / "package.json").read_text())["dependencies"]
+    return AgentSet(name, pins["@anthropic-ai/claude-code"], pins["@openai/codex"])
+
+
+def agent_sets() -> list[AgentSet]:
+    """The sets this run tests: all, or those named in DEV_SESSIONS_TEST_AGENTS."""
+    wanted = [n.strip() for n in os.environ.get("DEV_SESSIONS_TEST_AGENTS", "").split(",") if n.strip()]
+    unknown = set(wanted) - set(SETS)
+    if unknown:
+        raise ValueError(
+            f"DEV_SESSIONS_TEST_AGENTS: no set {', '.join(sorted(unknown))} (have {', '.join(SETS)})"
+        )
+    return [pinned(name) for name in (wanted or SETS)]
+
+
+BASELINE = pinned("baseline")
+CURRENT = pinned("current")
 
 
 def claude_binary() -> Path | None:
-    explicit = os.environ.get("DEV_SESSIONS_TEST_CLAUDE")
-    path = Path(explicit) if explicit else AGENTS / "@anthropic-ai" / "claude-code-linux-x64" / "claude"
-    return path if path.is_file() and os.access(path, os.X_OK) else None
+    """The baseline Claude Code (tools outside the parametrised tests, such as the transcript recorder)."""
+    return BASELINE.claude()
 
 
 def codex_binary() -> Path | None:
-    explicit = os.environ.get("DEV_SESSIONS_TEST_CODEX")
-    path = (
-        Path(explicit)
-        if explicit
-        else AGENTS / "@openai" / "codex-linux-x64" / "vendor" / "x86_64-unknown-linux-musl" / "bin" / "codex"
-    )
-    return path if path.is_file() and os.access(path, os.X_OK) else None
+    return BASELINE.codex()
 
 
 def prepare_claude_home(home: Path, trusted: Path) -> None:
