@@ -20,9 +20,13 @@ Outcome = Literal["completed", "interrupted", "failed", "waiting_for_input", "id
 
 @dataclass(frozen=True)
 class Option:
+    """One answer to a dialog. ``keys``: the keys that choose it in a terminal (tmux key names), when
+    pressing its number does not (an unnumbered list, a dialog answered by its key hints)."""
+
     number: int
     label: str
     description: str = ""
+    keys: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         return f"{self.number}. {self.label}"
@@ -41,7 +45,12 @@ class Dialog:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Dialog:
         options = tuple(
-            Option(int(o["number"]), str(o["label"]), str(o.get("description", "")))
+            Option(
+                int(o["number"]),
+                str(o["label"]),
+                str(o.get("description", "")),
+                tuple(str(k) for k in o.get("keys", [])),
+            )
             for o in data.get("options", [])
         )
         text = next((o for o in options if data.get("textOption") == o.number), None)
@@ -52,18 +61,26 @@ class Dialog:
             "question": self.question,
             "context": list(self.context),
             "options": [
-                {"number": o.number, "label": o.label, "description": o.description} for o in self.options
+                {"number": o.number, "label": o.label, "description": o.description, "keys": list(o.keys)}
+                for o in self.options
             ],
             "takesText": self.text_option is not None,
             "textOption": self.text_option.number if self.text_option else None,
         }
 
 
+Source = Literal["", "tmux", "hooks", "claude-state", "transcript", "screen", "app-server"]
+
+
 @dataclass(frozen=True)
 class Status:
+    """What a session is doing, and ``source``: which signal decided it (structured ones first: the
+    agent's hooks, its own state file, its transcript, the app-server; the screen last)."""
+
     state: State
     dialog: Dialog | None = None
     detail: str = ""
+    source: Source = ""
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,23 @@
 """What Claude Code's terminal screen shows, as a pure function of the captured text. No I/O here.
 
-The screen is the only place where some states are visible at all: first-run dialogs (trust this
-folder, use this API key, accept bypass mode) come before Claude writes any file, and a permission
-prompt or an AskUserQuestion only shows in the pane. Observed layouts (Claude Code 2.1.197):
+The screen is the last resort: what Claude records or announces (its hooks, its transcript, its own
+state file) decides first. It is still the only place for first-run dialogs (trust this folder, use
+this API key, accept bypass mode), which come before Claude writes any file or runs any hook, and it
+renders the option labels of the dialogs the hooks announce. Layouts seen (Claude Code 2.1.197 and
+2.1.332; fixtures in tests/fixtures/screens/):
 
 * Input box ready: a rule line, the prompt line starting with ``❯``, a rule line, then a status line
-  (``? for shortcuts``, ``bypass permissions on``, or a passing hint). While a turn runs, the status
-  line says ``esc to interrupt``.
-* Dialog: numbered options (``❯ 1. Yes`` marks the highlighted one; AskUserQuestion options have an
-  indented description line each) under a question, and a last line of key hints such as
-  ``Enter to confirm · Esc to cancel`` or ``Esc to cancel · Tab to amend``. The input box is hidden.
+  (``? for shortcuts``, ``bypass permissions on``, ``manual mode on`` or a passing hint). While a turn
+  runs, the status line says ``esc to interrupt``. The box may hold a dim placeholder (2.1.332 after
+  an API error: ``Resend your message to try again``), which is no text of the user's.
+* Dialog: options under a question, and a last line of key hints such as ``Enter to confirm · Esc to
+  cancel`` or ``Esc to cancel · Tab to amend``. The input box is hidden. The options are
+  - numbered (``❯ 1. Yes``; AskUserQuestion options have an indented description line each): a digit
+    picks one;
+  - or, in 2.1.332's first-run dialogs, unnumbered (``❯ No, exit`` / ``  Yes, I trust this folder``),
+    where digits do nothing: the arrows move the ``❯`` and Enter picks;
+  - or none at all, only key hints (``Enter to stay in auto mode · shift+Tab to leave … · Esc to
+    cancel``): each hint is an option, chosen by its key.
 """
 
 from __future__ import annotations
@@ -24,9 +32,15 @@ State = Literal["ready", "busy", "dialog", "starting"]
 
 _RULE = re.compile(r"^\s*─{10,}")
 _OPTION = re.compile(r"^\s*(❯\s*)?(\d{1,2})\.\s+(\S.*?)\s*$")
+_POINTED = re.compile(r"^(\s*)❯\s+(\S.*?)\s*$")
 _DIALOG_KEYS = ("Esc to cancel", "Enter to confirm", "Enter to select")
 _BUSY = "esc to interrupt"
 _TEXT_OPTION = ("type something", "other")
+# Dim text Claude shows in an empty input box: not a prompt anyone typed.
+PLACEHOLDERS = ("Resend your message to try again",)
+# Key names in Claude's hints, as tmux names them.
+_KEY_NAMES = {"enter": "Enter", "esc": "Escape", "escape": "Escape", "tab": "Tab", "shift+tab": "BTab"}
+_HINT = re.compile(r"^\s*(?P<key>[A-Za-z+]+) to (?P<action>.+?)\s*$")
 
 
 @dataclass(frozen=True)
@@ -52,7 +66,7 @@ def classify(text: str) -> Screen:
     last = lines[-1]
     hint = _hint(lines)
     if any(key in last for key in _DIALOG_KEYS):
-        dialog = parse_dialog(lines)
+        dialog = parse_dialog(lines) or parse_pointed(lines) or parse_key_hints(lines)
         if dialog is not None:
             return Screen("dialog", dialog, hint)
     prompt = _input_box(lines)
@@ -74,6 +88,8 @@ def _input_box(lines: list[str]) -> str | None:
     line = lines[top + 1].replace("\xa0", " ").strip()
     if not line.startswith("❯") or _OPTION.match(line):
         return None
+    if line[1:].strip() in PLACEHOLDERS:
+        return "❯"
     return line
 
 
@@ -103,18 +119,78 @@ def parse_dialog(lines: list[str]) -> Dialog | None:
     if not options or options[0].number != 1 or first_index is None:
         return None
     options = _with_descriptions(lines, first_index, options)
+    question, context = _question(_block_above(lines, first_index))
+    text_option = next((o for o in options if o.label.lower().rstrip(".").startswith(_TEXT_OPTION)), None)
+    return Dialog(question, context, tuple(options), selected, text_option)
+
+
+def _question(above: list[str]) -> tuple[str, tuple[str, ...]]:
+    """The question among the lines above the options (the last one that asks), and the rest as context."""
+    asking = [line for line in above if "?" in line]
+    source = asking[-1] if asking else (above[0] if above else "")
+    question = source[: source.rfind("?") + 1] if "?" in source else source
+    return question, tuple(line for line in above if line != source)
+
+
+def _block_above(lines: list[str], index: int, limit: int = 12) -> list[str]:
+    """The non-empty lines above ``index``, up to a rule line."""
     above: list[str] = []
-    for line in reversed(lines[max(0, first_index - 12) : first_index]):
+    for line in reversed(lines[max(0, index - limit) : index]):
         if _RULE.match(line):
             break
         if line.strip():
             above.insert(0, line.strip())
-    asking = [line for line in above if "?" in line]
-    source = asking[-1] if asking else (above[0] if above else "")
-    question = source[: source.rfind("?") + 1] if "?" in source else source
-    context = tuple(line for line in above if line != source)
-    text_option = next((o for o in options if o.label.lower().rstrip(".").startswith(_TEXT_OPTION)), None)
-    return Dialog(question, context, tuple(options), selected, text_option)
+    return above
+
+
+def parse_pointed(lines: list[str]) -> Dialog | None:
+    """Unnumbered options (one marked ``❯``), just above the key hints: chosen with the arrows and Enter."""
+    end = len(lines) - 1
+    while end > 0 and not lines[end - 1].strip():
+        end -= 1
+    start = end
+    while start > 0 and lines[start - 1].strip() and not _RULE.match(lines[start - 1]):
+        start -= 1
+    block = lines[start:end]
+    marked = [i for i, line in enumerate(block) if _POINTED.match(line)]
+    if len(marked) != 1 or len(block) < 2:
+        return None
+    pointer = _POINTED.match(block[marked[0]])
+    assert pointer is not None
+    indent = len(pointer.group(1))
+    labels = []
+    for line in block:
+        match = _POINTED.match(line)
+        text = match.group(2) if match else line.strip()
+        if not match and len(line) - len(line.lstrip()) != indent + 2:
+            return None  # not a list of options
+        labels.append(text)
+    selected = marked[0] + 1
+    options = tuple(Option(n, label, "", _arrows(selected, n)) for n, label in enumerate(labels, start=1))
+    question, context = _question(_block_above(lines, start))
+    return Dialog(question, context, options, selected, None)
+
+
+def _arrows(selected: int, wanted: int) -> tuple[str, ...]:
+    step = "Down" if wanted > selected else "Up"
+    return (*([step] * abs(wanted - selected)), "Enter")
+
+
+def parse_key_hints(lines: list[str]) -> Dialog | None:
+    """A dialog with no list, only key hints (``Enter to stay … · Esc to cancel``): one option per hint."""
+    options: list[Option] = []
+    for part in lines[-1].split("·"):
+        match = _HINT.match(part)
+        if match is None:
+            continue
+        key = _KEY_NAMES.get(match.group("key").lower())
+        if key is None:
+            continue
+        options.append(Option(len(options) + 1, match.group("action"), "", (key,)))
+    if len(options) < 2:
+        return None
+    question, context = _question(_block_above(lines, len(lines) - 1, limit=20))
+    return Dialog(question, context, tuple(options), None, None)
 
 
 def _with_descriptions(lines: list[str], start: int, options: list[Option]) -> list[Option]:

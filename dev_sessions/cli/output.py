@@ -61,6 +61,7 @@ def status_json(session_id: str, status: Status) -> dict[str, Any]:
         "status": status.state,
         "detail": status.detail or None,
         "dialog": status.dialog.to_json() if status.dialog else None,
+        "source": status.source or None,
     }
 
 

@@ -23,6 +23,8 @@ class Case(NamedTuple):
     options: tuple[str, ...] = ()
 
 
+ASK_OPTIONS = ("Red", "Blue", "Type something.", "Chat about this")
+TRUST = "Quick safety check: Is this a project you created or one you trust?"
 CASES = [
     Case("idle-bypass", "ready"),
     Case("idle-default", "ready"),
@@ -50,7 +52,28 @@ CASES = [
         "WARNING: Claude Code running in Bypass Permissions mode",
         ("No, exit", "Yes, I accept"),
     ),
-]
+    # Claude Code 2.1.332
+    *(Case(f"2.1.332/{name}", "ready") for name in (
+        "idle-bypass", "idle-default", "idle-auto", "idle-auto-first-start-banner", "after-interrupt",
+        "after-api-error", "after-api-error-6s", "after-ask-escape", "after-permission-escape",
+        "after-auto-mode-ran-touch", "busy-with-typed-text",
+    )),
+    Case("2.1.332/busy", "busy"),
+    Case("2.1.332/busy-with-queued", "busy"),
+    *(Case(f"2.1.332/{name}", "dialog", "Which colour?", ASK_OPTIONS)
+      for name in ("dialog-ask", "dialog-ask-auto-mode", "dialog-ask-default-mode")),
+    Case("2.1.332/dialog-permission", "dialog", "Do you want to proceed?", (
+        "Yes", "Yes, and always allow access to /tmp/rc-scr-tefodm1r/work from this project",
+        "Yes, and switch to auto mode · auto mode handles these prompts for you", "No",
+    )),
+    Case("2.1.332/dialog-trust", "dialog", TRUST, ("No, exit", "Yes, I trust this folder")),
+    Case("2.1.332/dialog-api-key", "dialog", "Do you want to use this API key?", ("Yes", "No (recommended)")),
+    Case("2.1.332/dialog-bypass-warning", "dialog",
+         "WARNING: Claude Code running in Bypass Permissions mode", ("No, exit", "Yes, I accept")),
+    Case("2.1.332/dialog-auto-mode-unavailable", "dialog", "Auto mode can't check actions in this session", (
+        "stay in auto mode", "leave for accept edits mode and stop", "cancel",
+    )),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.test_id for c in CASES])
@@ -87,6 +110,39 @@ def test_input_box_prompt_line_is_read() -> None:
     # Claude draws the empty input box as "❯" and a no-break space.
     typed = screen("idle-bypass").replace("\n❯\u00a0", "\n❯\u00a0hello there", 1)
     assert classify(typed).prompt == "❯ hello there"
+
+
+class Keys(NamedTuple):
+    test_id: str
+    selected: int | None
+    keys: tuple[tuple[str, ...], ...]
+
+
+KEYS = [
+    # 2.1.332's first-run dialogs lost their numbers (digits do nothing): the arrows and Enter pick.
+    Keys("2.1.332/dialog-trust", 1, (("Enter",), ("Down", "Enter"))),
+    Keys("2.1.332/dialog-api-key", 2, (("Up", "Enter"), ("Enter",))),
+    Keys("2.1.332/dialog-bypass-warning", 1, (("Enter",), ("Down", "Enter"))),
+    # A dialog of key hints only: each hint is chosen by its key.
+    Keys("2.1.332/dialog-auto-mode-unavailable", None, (("Enter",), ("BTab",), ("Escape",))),
+    # Numbered dialogs are answered by their number (no keys of their own).
+    Keys("2.1.332/dialog-permission", 1, ((), (), (), ())),
+    Keys("dialog-trust", 1, ((), ())),
+]
+
+
+@pytest.mark.parametrize("case", KEYS, ids=[c.test_id for c in KEYS])
+def test_how_each_option_is_chosen(case: Keys) -> None:
+    dialog = classify(screen(case.test_id)).dialog
+    assert dialog is not None
+    assert dialog.selected == case.selected
+    assert tuple(o.keys for o in dialog.options) == case.keys
+
+
+def test_a_placeholder_in_the_input_box_is_no_prompt() -> None:
+    # 2.1.332 shows a dim "Resend your message to try again" in the box after an API error.
+    assert "Resend your message" in screen("2.1.332/after-api-error")
+    assert classify(screen("2.1.332/after-api-error")).prompt == "❯"
 
 
 def test_empty_or_unknown_screens_are_starting() -> None:
