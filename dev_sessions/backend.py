@@ -134,6 +134,10 @@ class Backend(Protocol):
 
     def kill(self, session: Session) -> None: ...
 
+    def follow(self, session: Session) -> Session:
+        """The session as the agent has it now (Claude's ``/clear`` starts a new session id)."""
+        ...
+
     def retire(self) -> None:
         """Called when the last session of this backend is gone."""
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from dev_sessions import ids
+from dev_sessions.compat import TESTED, placement
 from dev_sessions.config import Settings, claude_config_dir
 from dev_sessions.errors import DevSessionsError
 from dev_sessions.lock import FileLock
@@ -65,7 +66,14 @@ def check_agent(name: str, binary: str, env_var: str, install: str, required: bo
     version = _version_of(path)
     if version is None:
         return Check("fail", name, f"{path} does not answer --version; reinstall it")
-    return Check("ok", name, f"{version} ({path})")
+    low, high = TESTED[name]
+    where = placement(name, version)
+    if where == "tested":
+        return Check("ok", name, f"{version} ({path}; tested: {low} to {high})")
+    said = "not a version number" if where is None else f"{where} than the versions tested ({low} to {high})"
+    return Check(
+        "warn", name, f"{version} ({path}): {said}; check it with `dev-sessions selftest --cli {name}`"
+    )
 
 
 def check_claude_setup() -> Check:

@@ -61,7 +61,15 @@ class SessionManager:
     def get(self, session_id: str) -> Session:
         if not ids.is_valid(session_id):
             raise SessionNotFound(session_id=session_id)
-        return self.store.get(session_id)
+        session = self.store.get(session_id)
+        followed = self.backend(session.cli).follow(session)
+        if followed is session:
+            return session
+        with self.store.transaction() as doc:  # the agent moved on (Claude's /clear): record it once
+            current = doc.get(session_id)
+            if current.internal_id == session.internal_id:
+                doc.put(followed)
+        return followed
 
     def sessions(self, parent: str | None = None) -> list[Session]:
         """Every session, or those created by ``parent`` (and the session named ``parent`` itself)."""

@@ -51,6 +51,7 @@ class LastSend(TypedDict, total=False):
     turnId: str
     clientId: str
     mode: str
+    events: int
 
 
 class SessionRecord(TypedDict, total=False):
@@ -69,6 +70,8 @@ class SessionRecord(TypedDict, total=False):
     tmuxSocket: str
     claudeConfigDir: str
     lastSend: LastSend
+    delivery: str
+    previousIds: list[str]
 
 
 def now_iso() -> str:
@@ -102,6 +105,11 @@ class Session:
     tmux_socket: str | None = None
     claude_config_dir: str | None = None
     last_send: LastSend | None = None
+    delivery: str | None = None
+    """How text reaches a Claude session: ``editor`` (its external-editor key, with our hooks), or None
+    for sessions started by an older dev-sessions (a bracketed paste, no hooks)."""
+    previous_ids: tuple[str, ...] = ()
+    """Claude session ids this session had before a ``/clear`` gave it a new one."""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     _KEYS: ClassVar[dict[str, str]] = {
@@ -120,6 +128,8 @@ class Session:
         "tmux_socket": "tmuxSocket",
         "claude_config_dir": "claudeConfigDir",
         "last_send": "lastSend",
+        "delivery": "delivery",
+        "previous_ids": "previousIds",
     }
     _TYPES: ClassVar[dict[str, type]] = {
         "mode": str,
@@ -133,6 +143,8 @@ class Session:
         "tmux_socket": str,
         "claude_config_dir": str,
         "last_send": dict,
+        "delivery": str,
+        "previous_ids": list,
     }
 
     @classmethod
@@ -152,12 +164,18 @@ class Session:
         for attr, kind in cls._TYPES.items():
             if attr in values and not isinstance(values[attr], kind):
                 extra[cls._KEYS[attr]] = values.pop(attr)
+        if "previous_ids" in values:
+            values["previous_ids"] = tuple(str(v) for v in values["previous_ids"])
         return cls(**values, extra=extra)
 
     def to_record(self) -> SessionRecord:
         record: dict[str, Any] = {}
         for attr, key in self._KEYS.items():
             value = getattr(self, attr)
+            if isinstance(value, tuple):
+                if not value:
+                    continue
+                value = list(value)
             if value is not None and not (key == "description" and value == ""):
                 record[key] = value
         for key, value in self.extra.items():

@@ -1,12 +1,19 @@
 """Claude Code sessions: the real ``claude`` in a tmux session ``dev-<id>``, followed through its transcript.
 
-Where each fact comes from:
+Where each fact comes from, structured signals first (``Status.source`` says which one decided):
 
 * alive or not, exit status, pid: tmux (the pane runs ``claude`` directly and stays after it exits);
 * what happened in the conversation, and when a turn ended: the JSONL transcript
-  (``<config>/projects/<cwd slug>/<uuid>.jsonl``; the uuid is ours, given with ``--session-id``);
-* idle / busy / waiting: Claude's own ``<config>/sessions/<pid>.json`` when present, else the screen;
-* dialogs (their question and options): the screen, the only place they show.
+  (``<config>/projects/<cwd slug>/<uuid>.jsonl``; the uuid is ours, given with ``--session-id``), and,
+  for a failed turn, the ``StopFailure`` hook;
+* idle / busy / waiting: Claude's own ``<config>/sessions/<pid>.json``;
+* what a waiting session asks: the ``PermissionRequest`` hook (tool, question, options), rendered with
+  the screen's option labels when the screen can be read;
+* the session id Claude writes to now (it changes on ``/clear``): the ``SessionStart`` hook;
+* the screen, last: first-run dialogs (before Claude runs any hook), and any state nothing else names.
+
+Text goes into the input box through Claude's external-editor key (see :mod:`.wiring`), never as a
+paste, which Claude rewrites; sessions started by an older dev-sessions still get a paste.
 """
 
 from __future__ import annotations
@@ -24,10 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dev_sessions import ids, launch
-from dev_sessions.backend import LogItem, Started, Status, WaitResult, choose
+from dev_sessions import files, ids, launch
+from dev_sessions.backend import Dialog, LogItem, Started, Status, WaitResult, choose
+from dev_sessions.claude import events as ev
 from dev_sessions.claude import screen as screens
 from dev_sessions.claude import transcript as tx
+from dev_sessions.claude import wiring
 from dev_sessions.config import Settings, claude_config_dir
 from dev_sessions.errors import (
     DialogOpen,
@@ -66,6 +75,7 @@ _PASTE_SHOWS = 5.0
 _ENTER_TAKEN = 1.0
 _SETTLE = 3.0
 _ABANDON_GRACE = 0.5
+_RENDER_GRACE = 0.4
 
 
 def project_slug(cwd: str) -> str:
@@ -154,23 +164,60 @@ class ClaudeBackend:
         code = "" if pane.dead_status is None else f" (exit status {pane.dead_status})"
         return f"claude exited{code}"
 
+    def events_since(self, session: Session, offset: int = 0) -> tuple[list[ev.Event], int]:
+        """The hook events of a session from ``offset`` on, and the offset after them."""
+        path = wiring.events_path(self.settings.home, session.id)
+        try:
+            fd = files.open_private(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return [], offset
+        try:
+            size = os.fstat(fd).st_size
+            data = os.pread(fd, max(0, size - offset), offset) if size > offset else b""
+        finally:
+            os.close(fd)
+        return list(ev.parse(data)), offset + len(data)
+
+    def _dialog_shown(self, session: Session) -> Dialog | None:
+        """The dialog on the screen, given a moment to draw: Claude says it waits a little before the
+        dialog shows. None when the screen shows none that can be read (a layout never seen)."""
+        deadline = time.monotonic() + _RENDER_GRACE
+        while time.monotonic() < deadline:
+            time.sleep(_SCREEN_POLL / 2)
+            dialog = self._live(session).screen.dialog
+            if dialog is not None:
+                return dialog
+        return None
+
     def _status_of(self, session: Session, live: _Live) -> Status:
         pane, screen = live.pane, live.screen
         if pane is None or pane.dead:
-            return Status("exited", detail=self._exit_detail(pane))
-        if screen.state == "dialog":
-            return Status("waiting_for_input", dialog=screen.dialog)
+            return Status("exited", detail=self._exit_detail(pane), source="tmux")
         state = self._claude_state(session, pane.pid)
         own = state.get("status") if state else None
-        if own == "busy":
-            return Status("working")
         if own == "waiting":
-            return Status("waiting_for_input", detail=str(state.get("waitingFor") or "") if state else "")
+            mark = session.last_send or {}
+            announced = ev.fold(self.events_since(session, int(mark.get("events", 0)))[0])
+            if announced.dialog is not None:
+                shown = screen.dialog or self._dialog_shown(session)
+                dialog = ev.rendered(announced.dialog, shown)
+                return Status("waiting_for_input", dialog=dialog, source="hooks")
+            if screen.dialog is not None:
+                return Status("waiting_for_input", dialog=screen.dialog, source="screen")
+            detail = str(state.get("waitingFor") or "") if state else ""
+            return Status("waiting_for_input", detail=detail, source="claude-state")
+        if screen.state == "dialog":
+            # A dialog nothing structured names: a first-run screen (before any hook runs), or a new one.
+            return Status("waiting_for_input", dialog=screen.dialog, source="screen")
+        if own == "busy":
+            return Status("working", source="claude-state")
+        if own == "idle":
+            return Status("idle", source="claude-state")
         if screen.state == "busy":
-            return Status("working")
-        if screen.state == "ready" or own == "idle":
-            return Status("idle")
-        return Status("starting", detail=screen.hint)
+            return Status("working", source="screen")
+        if screen.state == "ready":
+            return Status("idle", source="screen")
+        return Status("starting", detail=screen.hint, source="screen")
 
     # -- create --------------------------------------------------------------------------------------
 
@@ -192,6 +239,14 @@ class ClaudeBackend:
             argv += ["--model", session.model]
         if session.approvals == "never":
             argv.append("--dangerously-skip-permissions")
+        else:
+            # Claude 2.1.332's default mode is "auto" (no prompts): ask for the classic prompts.
+            argv += ["--permission-mode", "default"]
+        if not docker:
+            # The container runs its own Claude with its own environment: screens and pastes there.
+            child_env.update(wiring.agent_environment(self.settings.home, session.id, env))
+            argv += ["--settings", str(wiring.hooks_file(self.settings.home))]
+            session = session.evolve(delivery="editor")
         name = ids.tmux_name(session.id)
         command, spec = launch.prepare(self.settings.home / "launch", argv, child_env)
         try:
@@ -252,24 +307,36 @@ class ClaudeBackend:
             if queued:
                 with contextlib.suppress(FileNotFoundError):
                     ahead = tx.queue_depth(path.read_bytes())
-            mark = LastSend(offset=line_aligned_size(path), queued=queued, ahead=ahead, at=now_iso())
+            events = self.events_since(session, 0)[1] if session.delivery else 0
+            mark = LastSend(
+                offset=line_aligned_size(path), queued=queued, ahead=ahead, at=now_iso(), events=events
+            )
             self._deliver(session, text, before=live.screen.prompt)
         return session.evolve(last_send=mark)
 
     def _deliver(self, session: Session, text: str, before: str | None) -> None:
-        """Paste the text, see it land in the input box, press Enter once, and see the box take it.
+        """Put the text into the input box, see it land, press Enter once, and see the box take it.
 
-        Enter arriving in the same read as the end of a bracketed paste is sometimes dropped by Claude
-        (about one send in five when done in one tmux call), so the Enter goes on its own once the paste
-        shows. Enter is pressed a second time only when the screen still shows our text sitting in the
-        input box: never when anything else, such as a dialog, has come up.
+        The text goes in through Claude's external-editor key (:mod:`.wiring`): Claude takes it as typed
+        text, exactly (a paste would be rewritten). Enter goes on its own once the text shows, and is
+        pressed a second time only when the screen still shows our text sitting in the input box:
+        never when anything else, such as a dialog, has come up.
         """
         tmux, name = self.tmux(session), ids.tmux_name(session.id)
-        tmux.paste(name, neutralise(text).encode("utf-8"), enter=False)
-        pasted = self._poll_screen(session, lambda sc: sc.prompt != before, _PASTE_SHOWS)
+        clean = neutralise(text)
+        if session.delivery == "editor":
+            self._through_editor(session, clean)
+        else:
+            tmux.paste(name, clean.encode("utf-8"), enter=False)
+        pasted = self._poll_screen(
+            session,
+            lambda sc: sc.prompt is not None and sc.prompt != before,
+            _PASTE_SHOWS,
+            through_other_screens=session.delivery == "editor",
+        )
         if pasted is None or pasted.prompt is None:
             raise NotReady(
-                session_id=session.id, waited=_PASTE_SHOWS, screen_hint="the pasted text never showed"
+                session_id=session.id, waited=_PASTE_SHOWS, screen_hint="the text never showed in the box"
             )
         for attempt in range(2):
             tmux.send_keys(name, ["Enter"])
@@ -281,16 +348,38 @@ class ClaudeBackend:
             session_id=session.id, waited=2 * _ENTER_TAKEN, screen_hint="the prompt is still in the input box"
         )
 
+    def _through_editor(self, session: Session, text: str) -> None:
+        """Leave the text in the spool, press the editor key, and see our editor take the spool."""
+        spool = wiring.spool_path(self.settings.home, session.id)
+        files.write_atomic(spool, text.encode("utf-8"))
+        self.tmux(session).send_keys(ids.tmux_name(session.id), ["C-g"])
+        deadline = time.monotonic() + _PASTE_SHOWS
+        while spool.exists():
+            if time.monotonic() >= deadline:
+                spool.unlink(missing_ok=True)
+                raise NotReady(
+                    session_id=session.id,
+                    waited=_PASTE_SHOWS,
+                    screen_hint="Claude did not run its external editor (ctrl+g) to take the text",
+                )
+            time.sleep(_INPUT_POLL)
+
     def _poll_screen(
-        self, session: Session, done: Callable[[screens.Screen], bool], timeout: float
+        self,
+        session: Session,
+        done: Callable[[screens.Screen], bool],
+        timeout: float,
+        *,
+        through_other_screens: bool = False,
     ) -> screens.Screen | None:
-        """The first screen for which ``done`` holds (or that is not the input box any more)."""
+        """The first screen for which ``done`` holds, or that is not the input box any more (unless
+        ``through_other_screens``: the editor key shows another screen a moment before the box)."""
         deadline = time.monotonic() + timeout
         while True:
             live = self._live(session)
             if live.pane is None or live.pane.dead:
                 raise SessionExited(session_id=session.id, detail=self._exit_detail(live.pane))
-            if live.screen.prompt is None or done(live.screen):
+            if done(live.screen) or (live.screen.prompt is None and not through_other_screens):
                 return live.screen
             if time.monotonic() >= deadline:
                 return None
@@ -491,7 +580,10 @@ class ClaudeBackend:
         option, typed = choose(session.id, dialog, answer)
         name = ids.tmux_name(session.id)
         tmux = self.tmux(session)
-        tmux.send_keys(name, [str(option.number)], literal=True)
+        if option.keys:  # an unnumbered list (the arrows, then Enter) or a dialog of key hints
+            tmux.send_keys(name, list(option.keys))
+        else:
+            tmux.send_keys(name, [str(option.number)], literal=True)
         if typed is not None:
             # The digit opens the text field; the text goes in as a paste and Enter follows on its
             # own once the text shows (see _deliver for why).
@@ -505,10 +597,10 @@ class ClaudeBackend:
                     break
                 time.sleep(_INPUT_POLL)
             tmux.send_keys(name, ["Enter"])
+        shown = live.screen.dialog
         deadline = time.monotonic() + _SETTLE
-        while time.monotonic() < deadline:
-            after = self._live(session).screen
-            if after.dialog != dialog:
+        while shown is not None and time.monotonic() < deadline:
+            if self._live(session).screen.dialog != shown:
                 break
             time.sleep(_SCREEN_POLL)
         return f"{option.number}. {typed if typed is not None else option.label}"
@@ -550,6 +642,25 @@ class ClaudeBackend:
         tmux.kill(name)
         if snap is not None and not snap[0].dead:
             _reap(snap[0].pid)
+        wiring.forget(self.settings.home, session.id)
+
+    def follow(self, session: Session) -> Session:
+        """After ``/clear`` Claude writes under a new session id (its ``SessionStart`` hook says which):
+        follow it, keeping the old ids. A send before the clear has no turn to follow any more."""
+        if not session.delivery:
+            return session
+        raw = files.read_bytes(wiring.events_path(self.settings.home, session.id)) or b""
+        if raw.count(b'"SessionStart"') < 2:  # only the start we made it with: nothing to parse
+            return session
+        started = ev.last_start(list(ev.parse(raw)))
+        if started is None or started.session_id in (session.internal_id, *session.previous_ids):
+            return session
+        log.info("%s: Claude now writes session %s (%s)", session.id, started.session_id, started.source)
+        return session.evolve(
+            internal_id=started.session_id,
+            previous_ids=(*session.previous_ids, session.internal_id),
+            last_send=None,
+        )
 
 
 def _reap(pid: int) -> None:
@@ -608,6 +719,7 @@ class _TurnWaiter:
         self.state_mtime: float | None = None
         self.sent_ms = 0.0
         self.idle_since: float | None = None
+        self.events_offset: int | None = None
 
     def _result(self, outcome: Any, **extra: Any) -> WaitResult:
         return WaitResult(self.session.id, outcome, time.monotonic() - self.started, **extra)
@@ -634,6 +746,9 @@ class _TurnWaiter:
         self.tail = Tail(path, int(mark.get("offset", 0)))
         self.tracker = tx.TurnTracker(queued=bool(mark.get("queued")), ahead=int(mark.get("ahead", 0)))
         self.watcher.watch_dir(path.parent)
+        if session.delivery:
+            self.events_offset = int(mark.get("events", backend.events_since(session, 0)[1]))
+            self.watcher.watch_dir(wiring.events_path(backend.settings.home, session.id).parent)
         sessions_dir = backend.config_dir(session) / "sessions"
         self.watcher.watch_dir(sessions_dir)
         self.state_path = sessions_dir / f"{self.pid}.json"
@@ -653,6 +768,9 @@ class _TurnWaiter:
         result = self.tracker.feed(tx.parse_lines(self.tail.read_lines()))
         if result is not None:
             return self._result(result.outcome, error=result.error)
+        announced = self._check_events()
+        if announced is not None:
+            return announced
         if self.watcher.exited(self.pid):
             result = self.tracker.feed(tx.parse_lines(self.tail.read_lines()))
             if result is not None:
@@ -660,6 +778,17 @@ class _TurnWaiter:
             live = self.backend._live(self.session)
             return self._result("exited", error=self.backend._exit_detail(live.pane))
         return self._check_state()
+
+    def _check_events(self) -> WaitResult | None:
+        """A failed turn, as the ``StopFailure`` hook announces it. (A dialog the hooks announce is
+        taken up once Claude's state file says it waits: an answered one must not count again.)"""
+        if self.events_offset is None:
+            return None
+        found, self.events_offset = self.backend.events_since(self.session, self.events_offset)
+        failure = ev.fold(found).failure if found else None
+        if failure is not None:
+            return self._result("failed", error=failure)
+        return None
 
     def _check_state(self) -> WaitResult | None:
         """What Claude's own status file adds: a question the turn waits on, or a turn that was dropped.

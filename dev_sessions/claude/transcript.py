@@ -2,9 +2,10 @@
 
 Facts this module relies on (see PROTOCOLS.md; observed with Claude Code 2.1.197):
 
-* Exactly one ``{"type": "system", "subtype": "turn_duration"}`` entry per finished interactive turn,
-  including turns that end in an API error (their assistant entry has ``isApiErrorMessage: true``).
-  Other ``system`` subtypes do not end a turn.
+* Exactly one ``{"type": "system", "subtype": "turn_duration"}`` entry per finished interactive turn.
+  Other ``system`` subtypes do not end a turn. A turn that fails on an API error writes an assistant
+  entry with ``isApiErrorMessage: true`` (``model: "<synthetic>"``): 2.1.197 follows it with a
+  ``turn_duration``, 2.1.332 writes none, so that entry itself ends the turn, as failed.
 * Order is not always chronological (the first turn may write ``assistant`` and ``turn_duration``
   before ``user``), so a turn is found by counting end markers after a point, never by position.
 * An interrupted turn writes no ``turn_duration``; it writes a user entry whose text starts with
@@ -176,7 +177,6 @@ class TurnTracker:
     def __init__(self, *, queued: bool = False, ahead: int = 0) -> None:
         self._phase: Literal["queued", "next", "turn"] = "queued" if queued else "turn"
         self._takes_needed = ahead + 1
-        self._last_error: str | None = None
 
     def feed(self, entries: Iterable[Entry]) -> TurnResult | None:
         for entry in entries:
@@ -195,18 +195,12 @@ class TurnTracker:
                 self._phase = "turn"
             return None
         kind = entry.get("type")
-        if kind == "assistant":
-            if entry.get("isApiErrorMessage"):
-                texts = [b.get("text", "") for b in _blocks(entry) if b.get("type") == "text"]
-                self._last_error = " ".join(t for t in texts if t) or "API error"
-            else:
-                self._last_error = None
-            return None
+        if kind == "assistant" and entry.get("isApiErrorMessage"):
+            texts = [b.get("text", "") for b in _blocks(entry) if b.get("type") == "text"]
+            return TurnResult("failed", " ".join(t for t in texts if t) or "API error")
         if is_interrupt(entry):
             return TurnResult("interrupted")
         if is_turn_end(entry):
-            if self._last_error is not None:
-                return TurnResult("failed", self._last_error)
             return TurnResult("completed")
         return None
 

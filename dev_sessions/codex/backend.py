@@ -89,6 +89,10 @@ class CodexBackend:
     def idle_signals(self, session: Session) -> list[Path]:
         return []
 
+    def follow(self, session: Session) -> Session:
+        """A thread keeps its id."""
+        return session
+
     def retire(self) -> None:
         """The last Codex session is gone: stop the app-server (and the bridge with it)."""
         try:

@@ -1,0 +1,159 @@
+"""Status from structured signals first, the screen last: Claude's hooks and state file against a real pane.
+
+The pane (a real tmux pane on a private server) shows a recorded screen, or one no parser has ever
+seen; the events file holds hook payloads recorded from the real Claude Code (tests/fixtures/hooks/);
+Claude's own state file says what it does. The backend must decide from the structured signals, use
+the screen only to render what it can read, and say which source decided.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from libtmux.server import Server
+
+from dev_sessions.claude import wiring
+from dev_sessions.claude.backend import ClaudeBackend
+from dev_sessions.config import Settings
+from dev_sessions.store import Session
+from dev_sessions.tmux import Tmux
+from tests.conftest import eventually
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+UUID = "5b35cd2d-8236-46aa-9c89-677ef59c8d46"
+NEVER_SEEN = """
+  ╔═══ A dialog drawn as no version of Claude Code ever drew one ═══╗
+  ║  Q: Pick something                                               ║
+  ║  [ A ]   [ B ]   [ C ]                                           ║
+  ╚══════════════════════════════════════════════════════════════════╝
+   (press a letter)
+"""
+
+
+def hooks(version: str, scenario: str, until: str | None = None) -> bytes:
+    """Recorded hook payloads, up to and including the first ``until`` event."""
+    out = []
+    for line in (FIXTURES / "hooks" / version / f"{scenario}.jsonl").read_text().splitlines():
+        out.append(line)
+        if until is not None and json.loads(line)["hook_event_name"] == until:
+            break
+    return ("\n".join(out) + "\n").encode()
+
+
+class Rig:
+    def __init__(self, server: Server, tmp_path: Path) -> None:
+        self.home = tmp_path / "state"
+        self.config = tmp_path / "claude-config"
+        self.settings = Settings.from_env({**os.environ, "DEV_SESSIONS_HOME": str(self.home)})
+        self.backend = ClaudeBackend(self.settings)
+        self.session = Session(
+            id="fizz-top", internal_id=UUID, cli="claude", path=str(tmp_path), delivery="editor",
+            tmux_socket=server.socket_name, claude_config_dir=str(self.config),
+        )  # fmt: skip
+        self.tmux = Tmux(server.socket_name)
+        self.tmp = tmp_path
+
+    def show(self, screen: str) -> int:
+        """A pane that shows ``screen``; its pid (the 'Claude' process of the state file)."""
+        (self.tmp / "screen.txt").write_text(screen)
+        self.tmux.new_session(
+            "dev-fizz-top", cwd=str(self.tmp), command=["sh", "-c", "cat screen.txt; exec sleep 60"]
+        )
+        eventually(lambda: (snap := self.tmux.snapshot("dev-fizz-top")) and snap[1].strip())
+        return self.tmux.panes()["dev-fizz-top"].pid
+
+    def state(self, pid: int, status: str, waiting_for: str = "") -> None:
+        directory = self.config / "sessions"
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {"pid": pid, "sessionId": UUID, "status": status, "waitingFor": waiting_for}
+        (directory / f"{pid}.json").write_text(json.dumps(state))
+
+    def events(self, data: bytes) -> None:
+        path = wiring.events_path(self.home, "fizz-top")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+
+@pytest.fixture
+def rig(tmux_server: Server, tmp_path: Path) -> Rig:
+    return Rig(tmux_server, tmp_path)
+
+
+@pytest.mark.parametrize("version", ["2.1.197", "2.1.332"])
+def test_a_question_on_a_screen_never_seen_is_read_from_the_hooks(rig: Rig, version: str) -> None:
+    pid = rig.show(NEVER_SEEN)
+    rig.state(pid, "waiting", "input needed")
+    rig.events(hooks(version, "ask", until="PermissionRequest"))
+    status = rig.backend.status(rig.session)
+    assert status.state == "waiting_for_input"
+    assert status.source == "hooks"
+    assert status.dialog is not None
+    assert status.dialog.question == "Which colour?"
+    assert [(o.number, o.label, o.description) for o in status.dialog.options] == [
+        (1, "Red", "The colour red"), (2, "Blue", "The colour blue"), (3, "Type something.", ""),
+    ]  # fmt: skip
+    assert status.dialog.text_option is not None and status.dialog.text_option.number == 3
+
+
+def test_the_screen_renders_the_options_the_hooks_announce(rig: Rig) -> None:
+    pid = rig.show((FIXTURES / "screens" / "2.1.332" / "dialog-ask.txt").read_text())
+    rig.state(pid, "waiting", "input needed")
+    rig.events(hooks("2.1.332", "ask", until="PermissionRequest"))
+    status = rig.backend.status(rig.session)
+    assert status.source == "hooks" and status.dialog is not None
+    assert [o.label for o in status.dialog.options] == ["Red", "Blue", "Type something.", "Chat about this"]
+
+
+def test_a_permission_prompt_on_a_screen_never_seen_is_answered_by_keys(rig: Rig) -> None:
+    pid = rig.show(NEVER_SEEN)
+    rig.state(pid, "waiting", "permission prompt")
+    rig.events(hooks("2.1.332", "permission", until="PermissionRequest"))
+    status = rig.backend.status(rig.session)
+    assert status.source == "hooks" and status.dialog is not None
+    assert status.dialog.question == "Allow Bash?"
+    assert status.dialog.context == ("Bash: touch x",)
+    # The numbers of a permission prompt differ between versions; Enter and Escape do not.
+    assert [(o.label, o.keys) for o in status.dialog.options] == [("Yes", ("Enter",)), ("No", ("Escape",))]
+
+
+@pytest.mark.parametrize(
+    ("claude_says", "expected"), [("busy", "working"), ("idle", "idle")]
+)  # fmt: skip
+def test_claude_state_decides_over_the_screen(rig: Rig, claude_says: str, expected: str) -> None:
+    pid = rig.show(NEVER_SEEN)
+    rig.state(pid, claude_says)
+    status = rig.backend.status(rig.session)
+    assert (status.state, status.source) == (expected, "claude-state")
+
+
+def test_without_structured_signals_the_screen_decides_and_says_so(rig: Rig) -> None:
+    rig.show((FIXTURES / "screens" / "2.1.332" / "dialog-trust.txt").read_text())  # no state file yet
+    status = rig.backend.status(rig.session)
+    assert (status.state, status.source) == ("waiting_for_input", "screen")
+    assert status.dialog is not None and status.dialog.options[1].keys == ("Down", "Enter")
+
+
+def test_an_old_question_does_not_outlive_the_send_after_it(rig: Rig) -> None:
+    pid = rig.show(NEVER_SEEN)
+    data = hooks("2.1.332", "ask", until="PermissionRequest")
+    rig.events(data)
+    sent = rig.session.evolve(last_send={"offset": 0, "events": len(data)})  # sent after that question
+    rig.state(pid, "waiting", "permission prompt")
+    status = rig.backend.status(sent)
+    assert status.state == "waiting_for_input"
+    assert status.source == "claude-state" and status.dialog is None  # no stale "Which colour?"
+
+
+def test_after_clear_the_session_follows_claudes_new_id(rig: Rig) -> None:
+    startup = {"session_id": UUID, "transcript_path": "/t", "cwd": "/w", "hook_event_name": "SessionStart",
+               "source": "startup", "model": "m"}  # fmt: skip
+    rig.events(json.dumps(startup).encode() + b"\n" + hooks("2.1.332", "plain") + hooks("2.1.332", "clear"))
+    assert rig.backend.follow(rig.session) is not rig.session
+    followed = rig.backend.follow(rig.session)
+    new_id = json.loads((FIXTURES / "hooks" / "2.1.332" / "clear.jsonl").read_text().splitlines()[-1])
+    assert followed.internal_id == new_id["session_id"] != UUID
+    assert followed.previous_ids == (UUID,)
+    assert rig.backend.follow(followed) is followed  # once
