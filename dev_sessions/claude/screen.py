@@ -9,7 +9,8 @@ renders the option labels of the dialogs the hooks announce. Layouts seen (Claud
 * Input box ready: a rule line, the prompt line starting with ``❯``, a rule line, then a status line
   (``? for shortcuts``, ``bypass permissions on``, ``manual mode on`` or a passing hint). While a turn
   runs, the status line says ``esc to interrupt``. The box may hold a dim placeholder (2.1.332 after
-  an API error: ``Resend your message to try again``), which is no text of the user's.
+  an API error: ``Resend your message to try again``), which is no text of the user's. A text taller
+  than the screen shows only its last lines, indented, between the rules: the ``❯`` line scrolled away.
 * Dialog: options under a question, and a last line of key hints such as ``Enter to confirm · Esc to
   cancel`` or ``Esc to cancel · Tab to amend``. The input box is hidden. The options are
   - numbered (``❯ 1. Yes``; AskUserQuestion options have an indented description line each): a digit
@@ -77,20 +78,30 @@ def classify(text: str) -> Screen:
 
 
 def _input_box(lines: list[str]) -> str | None:
-    """The prompt line of the input box: a rule, a ``❯`` line (and its continuation lines), a rule,
-    and status lines below; None when the screen shows no input box."""
+    """The prompt line of the input box: a rule, a ``❯`` line (and its continuation lines, indented), a
+    rule, and status lines below; None when the screen shows no input box.
+
+    A text taller than the screen shows only its last lines: the rule and the ``❯`` line above them
+    scrolled away. That box reads as ``❯ … `` and its first visible line.
+    """
     rules = [i for i, line in enumerate(lines) if _RULE.match(line)]
-    if len(rules) < 2:
+    if not rules:
         return None
-    top, bottom = rules[-2], rules[-1]
-    if bottom - top < 2 or len(lines) - bottom > 6:
+    bottom = rules[-1]
+    if len(lines) - bottom > 6:
         return None
-    line = lines[top + 1].replace("\xa0", " ").strip()
-    if not line.startswith("❯") or _OPTION.match(line):
-        return None
-    if line[1:].strip() in PLACEHOLDERS:
-        return "❯"
-    return line
+    first = bottom - 1
+    while first >= 0 and lines[first].startswith("  ") and not _RULE.match(lines[first]):
+        first -= 1
+    line = lines[first].replace("\xa0", " ").strip() if first >= 0 else ""
+    if line.startswith("❯"):
+        if first == 0 or not _RULE.match(lines[first - 1]) or _OPTION.match(line):
+            return None
+        if line[1:].strip() in PLACEHOLDERS:
+            return "❯"
+        return line
+    shown = [text.strip() for text in lines[first + 1 : bottom] if text.strip()]
+    return "❯ … " + shown[0] if shown else None
 
 
 def parse_dialog(lines: list[str]) -> Dialog | None:

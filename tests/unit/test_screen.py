@@ -145,6 +145,13 @@ def test_a_placeholder_in_the_input_box_is_no_prompt() -> None:
     assert classify(screen("2.1.332/after-api-error")).prompt == "❯"
 
 
+def test_a_text_taller_than_the_screen_is_still_the_input_box() -> None:
+    # The rule and the ❯ line scrolled away: only the text's last lines show above the bottom rule.
+    found = classify(screen("2.1.332/typed-taller-than-screen"))
+    assert found.state == "ready"
+    assert found.prompt == "❯ … line 25 with a tab"
+
+
 def test_empty_or_unknown_screens_are_starting() -> None:
     assert classify("").state == "starting"
     assert classify("\n\n  Loading...\n").state == "starting"
