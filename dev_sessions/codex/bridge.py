@@ -40,7 +40,7 @@ from dev_sessions.codex.daemon import AppServer
 from dev_sessions.codex.link import code_stamp, socket_path
 from dev_sessions.codex.protocol import JsonObject, Notification, ServerRequest
 from dev_sessions.config import Settings
-from dev_sessions.errors import DevSessionsError, NoDialog, UsageError
+from dev_sessions.errors import DevSessionsError, DialogOpen, NoDialog, UsageError
 from dev_sessions.files import check_not_link, private_dir
 from dev_sessions.peers import peer_uid
 
@@ -365,7 +365,16 @@ class Bridge:
         watch = await self.subscribe(spec)
         client_id = str(p.get("clientId") or uuid.uuid4())
         text_input = [{"type": "text", "text": p["text"]}]
-        active = await self.active_turn(watch) if model.thread_state(watch.status)[0] != "idle" else None
+        state, detail = model.thread_state(watch.status)
+        if state == "waiting_for_input":
+            # Text sent now would be queued behind a turn that cannot move until someone answers.
+            dialog = await self.waiting_dialog(watch)
+            raise DialogOpen(
+                session_id=str(p.get("session") or spec.id),
+                question=dialog.question if dialog else detail,
+                options=[str(o) for o in dialog.options] if dialog else [],
+            )
+        active = await self.active_turn(watch) if state != "idle" else None
         if p.get("steer"):
             if active is None:
                 raise UsageError(

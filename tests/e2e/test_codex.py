@@ -158,6 +158,9 @@ def test_approval_is_waiting_for_input_and_answered_with_respond(
     status = json.loads(cli.ok("status", sid, "--json"))
     assert status["status"] == "waiting_for_input"
     assert status["dialog"]["options"][0]["label"] == "Yes"
+    refused = cli("send", sid, "meanwhile")
+    assert refused.returncode == 1
+    assert "waiting for an answer to 'Run this command?'" in refused.stderr
     assert not made.exists()
     assert cli.ok("respond", sid, "yes").strip() == f"{sid}: answered 1. Yes"
     cli.ok("wait", sid, "--timeout", "60")
