@@ -358,7 +358,24 @@ class Bridge:
         watch = self.watch(str(thread["id"]))
         watch.subscribed = True
         watch.status = thread.get("status") or {"type": "idle"}
+        if p.get("collaboration"):
+            # thread/start takes no mode: it is a thread setting, kept in the rollout from the first turn.
+            model_name = result.get("model") or p.get("model")
+            await self.set_collaboration(str(thread["id"]), str(p["collaboration"]), model_name)
         return {"threadId": thread["id"], "model": result.get("model"), "rollout": thread.get("path")}
+
+    async def set_collaboration(self, thread_id: str, mode: str, model_name: str | None) -> None:
+        """Put the thread in a collaboration mode for the turns that start from now on."""
+        if not model_name:
+            # The mode's settings must name a model: keep the one the thread has.
+            read = await self.call("thread/read", {"threadId": thread_id})
+            model_name = (read.get("thread") or {}).get("model")
+        if not model_name:
+            raise UsageError(f"{thread_id}: cannot set the collaboration mode: the thread names no model")
+        await self.call(
+            "thread/settings/update",
+            {"threadId": thread_id, "collaborationMode": model.collaboration_mode(mode, str(model_name))},
+        )
 
     async def op_send(self, p: JsonObject) -> JsonObject:
         spec = ThreadSpec.from_json(p["thread"])
@@ -375,6 +392,11 @@ class Bridge:
                 options=[str(o) for o in dialog.options] if dialog else [],
             )
         active = await self.active_turn(watch) if state != "idle" else None
+        collaboration = p.get("collaboration")
+        if collaboration and p.get("steer"):
+            raise UsageError(f"{p.get('session', spec.id)}: a steered prompt keeps the running turn's mode")
+        if collaboration:
+            await self.set_collaboration(spec.id, str(collaboration), spec.model)
         if p.get("steer"):
             if active is None:
                 raise UsageError(

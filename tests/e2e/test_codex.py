@@ -391,3 +391,79 @@ def test_the_pinned_codex_is_the_one_tested(codex: FakeResponses, agents: AgentS
         [os.environ["DEV_SESSIONS_CODEX_BIN"], "--version"], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip().endswith(agents.codex_version)
+
+
+# -- Plan mode and its questions (request_user_input) ----------------------------------------------
+
+
+def answers(reply: str) -> dict[str, list[str]]:
+    """What Codex handed the model as the answers to its questions (the fake echoes the tool output
+    as ``ANSWER: {"answers": {ID: {"answers": [...]}}}``; the ids' order varies)."""
+    assert reply.startswith("ANSWER: "), reply
+    return {qid: a["answers"] for qid, a in json.loads(reply.removeprefix("ANSWER: "))["answers"].items()}
+
+
+REFUSED = "ANSWER: request_user_input is unavailable in Default mode"
+
+
+def mode_told(codex: FakeResponses, prompt: str) -> str | None:
+    """The collaboration mode Codex last told the model of (a developer message), in the request that
+    carried ``prompt``: "plan", "default", or None when it never said."""
+    body = next(r["body"] for r in reversed(codex.recorded()) if last_user_text(r["body"]) == prompt)
+    told = re.findall(r"<collaboration_mode># (Plan Mode|Collaboration Mode: Default)", json.dumps(body))
+    return None if not told else ("plan" if told[-1] == "Plan Mode" else "default")
+
+
+def test_send_switches_plan_mode_on_and_off(cli: DevSessions, codex: FakeResponses) -> None:
+    sid = create(cli)
+    assert "collaborationMode" not in json.loads(cli.ok("inspect", sid))["session"]
+    # Default mode: Codex offers the model the tool but answers the call itself; nobody is asked.
+    assert cli.ok("ask", sid, "choose <<ask>>", "--timeout", "60") == REFUSED + "\n"
+    assert mode_told(codex, "choose <<ask>>") is None
+
+    assert cli.ok("send", sid, "--plan", "plan it <<ask>>").strip() == f"{sid}: sent"
+    assert json.loads(cli.ok("inspect", sid))["session"]["collaborationMode"] == "plan"
+    result = cli("wait", sid, "--timeout", "60")
+    assert result.returncode == 1 and "Which colour?" in result.stderr
+    assert mode_told(codex, "plan it <<ask>>") == "plan"
+    cli.ok("respond", sid, "Red")
+    cli.ok("wait", sid, "--timeout", "60")
+    assert answers(last(cli, sid)) == {"colour": ["Red"]}
+
+    cli.ok("send", sid, "still planning <<ask>>")  # the mode stays until switched
+    eventually(lambda: cli.ok("status", sid).strip() == "waiting_for_input")
+    cli.ok("respond", sid, "1")
+    cli.ok("wait", sid, "--timeout", "60")
+    assert answers(last(cli, sid)) == {"colour": ["Red"]}
+
+    cli.ok("send", sid, "--no-plan", "build it <<ask>>")
+    assert cli.ok("wait", sid, "--timeout", "60").startswith(f"{sid}: completed")
+    assert last(cli, sid) == REFUSED
+    assert mode_told(codex, "build it <<ask>>") == "default"
+    assert json.loads(cli.ok("inspect", sid))["session"]["collaborationMode"] == "default"
+
+
+def test_plan_mode_outlives_an_app_server_restart(cli: DevSessions, codex: FakeResponses) -> None:
+    sid = create(cli, "--plan")
+    assert cli.ok("ask", sid, "first, a plan", "--timeout", "60") == "first, a plan\n"
+    before = daemon()
+    assert before is not None
+    os.kill(before["pid"], signal.SIGKILL)
+    eventually(lambda: not alive(before["pid"]))
+    cli.ok("send", sid, "choose <<ask>>")
+    result = cli("wait", sid, "--timeout", "60")
+    assert result.returncode == 1 and "Which colour?" in result.stderr
+    after = daemon()
+    assert after is not None and after["pid"] != before["pid"]
+    cli.ok("respond", sid, "red")
+    cli.ok("wait", sid, "--timeout", "60")
+    assert answers(last(cli, sid)) == {"colour": ["Red"]}
+
+
+def test_plan_mode_is_told_not_enforced(cli: DevSessions, codex: FakeResponses, workdir: Path) -> None:
+    made = workdir / "made.txt"
+    sid = create(cli, "--plan")
+    cli.ok("send", sid, f"<<bash:touch {made} && echo made>>")
+    assert cli.ok("wait", sid, "--timeout", "60").startswith(f"{sid}: completed")
+    assert mode_told(codex, f"<<bash:touch {made} && echo made>>") == "plan"
+    assert made.exists(), "the command ran: Plan mode is instructions to the model, not a sandbox"
