@@ -56,9 +56,7 @@ def create(
     model: Annotated[str | None, typer.Option("--model", help="Model for the agent.")] = None,
     plan: Annotated[
         bool,
-        typer.Option(
-            "--plan", help="Codex: start in Plan mode (it plans, changes nothing, may ask questions)."
-        ),
+        typer.Option("--plan", help="Codex: start in Plan mode (it plans and may ask questions)."),
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the id.")] = False,
     as_json: JsonOpt = False,
