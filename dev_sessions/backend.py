@@ -110,7 +110,11 @@ class Started:
 class Backend(Protocol):
     def create(self, session: Session, env: Mapping[str, str]) -> tuple[Session, Started]: ...
 
-    def send(self, session: Session, text: str, *, steer: bool = False) -> Session: ...
+    def send(
+        self, session: Session, text: str, *, steer: bool = False, collaboration: str | None = None
+    ) -> Session:
+        """Deliver a prompt; ``collaboration`` (Codex: "plan" or "default") switches the mode first."""
+        ...
 
     def wait(
         self, sessions: Sequence[Session], timeout: float | None, *, goal: bool = False

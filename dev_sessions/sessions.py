@@ -96,7 +96,10 @@ class SessionManager:
         approvals: str = "never",
         model: str | None = None,
         parent: str | None = None,
+        plan: bool = False,
     ) -> Created:
+        """Start a session. ``plan`` (Codex): the thread starts in Plan mode, where the agent plans
+        instead of changing files and may ask questions (answered with ``respond``)."""
         if cli not in CLIS:
             raise UsageError(f"--cli {cli!r}: choose one of {', '.join(CLIS)}")
         mode = MODE_ALIASES.get(mode, mode)
@@ -108,6 +111,8 @@ class SessionManager:
             )
         if approvals not in APPROVALS:
             raise UsageError(f"--approvals {approvals!r}: choose one of {', '.join(APPROVALS)}")
+        if plan and cli != "codex":
+            raise UsageError("--plan: Plan mode is for Codex sessions (create --cli codex --plan)")
         workdir = self._workdir(path)
         backend = self.backend(cli)
         tmux = Tmux(self.settings.tmux_socket)
@@ -127,6 +132,7 @@ class SessionManager:
                 last_used=stamp,
                 model=model,
                 approvals=approvals,
+                collaboration="plan" if plan else None,
                 parent=parent or self.creator(),
                 tmux_socket=self.settings.tmux_socket,
             )
@@ -160,14 +166,25 @@ class SessionManager:
 
     # -- talking to a session -------------------------------------------------------------------------
 
-    def send(self, session_id: str, text: str, *, steer: bool = False) -> Session:
+    def send(self, session_id: str, text: str, *, steer: bool = False, plan: bool | None = None) -> Session:
+        """Deliver a prompt. ``plan`` (Codex): True puts the thread in Plan mode from this prompt on,
+        False back in Default mode; None leaves the mode as it is."""
         if not text.strip():
             raise UsageError(f"{session_id}: the message is empty")
         if len(text) > MAX_TEXT:
             raise UsageError(f"{session_id}: the message is over {MAX_TEXT // (1024 * 1024)} MB")
+        if plan is not None and steer:
+            raise UsageError(
+                f"{session_id}: --steer adds to the running turn, which keeps its mode; "
+                "send --plan or --no-plan without --steer"
+            )
         session = self.get(session_id)
-        sent = self.backend(session.cli).send(session, text, steer=steer)
-        return self._update(session_id, last_send=sent.last_send, last_used=now_iso())
+        collaboration = None if plan is None else ("plan" if plan else "default")
+        sent = self.backend(session.cli).send(session, text, steer=steer, collaboration=collaboration)
+        changes: dict[str, Any] = {"last_send": sent.last_send, "last_used": now_iso()}
+        if collaboration is not None:
+            changes["collaboration"] = collaboration
+        return self._update(session_id, **changes)
 
     def _wait_groups(
         self, session_ids: Sequence[str], timeout: float | None

@@ -66,6 +66,7 @@ class SessionRecord(TypedDict, total=False):
     lastUsed: str
     model: str
     approvals: str
+    collaborationMode: str
     parent: str
     tmuxSocket: str
     claudeConfigDir: str
@@ -101,6 +102,8 @@ class Session:
     last_used: str = ""
     model: str | None = None
     approvals: str = "never"
+    # Codex's collaboration mode of the thread, as we last set it: "plan" or "default" (None: never set).
+    collaboration: str | None = None
     parent: str | None = None
     tmux_socket: str | None = None
     claude_config_dir: str | None = None
@@ -124,6 +127,7 @@ class Session:
         "last_used": "lastUsed",
         "model": "model",
         "approvals": "approvals",
+        "collaboration": "collaborationMode",
         "parent": "parent",
         "tmux_socket": "tmuxSocket",
         "claude_config_dir": "claudeConfigDir",
@@ -139,6 +143,7 @@ class Session:
         "last_used": str,
         "model": str,
         "approvals": str,
+        "collaboration": str,
         "parent": str,
         "tmux_socket": str,
         "claude_config_dir": str,

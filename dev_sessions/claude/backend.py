@@ -294,11 +294,15 @@ class ClaudeBackend:
 
     # -- send ----------------------------------------------------------------------------------------
 
-    def send(self, session: Session, text: str, *, steer: bool = False) -> Session:
+    def send(
+        self, session: Session, text: str, *, steer: bool = False, collaboration: str | None = None
+    ) -> Session:
         if steer:
             raise UsageError(
                 f"{session.id}: --steer is for Codex sessions (Claude folds a busy send in by itself)"
             )
+        if collaboration is not None:
+            raise UsageError(f"{session.id}: --plan and --no-plan are for Codex sessions (Plan mode)")
         with self._input_lock(session):
             live = self._ready_for_input(session)
             path = self.transcript(session)

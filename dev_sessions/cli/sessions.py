@@ -54,13 +54,17 @@ def create(
         str, typer.Option("--approvals", help="never (full permissions), on-request or untrusted.")
     ] = "never",
     model: Annotated[str | None, typer.Option("--model", help="Model for the agent.")] = None,
+    plan: Annotated[
+        bool,
+        typer.Option("--plan", help="Codex: start in Plan mode (it plans and may ask questions)."),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the id.")] = False,
     as_json: JsonOpt = False,
 ) -> int:
     """Start a new agent session and print its id once the agent is ready for input."""
     manager = sessions_api()
     created = manager.create(
-        cli=cli, path=path, description=description, mode=mode, approvals=approvals, model=model
+        cli=cli, path=path, description=description, mode=mode, approvals=approvals, model=model, plan=plan
     )
     session, status = created.session, created.started.status
     if as_json:
@@ -100,11 +104,19 @@ def send(
     steer: Annotated[
         bool, typer.Option("--steer", help="Codex: add the text to the running turn instead of queueing it.")
     ] = False,
+    plan: Annotated[
+        bool | None,
+        typer.Option(
+            "--plan/--no-plan",
+            help="Codex: from this prompt on, Plan mode (--plan) or Default mode (--no-plan).",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> int:
     """Deliver a prompt and return at once (use `wait` to block until the turn ends)."""
     text = read_message(session_id, message, file)
-    session = sessions_api().send(session_id, text, steer=steer)
+    session = sessions_api().send(session_id, text, steer=steer, plan=plan)
     mark = session.last_send or {}
     mode = mark.get("mode") or ("queued" if mark.get("queued") else "sent")
     if as_json:

@@ -60,6 +60,7 @@ class CodexBackend:
             "approvals": session.approvals,
             "model": session.model,
             "session": session.id,
+            "collaboration": session.collaboration,
         }
         result = self.link.call("create", params, timeout=60)
         assert result is not None
@@ -105,8 +106,10 @@ class CodexBackend:
 
     # -- talking --------------------------------------------------------------------------------------
 
-    def send(self, session: Session, text: str, *, steer: bool = False) -> Session:
-        result = self._call("send", session, text=text, steer=steer)
+    def send(
+        self, session: Session, text: str, *, steer: bool = False, collaboration: str | None = None
+    ) -> Session:
+        result = self._call("send", session, text=text, steer=steer, collaboration=collaboration)
         mark = LastSend(at=now_iso(), mode=str(result["mode"]), clientId=str(result["clientId"]))
         if result.get("turnId"):
             mark["turnId"] = str(result["turnId"])

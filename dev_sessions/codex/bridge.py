@@ -40,7 +40,7 @@ from dev_sessions.codex.daemon import AppServer
 from dev_sessions.codex.link import code_stamp, socket_path
 from dev_sessions.codex.protocol import JsonObject, Notification, ServerRequest
 from dev_sessions.config import Settings
-from dev_sessions.errors import DevSessionsError, NoDialog, UsageError
+from dev_sessions.errors import DevSessionsError, DialogOpen, NoDialog, UsageError
 from dev_sessions.files import check_not_link, private_dir
 from dev_sessions.peers import peer_uid
 
@@ -358,14 +358,45 @@ class Bridge:
         watch = self.watch(str(thread["id"]))
         watch.subscribed = True
         watch.status = thread.get("status") or {"type": "idle"}
+        if p.get("collaboration"):
+            # thread/start takes no mode: it is a thread setting, kept in the rollout from the first turn.
+            model_name = result.get("model") or p.get("model")
+            await self.set_collaboration(str(thread["id"]), str(p["collaboration"]), model_name)
         return {"threadId": thread["id"], "model": result.get("model"), "rollout": thread.get("path")}
+
+    async def set_collaboration(self, thread_id: str, mode: str, model_name: str | None) -> None:
+        """Put the thread in a collaboration mode for the turns that start from now on."""
+        if not model_name:
+            # The mode's settings must name a model: keep the one the thread has.
+            read = await self.call("thread/read", {"threadId": thread_id})
+            model_name = (read.get("thread") or {}).get("model")
+        if not model_name:
+            raise UsageError(f"{thread_id}: cannot set the collaboration mode: the thread names no model")
+        await self.call(
+            "thread/settings/update",
+            {"threadId": thread_id, "collaborationMode": model.collaboration_mode(mode, str(model_name))},
+        )
 
     async def op_send(self, p: JsonObject) -> JsonObject:
         spec = ThreadSpec.from_json(p["thread"])
         watch = await self.subscribe(spec)
         client_id = str(p.get("clientId") or uuid.uuid4())
         text_input = [{"type": "text", "text": p["text"]}]
-        active = await self.active_turn(watch) if model.thread_state(watch.status)[0] != "idle" else None
+        state, detail = model.thread_state(watch.status)
+        if state == "waiting_for_input":
+            # Text sent now would be queued behind a turn that cannot move until someone answers.
+            dialog = await self.waiting_dialog(watch)
+            raise DialogOpen(
+                session_id=str(p.get("session") or spec.id),
+                question=dialog.question if dialog else detail,
+                options=[str(o) for o in dialog.options] if dialog else [],
+            )
+        active = await self.active_turn(watch) if state != "idle" else None
+        collaboration = p.get("collaboration")
+        if collaboration and p.get("steer"):
+            raise UsageError(f"{p.get('session', spec.id)}: a steered prompt keeps the running turn's mode")
+        if collaboration:
+            await self.set_collaboration(spec.id, str(collaboration), spec.model)
         if p.get("steer"):
             if active is None:
                 raise UsageError(

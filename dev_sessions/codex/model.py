@@ -6,6 +6,12 @@ Shapes (Codex 0.169.0): a thread status is tagged (``{"type": "idle"}``, ``{"typ
 string (``inProgress``, ``completed``, ``interrupted``, ``failed``); items are tagged by ``type``
 (``userMessage`` with text ``content`` parts and the ``clientId`` we gave it, ``agentMessage`` with
 ``text``, ``commandExecution``, ``fileChange``, ...).
+
+A question (Codex 0.169.0 and 0.171.0, Plan mode only) is the server request ``USER_INPUT`` with
+``{threadId, turnId, itemId, questions: [{id, header, question, isOther: true, isSecret: false,
+options: [{label, description}]}], isBlocking: true, autoResolutionMs: null}``; the thread's status
+carries ``waitingOnUserInput`` meanwhile. The reply ``{"answers": {question id: {"answers": [text]}}}``
+answers them all at once and becomes the tool's output to the model.
 """
 
 from __future__ import annotations
@@ -29,6 +35,10 @@ DECISIONS = (
 APPROVALS = ("item/commandExecution/requestApproval", "item/fileChange/requestApproval")
 USER_INPUT = "item/tool/requestUserInput"
 OTHER_LABEL = "Other (type an answer)"
+# Codex's collaboration modes (``ModeKind``). Only in Plan mode does Codex run the model's
+# ``request_user_input`` tool calls (as USER_INPUT requests); in Default mode it answers them itself
+# with "request_user_input is unavailable in Default mode".
+COLLABORATION_MODES = ("plan", "default")
 
 
 def thread_state(status: JsonObject | None) -> tuple[str, str]:
@@ -44,6 +54,14 @@ def thread_state(status: JsonObject | None) -> tuple[str, str]:
     if kind in ("idle", "notLoaded", None):
         return "idle", ""
     return "idle", f"unknown thread status {kind}"
+
+
+def collaboration_mode(mode: str, model: str) -> JsonObject:
+    """The ``collaborationMode`` of ``thread/settings/update`` (experimental API): ``settings.model``
+    is required (and becomes the thread's model); no developer instructions means the mode's own."""
+    if mode not in COLLABORATION_MODES:
+        raise ValueError(f"unknown collaboration mode {mode!r}")
+    return {"mode": mode, "settings": {"model": model, "developer_instructions": None}}
 
 
 def user_text(item: JsonObject) -> str:

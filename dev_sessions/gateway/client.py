@@ -195,13 +195,17 @@ class RemoteSessionManager:
         return self.environ.get("DEV_SESSIONS_AGENT") or self.environ.get("DEV_SESSIONS_ID") or None
 
     def create(self, *, path: str | None = None, **args: Any) -> Any:
+        if not args.get("plan"):
+            args.pop("plan", None)  # newer than some gateways: sent only when asked for
         return self._call("create", path=host_path(path, self.environ), parent=self.creator(), **args)
 
     def get(self, session_id: str) -> Any:
         return self._call("get", session_id=session_id)
 
-    def send(self, session_id: str, text: str, *, steer: bool = False) -> Any:
-        return self._call("send", session_id=session_id, text=text, steer=steer)
+    def send(self, session_id: str, text: str, *, steer: bool = False, plan: bool | None = None) -> Any:
+        # plan is newer than some gateways: sent only when asked for.
+        extra = {} if plan is None else {"plan": plan}
+        return self._call("send", session_id=session_id, text=text, steer=steer, **extra)
 
     def wait(self, session_ids: Sequence[str], timeout: float | None = None, *, goal: bool = False) -> Any:
         return self._call("wait", True, session_ids=list(session_ids), timeout=timeout, goal=goal)

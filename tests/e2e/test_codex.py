@@ -158,6 +158,9 @@ def test_approval_is_waiting_for_input_and_answered_with_respond(
     status = json.loads(cli.ok("status", sid, "--json"))
     assert status["status"] == "waiting_for_input"
     assert status["dialog"]["options"][0]["label"] == "Yes"
+    refused = cli("send", sid, "meanwhile")
+    assert refused.returncode == 1
+    assert "waiting for an answer to 'Run this command?'" in refused.stderr
     assert not made.exists()
     assert cli.ok("respond", sid, "yes").strip() == f"{sid}: answered 1. Yes"
     cli.ok("wait", sid, "--timeout", "60")
@@ -388,3 +391,180 @@ def test_the_pinned_codex_is_the_one_tested(codex: FakeResponses, agents: AgentS
         [os.environ["DEV_SESSIONS_CODEX_BIN"], "--version"], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip().endswith(agents.codex_version)
+
+
+# -- Plan mode and its questions (request_user_input) ----------------------------------------------
+
+
+def answers(reply: str) -> dict[str, list[str]]:
+    """What Codex handed the model as the answers to its questions (the fake echoes the tool output
+    as ``ANSWER: {"answers": {ID: {"answers": [...]}}}``; the ids' order varies)."""
+    assert reply.startswith("ANSWER: "), reply
+    return {qid: a["answers"] for qid, a in json.loads(reply.removeprefix("ANSWER: "))["answers"].items()}
+
+
+def test_question_in_plan_mode_is_waiting_for_input_and_answered_with_respond(
+    cli: DevSessions, codex: FakeResponses
+) -> None:
+    sid = create(cli, "--plan")
+    assert json.loads(cli.ok("inspect", sid))["session"]["collaborationMode"] == "plan"
+    cli.ok("send", sid, "choose <<ask>>")
+    result = cli("wait", sid, "--timeout", "60")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert f"dev-sessions: {sid}: waiting for input" in result.stderr
+    assert "Which colour?" in result.stderr
+    assert "1. Red - The colour red" in result.stderr
+    assert "2. Blue - The colour blue" in result.stderr
+    assert f"answer with: dev-sessions respond {sid} ANSWER" in result.stderr
+
+    shown = cli("status", sid)
+    assert shown.returncode == 0
+    assert shown.stdout == "waiting_for_input\n"  # one word on stdout, the question on stderr
+    assert shown.stderr.splitlines() == [
+        "  Colour",
+        "  Which colour?",
+        "    1. Red - The colour red",
+        "    2. Blue - The colour blue",
+        "    3. Other (type an answer)",
+        f"  answer with: dev-sessions respond {sid} ANSWER",
+    ]
+    status = json.loads(cli.ok("status", sid, "--json"))
+    assert status["status"] == "waiting_for_input"
+    assert status["detail"] == "waitingOnUserInput"
+    assert status["dialog"] == {
+        "question": "Which colour?",
+        "context": ["Colour"],
+        "options": [
+            {"number": 1, "label": "Red", "description": "The colour red"},
+            {"number": 2, "label": "Blue", "description": "The colour blue"},
+            {"number": 3, "label": "Other (type an answer)", "description": ""},
+        ],
+        "takesText": True,
+        "textOption": 3,
+    }
+
+    assert cli.ok("respond", sid, "2").strip() == f"{sid}: answered 2. Blue"
+    assert cli.ok("wait", sid, "--timeout", "60").startswith(f"{sid}: completed")
+    assert answers(last(cli, sid)) == {"colour": ["Blue"]}
+    assert cli.ok("status", sid).strip() == "idle"
+
+
+def test_a_question_is_answered_by_label_or_free_text_and_one_at_a_time(
+    cli: DevSessions, codex: FakeResponses
+) -> None:
+    sid = create(cli, "--plan")
+    cli.ok("send", sid, "three things <<ask:3>>")
+    eventually(lambda: cli.ok("status", sid).strip() == "waiting_for_input")
+    first = json.loads(cli.ok("status", sid, "--json"))["dialog"]
+    assert (first["question"], first["context"]) == ("Which colour?", ["Colour", "question 1 of 3"])
+    one_line = cli("send", sid, "typing into a question")
+    assert one_line.returncode == 1
+    assert "waiting for an answer to 'Which colour?'" in one_line.stderr
+    assert (
+        cli.ok("respond", sid, "red").strip() == f"{sid}: answered 1. Red (more questions follow: see status)"
+    )
+    result = cli("wait", sid, "--timeout", "60")
+    assert result.returncode == 1
+    assert "question 2 of 3" in result.stderr
+    assert "Which size?" in result.stderr
+    assert cli.ok("respond", sid, "Lar").strip().startswith(f"{sid}: answered 2. Large")  # a unique start
+    assert json.loads(cli.ok("status", sid, "--json"))["dialog"]["question"] == "Which shape?"
+    assert cli.ok("respond", sid, "a sort of rhombus").strip() == f"{sid}: answered 3. a sort of rhombus"
+    assert cli.ok("wait", sid, "--timeout", "60").startswith(f"{sid}: completed")
+    assert answers(last(cli, sid)) == {"colour": ["Red"], "size": ["Large"], "shape": ["a sort of rhombus"]}
+    assert codex.prompts() == ["three things <<ask:3>>"], "nothing typed into the question became a prompt"
+
+
+REFUSED = "ANSWER: request_user_input is unavailable in Default mode"
+
+
+def mode_told(codex: FakeResponses, prompt: str) -> str | None:
+    """The collaboration mode Codex last told the model of (a developer message), in the request that
+    carried ``prompt``: "plan", "default", or None when it never said."""
+    body = next(r["body"] for r in reversed(codex.recorded()) if last_user_text(r["body"]) == prompt)
+    told = re.findall(r"<collaboration_mode># (Plan Mode|Collaboration Mode: Default)", json.dumps(body))
+    return None if not told else ("plan" if told[-1] == "Plan Mode" else "default")
+
+
+def test_send_switches_plan_mode_on_and_off(cli: DevSessions, codex: FakeResponses) -> None:
+    sid = create(cli)
+    assert "collaborationMode" not in json.loads(cli.ok("inspect", sid))["session"]
+    # Default mode: Codex offers the model the tool but answers the call itself; nobody is asked.
+    assert cli.ok("ask", sid, "choose <<ask>>", "--timeout", "60") == REFUSED + "\n"
+    assert mode_told(codex, "choose <<ask>>") is None
+
+    assert cli.ok("send", sid, "--plan", "plan it <<ask>>").strip() == f"{sid}: sent"
+    assert json.loads(cli.ok("inspect", sid))["session"]["collaborationMode"] == "plan"
+    result = cli("wait", sid, "--timeout", "60")
+    assert result.returncode == 1 and "Which colour?" in result.stderr
+    assert mode_told(codex, "plan it <<ask>>") == "plan"
+    cli.ok("respond", sid, "Red")
+    cli.ok("wait", sid, "--timeout", "60")
+    assert answers(last(cli, sid)) == {"colour": ["Red"]}
+
+    cli.ok("send", sid, "still planning <<ask>>")  # the mode stays until switched
+    eventually(lambda: cli.ok("status", sid).strip() == "waiting_for_input")
+    cli.ok("respond", sid, "1")
+    cli.ok("wait", sid, "--timeout", "60")
+    assert answers(last(cli, sid)) == {"colour": ["Red"]}
+
+    cli.ok("send", sid, "--no-plan", "build it <<ask>>")
+    assert cli.ok("wait", sid, "--timeout", "60").startswith(f"{sid}: completed")
+    assert last(cli, sid) == REFUSED
+    assert mode_told(codex, "build it <<ask>>") == "default"
+    assert json.loads(cli.ok("inspect", sid))["session"]["collaborationMode"] == "default"
+
+
+def test_interrupt_drops_an_open_question(cli: DevSessions, codex: FakeResponses) -> None:
+    sid = create(cli, "--plan")
+    cli.ok("send", sid, "choose <<ask>>")
+    eventually(lambda: cli.ok("status", sid).strip() == "waiting_for_input")
+    assert cli.ok("interrupt", sid).strip() == f"{sid}: interrupted"
+    assert cli.ok("wait", sid, "--timeout", "60").strip() == f"{sid}: interrupted"
+    assert cli.ok("status", sid).strip() == "idle"
+    result = cli("respond", sid, "Red")
+    assert result.returncode == 1
+    assert f"{sid}: nothing to answer (status idle)" in result.stderr
+    assert cli.ok("ask", sid, "plans go on", "--timeout", "60") == "plans go on\n"
+
+
+def test_an_open_question_outlives_its_bridge(cli: DevSessions, codex: FakeResponses) -> None:
+    sid = create(cli, "--plan")
+    cli.ok("send", sid, "choose <<ask>>")
+    eventually(lambda: cli.ok("status", sid).strip() == "waiting_for_input")
+    bridge = json.loads(cli.ok("inspect", sid))["bridge"]["pid"]
+    os.kill(bridge, signal.SIGKILL)
+    eventually(lambda: not alive(bridge))
+    # A new bridge resumes the thread, and the app-server asks it the open question again.
+    assert json.loads(cli.ok("status", sid, "--json"))["dialog"]["question"] == "Which colour?"
+    assert json.loads(cli.ok("inspect", sid))["bridge"]["pid"] != bridge
+    assert cli.ok("respond", sid, "blue").strip() == f"{sid}: answered 2. Blue"
+    assert cli.ok("wait", sid, "--timeout", "60").startswith(f"{sid}: completed")
+    assert answers(last(cli, sid)) == {"colour": ["Blue"]}
+
+
+def test_plan_mode_outlives_an_app_server_restart(cli: DevSessions, codex: FakeResponses) -> None:
+    sid = create(cli, "--plan")
+    assert cli.ok("ask", sid, "first, a plan", "--timeout", "60") == "first, a plan\n"
+    before = daemon()
+    assert before is not None
+    os.kill(before["pid"], signal.SIGKILL)
+    eventually(lambda: not alive(before["pid"]))
+    cli.ok("send", sid, "choose <<ask>>")
+    result = cli("wait", sid, "--timeout", "60")
+    assert result.returncode == 1 and "Which colour?" in result.stderr
+    after = daemon()
+    assert after is not None and after["pid"] != before["pid"]
+    cli.ok("respond", sid, "red")
+    cli.ok("wait", sid, "--timeout", "60")
+    assert answers(last(cli, sid)) == {"colour": ["Red"]}
+
+
+def test_plan_mode_is_told_not_enforced(cli: DevSessions, codex: FakeResponses, workdir: Path) -> None:
+    made = workdir / "made.txt"
+    sid = create(cli, "--plan")
+    cli.ok("send", sid, f"<<bash:touch {made} && echo made>>")
+    assert cli.ok("wait", sid, "--timeout", "60").startswith(f"{sid}: completed")
+    assert mode_told(codex, f"<<bash:touch {made} && echo made>>") == "plan"
+    assert made.exists(), "the command ran: Plan mode is instructions to the model, not a sandbox"

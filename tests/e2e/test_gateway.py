@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import DevSessions, GatewayProcess, eventually, start_gateway
 from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.openai_responses import FakeResponses
 
 pytestmark = pytest.mark.e2e
 
@@ -108,3 +109,24 @@ def test_a_waiting_question_is_answered_through_the_gateway(
     container.ok("respond", sid, "red")
     container.ok("wait", sid, "--timeout", "60")
     assert '"Which colour?"="Red"' in container.ok("last-message", sid)
+
+
+def test_codex_plan_mode_and_its_question_through_the_gateway(
+    codex: FakeResponses,
+    gateway: GatewayProcess,
+    isolated: Path,
+    workdir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    container = in_container(gateway, isolated, workdir, monkeypatch)
+    sid = container.ok("create", "--cli", "codex", "-q", "--plan").strip()
+    container.ok("send", sid, "choose <<ask>>")
+    result = container("wait", sid, "--timeout", "60")
+    assert result.returncode == 1
+    assert "Which colour?" in result.stderr
+    container.ok("respond", sid, "blue")
+    container.ok("wait", sid, "--timeout", "60")
+    assert container.ok("last-message", sid) == 'ANSWER: {"answers":{"colour":{"answers":["Blue"]}}}\n'
+    container.ok("send", sid, "--no-plan", "no more questions <<ask>>")
+    container.ok("wait", sid, "--timeout", "60")
+    assert container.ok("last-message", sid) == "ANSWER: request_user_input is unavailable in Default mode\n"

@@ -17,6 +17,16 @@ like websockets' test server; an argument may contain ``>`` but not ``>>``):
                     ``function_call_output`` back, its output (Codex's text: ``Chunk ID: ...``,
                     ``Process exited with code N``, ``Output:`` and the command's output, or the
                     rejection message) is echoed back as ``OUTPUT: <output>``
+``<<ask:N>>``       call the ``request_user_input`` tool with N questions (default 1, at most 3), each
+                    with two options: ``colour`` "Which colour?" (Red / Blue), ``size`` "Which size?"
+                    (Small / Large), ``shape`` "Which shape?" (Round / Square). Codex offers the tool
+                    only in Plan mode (a thread's ``collaborationMode``): there it becomes the server
+                    request ``item/tool/requestUserInput`` (Codex adds ``isOther: true`` to every
+                    question) and the client's reply ``{"answers": {ID: {"answers": [...]}}}`` comes
+                    back as the tool's output, JSON text, echoed as ``ANSWER: <output>``
+                    (``ANSWER: {"answers":{"colour":{"answers":["Blue"]}}}``); in Default mode Codex
+                    answers the call itself: ``ANSWER: request_user_input is unavailable in Default
+                    mode``
 ``<<error:CODE>>``  fail the turn. A number (default 500) is answered with that HTTP status and an
                     OpenAI error body ``{"error": {"message": ..., "type": ..., "code": ...}}``;
                     anything else is sent as a ``response.failed`` event with ``error.code`` CODE
@@ -50,7 +60,14 @@ from typing import Any
 
 from tests.fakes._server import FakeServer
 
-MARKER = re.compile(r"<<(slow|hold|bash|error)(?::(.*?))?>>", re.DOTALL)
+MARKER = re.compile(r"<<(slow|hold|ask|bash|error)(?::(.*?))?>>", re.DOTALL)
+ASK_TOOL = "request_user_input"
+# What <<ask:N>> asks, in order: (id, header, question, option labels).
+ASK_QUESTIONS = (
+    ("colour", "Colour", "Which colour?", ("Red", "Blue")),
+    ("size", "Size", "Which size?", ("Small", "Large")),
+    ("shape", "Shape", "Which shape?", ("Round", "Square")),
+)
 GOAL_MARKER = '<codex_internal_context source="goal">'
 ERROR_MESSAGE = "fake server error on request"
 
@@ -126,19 +143,32 @@ def function_call(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _tool_output(items: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The answer to one of our own function calls, if the request ends with one (after the last
-    user message). Codex also sends ``function_call_output`` items of its own (``goal_objective``)
-    with no matching call: those are not round trips."""
+def ask_questions(count: int) -> list[dict[str, Any]]:
+    """The ``questions`` argument of the ``request_user_input`` call that ``<<ask:N>>`` makes."""
+    return [
+        {
+            "id": qid,
+            "header": header,
+            "question": question,
+            "options": [{"label": o, "description": f"The {qid} {o.lower()}"} for o in labels],
+        }
+        for qid, header, question, labels in ASK_QUESTIONS[: max(1, min(count, len(ASK_QUESTIONS)))]
+    ]
+
+
+def _round_trip(items: list[dict[str, Any]]) -> tuple[str, dict[str, Any]] | None:
+    """The answer to one of our own function calls (and the called tool's name), if the request
+    ends with one (after the last user message). Codex also sends ``function_call_output`` items of
+    its own (``goal_objective``) with no matching call: those are not round trips."""
     tail: list[dict[str, Any]] = []
     for item in reversed(items):
         if item.get("role") == "user":
             break
         tail.append(item)
-    calls = {item.get("call_id") for item in tail if item.get("type") == "function_call"}
+    calls = {i.get("call_id"): i.get("name", "") for i in tail if i.get("type") == "function_call"}
     for item in tail:
         if item.get("type") == "function_call_output" and item.get("call_id") in calls:
-            return item
+            return str(calls[item.get("call_id")]), item
     return None
 
 
@@ -147,9 +177,11 @@ def script(body: dict[str, Any]) -> Reply:
     items = body.get("input", [])
     if isinstance(items, str):
         items = [{"type": "message", "role": "user", "content": items}]
-    output = _tool_output(items)
-    if output is not None:
-        return Reply([message("OUTPUT: " + _output_text(output))])
+    trip = _round_trip(items)
+    if trip is not None:
+        tool, output = trip
+        prefix = "ANSWER: " if tool == ASK_TOOL else "OUTPUT: "
+        return Reply([message(prefix + _output_text(output))])
 
     prompt = last_user_text(body)
     if prompt.startswith(GOAL_MARKER):
@@ -165,6 +197,9 @@ def script(body: dict[str, Any]) -> Reply:
         return Reply([message(prompt)], hold=arg)
     if kind == "error":
         return Reply([], error=int(arg) if arg.isdigit() else (arg or 500))
+    if kind == "ask":
+        questions = ask_questions(int(arg) if arg.isdigit() else 1)
+        return Reply([function_call(ASK_TOOL, {"questions": questions})])
     # bash
     return Reply([function_call("exec_command", {"cmd": arg})])
 
@@ -305,7 +340,7 @@ class FakeResponses(FakeServer):
         found = []
         for body in bodies:
             items = body.get("input", [])
-            if isinstance(items, list) and _tool_output(items) is not None:
+            if isinstance(items, list) and _round_trip(items) is not None:
                 continue
             prompt = last_user_text(body)
             if not prompt.startswith(GOAL_MARKER):

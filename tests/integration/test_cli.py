@@ -43,6 +43,9 @@ def test_version(cli: DevSessions) -> None:
         (["create", "--cli", "gpt"], "--cli 'gpt'"),
         (["create", "--approvals", "sometimes"], "--approvals 'sometimes'"),
         (["create", "--mode", "cloud"], "--mode 'cloud'"),
+        (["create", "--plan"], "--plan: Plan mode is for Codex sessions (create --cli codex --plan)"),
+        (["send", "fizz-top", "hi", "--steer", "--plan"], "--steer adds to the running turn"),
+        (["send", "fizz-top", "hi", "--steer", "--no-plan"], "send --plan or --no-plan without --steer"),
         (["send", "fizz-top"], "give a MESSAGE or --file"),
         (["send", "fizz-top", "hi", "--file", "x"], "not both"),
         (["send", "fizz-top", "--file", "/no/such/file"], "--file /no/such/file: no such file"),
@@ -149,6 +152,14 @@ def test_agent_gets_the_callers_environment_and_its_flags(
 def test_full_permissions_by_default(cli: DevSessions, fake_claude: Path) -> None:
     sid = cli.ok("create", "-q").strip()
     assert json.loads(fake_claude.read_text())["argv"][2:] == ["--dangerously-skip-permissions"]
+    cli.ok("kill", sid)
+
+
+def test_plan_mode_is_refused_for_a_claude_session(cli: DevSessions, fake_claude: Path) -> None:
+    sid = cli.ok("create", "-q").strip()
+    one_line_error(cli("send", sid, "hello", "--plan"), 2, f"{sid}: --plan and --no-plan are for Codex")
+    one_line_error(cli("send", sid, "hello", "--no-plan"), 2, f"{sid}: --plan and --no-plan are for Codex")
+    assert "collaborationMode" not in json.loads(cli.ok("inspect", sid))["session"]
     cli.ok("kill", sid)
 
 

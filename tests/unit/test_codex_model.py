@@ -164,3 +164,13 @@ def test_dialogs_cross_the_bridge_unchanged() -> None:
     dialog = model.dialog_for(request)
     again = Dialog.from_json(dialog.to_json())
     assert again == dialog
+
+
+def test_collaboration_mode_names_a_model_and_the_modes_own_instructions() -> None:
+    assert model.collaboration_mode("plan", "gpt-x") == {
+        "mode": "plan",
+        "settings": {"model": "gpt-x", "developer_instructions": None},
+    }
+    assert model.collaboration_mode("default", "gpt-x")["mode"] == "default"
+    with pytest.raises(ValueError, match="unknown collaboration mode 'pair'"):
+        model.collaboration_mode("pair", "gpt-x")
