@@ -144,14 +144,27 @@ def test_agent_gets_the_callers_environment_and_its_flags(
     assert "CLAUDE_CODE_CHILD_SESSION" not in seen["env"]
     assert seen["cwd"] == str(workdir.resolve())
     record = json.loads(cli.ok("inspect", sid))["session"]
-    assert seen["argv"] == ["--session-id", record["internalId"]]
+    home = Path(os.environ["DEV_SESSIONS_HOME"])
+    assert seen["argv"] == [
+        "--session-id", record["internalId"], "--permission-mode", "default",
+        "--settings", str(home / "claude" / "hooks.json"),
+    ]  # fmt: skip
+    # The hooks report into the session's events file; the editor key hands over the spool.
+    assert seen["env"]["DEV_SESSIONS_EVENTS"] == str(home / "events" / f"{sid}.jsonl")
+    assert seen["env"]["DEV_SESSIONS_SPOOL"] == str(home / "spool" / sid)
+    assert seen["env"]["VISUAL"] == str(home / "bin" / "ds-editor")
+    assert record["delivery"] == "editor"
     assert record["parent"] == "user"  # created from outside any session
     cli.ok("kill", first, sid)
+    assert not (home / "events" / f"{sid}.jsonl").exists()  # kill leaves nothing of the session
 
 
 def test_full_permissions_by_default(cli: DevSessions, fake_claude: Path) -> None:
     sid = cli.ok("create", "-q").strip()
-    assert json.loads(fake_claude.read_text())["argv"][2:] == ["--dangerously-skip-permissions"]
+    assert json.loads(fake_claude.read_text())["argv"][2:4] == [
+        "--dangerously-skip-permissions",
+        "--settings",
+    ]
     cli.ok("kill", sid)
 
 
