@@ -61,6 +61,8 @@ class CodexBackend:
             "model": session.model,
             "session": session.id,
             "collaboration": session.collaboration,
+            "name": f"dev-sessions {session.id}"
+            + (f": {session.description}" if session.description else ""),
         }
         result = self.link.call("create", params, timeout=60)
         assert result is not None

@@ -362,6 +362,8 @@ class Bridge:
             # thread/start takes no mode: it is a thread setting, kept in the rollout from the first turn.
             model_name = result.get("model") or p.get("model")
             await self.set_collaboration(str(thread["id"]), str(p["collaboration"]), model_name)
+        if p.get("name"):
+            await self.call("thread/name/set", {"threadId": thread["id"], "name": str(p["name"])})
         return {"threadId": thread["id"], "model": result.get("model"), "rollout": thread.get("path")}
 
     async def set_collaboration(self, thread_id: str, mode: str, model_name: str | None) -> None:

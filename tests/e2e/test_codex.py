@@ -341,12 +341,6 @@ def test_the_bridge_leaves_when_idle(
     assert json.loads(cli.ok("last-message", sid, "-n", "2", "--json")) == ["remember me", "anyone there?"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: Codex writes a thread's rollout at its first turn, and thread/resume of a thread "
-    "with no rollout fails ('no rollout found'), so a session that never ran a turn is lost when its "
-    "bridge or app-server goes (see TODO.md)",
-)
 def test_a_session_that_never_ran_a_turn_outlives_its_bridge(
     cli: DevSessions, codex: FakeResponses, monkeypatch: pytest.MonkeyPatch
 ) -> None:
