@@ -25,6 +25,7 @@ ORIGINAL = {
     "status": 0.133,
     "list (20 live sessions)": 0.228,
     "send (session ready)": 0.466,
+    "send + wait (instant model)": 0.635,
     "create (until input box ready)": 15.0,
     "wait: late after the turn ends": 1.2,
 }
@@ -33,6 +34,7 @@ TARGET = {
     "status": "< 100 ms",
     "list (20 live sessions)": "< 150 ms",
     "send (session ready)": "< 150 ms",
+    "send + wait (instant model)": "< 318 ms",
     "create (until input box ready)": "< 2 s",
     "wait: late after the turn ends": "< 50 ms",
 }
@@ -103,6 +105,12 @@ def main() -> None:
             lambda: w.run("send", sid, "a short prompt"), runs, before=settle
         )
         settle()
+
+        def send_and_wait() -> None:
+            w.run("send", sid, "a short prompt")
+            w.run("wait", sid, "--timeout", "30")
+
+        results["send + wait (instant model)"] = timed(send_and_wait, runs)
         created: list[str] = []
         results["create (until input box ready)"] = timed(
             lambda: created.append(w.create()),
