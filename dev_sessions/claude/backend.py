@@ -601,10 +601,16 @@ class ClaudeBackend:
                     break
                 time.sleep(_INPUT_POLL)
             tmux.send_keys(name, ["Enter"])
+        # Return once the answer is taken: the dialog gone from the screen and Claude's own state no
+        # longer "waiting" (it lags the screen a little), so that a wait right after this one does
+        # not see the answered dialog again.
         shown = live.screen.dialog
         deadline = time.monotonic() + _SETTLE
-        while shown is not None and time.monotonic() < deadline:
-            if self._live(session).screen.dialog != shown:
+        while time.monotonic() < deadline:
+            after = self._live(session)
+            state = self._claude_state(session, after.pane.pid) if after.pane else None
+            still_waiting = state is not None and state.get("status") == "waiting"
+            if (shown is None or after.screen.dialog != shown) and not still_waiting:
                 break
             time.sleep(_SCREEN_POLL)
         return f"{option.number}. {typed if typed is not None else option.label}"
