@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 from libtmux.server import Server
 
+from dev_sessions.selftest.fakes.anthropic import FakeAnthropic
+from dev_sessions.selftest.offline import prepare_claude_home
 from tests.conftest import DevSessions, eventually
-from tests.fakes.agents import AgentSet, prepare_claude_home
-from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.agents import AgentSet
 
 pytestmark = pytest.mark.e2e
 

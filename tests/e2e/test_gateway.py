@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from dev_sessions.selftest.fakes.anthropic import FakeAnthropic
 from tests.conftest import DevSessions, GatewayProcess, eventually, start_gateway
-from tests.fakes.anthropic import FakeAnthropic
 
 pytestmark = pytest.mark.e2e
 

@@ -17,7 +17,8 @@ Markers inside the prompt pick other behaviours (route by keyword, like websocke
 The title side request that Claude Code makes on the first prompt is answered before any marker is
 looked at, since it carries the user's prompt too. Every request is kept in ``requests``.
 
-Run ``python -m tests.fakes.anthropic --port 0`` to serve it from a shell (the URL is printed).
+Run ``python -m dev_sessions.selftest.fakes.anthropic --port 0`` to serve it from a shell (the URL is
+printed).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import time
 import uuid
 from typing import Any
 
-from tests.fakes._server import FakeServer
+from dev_sessions.selftest.fakes._server import FakeServer
 
 TITLE_MARKER = "Generate a concise, sentence-case title"
 MARKER = re.compile(r"<<(slow|hold|ask|bash|error|multi)(?::(.*?))?>>", re.DOTALL)
