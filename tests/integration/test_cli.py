@@ -51,6 +51,7 @@ def test_version(cli: DevSessions) -> None:
         (["kill", "a-top", "--all"], "give session ids, or --all"),
         (["last-message", "fizz-top", "-n", "0"], "-n must be at least 1"),
         (["wait"], "Missing argument"),
+        (["selftest", "--cli", "gpt"], "--cli 'gpt': choose claude, codex or all"),
     ],
 )
 def test_bad_usage_is_one_line_and_exit_2(cli: DevSessions, args: list[str], needle: str) -> None:
@@ -276,3 +277,14 @@ def test_module_and_script_entry_points_agree(cli: DevSessions) -> None:
         need(f"no console script {script} (scripts/test installs the package into .venv)")
     out = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=True).stdout
     assert out == cli.ok("--version")
+
+
+@pytest.mark.parametrize("args", [["status", "fizz-top"], ["list"], ["msg", "read"], ["--help"]])
+def test_other_commands_do_not_import_the_selftest(cli: DevSessions, args: list[str]) -> None:
+    # The selftest's runner and fake model servers are imported only when `selftest` runs.
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "dev_sessions", *args],
+        capture_output=True, text=True, cwd=cli.cwd, check=False,
+    )  # fmt: skip
+    imported = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if "|" in line]
+    assert [name for name in imported if name.startswith("dev_sessions.selftest")] == []
