@@ -142,14 +142,21 @@ def test_agent_gets_the_callers_environment_and_its_flags(
     assert "CLAUDE_CODE_CHILD_SESSION" not in seen["env"]
     assert seen["cwd"] == str(workdir.resolve())
     record = json.loads(cli.ok("inspect", sid))["session"]
-    assert seen["argv"] == ["--session-id", record["internalId"]]
+    # Prompts on: 2.1.332 defaults to auto mode, so the classic prompts are asked for; our hooks are
+    # added for this run only (--settings), never written into the user's settings.
+    hooks = str(Path(os.environ["DEV_SESSIONS_HOME"]) / "claude" / "hooks.json")
+    assert seen["argv"] == [
+        "--session-id", record["internalId"], "--permission-mode", "default", "--settings", hooks,
+    ]  # fmt: skip
     assert record["parent"] == "user"  # created from outside any session
     cli.ok("kill", first, sid)
 
 
 def test_full_permissions_by_default(cli: DevSessions, fake_claude: Path) -> None:
     sid = cli.ok("create", "-q").strip()
-    assert json.loads(fake_claude.read_text())["argv"][2:] == ["--dangerously-skip-permissions"]
+    hooks = str(Path(os.environ["DEV_SESSIONS_HOME"]) / "claude" / "hooks.json")
+    argv = json.loads(fake_claude.read_text())["argv"]
+    assert argv[2:] == ["--dangerously-skip-permissions", "--settings", hooks]
     cli.ok("kill", sid)
 
 
