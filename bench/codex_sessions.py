@@ -22,8 +22,8 @@ from common import AGENTS, Stats, World, ms, table, timed, world
 
 from dev_sessions.codex.client import AppServerClient
 from dev_sessions.codex.protocol import Notification, ServerRequest
-from tests.fakes.agents import prepare_codex_home
-from tests.fakes.openai_responses import FakeResponses
+from dev_sessions.selftest.fakes.openai_responses import FakeResponses
+from dev_sessions.selftest.offline import prepare_codex_home
 
 ORIGINAL = {"send + wait (instant model)": 0.477}
 TARGET = {

@@ -24,8 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.fakes.agents import claude_env, pinned, prepare_claude_home  # noqa: E402
-from tests.fakes.anthropic import FakeAnthropic  # noqa: E402
+from dev_sessions.selftest.fakes.anthropic import FakeAnthropic  # noqa: E402
+from dev_sessions.selftest.offline import claude_env, prepare_claude_home  # noqa: E402
+from tests.fakes.agents import pinned  # noqa: E402
 
 VENV = ROOT / ".cache" / "bench-venv"
 

@@ -24,6 +24,7 @@ library callers catch the subclasses (some also are builtins: ``SessionNotFound`
 * ``TurnFailed``: the turn ended with an error from the model API.
 * ``WaitTimeout`` (exit 124): ``wait`` ran out of time.
 * ``NoMessage`` (exit 124): ``msg wait`` ran out of time.
+* ``Interrupted`` (exit 130): a long command was stopped (Ctrl-C, SIGTERM) and has cleaned up.
 """
 
 from __future__ import annotations
@@ -174,3 +175,10 @@ class NoMessage(DevSessionsError, TimeoutError):
 
     def __init__(self, *, reader: str, timeout: float) -> None:
         super().__init__(f"{reader}: no message within {timeout:g} s")
+
+
+class Interrupted(DevSessionsError):
+    exit_code = 130
+
+    def __init__(self, *, what: str, detail: str) -> None:
+        super().__init__(f"{what}: interrupted; {detail}")

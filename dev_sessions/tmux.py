@@ -21,7 +21,7 @@ import logging
 import os
 import shutil
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -93,9 +93,15 @@ def target(session: str) -> str:
 
 
 class Tmux:
-    def __init__(self, socket: str | None = None, binary: str = "tmux") -> None:
+    """One tmux server: ``-L socket`` (None: the default server). ``environ`` is the environment of
+    the tmux client (None: ours); where the socket lies follows its ``TMUX_TMPDIR``."""
+
+    def __init__(
+        self, socket: str | None = None, binary: str = "tmux", environ: Mapping[str, str] | None = None
+    ) -> None:
         self.socket = socket
         self.binary = binary
+        self.environ = None if environ is None else dict(environ)
 
     def argv(self, *args: str) -> list[str]:
         base = [self.binary]
@@ -126,7 +132,9 @@ class Tmux:
         argv = self.argv(*args)
         log.debug("tmux %s", " ".join(args[:2]))
         try:
-            proc = subprocess.run(argv, input=stdin, capture_output=True, check=False, cwd=cwd)
+            proc = subprocess.run(
+                argv, input=stdin, capture_output=True, check=False, cwd=cwd, env=self.environ
+            )
         except FileNotFoundError:
             raise ToolMissing(tool="tmux", hint="install it (apt install tmux / brew install tmux)") from None
         result = Result(
@@ -245,6 +253,10 @@ class Tmux:
     def kill(self, session: str) -> bool:
         proc = self.run("kill-session", "-t", f"={session}", check=False)
         return proc.returncode == 0
+
+    def kill_server(self) -> bool:
+        """Stop the whole server and every pane in it; True if one was running."""
+        return self.run("kill-server", check=False).returncode == 0
 
 
 def _matches(text: str, needles: Iterable[str]) -> bool:

@@ -25,15 +25,10 @@ from typing import IO, NoReturn
 import pytest
 from libtmux.server import Server
 
-from tests.fakes.agents import (
-    AgentSet,
-    agent_sets,
-    claude_env,
-    prepare_claude_home,
-    prepare_codex_home,
-)
-from tests.fakes.anthropic import FakeAnthropic
-from tests.fakes.openai_responses import FakeResponses
+from dev_sessions.selftest.fakes.anthropic import FakeAnthropic
+from dev_sessions.selftest.fakes.openai_responses import FakeResponses
+from dev_sessions.selftest.offline import claude_env, prepare_claude_home, prepare_codex_home
+from tests.fakes.agents import AgentSet, agent_sets
 
 ROOT = Path(__file__).resolve().parents[1]
 # One knob for slow machines: every deadline in the tests is multiplied by it.

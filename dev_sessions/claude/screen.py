@@ -9,8 +9,10 @@ renders the option labels of the dialogs the hooks announce. Layouts seen (Claud
 * Input box ready: a rule line, the prompt line starting with ``❯``, a rule line, then a status line
   (``? for shortcuts``, ``bypass permissions on``, ``manual mode on`` or a passing hint). While a turn
   runs, the status line says ``esc to interrupt``. The box may hold a dim placeholder (2.1.332 after
-  an API error: ``Resend your message to try again``), which is no text of the user's. A text taller
-  than the screen shows only its last lines, indented, between the rules: the ``❯`` line scrolled away.
+  an API error: ``Resend your message to try again``), which is no text of the user's.
+  A box taller than it may grow hides its first lines: 2.1.332 (past about 20 lines) scrolls it under
+  a top rule that says ``─── ↑ 26 more ───``; 2.1.197 (past about 45) lets it run off the top of the
+  screen, so that no top rule shows at all.
 * Dialog: options under a question, and a last line of key hints such as ``Enter to confirm · Esc to
   cancel`` or ``Esc to cancel · Tab to amend``. The input box is hidden. The options are
   - numbered (``❯ 1. Yes``; AskUserQuestion options have an indented description line each): a digit
@@ -31,7 +33,8 @@ from dev_sessions.backend import Dialog, Option
 
 State = Literal["ready", "busy", "dialog", "starting"]
 
-_RULE = re.compile(r"^\s*─{10,}")
+_RULE = re.compile(r"^\s*(─{10,}|─+ [↑↓] \d+ more ─+)")
+_SCROLLED = re.compile(r"^\s*─+ ↑ \d+ more ─+")
 _OPTION = re.compile(r"^\s*(❯\s*)?(\d{1,2})\.\s+(\S.*?)\s*$")
 _POINTED = re.compile(r"^(\s*)❯\s+(\S.*?)\s*$")
 _DIALOG_KEYS = ("Esc to cancel", "Enter to confirm", "Enter to select")
@@ -50,7 +53,8 @@ class Screen:
     dialog: Dialog | None = None
     hint: str = ""
     prompt: str | None = None
-    """The first line of the input box (``❯`` and what is typed), when the input box shows."""
+    """The first line of the input box (``❯`` and what is typed), when the input box shows; when that
+    line is scrolled out of sight, ``…`` and the first line that shows."""
 
 
 def _lines(text: str) -> list[str]:
@@ -78,30 +82,36 @@ def classify(text: str) -> Screen:
 
 
 def _input_box(lines: list[str]) -> str | None:
-    """The prompt line of the input box: a rule, a ``❯`` line (and its continuation lines, indented), a
-    rule, and status lines below; None when the screen shows no input box.
-
-    A text taller than the screen shows only its last lines: the rule and the ``❯`` line above them
-    scrolled away. That box reads as ``❯ … `` and its first visible line.
-    """
+    """The prompt line of the input box: a rule, a ``❯`` line (and its continuation lines), a rule,
+    and status lines below; None when the screen shows no input box."""
     rules = [i for i, line in enumerate(lines) if _RULE.match(line)]
-    if not rules:
+    if not rules or len(lines) - rules[-1] > 6:
         return None
     bottom = rules[-1]
-    if len(lines) - bottom > 6:
+    if len(rules) < 2:
+        return _overflowing_box(lines[:bottom])
+    top = rules[-2]
+    if bottom - top < 2:
         return None
-    first = bottom - 1
-    while first >= 0 and lines[first].startswith("  ") and not _RULE.match(lines[first]):
-        first -= 1
-    line = lines[first].replace("\xa0", " ").strip() if first >= 0 else ""
-    if line.startswith("❯"):
-        if first == 0 or not _RULE.match(lines[first - 1]) or _OPTION.match(line):
-            return None
-        if line[1:].strip() in PLACEHOLDERS:
-            return "❯"
-        return line
-    shown = [text.strip() for text in lines[first + 1 : bottom] if text.strip()]
-    return "❯ … " + shown[0] if shown else None
+    line = lines[top + 1].replace("\xa0", " ").strip()
+    if _SCROLLED.match(lines[top]):
+        return f"… {line}"
+    if not line.startswith("❯") or _OPTION.match(line):
+        return None
+    if line[1:].strip() in PLACEHOLDERS:
+        return "❯"
+    return line
+
+
+def _overflowing_box(body: list[str]) -> str | None:
+    """The input box of 2.1.197 grown past the top of the screen: every line above its bottom rule is
+    its text (the ``❯`` line, or continuation lines indented by two spaces)."""
+    if not body or not body[0].strip():
+        return None
+    if not all(not line or line.startswith(("  ", "❯")) for line in body):
+        return None
+    first = body[0].replace("\xa0", " ").strip()
+    return first if body[0].startswith("❯") else f"… {first}"
 
 
 def parse_dialog(lines: list[str]) -> Dialog | None:

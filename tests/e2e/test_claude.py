@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 from libtmux.server import Server
 
+from dev_sessions.selftest.fakes.anthropic import FakeAnthropic
+from dev_sessions.selftest.offline import prepare_claude_home
 from tests.conftest import DevSessions, eventually
-from tests.fakes.agents import AgentSet, prepare_claude_home
-from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.agents import AgentSet
 
 pytestmark = pytest.mark.e2e
 
@@ -356,6 +357,18 @@ def test_long_and_many_lined_text_arrives_typed_not_as_pasted_content(
     sent = "!not a shell command\n" + "\n".join(f"line {n}\twith a tab" for n in range(40)) + "\n" + "x" * 900
     sid = create(cli)
     cli.ok("send", sid, sent)
+    cli.ok("wait", sid, "--timeout", "60")
+    assert claude.prompts()[-1] == sent
+    assert last(cli, sid) == sent
+
+
+def test_text_taller_than_the_input_box_is_sent(cli: DevSessions, claude: FakeAnthropic) -> None:
+    # 70 lines: more than either version shows of its input box (2.1.332 scrolls it under a "↑ N more"
+    # rule past about 20 lines, 2.1.197 lets it run off the top of the screen past about 45), so the
+    # screen never shows the first line of the text that landed.
+    sent = "\n".join(f"line {n}\twith a tab" for n in range(70))
+    sid = create(cli)
+    assert cli.ok("send", sid, sent).strip() == f"{sid}: sent"
     cli.ok("wait", sid, "--timeout", "60")
     assert claude.prompts()[-1] == sent
     assert last(cli, sid) == sent

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
+from dev_sessions.selftest.fakes.openai_responses import GOAL_MARKER, FakeResponses, last_user_text
 from tests.conftest import DevSessions, eventually
 from tests.e2e.test_claude import NASTY, one_mb_text
 from tests.fakes.agents import AgentSet
-from tests.fakes.openai_responses import GOAL_MARKER, FakeResponses, last_user_text
 
 pytestmark = pytest.mark.e2e
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from dev_sessions.selftest.fakes.anthropic import FakeAnthropic
+from dev_sessions.selftest.fakes.openai_responses import FakeResponses
 from tests.conftest import DevSessions, GatewayProcess, eventually, start_gateway
-from tests.fakes.anthropic import FakeAnthropic
-from tests.fakes.openai_responses import FakeResponses
 
 pytestmark = pytest.mark.e2e
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from dev_sessions.config import Settings
+from dev_sessions.selftest.fakes.anthropic import FakeAnthropic
+from dev_sessions.selftest.fakes.openai_responses import FakeResponses
 from tests.conftest import DevSessions, eventually, stop_codex
-from tests.fakes.anthropic import FakeAnthropic
-from tests.fakes.openai_responses import FakeResponses
 
 pytestmark = pytest.mark.e2e
 
@@ -29,13 +29,20 @@ def prompts_seen(cli: DevSessions, sid: str) -> list[str]:
     return [i["text"] for i in json.loads(cli.ok("logs", sid, "--json")) if i["role"] == "user"]
 
 
+def prompt_seen(cli: DevSessions, sid: str, starts: str) -> str:
+    """The first prompt in the transcript that starts with ``starts``, once it is there: Claude writes
+    the user entry a moment after it takes the Enter (and a delivered notice is one taken)."""
+    found = eventually(lambda: next((p for p in prompts_seen(cli, sid) if p.startswith(starts)), None))
+    return str(found)
+
+
 def test_dm_to_an_idle_claude_session_arrives_as_a_framed_notice(
     cli: DevSessions, claude: FakeAnthropic
 ) -> None:
     sid = cli.ok("create", "-q").strip()
     mid = cli.ok("msg", "send", "--to", sid, "--priority", "high", "please rerun the tests").strip()
     eventually(lambda: state_of(cli, mid, sid) == "delivered")
-    notice = next(p for p in prompts_seen(cli, sid) if p.startswith(NOTICE.format(id=mid, sender="user")))
+    notice = prompt_seen(cli, sid, NOTICE.format(id=mid, sender="user"))
     assert "(priority high, for " + sid + ")" in notice
     assert "please rerun the tests" in notice
     assert f'dev-sessions msg reply {mid} "..."' in notice
@@ -53,6 +60,7 @@ def test_dm_to_a_working_claude_session_waits_for_the_turn_to_end(
     claude.release()
     cli.ok("wait", sid, "--timeout", "60")
     eventually(lambda: state_of(cli, mid, sid) == "delivered", timeout=15)
+    prompt_seen(cli, sid, NOTICE.format(id=mid, sender="user"))
     prompts = prompts_seen(cli, sid)
     assert prompts[0] == "busy for a while <<hold>>"
     assert prompts[1].startswith(NOTICE.format(id=mid, sender="user"))
@@ -122,7 +130,7 @@ def test_queued_messages_survive_a_crashed_deliverer(cli: DevSessions, claude: F
     assert state_of(cli, mid, sid) == "queued", "nobody delivered it: the deliverer is dead"
     # Any messaging command that sees work left starts a new deliverer, which carries on.
     eventually(lambda: state_of(cli, mid, sid) == "delivered", timeout=20)
-    assert any("do not lose me" in p for p in prompts_seen(cli, sid))
+    assert "do not lose me" in prompt_seen(cli, sid, NOTICE.format(id=mid, sender="user"))
 
 
 def receipt(cli: DevSessions, message_id: str) -> dict[str, object]:

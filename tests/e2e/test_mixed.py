@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from dev_sessions.selftest.fakes.anthropic import FakeAnthropic
+from dev_sessions.selftest.fakes.openai_responses import FakeResponses
 from tests.conftest import DevSessions, eventually
 from tests.fakes.agents import AgentSet
-from tests.fakes.anthropic import FakeAnthropic
-from tests.fakes.openai_responses import FakeResponses
 
 pytestmark = pytest.mark.e2e
 

@@ -11,9 +11,9 @@ import pytest
 
 from dev_sessions.codex.client import AppServerClient
 from dev_sessions.codex.daemon import AppServer
+from dev_sessions.selftest.fakes.anthropic import FakeAnthropic
+from dev_sessions.selftest.fakes.openai_responses import FakeResponses
 from tests.conftest import DevSessions, eventually
-from tests.fakes.anthropic import FakeAnthropic
-from tests.fakes.openai_responses import FakeResponses
 
 pytestmark = pytest.mark.e2e
 

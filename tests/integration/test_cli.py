@@ -54,6 +54,7 @@ def test_version(cli: DevSessions) -> None:
         (["kill", "a-top", "--all"], "give session ids, or --all"),
         (["last-message", "fizz-top", "-n", "0"], "-n must be at least 1"),
         (["wait"], "Missing argument"),
+        (["selftest", "--cli", "gpt"], "--cli 'gpt': choose claude, codex or all"),
     ],
 )
 def test_bad_usage_is_one_line_and_exit_2(cli: DevSessions, args: list[str], needle: str) -> None:
@@ -144,6 +145,8 @@ def test_agent_gets_the_callers_environment_and_its_flags(
     assert "CLAUDE_CODE_CHILD_SESSION" not in seen["env"]
     assert seen["cwd"] == str(workdir.resolve())
     record = json.loads(cli.ok("inspect", sid))["session"]
+    # Prompts on: 2.1.332 defaults to auto mode, so the classic prompts are asked for; our hooks are
+    # added for this run only (--settings), never written into the user's settings.
     home = Path(os.environ["DEV_SESSIONS_HOME"])
     assert seen["argv"] == [
         "--session-id", record["internalId"], "--permission-mode", "default",
@@ -161,10 +164,9 @@ def test_agent_gets_the_callers_environment_and_its_flags(
 
 def test_full_permissions_by_default(cli: DevSessions, fake_claude: Path) -> None:
     sid = cli.ok("create", "-q").strip()
-    assert json.loads(fake_claude.read_text())["argv"][2:4] == [
-        "--dangerously-skip-permissions",
-        "--settings",
-    ]
+    hooks = str(Path(os.environ["DEV_SESSIONS_HOME"]) / "claude" / "hooks.json")
+    argv = json.loads(fake_claude.read_text())["argv"]
+    assert argv[2:] == ["--dangerously-skip-permissions", "--settings", hooks]
     cli.ok("kill", sid)
 
 
@@ -300,3 +302,14 @@ def test_module_and_script_entry_points_agree(cli: DevSessions) -> None:
         need(f"no console script {script} (scripts/test installs the package into .venv)")
     out = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=True).stdout
     assert out == cli.ok("--version")
+
+
+@pytest.mark.parametrize("args", [["status", "fizz-top"], ["list"], ["msg", "read"], ["--help"]])
+def test_other_commands_do_not_import_the_selftest(cli: DevSessions, args: list[str]) -> None:
+    # The selftest's runner and fake model servers are imported only when `selftest` runs.
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "dev_sessions", *args],
+        capture_output=True, text=True, cwd=cli.cwd, check=False,
+    )  # fmt: skip
+    imported = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if "|" in line]
+    assert [name for name in imported if name.startswith("dev_sessions.selftest")] == []

@@ -22,8 +22,8 @@ from dev_sessions.codex.link import BridgeLink
 from dev_sessions.codex.protocol import Notification, ServerRequest
 from dev_sessions.config import Settings
 from dev_sessions.errors import ReportedError
+from dev_sessions.selftest.fakes.openai_responses import FakeResponses
 from tests.conftest import ROOT, SLOW, eventually
-from tests.fakes.openai_responses import FakeResponses
 
 ENSURE = textwrap.dedent(
     """

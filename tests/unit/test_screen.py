@@ -139,17 +139,21 @@ def test_how_each_option_is_chosen(case: Keys) -> None:
     assert tuple(o.keys for o in dialog.options) == case.keys
 
 
+def test_a_box_too_tall_for_the_screen_is_still_the_input_box() -> None:
+    # The text `send` put in through the editor: 40 lines and more (a box taller than Claude lets it
+    # grow) hide the first line. 2.1.332 scrolls the box under a "↑ N more" rule; 2.1.197 lets it run
+    # off the top of the screen, with no top rule at all.
+    assert classify(screen("idle-long-text")).prompt == "❯ !not a shell command"
+    scrolled = classify(screen("2.1.332/idle-long-text-scrolled"))
+    assert (scrolled.state, scrolled.prompt) == ("ready", "… line 25 with a tab")
+    overflowing = classify(screen("idle-long-text-overflow"))
+    assert (overflowing.state, overflowing.prompt) == ("ready", "… line 23       with a tab")
+
+
 def test_a_placeholder_in_the_input_box_is_no_prompt() -> None:
     # 2.1.332 shows a dim "Resend your message to try again" in the box after an API error.
     assert "Resend your message" in screen("2.1.332/after-api-error")
     assert classify(screen("2.1.332/after-api-error")).prompt == "❯"
-
-
-def test_a_text_taller_than_the_screen_is_still_the_input_box() -> None:
-    # The rule and the ❯ line scrolled away: only the text's last lines show above the bottom rule.
-    found = classify(screen("2.1.332/typed-taller-than-screen"))
-    assert found.state == "ready"
-    assert found.prompt == "❯ … line 25 with a tab"
 
 
 def test_empty_or_unknown_screens_are_starting() -> None:

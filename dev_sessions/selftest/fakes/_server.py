@@ -42,6 +42,10 @@ class FakeServer:
         with self._lock:
             return list(self.requests)
 
+    def prompts(self) -> list[str]:
+        """The user prompts seen so far (each fake knows where they are in its API's requests)."""
+        raise NotImplementedError
+
     def _hold_event(self, name: str) -> threading.Event:
         with self._lock:
             return self._holds.setdefault(name, threading.Event())

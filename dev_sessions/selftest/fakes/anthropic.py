@@ -14,10 +14,12 @@ Markers inside the prompt pick other behaviours (route by keyword, like websocke
 ``<<multi>>``       answer with one message of three blocks: thinking, text ``first part``, text
                     ``second part``
 
-The title side request that Claude Code makes on the first prompt is answered before any marker is
-looked at, since it carries the user's prompt too. Every request is kept in ``requests``.
+The title side request that Claude Code makes on the first prompt (see ``is_title_request``) is
+answered before any marker is looked at, since it carries the user's prompt too. Every request is
+kept in ``requests``.
 
-Run ``python -m tests.fakes.anthropic --port 0`` to serve it from a shell (the URL is printed).
+Run ``python -m dev_sessions.selftest.fakes.anthropic --port 0`` to serve it from a shell (the URL is
+printed).
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ import time
 import uuid
 from typing import Any
 
-from tests.fakes._server import FakeServer
+from dev_sessions.selftest.fakes._server import FakeServer
 
+# Claude Code 2.1.197's title side request says this in its system prompt; 2.1.332's does not.
 TITLE_MARKER = "Generate a concise, sentence-case title"
 MARKER = re.compile(r"<<(slow|hold|ask|bash|error|multi)(?::(.*?))?>>", re.DOTALL)
 ASK_QUESTION = "Which colour?"
@@ -48,6 +51,23 @@ def _text_of(content: Any) -> str:
         if block.get("type") == "text" and not block.get("text", "").startswith("<system-reminder>")
     ]
     return texts[-1] if texts else ""
+
+
+def is_title_request(body: dict[str, Any]) -> bool:
+    """Claude Code's side request for a session title (made on the first prompt).
+
+    2.1.197 names the task in its system prompt (``TITLE_MARKER``). 2.1.332 (which makes it only when
+    ``CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC`` is unset) no longer does: its one user message wraps
+    the user's text in ``<session>...</session>`` and it asks for a JSON object with a ``title``.
+    """
+    if TITLE_MARKER in json.dumps(body.get("system", "")):
+        return True
+    users = [m for m in body.get("messages", []) if m.get("role") == "user"]
+    if len(users) != 1:
+        return False
+    wrapped = _text_of(users[0].get("content", ""))
+    asks_title = '"title"' in json.dumps(body.get("output_config") or body.get("output_format") or {})
+    return asks_title and wrapped.startswith("<session>") and "</session>" in wrapped
 
 
 def _tool_result_text(block: dict[str, Any]) -> str:
@@ -81,13 +101,12 @@ def text(value: str) -> dict[str, Any]:
 
 def script(body: dict[str, Any]) -> Reply:
     """Decide the reply to one Messages API request."""
-    system = json.dumps(body.get("system", ""))
     messages = body.get("messages", [])
     user_messages = [m for m in messages if m.get("role") == "user"]
     if not user_messages:
         return Reply([text("no user message")])
     last = user_messages[-1]
-    if TITLE_MARKER in system:
+    if is_title_request(body):
         return Reply([text(json.dumps({"title": "Fake session"}))])
 
     content = last.get("content")
@@ -286,7 +305,7 @@ class FakeAnthropic(FakeServer):
         """The user prompts of the main-conversation requests seen so far (title requests excluded)."""
         found = []
         for body in (r["body"] for r in self.recorded()):
-            if TITLE_MARKER in json.dumps(body.get("system", "")):
+            if is_title_request(body):
                 continue
             users = [m for m in body.get("messages", []) if m.get("role") == "user"]
             if users:

@@ -43,8 +43,8 @@ starting ``<codex_internal_context source="goal">``) is answered with an ``updat
 marking the goal complete, so the continuation loop ends after one turn. Every request is kept in
 ``requests``; ``prompts()`` lists the user prompts only.
 
-Run ``python -m tests.fakes.openai_responses --port 0`` to serve it from a shell (the URL, ending in
-``/v1``, is printed): use it as a Codex provider's ``base_url``.
+Run ``python -m dev_sessions.selftest.fakes.openai_responses --port 0`` to serve it from a shell (the
+URL, ending in ``/v1``, is printed): use it as a Codex provider's ``base_url``.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ import time
 import uuid
 from typing import Any
 
-from tests.fakes._server import FakeServer
+from dev_sessions.selftest.fakes._server import FakeServer
 
 MARKER = re.compile(r"<<(slow|hold|ask|bash|error)(?::(.*?))?>>", re.DOTALL)
 ASK_TOOL = "request_user_input"
