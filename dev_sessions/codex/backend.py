@@ -186,14 +186,16 @@ class CodexBackend:
 
     def status(self, session: Session) -> Status:
         if not self._server_up():
-            return Status("idle", detail=_AT_REST)
+            return Status("idle", detail=_AT_REST, source="app-server")
         result = self._call("status", session)
         dialog = Dialog.from_json(result["dialog"]) if result.get("dialog") else None
-        return Status(result["state"], dialog=dialog, detail=str(result.get("detail") or ""))
+        return Status(
+            result["state"], dialog=dialog, detail=str(result.get("detail") or ""), source="app-server"
+        )
 
     def statuses(self, sessions: Sequence[Session]) -> dict[str, Status]:
         if not self._server_up():
-            return {s.id: Status("idle", detail=_AT_REST) for s in sessions}
+            return {s.id: Status("idle", detail=_AT_REST, source="app-server") for s in sessions}
         return {s.id: self.status(s) for s in sessions}
 
     def last_messages(self, session: Session, count: int) -> list[str]:

@@ -426,13 +426,14 @@ def test_question_in_plan_mode_is_waiting_for_input_and_answered_with_respond(
     status = json.loads(cli.ok("status", sid, "--json"))
     assert status["status"] == "waiting_for_input"
     assert status["detail"] == "waitingOnUserInput"
+    assert status["source"] == "app-server"
     assert status["dialog"] == {
         "question": "Which colour?",
         "context": ["Colour"],
         "options": [
-            {"number": 1, "label": "Red", "description": "The colour red"},
-            {"number": 2, "label": "Blue", "description": "The colour blue"},
-            {"number": 3, "label": "Other (type an answer)", "description": ""},
+            {"number": 1, "label": "Red", "description": "The colour red", "keys": []},
+            {"number": 2, "label": "Blue", "description": "The colour blue", "keys": []},
+            {"number": 3, "label": "Other (type an answer)", "description": "", "keys": []},
         ],
         "takesText": True,
         "textOption": 3,
