@@ -18,7 +18,6 @@ ESC), never sent, so nothing is silently dropped and nothing acts.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, TextIO
 
@@ -64,6 +63,8 @@ def json_text(data: Any) -> str:
     ``json.dumps`` already escapes C0 controls; these others it would write raw. Escaping them keeps
     every value exactly as it was for a JSON reader, and harmless for a terminal.
     """
+    import json  # only the --json output needs it
+
     text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
     return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dev_sessions import files, ids, launch
+from dev_sessions import files, ids
 from dev_sessions.backend import Dialog, LogItem, Started, Status, WaitResult, choose
 from dev_sessions.claude import events as ev
 from dev_sessions.claude import screen as screens
@@ -97,6 +97,32 @@ def transcript_path(config_dir: Path, cwd: str, uuid: str) -> Path:
     for found in projects.glob(f"*/{uuid}.jsonl"):
         return found
     return expected
+
+
+# What a paste changes (docs/claude-code.md): 2.1.332 wraps one of over 800 characters or with more
+# newlines than the pane's rows allow (none on a small pane) in <pasted_content> tags, and so it does
+# one mentioning "ultraplan"; every version turns a tab into spaces, a leading "!" into shell mode, a
+# path to an image into an image, and applies NFC (2.1.197). A leading "#", "&" or "@" may switch
+# modes too. Anything else, on one line, arrives exactly.
+_PASTE_LIMIT = 800
+_MODE_CHARS = "!#&@"
+_IMAGE = re.compile(r"\.(png|jpe?g|gif|webp|bmp|svg|heic|tiff?)\b", re.IGNORECASE)
+
+
+def paste_is_exact(text: str) -> bool:
+    """Whether a bracketed paste delivers ``text`` exactly on every Claude Code version we know."""
+    import unicodedata
+
+    first = text.lstrip()[:1]
+    return (
+        len(text) <= _PASTE_LIMIT
+        and "\n" not in text
+        and "\t" not in text
+        and first not in _MODE_CHARS
+        and "ultraplan" not in text.lower()
+        and not _IMAGE.search(text)
+        and unicodedata.is_normalized("NFC", text)
+    )
 
 
 def agent_env(caller: Mapping[str, str], session_id: str) -> dict[str, str]:
@@ -248,6 +274,8 @@ class ClaudeBackend:
             argv += ["--settings", str(wiring.hooks_file(self.settings.home))]
             session = session.evolve(delivery="editor")
         name = ids.tmux_name(session.id)
+        from dev_sessions import launch
+
         command, spec = launch.prepare(self.settings.home / "launch", argv, child_env)
         try:
             self.tmux(session).new_session(name, cwd=session.path, command=command)
@@ -322,13 +350,15 @@ class ClaudeBackend:
         """Put the text into the input box, see it land, press Enter once, and see the box take it.
 
         The text goes in through Claude's external-editor key (:mod:`.wiring`): Claude takes it as typed
-        text, exactly (a paste would be rewritten). Enter goes on its own once the text shows, and is
-        pressed a second time only when the screen still shows our text sitting in the input box:
-        never when anything else, such as a dialog, has come up.
+        text, exactly (a paste would be rewritten). A text that a paste delivers exactly on every version
+        (:func:`paste_is_exact`) is pasted instead, which is quicker. Enter goes on its own once the text
+        shows, and is pressed a second time only when the screen still shows our text sitting in the
+        input box: never when anything else, such as a dialog, has come up.
         """
         tmux, name = self.tmux(session), ids.tmux_name(session.id)
         clean = neutralise(text)
-        if session.delivery == "editor":
+        editor = session.delivery == "editor" and not paste_is_exact(clean)
+        if editor:
             self._through_editor(session, clean)
         else:
             tmux.paste(name, clean.encode("utf-8"), enter=False)
@@ -336,7 +366,7 @@ class ClaudeBackend:
             session,
             lambda sc: sc.prompt is not None and sc.prompt != before,
             _PASTE_SHOWS,
-            through_other_screens=session.delivery == "editor",
+            through_other_screens=editor,
         )
         if pasted is None or pasted.prompt is None:
             raise NotReady(

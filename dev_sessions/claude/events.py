@@ -23,7 +23,6 @@ would only delay it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +47,8 @@ def settings() -> dict[str, Any]:
 
 def parse(data: bytes) -> Iterator[Event]:
     """The hook payloads in ``data``, in order; a cut or garbled object ends the stream there."""
+    import json  # only when there is something to read: quick commands rarely get here
+
     decoder = json.JSONDecoder()
     text = data.decode("utf-8", "replace")
     index, end = 0, len(text)

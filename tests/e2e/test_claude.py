@@ -412,3 +412,12 @@ def test_after_clear_the_session_follows_the_new_conversation(
     assert cli.ok("ask", sid, "after the clear", "--timeout", "60") == "after the clear\n"
     assert json.loads(cli.ok("last-message", sid, "-n", "5", "--json")) == ["after the clear"]
     assert facts["transcript"]["path"].endswith(f"{facts['session']['internalId']}.jsonl")
+
+
+def test_one_liners_a_paste_would_change_arrive_exactly(cli: DevSessions, claude: FakeAnthropic) -> None:
+    # A plain one-line text is pasted (quicker); these are not: a paste would run "!..." as a shell
+    # command, turn a tab into spaces, wrap "ultraplan" in <pasted_content> (2.1.332).
+    sid = create(cli)
+    for text in ("!echo not a command", "a\ttab", "please ultraplan this", "# not a memory"):
+        assert cli.ok("ask", sid, text, "--timeout", "60") == text + "\n", text
+        assert claude.prompts()[-1] == text

@@ -272,3 +272,25 @@ def test_the_owner_token_exactly() -> None:
     assert authenticate("Bearer " + "a" * 40, "a" * 40, _NoTokens()) is OWNER
     assert authenticate("bearer " + "a" * 40, "a" * 40, _NoTokens()) is OWNER
     assert authenticate("Bearer ", "", _NoTokens()) is None  # never an empty owner token
+
+
+@pytest.mark.parametrize(
+    ("text", "pasted"),
+    [
+        ("Run the tests and fix what fails.", True),
+        ("x" * 800, True),
+        ("x" * 801, False),  # 2.1.332 wraps a paste over 800 characters
+        ("two\nlines", False),  # and one with more newlines than a small pane allows
+        ("a\ttab", False),  # every version turns a pasted tab into spaces
+        ("!ls", False),  # and a leading "!" into a shell command
+        ("#note", False),
+        ("look at shot.png", False),  # a path to an image becomes an image
+        ("ultraplan it", False),
+        ("cafe\u0301", False),  # 2.1.197 applies NFC to a paste
+        ("", False),
+    ],
+)
+def test_only_text_a_paste_keeps_exactly_is_pasted(text: str, pasted: bool) -> None:
+    from dev_sessions.claude.backend import paste_is_exact
+
+    assert paste_is_exact(text) is pasted
