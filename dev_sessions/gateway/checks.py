@@ -96,27 +96,44 @@ def _check_value(value: Any, depth: int, where: str) -> None:
             _check_value(item, depth + 1, where)
 
 
+def _plain(function: Callable[..., Any]) -> Callable[..., Any]:
+    """The function behind a bound method: what the caches are keyed on (a method is bound anew for
+    every request's fresh library object)."""
+    return getattr(function, "__func__", function)
+
+
 @functools.cache
-def _hints(function: Callable[..., Any]) -> Mapping[str, Any]:
+def _hints_of(function: Callable[..., Any]) -> Mapping[str, Any]:
     hints = typing.get_type_hints(function)
     hints.pop("return", None)
     return hints
 
 
-def required(function: Callable[..., Any]) -> set[str]:
+def _hints(function: Callable[..., Any]) -> Mapping[str, Any]:
+    return _hints_of(_plain(function))
+
+
+def required(function: Callable[..., Any]) -> frozenset[str]:
     """The parameters a call cannot do without."""
+    return _required_of(_plain(function))
+
+
+@functools.cache
+def _required_of(function: Callable[..., Any]) -> frozenset[str]:
     parameters = inspect.signature(function).parameters.values()
-    return {
+    return frozenset(
         p.name
         for p in parameters
-        if p.default is inspect.Parameter.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-    }
+        if p.name != "self"
+        and p.default is inspect.Parameter.empty
+        and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    )
 
 
 def check_args(function: Callable[..., Any], args: Mapping[str, Any], call: str) -> None:
     """Every argument of the types the library method declares, and none it requires missing."""
     hints = _hints(function)
-    missing = sorted(required(function) - set(args) - {"self"})
+    missing = sorted(required(function) - set(args))
     if missing:
         raise BadRequest(f"{call}: missing {', '.join(missing)}")
     for name, value in args.items():
