@@ -90,3 +90,14 @@ class FakeServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def serve_from_shell(make: Any, description: str) -> None:
+    """``python -m <fake> --port N``: serve one fake in the foreground, its URL on the first line."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--port", type=int, default=0)
+    server = make(parser.parse_args().port)
+    print(server.url, flush=True)
+    server.serve_forever()

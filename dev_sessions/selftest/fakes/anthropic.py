@@ -24,7 +24,6 @@ printed).
 
 from __future__ import annotations
 
-import argparse
 import http.server
 import json
 import re
@@ -32,7 +31,7 @@ import time
 import uuid
 from typing import Any
 
-from dev_sessions.selftest.fakes._server import FakeServer
+from dev_sessions.selftest.fakes._server import FakeServer, serve_from_shell
 
 # Claude Code 2.1.197's title side request says this in its system prompt; 2.1.332's does not.
 TITLE_MARKER = "Generate a concise, sentence-case title"
@@ -314,12 +313,7 @@ class FakeAnthropic(FakeServer):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=0)
-    args = parser.parse_args()
-    server = FakeAnthropic(args.port)
-    print(server.url, flush=True)
-    server.serve_forever()
+    serve_from_shell(FakeAnthropic, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

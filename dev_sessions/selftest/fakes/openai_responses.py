@@ -49,7 +49,6 @@ URL, ending in ``/v1``, is printed): use it as a Codex provider's ``base_url``.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import http.server
 import json
@@ -58,7 +57,7 @@ import time
 import uuid
 from typing import Any
 
-from dev_sessions.selftest.fakes._server import FakeServer
+from dev_sessions.selftest.fakes._server import FakeServer, serve_from_shell
 
 MARKER = re.compile(r"<<(slow|hold|ask|bash|error)(?::(.*?))?>>", re.DOTALL)
 ASK_TOOL = "request_user_input"
@@ -349,12 +348,7 @@ class FakeResponses(FakeServer):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=0)
-    args = parser.parse_args()
-    server = FakeResponses(args.port)
-    print(server.url, flush=True)
-    server.serve_forever()
+    serve_from_shell(FakeResponses, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":
