@@ -21,7 +21,7 @@ from libtmux.server import Server
 
 from dev_sessions.config import Settings
 from dev_sessions.errors import UnsafePath
-from tests.conftest import DevSessions, eventually, one_line_error
+from tests.conftest import DevSessions, eventually, need, one_line_error
 
 NASTY_NAMES = [
     "#(touch PWNED)", "x#{session_name}", "#[fg=red]", "a##b", "ends;", ";", "$(touch PWNED)",
@@ -223,16 +223,16 @@ def test_a_write_cut_short_leaves_the_store_as_it_was(cli: DevSessions) -> None:
 
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 64 KiB tmpfs when we may mount one (root); otherwise the test runs on the file-size limit alone."""
+    """A real 64 KiB tmpfs (it needs root; test_a_write_cut_short_... covers the same path without)."""
     mount = tmp_path / "tiny"
     mount.mkdir()
     if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root; test_a_write_cut_short_... covers the same path")
+        need("mounting a tmpfs needs root")
     done = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True, check=False
     )
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+        need(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
     try:
         yield mount
     finally:
@@ -294,10 +294,11 @@ def test_a_squatted_socket_directory_is_refused(
         assert stat.S_IMODE(runtime_dir.stat().st_mode) == 0o777  # refused, not silently "fixed"
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="making another user's directory needs root")
 def test_a_socket_directory_of_another_user_is_refused(runtime_dir: Path, long_home: Path) -> None:
     from dev_sessions.codex.link import socket_path
 
+    if os.geteuid() != 0:
+        need("making another user's directory needs root")
     runtime_dir.mkdir(mode=0o700)
     os.chown(runtime_dir, 65534, 65534)
     with pytest.raises(UnsafePath, match="belongs to uid 65534"):
@@ -312,8 +313,9 @@ def test_a_fresh_socket_directory_is_private(runtime_dir: Path, long_home: Path)
     assert stat.S_IMODE(runtime_dir.stat().st_mode) == 0o700
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="a server of another uid needs root to start")
 def test_the_client_refuses_a_bridge_run_by_another_user() -> None:
+    if os.geteuid() != 0:
+        need("a server of another uid needs root to start")
     import shutil
     import tempfile
 
