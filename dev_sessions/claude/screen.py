@@ -85,7 +85,7 @@ def _input_box(lines: list[str]) -> str | None:
     """The prompt line of the input box: a rule, a ``❯`` line (and its continuation lines), a rule,
     and status lines below; None when the screen shows no input box."""
     rules = [i for i, line in enumerate(lines) if _RULE.match(line)]
-    if not rules or len(lines) - rules[-1] > 6:
+    if not rules or (len(lines) - rules[-1] > 6 and not _command_menu(lines[rules[-1] + 1 :])):
         return None
     bottom = rules[-1]
     if len(rules) < 2:
@@ -101,6 +101,13 @@ def _input_box(lines: list[str]) -> str | None:
     if line[1:].strip() in PLACEHOLDERS:
         return "❯"
     return line
+
+
+def _command_menu(below: list[str]) -> bool:
+    """Lines under the box that are the slash-command menu (``/clear  Start a new session…``), which
+    shows while the box holds a ``/`` command and may run longer than the status lines."""
+    shown = [line for line in below if line.strip()]
+    return bool(shown) and shown[0].startswith("/") and all(line.startswith(("/", " ")) for line in shown)
 
 
 def _overflowing_box(body: list[str]) -> str | None:

@@ -156,7 +156,8 @@ class Broken(NamedTuple):
 
 
 BROKEN = [
-    Broken("claude", "claude", "claude did not start: claude exited (exit status 1): broken on purpose"),
+    # tmux sometimes marks the pane dead before it knows the exit status: "(exit status 1)" may be missing.
+    Broken("claude", "claude", "claude did not start: claude exited"),
     Broken("codex", "codex", "did not start: exit status 1: broken on purpose"),
 ]
 
@@ -174,7 +175,7 @@ def test_a_broken_agent_fails_at_create(case: Broken, tmp_path: Path, tmpdir_roo
     assert lines[0] == f"{case.cli} (no version: --version failed) at {broken} ({_tested(case.cli)})"
     create = next(line for line in lines if line.split()[0] == "create")
     assert create.split(maxsplit=1)[1].startswith("FAILED: `dev-sessions create --cli")
-    assert case.says in create
+    assert case.says in create and "broken on purpose" in create
     assert all(line.split(maxsplit=1)[1] == "FAILED: not run: create failed" for line in lines[2:-2]), lines
     assert lines[-2].split() == ["cleanup", "ok"]
     failed = len(CHECKS) - 1  # all but cleanup

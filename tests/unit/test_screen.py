@@ -156,6 +156,12 @@ def test_a_placeholder_in_the_input_box_is_no_prompt() -> None:
     assert classify(screen("2.1.332/after-api-error")).prompt == "❯"
 
 
+@pytest.mark.parametrize("name", ["idle-slash-menu", "2.1.332/idle-slash-menu"])
+def test_a_slash_command_in_the_box_with_its_menu_is_the_input_box(name: str) -> None:
+    # 2.1.197 lists the matching commands under the box (more lines than status lines); 2.1.332 above.
+    assert classify(screen(name)).prompt == "❯ /clear"
+
+
 def test_empty_or_unknown_screens_are_starting() -> None:
     assert classify("").state == "starting"
     assert classify("\n\n  Loading...\n").state == "starting"
