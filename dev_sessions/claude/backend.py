@@ -75,7 +75,7 @@ _PASTE_SHOWS = 5.0
 _ENTER_TAKEN = 1.0
 _SETTLE = 3.0
 _ABANDON_GRACE = 0.5
-_RENDER_GRACE = 0.4
+_RENDER_GRACE = 1.0
 
 
 def project_slug(cwd: str) -> str:
