@@ -95,31 +95,22 @@ def last_start(events: Iterator[Event] | list[Event]) -> Started | None:
 
 @dataclass(frozen=True)
 class Announced:
-    """What the hooks said since a point: a dialog coming up, a failed turn, the end of the session."""
+    """What the hooks said since a point: the last dialog coming up, and a failed turn."""
 
     dialog: Dialog | None = None
-    tool: str | None = None
     failure: str | None = None
-    ended: str | None = None
 
 
 def fold(events: Iterator[Event] | list[Event]) -> Announced:
     dialog: Dialog | None = None
-    tool: str | None = None
     failure: str | None = None
-    ended: str | None = None
     for event in events:
         kind = name(event)
         if kind == "PermissionRequest":
-            tool = str(event.get("tool_name", ""))
-            dialog = dialog_of(tool, event.get("tool_input"))
+            dialog = dialog_of(str(event.get("tool_name", "")), event.get("tool_input"))
         elif kind == "StopFailure":
             failure = _failure_text(event)
-        elif kind == "SessionEnd":
-            ended = str(event.get("reason", "") or "ended")
-        elif kind == "SessionStart":
-            ended = None
-    return Announced(dialog, tool, failure, ended)
+    return Announced(dialog, failure)
 
 
 def _failure_text(event: Event) -> str:

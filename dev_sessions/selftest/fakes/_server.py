@@ -4,12 +4,70 @@ every request it was sent, and holds (answers kept waiting until the test releas
 from __future__ import annotations
 
 import http.server
+import json
 import threading
 from typing import Any, TypeVar
 
 Self = TypeVar("Self", bound="FakeServer")
 # A held answer is let go after this long even if nobody releases it, so that no test hangs forever.
 HOLD_LIMIT_S = 300.0
+
+
+class FakeHandler(http.server.BaseHTTPRequestHandler):
+    """The HTTP plumbing both fake APIs share: quiet, HEAD/GET answered, JSON in and out, and a
+    chunked server-sent-event stream (``begin_stream``, ``chunk``, ``end_stream``)."""
+
+    protocol_version = "HTTP/1.1"
+    server: Any
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_HEAD(self) -> None:
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        self.do_HEAD()
+
+    def read_json(self) -> dict[str, Any]:
+        """The request's JSON body, recorded with its path."""
+        length = int(self.headers.get("content-length", 0))
+        body: dict[str, Any] = json.loads(self.rfile.read(length) or b"{}")
+        self.server.owner.record(self.path, body)
+        return body
+
+    def _json(self, status: int, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def begin_stream(self) -> None:
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("cache-control", "no-cache")
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+
+    def sse(self, name: str, data: dict[str, Any]) -> None:
+        """One server-sent event, as one chunk."""
+        payload = f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(payload), payload))
+        self.wfile.flush()
+
+    def end_stream(self) -> None:
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+
+def pieces(text: str, steps: int) -> list[str]:
+    """``text`` cut into ``steps`` pieces (one empty piece for an empty text), for a slow stream."""
+    size = max(1, -(-len(text) // steps))
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
 
 
 class _Server(http.server.ThreadingHTTPServer):

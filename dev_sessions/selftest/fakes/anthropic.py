@@ -24,14 +24,13 @@ printed).
 
 from __future__ import annotations
 
-import http.server
 import json
 import re
 import time
 import uuid
 from typing import Any
 
-from dev_sessions.selftest.fakes._server import FakeServer, serve_from_shell
+from dev_sessions.selftest.fakes._server import FakeHandler, FakeServer, pieces, serve_from_shell
 
 # Claude Code 2.1.197's title side request says this in its system prompt; 2.1.332's does not.
 TITLE_MARKER = "Generate a concise, sentence-case title"
@@ -165,25 +164,9 @@ def _last_tool_use(messages: list[dict[str, Any]]) -> str:
     return ""
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: Any
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_HEAD(self) -> None:
-        self.send_response(200)
-        self.send_header("content-length", "0")
-        self.end_headers()
-
-    def do_GET(self) -> None:
-        self.do_HEAD()
-
+class _Handler(FakeHandler):
     def do_POST(self) -> None:
-        length = int(self.headers.get("content-length", 0))
-        body = json.loads(self.rfile.read(length) or b"{}")
-        self.server.owner.record(self.path, body)
+        body = self.read_json()
         if not self.path.startswith("/v1/messages"):
             self._error(404, "not_found_error", f"no route {self.path}")
             return
@@ -212,26 +195,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             "usage": {"input_tokens": 10, "output_tokens": 10},
         }
 
-    def _json(self, status: int, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
     def _error(self, status: int, kind: str, message: str) -> None:
         self._json(status, {"type": "error", "error": {"type": kind, "message": message}})
 
     def _stream(self, body: dict[str, Any], reply: Reply) -> None:
-        self.send_response(200)
-        self.send_header("content-type", "text/event-stream")
-        self.send_header("cache-control", "no-cache")
-        self.send_header("transfer-encoding", "chunked")
-        self.end_headers()
+        self.begin_stream()
         message = self._message(body, [], reply.stop_reason)
         message["stop_reason"] = None
-        self._event("message_start", {"type": "message_start", "message": message})
+        self.sse("message_start", {"type": "message_start", "message": message})
         if reply.hold is not None:
             self.server.owner.hold(reply.hold)
         steps = max(1, int(reply.delay / 0.25)) if reply.delay else 1
@@ -244,7 +215,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 start["signature"] = ""
             elif block["type"] == "tool_use":
                 start["input"] = {}
-            self._event(
+            self.sse(
                 "content_block_start", {"type": "content_block_start", "index": index, "content_block": start}
             )
             deltas = self._deltas(block, steps)
@@ -252,11 +223,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 if reply.delay:
                     time.sleep(reply.delay / len(deltas) / len(reply.blocks))
                     self.server.owner.streamed += 1
-                self._event(
+                self.sse(
                     "content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}
                 )
-            self._event("content_block_stop", {"type": "content_block_stop", "index": index})
-        self._event(
+            self.sse("content_block_stop", {"type": "content_block_stop", "index": index})
+        self.sse(
             "message_delta",
             {
                 "type": "message_delta",
@@ -264,9 +235,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 "usage": {"output_tokens": 10},
             },
         )
-        self._event("message_stop", {"type": "message_stop"})
-        self.wfile.write(b"0\r\n\r\n")
-        self.wfile.flush()
+        self.sse("message_stop", {"type": "message_stop"})
+        self.end_stream()
 
     @staticmethod
     def _deltas(block: dict[str, Any], steps: int) -> list[dict[str, Any]]:
@@ -277,15 +247,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 {"type": "thinking_delta", "thinking": block["thinking"]},
                 {"type": "signature_delta", "signature": block["signature"]},
             ]
-        value = block["text"]
-        size = max(1, -(-len(value) // steps))
-        chunks = [value[i : i + size] for i in range(0, len(value), size)] or [""]
-        return [{"type": "text_delta", "text": chunk} for chunk in chunks]
-
-    def _event(self, name: str, data: dict[str, Any]) -> None:
-        payload = f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
-        self.wfile.write(b"%x\r\n%s\r\n" % (len(payload), payload))
-        self.wfile.flush()
+        return [{"type": "text_delta", "text": chunk} for chunk in pieces(block["text"], steps)]
 
 
 class FakeAnthropic(FakeServer):

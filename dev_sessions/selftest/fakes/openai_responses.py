@@ -50,14 +50,13 @@ URL, ending in ``/v1``, is printed): use it as a Codex provider's ``base_url``.
 from __future__ import annotations
 
 import contextlib
-import http.server
 import json
 import re
 import time
 import uuid
 from typing import Any
 
-from dev_sessions.selftest.fakes._server import FakeServer, serve_from_shell
+from dev_sessions.selftest.fakes._server import FakeHandler, FakeServer, pieces, serve_from_shell
 
 MARKER = re.compile(r"<<(slow|hold|ask|bash|error)(?::(.*?))?>>", re.DOTALL)
 ASK_TOOL = "request_user_input"
@@ -203,18 +202,7 @@ def script(body: dict[str, Any]) -> Reply:
     return Reply([function_call("exec_command", {"cmd": arg})])
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: Any
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_HEAD(self) -> None:
-        self.send_response(200)
-        self.send_header("content-length", "0")
-        self.end_headers()
-
+class _Handler(FakeHandler):
     def do_GET(self) -> None:
         if self.path.rstrip("/").endswith("/models"):
             self._json(200, {"object": "list", "data": []})
@@ -222,9 +210,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.do_HEAD()
 
     def do_POST(self) -> None:
-        length = int(self.headers.get("content-length", 0))
-        body = json.loads(self.rfile.read(length) or b"{}")
-        self.server.owner.record(self.path, body)
+        body = self.read_json()
         if not self.path.split("?")[0].endswith("/responses"):
             self._error(404, "not_found", f"no route {self.path}")
             return
@@ -235,14 +221,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         # Codex drops the stream when a turn is interrupted or steered.
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             self._stream(body, reply)
-
-    def _json(self, status: int, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
     def _error(self, status: int, kind: str, text: str) -> None:
         self._json(status, {"error": {"message": text, "type": kind, "param": None, "code": kind}})
@@ -258,11 +236,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         }
 
     def _stream(self, body: dict[str, Any], reply: Reply) -> None:
-        self.send_response(200)
-        self.send_header("content-type", "text/event-stream")
-        self.send_header("cache-control", "no-cache")
-        self.send_header("transfer-encoding", "chunked")
-        self.end_headers()
+        self.begin_stream()
         response_id = "resp_" + uuid.uuid4().hex[:24]
         self._event("response.created", {"response": self._response(body, response_id, "in_progress")})
         if reply.hold is not None:
@@ -272,7 +246,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             failed = self._response(body, response_id, "failed")
             failed["error"] = {"code": reply.error, "message": ERROR_MESSAGE}
             self._event("response.failed", {"response": failed})
-            self._end()
+            self.end_stream()
             return
         for index, item in enumerate(reply.items):
             self._item(index, item, steps, reply.delay / max(1, len(reply.items)))
@@ -286,11 +260,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             "total_tokens": 20,
         }
         self._event("response.completed", {"response": done})
-        self._end()
-
-    def _end(self) -> None:
-        self.wfile.write(b"0\r\n\r\n")
-        self.wfile.flush()
+        self.end_stream()
 
     def _item(self, index: int, item: dict[str, Any], steps: int, delay: float) -> None:
         if item["type"] != "message":
@@ -305,8 +275,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             "response.content_part.added",
             dict(where, part={"type": "output_text", "text": "", "annotations": []}),
         )
-        size = max(1, -(-len(value) // steps))
-        chunks = [value[i : i + size] for i in range(0, len(value), size)] or [""]
+        chunks = pieces(value, steps)
         for chunk in chunks:
             if delay:
                 time.sleep(delay / len(chunks))
@@ -316,9 +285,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._event("response.output_item.done", {"output_index": index, "item": item})
 
     def _event(self, name: str, data: dict[str, Any]) -> None:
-        payload = f"event: {name}\ndata: {json.dumps(dict(data, type=name))}\n\n".encode()
-        self.wfile.write(b"%x\r\n%s\r\n" % (len(payload), payload))
-        self.wfile.flush()
+        self.sse(name, dict(data, type=name))  # every Responses event names its own type
 
 
 class FakeResponses(FakeServer):
