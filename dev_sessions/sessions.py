@@ -11,13 +11,13 @@ import os
 import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from dev_sessions import ids
-from dev_sessions.backend import Backend, LogItem, Started, Status, WaitResult
+from dev_sessions.api import Created, Goal, Inspection, JsonObject
+from dev_sessions.backend import Backend, LogItem, Status, WaitResult
 from dev_sessions.config import Settings
 from dev_sessions.errors import DevSessionsError, SessionNotFound, UsageError
 from dev_sessions.store import CLIS, Cli, Session, SessionStore, now_iso, parse_iso
@@ -29,18 +29,15 @@ APPROVALS = ("never", "on-request", "untrusted")
 MAX_TEXT = 64 * 1024 * 1024
 
 
-@dataclass(frozen=True)
-class Created:
-    session: Session
-    started: Started
-
-
 class SessionManager:
-    def __init__(self, settings: Settings | None = None, environ: Mapping[str, str] | None = None) -> None:
-        self.environ = dict(os.environ if environ is None else environ)
-        self.settings = settings or Settings.from_env(self.environ)
+    def __init__(
+        self, settings: Settings | None = None, backends: Mapping[str, Backend] | None = None
+    ) -> None:
+        """``backends``: the backend of each cli, when not the real ones (tests)."""
+        self.settings = settings or Settings.from_env()
+        self.environ = dict(self.settings.environ)
         self.store = SessionStore(self.settings.store_path)
-        self._backends: dict[str, Backend] = {}
+        self._backends: dict[str, Backend] = dict(backends or {})
 
     def backend(self, cli: str) -> Backend:
         if cli not in self._backends:
@@ -51,7 +48,7 @@ class SessionManager:
             elif cli == "codex":
                 from dev_sessions.codex.backend import CodexBackend
 
-                self._backends[cli] = CodexBackend(self.settings, self.environ)
+                self._backends[cli] = CodexBackend(self.settings)
             else:
                 raise UsageError(f"--cli {cli!r}: choose one of {', '.join(CLIS)}")
         return self._backends[cli]
@@ -152,7 +149,7 @@ class SessionManager:
 
         Recorded as the session's parent, so that a child can write to it with `msg send --to parent`.
         """
-        return self.environ.get("DEV_SESSIONS_AGENT") or self.environ.get("DEV_SESSIONS_ID") or "user"
+        return self.settings.me()
 
     @staticmethod
     def _workdir(path: str | None) -> str:
@@ -261,7 +258,7 @@ class SessionManager:
 
     def goal(
         self, session_id: str, action: str = "get", objective: str | None = None, budget: int | None = None
-    ) -> dict[str, Any] | None:
+    ) -> Goal | None:
         """Show, set, pause, resume or clear a thread goal (Codex)."""
         if action not in ("get", "set", "pause", "resume", "clear"):
             raise UsageError(f"goal: unknown action {action!r}")
@@ -270,7 +267,8 @@ class SessionManager:
         if budget is not None and budget <= 0:
             raise UsageError("--budget must be a positive number of tokens")
         session = self.get(session_id)
-        return self.backend(session.cli).goal(session, action, objective, budget)
+        record = self.backend(session.cli).goal(session, action, objective, budget)
+        return None if record is None else Goal.from_record(cast(JsonObject, record))
 
     def interrupt(self, session_id: str) -> bool:
         session = self.get(session_id)
@@ -290,10 +288,13 @@ class SessionManager:
         session = self.get(session_id)
         return self.backend(session.cli).screen(session)
 
-    def inspect(self, session_id: str) -> dict[str, Any]:
+    def inspect(self, session_id: str) -> Inspection:
         session = self.get(session_id)
-        facts = self.backend(session.cli).inspect(session)
-        return {"session": session.to_record(), **facts}
+        facts = dict(self.backend(session.cli).inspect(session))
+        status = facts.pop("status")
+        if not isinstance(status, Status):
+            status = self.backend(session.cli).status(session)
+        return Inspection(session, status, cast(JsonObject, json_safe(facts)))
 
     def list_sessions(self, parent: str | None = None) -> list[tuple[Session, Status]]:
         sessions = self.sessions(parent)
@@ -346,3 +347,18 @@ def _as_cli(value: str) -> Cli:
         if cli == value:
             return cli
     raise UsageError(f"--cli {value!r}: choose one of {', '.join(CLIS)}")
+
+
+def json_safe(value: object) -> object:
+    """A backend's facts as plain JSON values (paths as strings, dataclasses as their fields)."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: json_safe(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)

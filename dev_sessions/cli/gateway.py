@@ -55,15 +55,10 @@ def gateway(
     settings = Settings.from_env()
     binds = ["127.0.0.1", *(interface_address(b) for b in bind or [])]
     binds = list(dict.fromkeys(binds))
-    roots = (
-        [Path(r) for r in root or []]
-        or [Path(p) for p in (os.environ.get("DEV_SESSIONS_GATEWAY_ROOTS") or "").split(":") if p]
-        or [Path.home()]
-    )
+    roots = [Path(r) for r in root or []] or list(settings.gateway_roots) or [Path.home()]
     server = Gateway(
         settings,
-        os.environ,
-        token=owner_token(settings, os.environ),
+        token=owner_token(settings),
         binds=binds,
         allow_hosts=allow_host or [],
         roots=roots,
@@ -74,11 +69,7 @@ def gateway(
     def announce(line: str) -> None:
         print(line, flush=True)
 
-    source = (
-        "$DEV_SESSIONS_GATEWAY_TOKEN"
-        if os.environ.get("DEV_SESSIONS_GATEWAY_TOKEN")
-        else owner_path(settings)
-    )
+    source = "$DEV_SESSIONS_GATEWAY_TOKEN" if settings.gateway_token else owner_path(settings)
     note(f"token: {source}; sessions under: {', '.join(map(str, roots))}")
     from aiohttp.web import GracefulExit
 
@@ -159,12 +150,12 @@ def gateway_token(
         if root:
             raise UsageError("--root goes with --for NAME (the owner token reaches every served root)")
         if rotate:
-            if os.environ.get("DEV_SESSIONS_GATEWAY_TOKEN"):
+            if settings.gateway_token:
                 raise UsageError("the owner token comes from $DEV_SESSIONS_GATEWAY_TOKEN: change it there")
             print(rotate_owner_token(settings))
             note("a running gateway keeps the old token until it restarts")
             return 0
-        print(owner_token(settings, os.environ))
+        print(owner_token(settings))
         return 0
     if rotate:
         raise UsageError("--rotate is for the owner token; revoke a scoped one with `gateway revoke`")

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from dev_sessions import files
-from dev_sessions.errors import DevSessionsError, ToolMissing
+from dev_sessions.errors import AppServerStartFailed, ToolMissing
 from dev_sessions.files import private_dir
 from dev_sessions.lock import FileLock
 from dev_sessions.store import now_iso
@@ -38,11 +38,6 @@ log = logging.getLogger(__name__)
 
 _URL = re.compile(r"listening on: (ws://\S+)")
 _START_TIMEOUT = 15.0
-
-
-class AppServerStartFailed(DevSessionsError):
-    def __init__(self, *, binary: str, detail: str) -> None:
-        super().__init__(f"codex app-server ({binary}) did not start: {detail}")
 
 
 def _triples() -> list[str]:

@@ -12,39 +12,26 @@ outside agent goes into its mailbox, read with ``msg read`` or ``msg wait``.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from collections.abc import Generator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
+from dev_sessions.api import USER, AgentInfo, JsonObject, check_name
 from dev_sessions.config import Settings
 from dev_sessions.durations import parse_duration
-from dev_sessions.errors import NoMessage, RecipientNotFound, UsageError
-from dev_sessions.messaging.store import (
-    PRIORITIES,
-    Agent,
-    Message,
-    MessageNotFound,
-    MessageStore,
-    Receipt,
-    Space,
-    SpaceNotFound,
-)
+from dev_sessions.errors import MessageNotFound, NoMessage, RecipientNotFound, SpaceNotFound, UsageError
+from dev_sessions.messaging.store import PRIORITIES, Agent, Message, MessageStore, Receipt, Space
 from dev_sessions.store import Session, SessionStore, parse_iso
 from dev_sessions.watch import Watcher, run_steps, run_steps_async
 
 log = logging.getLogger(__name__)
 
-USER = "user"
 PARENT = "parent"
 RESERVED = {PARENT, "all", "everyone"}
 MAX_BODY = 1024 * 1024
 ONLINE_WINDOW_S = 300
-# Matched with fullmatch: "$" would also accept a trailing newline.
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@:+-]{0,63}")
 _MESSAGE_ID = re.compile(r"(?:m|#)?([0-9]{1,18})")
 
 
@@ -65,16 +52,10 @@ def parse_since(text: str | None) -> int | None:
     return int((time.time() - parse_duration(text)) * 1000)
 
 
-def check_name(name: str, what: str = "name") -> str:
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise UsageError(f"{name!r} is not a valid {what} (letters, digits and . _ @ : + -, up to 64)")
-    return name
-
-
 class Messenger:
-    def __init__(self, settings: Settings | None = None, environ: Mapping[str, str] | None = None) -> None:
-        self.environ = dict(os.environ if environ is None else environ)
-        self.settings = settings or Settings.from_env(self.environ)
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings.from_env()
+        self.environ = dict(self.settings.environ)
         self.sessions = SessionStore(self.settings.store_path)
         self._store: MessageStore | None = None
 
@@ -96,10 +77,7 @@ class Messenger:
     # -- identities ----------------------------------------------------------------------------------
 
     def me(self, explicit: str | None = None) -> str:
-        name = (
-            explicit or self.environ.get("DEV_SESSIONS_AGENT") or self.environ.get("DEV_SESSIONS_ID") or USER
-        )
-        return check_name(name, "agent name")
+        return self.settings.me(explicit)
 
     def _sessions(self) -> dict[str, Session]:
         return {s.id: s for s in self.sessions.sessions()}
@@ -145,7 +123,7 @@ class Messenger:
         sender: str | None = None,
         priority: str = "normal",
         reply_to: int | None = None,
-        metadata: dict[str, Any] | None = None,
+        metadata: JsonObject | None = None,
     ) -> Message:
         me = self.me(sender)
         self._check_body(body)
@@ -322,7 +300,7 @@ class Messenger:
         *,
         sender: str | None = None,
         priority: str = "normal",
-        metadata: dict[str, Any] | None = None,
+        metadata: JsonObject | None = None,
         reply_to: int | None = None,
     ) -> Message:
         me = self.me(sender)
@@ -360,18 +338,24 @@ class Messenger:
         self.store.heartbeat(me, status)
         return me
 
-    def agents(self, online: bool = False) -> list[dict[str, Any]]:
+    def agents(self, online: bool = False) -> list[AgentInfo]:
         """Every session with its live status, and every outside agent with when it was last seen."""
         from dev_sessions.sessions import SessionManager
 
-        rows: list[dict[str, Any]] = []
-        for session, status in SessionManager(self.settings, self.environ).list_sessions():
+        rows: list[AgentInfo] = []
+        for session, status in SessionManager(self.settings).list_sessions():
             if online and status.state == "exited":
                 continue
             rows.append(
-                {"name": session.id, "kind": "session", "cli": session.cli, "status": status.state,
-                 "parent": session.parent, "lastSeen": session.last_used or None}
-            )  # fmt: skip
+                AgentInfo(
+                    session.id,
+                    "session",
+                    status.state,
+                    session.last_used or None,
+                    session.cli,
+                    session.parent,
+                )
+            )
         outside = {a.name: a for a in self.store.agents()}
         outside.setdefault(USER, Agent(USER, "", None, None))
         now = datetime.now(timezone.utc)
@@ -381,7 +365,7 @@ class Messenger:
             if online and not recent:
                 continue
             state = agent.status or ("online" if recent else "offline")
-            rows.append({"name": agent.name, "kind": "agent", "status": state, "lastSeen": agent.last_seen})
+            rows.append(AgentInfo(agent.name, "agent", state, agent.last_seen))
         return rows
 
 

@@ -16,10 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dev_sessions import ids
+from dev_sessions.api import check_name
 from dev_sessions.errors import UsageError
 from dev_sessions.gateway import checks
 from dev_sessions.gateway.tokens import OWNER, TokenRegistry, authenticate, check_owner_token
-from dev_sessions.messaging.messenger import check_name, parse_message_id
+from dev_sessions.messaging.messenger import parse_message_id
 from dev_sessions.terminal import cell, for_terminal, json_text, neutralise
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
