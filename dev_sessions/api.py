@@ -1,40 +1,42 @@
-"""The command surface, described once: every call a face of dev-sessions can make, and its values.
+"""The command surface, described once: which library methods are the API, and the values they return.
 
-``SessionsAPI`` and ``MessagesAPI`` list the calls with their full signatures and return types. The
-local library (``SessionManager``, ``Messenger``) implements them; everything else is derived from
-them, so that a new command is written in the library and in its command line and nowhere else:
+The API is the methods of the library marked ``@call``: ``SessionManager`` (the ``sessions`` API,
+``SessionsAPI``) and ``Messenger`` (``messages``, ``MessagesAPI``), with their signatures and typed
+results written once, there. Every other face is derived from them, so that a new command is written
+in the library and in its command line and nowhere else:
 
-* the gateway serves exactly the methods marked ``@call`` here, with the arguments of their signature
-  (``gateway.protocol.CALLS``);
-* the sandbox client is these protocols over the gateway (``gateway.client.remote``);
-* values travel as the dataclasses named in the return types (``gateway.protocol.encode``), and errors
-  as their own class (``errors.to_wire`` / ``errors.revive``).
+* the gateway serves exactly the ``@call`` methods, with the arguments of their signatures
+  (``gateway.protocol.CALLS``), and checks each argument against its type;
+* the sandbox client is those methods over the gateway (``gateway.client.Remote``), typed as the
+  library, returning the same objects;
+* values travel as the dataclasses of their return types (``gateway.protocol.encode``), and errors as
+  their own class (``errors.to_wire`` / ``errors.revive``).
 
-``@call`` also says what the gateway's policy looks at: ``long`` calls block (served as a coroutine,
-``<name>_async`` on the library, with keep-alive lines); ``paths`` name a directory on the host
-(translated from the container's, and checked against the served roots); ``identity`` says who acts
-(filled in from ``DEV_SESSIONS_AGENT`` / ``DEV_SESSIONS_ID`` in a container, or by the gateway);
-``owns`` holds the session id(s) acted on; ``scope`` are arguments only the gateway sets (a scoped
-token's name, as a filter), never a client.
+``@call`` also says what the gateway's policy looks at: ``long`` calls block (served by the library's
+``<name>_async`` coroutine, with keep-alive lines); ``paths`` name a directory on the host (translated
+from the container's, and checked against the served roots); ``identity`` says who acts (filled in
+from ``DEV_SESSIONS_AGENT`` / ``DEV_SESSIONS_ID`` in a container, or by the gateway); ``owns`` holds
+the session id(s) acted on; ``scope`` are arguments only the gateway sets (a scoped token's name, as a
+filter), never a client.
 
-This module imports only the standard library at run time: a command in a container loads it to
-know the calls, and nothing of the library behind them.
+Besides, the values the API returns that are not records of the stores (``Created``, ``Goal``,
+``Inspection``, ``AgentInfo``), the JSON types, and the rule for names.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from dev_sessions.errors import UsageError
 
 if TYPE_CHECKING:
-    from dev_sessions.backend import LogItem, Started, Status, WaitResult
-    from dev_sessions.messaging.store import Agent, Message, Receipt, Space
+    from dev_sessions.backend import Started, Status
     from dev_sessions.store import Session
 
 JsonValue = str | int | float | bool | None | list["JsonValue"] | dict[str, "JsonValue"]
@@ -165,7 +167,7 @@ def call(
     owns: str | None = None,
     scope: tuple[str, ...] = (),
 ) -> Callable[[F], F]:
-    """Marks a protocol method as a call every face serves."""
+    """Marks a library method as a call of the API, which every face then serves."""
 
     def mark(function: F) -> F:
         spec: _Spec = (long, paths, identity, owns, scope)
@@ -176,10 +178,10 @@ def call(
 
 
 @functools.cache
-def calls(protocol: type) -> dict[str, Call]:
-    """The calls of a protocol, by method name, from its ``@call`` marks and signatures."""
+def calls(cls: type) -> dict[str, Call]:
+    """The calls of a library class, by method name, from its ``@call`` marks and signatures."""
     found: dict[str, Call] = {}
-    for name, function in vars(protocol).items():
+    for name, function in vars(cls).items():
         spec: _Spec | None = getattr(function, "__api_call__", None)
         if spec is None:
             continue
@@ -208,183 +210,24 @@ def calls(protocol: type) -> dict[str, Call]:
 
 # -- the two surfaces -----------------------------------------------------------------------------------
 
-
-class SessionsAPI(Protocol):
-    """Agent sessions: create, talk to, wait on, read and stop them."""
-
-    @call(paths=("path",), identity="parent")
-    def create(
-        self,
-        *,
-        cli: str = "claude",
-        path: str | None = None,
-        description: str = "",
-        mode: str = "native",
-        approvals: str = "never",
-        model: str | None = None,
-        parent: str | None = None,
-        plan: bool = False,
-    ) -> Created: ...
-
-    @call(owns="session_id")
-    def get(self, session_id: str) -> Session: ...
-
-    @call(owns="session_id")
-    def send(
-        self, session_id: str, text: str, *, steer: bool = False, plan: bool | None = None
-    ) -> Session: ...
-
-    @call(long=True, owns="session_ids")
-    def wait(
-        self, session_ids: Sequence[str], timeout: float | None = None, *, goal: bool = False
-    ) -> list[WaitResult]: ...
-
-    @call(long=True, owns="session_id")
-    def ask(
-        self, session_id: str, text: str, timeout: float | None = None
-    ) -> tuple[WaitResult, list[str]]: ...
-
-    @call(owns="session_id")
-    def last_messages(self, session_id: str, count: int = 1) -> list[str]: ...
-
-    @call(owns="session_id")
-    def status(self, session_id: str) -> Status: ...
-
-    @call(owns="session_id")
-    def interrupt(self, session_id: str) -> bool: ...
-
-    @call(owns="session_id")
-    def respond(self, session_id: str, answer: str) -> str: ...
-
-    @call(owns="session_id")
-    def goal(
-        self, session_id: str, action: str = "get", objective: str | None = None, budget: int | None = None
-    ) -> Goal | None: ...
-
-    @call(owns="session_id")
-    def logs(self, session_id: str) -> list[LogItem]: ...
-
-    @call(owns="session_id")
-    def screen(self, session_id: str) -> str: ...
-
-    @call(owns="session_id")
-    def inspect(self, session_id: str) -> Inspection: ...
-
-    @call(scope=("parent",))
-    def list_sessions(self, parent: str | None = None) -> list[tuple[Session, Status]]: ...
-
-    @call(owns="session_ids")
-    def kill(self, session_ids: Sequence[str]) -> list[str]: ...
-
-    @call(scope=("parent",))
-    def kill_all(self, parent: str | None = None) -> list[str]: ...
-
-    @call(scope=("parent",))
-    def kill_older_than(self, seconds: float, parent: str | None = None) -> list[str]: ...
+# Where each API is implemented: the library class whose ``@call`` methods are the API.
+LIBRARIES: dict[str, tuple[str, str]] = {
+    "sessions": ("dev_sessions.sessions", "SessionManager"),
+    "messages": ("dev_sessions.messaging.messenger", "Messenger"),
+}
 
 
-class MessagesAPI(Protocol):
-    """Messages between agents: direct messages and threads, spaces, and who is there."""
-
-    @call(identity="sender")
-    def send(
-        self,
-        to: str,
-        body: str,
-        *,
-        sender: str | None = None,
-        priority: str = "normal",
-        reply_to: int | None = None,
-        metadata: JsonObject | None = None,
-    ) -> Message: ...
-
-    @call(identity="sender")
-    def reply(
-        self, message_id: int, body: str, *, sender: str | None = None, priority: str = "normal"
-    ) -> Message: ...
-
-    @call(identity="reader")
-    def read(
-        self,
-        reader: str | None = None,
-        *,
-        unread: bool = False,
-        mark_read: bool = False,
-        sender: str | None = None,
-        since: str | None = None,
-        limit: int | None = None,
-    ) -> list[Message]: ...
-
-    @call(long=True, identity="reader")
-    def wait(
-        self, reader: str | None = None, timeout: float | None = None, *, mark_read: bool = True
-    ) -> list[Message]: ...
-
-    @call(scope=("viewer",))
-    def thread(self, message_id: int, viewer: str | None = None) -> list[Message]: ...
-
-    @call(identity="reader")
-    def mark_read(self, message_ids: list[int] | None, reader: str | None = None) -> int: ...
-
-    @call(scope=("viewer",))
-    def status(self, message_id: int, viewer: str | None = None) -> tuple[Message, list[Receipt]]: ...
-
-    @call(scope=("viewer",))
-    def search(self, query: str, limit: int = 50, viewer: str | None = None) -> list[Message]: ...
-
-    @call(scope=("viewer",))
-    def feed(
-        self, since: str | None = None, limit: int | None = None, viewer: str | None = None
-    ) -> list[Message]: ...
-
-    @call(identity="creator")
-    def create_space(
-        self, name: str, parent: str | None = None, description: str = "", creator: str | None = None
-    ) -> Space: ...
-
-    @call()
-    def spaces(self) -> list[Space]: ...
-
-    @call(identity="agent")
-    def join(self, space: str, agent: str | None = None) -> bool: ...
-
-    @call(identity="agent")
-    def leave(self, space: str, agent: str | None = None) -> bool: ...
-
-    @call()
-    def members(self, space: str) -> list[tuple[str, str]]: ...
-
-    @call(identity="sender")
-    def space_send(
-        self,
-        space: str,
-        body: str,
-        *,
-        sender: str | None = None,
-        priority: str = "normal",
-        metadata: JsonObject | None = None,
-        reply_to: int | None = None,
-    ) -> Message: ...
-
-    @call(identity="reader")
-    def space_read(
-        self,
-        space: str,
-        reader: str | None = None,
-        *,
-        since: str | None = None,
-        limit: int | None = None,
-        unread: bool = False,
-    ) -> list[Message]: ...
-
-    @call()
-    def register(self, name: str) -> Agent: ...
-
-    @call(identity="agent")
-    def heartbeat(self, agent: str | None = None, status: str | None = None) -> str: ...
-
-    @call()
-    def agents(self, online: bool = False) -> list[AgentInfo]: ...
+def library(api: str) -> type:
+    """The class that implements ``api`` (imported on first use)."""
+    module, name = LIBRARIES[api]
+    found: type = getattr(importlib.import_module(module), name)
+    return found
 
 
-APIS: dict[str, type] = {"sessions": SessionsAPI, "messages": MessagesAPI}
+if TYPE_CHECKING:
+    # The typed surfaces every face is written against: the library classes, of which only the
+    # ``@call`` methods are used outside the library (tests/unit/test_api.py checks the command line).
+    from dev_sessions.messaging.messenger import Messenger as MessagesAPI
+    from dev_sessions.sessions import SessionManager as SessionsAPI
+
+    __all__ = ["MessagesAPI", "SessionsAPI"]

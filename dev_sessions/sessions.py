@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from dev_sessions import ids
-from dev_sessions.api import Created, Goal, Inspection, JsonObject
+from dev_sessions.api import Created, Goal, Inspection, JsonObject, call
 from dev_sessions.backend import Backend, LogItem, Status, WaitResult
 from dev_sessions.config import Settings
 from dev_sessions.errors import DevSessionsError, SessionNotFound, UsageError
@@ -55,6 +55,7 @@ class SessionManager:
 
     # -- lookups ------------------------------------------------------------------------------------
 
+    @call(owns="session_id")
     def get(self, session_id: str) -> Session:
         if not ids.is_valid(session_id):
             raise SessionNotFound(session_id=session_id)
@@ -83,6 +84,7 @@ class SessionManager:
 
     # -- create -------------------------------------------------------------------------------------
 
+    @call(paths=("path",), identity="parent")
     def create(
         self,
         *,
@@ -163,6 +165,7 @@ class SessionManager:
 
     # -- talking to a session -------------------------------------------------------------------------
 
+    @call(owns="session_id")
     def send(self, session_id: str, text: str, *, steer: bool = False, plan: bool | None = None) -> Session:
         """Deliver a prompt. ``plan`` (Codex): True puts the thread in Plan mode from this prompt on,
         False back in Default mode; None leaves the mode as it is."""
@@ -196,6 +199,7 @@ class SessionManager:
             groups.setdefault(session.cli, []).append(session)
         return unique, groups
 
+    @call(long=True, owns="session_ids")
     def wait(
         self, session_ids: Sequence[str], timeout: float | None = None, *, goal: bool = False
     ) -> list[WaitResult]:
@@ -226,6 +230,7 @@ class SessionManager:
         by_id = {r.session_id: r for batch in batches for r in batch}
         return [by_id[sid] for sid in unique]
 
+    @call(long=True, owns="session_id")
     def ask(self, session_id: str, text: str, timeout: float | None = None) -> tuple[WaitResult, list[str]]:
         self.send(session_id, text)
         (result,) = self.wait([session_id], timeout)
@@ -246,16 +251,19 @@ class SessionManager:
             return self.last_messages(session_id, 1)
         return []
 
+    @call(owns="session_id")
     def last_messages(self, session_id: str, count: int = 1) -> list[str]:
         if count < 1:
             raise UsageError("-n must be at least 1")
         session = self.get(session_id)
         return self.backend(session.cli).last_messages(session, count)
 
+    @call(owns="session_id")
     def status(self, session_id: str) -> Status:
         session = self.get(session_id)
         return self.backend(session.cli).status(session)
 
+    @call(owns="session_id")
     def goal(
         self, session_id: str, action: str = "get", objective: str | None = None, budget: int | None = None
     ) -> Goal | None:
@@ -270,24 +278,29 @@ class SessionManager:
         record = self.backend(session.cli).goal(session, action, objective, budget)
         return None if record is None else Goal.from_record(cast(JsonObject, record))
 
+    @call(owns="session_id")
     def interrupt(self, session_id: str) -> bool:
         session = self.get(session_id)
         return self.backend(session.cli).interrupt(session)
 
+    @call(owns="session_id")
     def respond(self, session_id: str, answer: str) -> str:
         session = self.get(session_id)
         chosen = self.backend(session.cli).respond(session, answer)
         self._update(session_id, last_used=now_iso())
         return chosen
 
+    @call(owns="session_id")
     def logs(self, session_id: str) -> list[LogItem]:
         session = self.get(session_id)
         return self.backend(session.cli).log(session)
 
+    @call(owns="session_id")
     def screen(self, session_id: str) -> str:
         session = self.get(session_id)
         return self.backend(session.cli).screen(session)
 
+    @call(owns="session_id")
     def inspect(self, session_id: str) -> Inspection:
         session = self.get(session_id)
         facts = dict(self.backend(session.cli).inspect(session))
@@ -296,6 +309,7 @@ class SessionManager:
             status = self.backend(session.cli).status(session)
         return Inspection(session, status, cast(JsonObject, json_safe(facts)))
 
+    @call(scope=("parent",))
     def list_sessions(self, parent: str | None = None) -> list[tuple[Session, Status]]:
         sessions = self.sessions(parent)
         groups: dict[str, list[Session]] = {}
@@ -311,13 +325,16 @@ class SessionManager:
 
     # -- kill ---------------------------------------------------------------------------------------
 
+    @call(owns="session_ids")
     def kill(self, session_ids: Sequence[str]) -> list[str]:
         sessions = [self.get(sid) for sid in dict.fromkeys(session_ids)]
         return self._kill(sessions)
 
+    @call(scope=("parent",))
     def kill_all(self, parent: str | None = None) -> list[str]:
         return self._kill(self.sessions(parent))
 
+    @call(scope=("parent",))
     def kill_older_than(self, seconds: float, parent: str | None = None) -> list[str]:
         now = datetime.now(timezone.utc)
         old = []

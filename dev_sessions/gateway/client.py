@@ -1,8 +1,8 @@
 """Sandbox mode: inside a container, every command goes to the gateway on the host.
 
-``remote_sessions()`` and ``remote_messages()`` are :class:`~dev_sessions.api.SessionsAPI` and
-:class:`~dev_sessions.api.MessagesAPI` over the gateway, derived from their descriptions (no method
-is written here): they return the same objects as the library, so the command line runs unchanged and
+``remote_sessions()`` and ``remote_messages()`` are the library's API (its ``@call`` methods, see
+:mod:`dev_sessions.api`) over the gateway, derived from the library's own signatures (no method is
+written here): they return the same objects as the library, so the command line runs unchanged and
 prints what it prints on the host; errors come back as the same class, message and exit code.
 
 What is decided here, in the container, and never left to the host:
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
-from dev_sessions.api import Call, calls, check_name
+from dev_sessions.api import Call, calls, check_name, library
 from dev_sessions.config import Settings
 from dev_sessions.errors import GatewayUnreachable, ReportedError, UsageError, revive
 
@@ -175,9 +175,9 @@ class Remote:
     its signature, its identity and paths settled here, and only what differs from the defaults is
     sent (so a newer client still talks to an older gateway about what both know)."""
 
-    def __init__(self, api: str, protocol: type, settings: Settings) -> None:
+    def __init__(self, api: str, settings: Settings) -> None:
         self.api = api
-        self.calls = calls(protocol)
+        self.calls = calls(library(api))
         self.settings = settings
         self.client = GatewayClient(settings)
 
@@ -212,13 +212,9 @@ def _json(value: object) -> object:
 
 def remote_sessions(settings: Settings) -> SessionsAPI:
     """``SessionsAPI`` over the gateway."""
-    from dev_sessions.api import SessionsAPI
-
-    return cast("SessionsAPI", Remote("sessions", SessionsAPI, settings))
+    return cast("SessionsAPI", Remote("sessions", settings))
 
 
 def remote_messages(settings: Settings) -> MessagesAPI:
     """``MessagesAPI`` over the gateway."""
-    from dev_sessions.api import MessagesAPI
-
-    return cast("MessagesAPI", Remote("messages", MessagesAPI, settings))
+    return cast("MessagesAPI", Remote("messages", settings))

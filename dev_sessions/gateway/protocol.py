@@ -1,9 +1,9 @@
 """What goes over the gateway's wire: the calls it serves, and how their values travel.
 
 A call is ``POST /v1/call`` with ``{"api": "sessions" | "messages", "method": ..., "args": {...}}``.
-The calls served are those of :mod:`dev_sessions.api` (``CALLS``, derived from ``SessionsAPI`` and
-``MessagesAPI``), with only the arguments of their signatures, so the HTTP API can never reach more of
-the library than the command line can. The answer is a stream of JSON lines: ``{"keepalive": true}``
+The calls served are the library's ``@call`` methods (``CALLS``, see :mod:`dev_sessions.api`), with
+only the arguments of their signatures, so the HTTP API can never reach more of the library than the
+command line can. The answer is a stream of JSON lines: ``{"keepalive": true}``
 while a long call (``wait``, ``ask``, ``msg wait``) runs, then one ``{"result": ...}`` or
 ``{"error": {"message", "exit", "kind", "fields"}}`` (``errors.to_wire``).
 
@@ -19,10 +19,10 @@ import importlib
 from collections.abc import Mapping
 from pathlib import PurePath
 
-from dev_sessions.api import APIS, Call, calls
+from dev_sessions.api import LIBRARIES, Call, calls, library
 from dev_sessions.errors import ReportedError
 
-CALLS: dict[str, dict[str, Call]] = {name: calls(protocol) for name, protocol in APIS.items()}
+CALLS: dict[str, dict[str, Call]] = {api: calls(library(api)) for api in LIBRARIES}
 
 _PACKAGE = "dev_sessions."
 

@@ -18,7 +18,7 @@ from collections.abc import Generator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
-from dev_sessions.api import USER, AgentInfo, JsonObject, check_name
+from dev_sessions.api import USER, AgentInfo, JsonObject, call, check_name
 from dev_sessions.config import Settings
 from dev_sessions.durations import parse_duration
 from dev_sessions.errors import MessageNotFound, NoMessage, RecipientNotFound, SpaceNotFound, UsageError
@@ -102,6 +102,7 @@ class Messenger:
             raise RecipientNotFound(name="parent", detail=f"{sender} is not a session, so it has no parent")
         return session.parent or USER
 
+    @call()
     def register(self, name: str) -> Agent:
         check_name(name, "agent name")
         if name in RESERVED:
@@ -115,6 +116,7 @@ class Messenger:
 
     # -- messages ------------------------------------------------------------------------------------
 
+    @call(identity="sender")
     def send(
         self,
         to: str,
@@ -147,6 +149,7 @@ class Messenger:
         self._after_send(message, recipients, sessions)
         return message
 
+    @call(identity="sender")
     def reply(
         self, message_id: int, body: str, *, sender: str | None = None, priority: str = "normal"
     ) -> Message:
@@ -176,6 +179,7 @@ class Messenger:
 
             ensure_deliverer(self.settings, self.environ)
 
+    @call(identity="reader")
     def read(
         self,
         reader: str | None = None,
@@ -196,6 +200,7 @@ class Messenger:
             self.store.mark_read(me, [m.id for m in messages])
         return messages
 
+    @call(long=True, identity="reader")
     def wait(
         self, reader: str | None = None, timeout: float | None = None, *, mark_read: bool = True
     ) -> list[Message]:
@@ -230,6 +235,7 @@ class Messenger:
                     announced = True
                 yield watcher, 2.0 if remaining is None else min(remaining, 2.0)
 
+    @call(scope=("viewer",))
     def thread(self, message_id: int, viewer: str | None = None) -> list[Message]:
         """The whole thread of a message; with ``viewer``, only what that agent sent or received."""
         if viewer is not None:
@@ -242,6 +248,7 @@ class Messenger:
             raise MessageNotFound(message_id=message_id)
         return message
 
+    @call(identity="reader")
     def mark_read(self, message_ids: list[int] | None, reader: str | None = None) -> int:
         me = self.me(reader)
         if message_ids is not None:
@@ -249,6 +256,7 @@ class Messenger:
                 self.store.message(message_id)
         return self.store.mark_read(me, message_ids)
 
+    @call(scope=("viewer",))
     def status(self, message_id: int, viewer: str | None = None) -> tuple[Message, list[Receipt]]:
         message = self.store.message(message_id) if viewer is None else self._visible(message_id, viewer)
         receipts = self.store.receipts(message_id)
@@ -258,11 +266,13 @@ class Messenger:
             ensure_deliverer(self.settings, self.environ)  # in case the deliverer died with work left
         return message, receipts
 
+    @call(scope=("viewer",))
     def search(self, query: str, limit: int = 50, viewer: str | None = None) -> list[Message]:
         if not query.strip():
             raise UsageError("search: the query is empty")
         return self.store.search(query, limit, viewer)
 
+    @call(scope=("viewer",))
     def feed(
         self, since: str | None = None, limit: int | None = None, viewer: str | None = None
     ) -> list[Message]:
@@ -270,6 +280,7 @@ class Messenger:
 
     # -- spaces --------------------------------------------------------------------------------------
 
+    @call(identity="creator")
     def create_space(
         self, name: str, parent: str | None = None, description: str = "", creator: str | None = None
     ) -> Space:
@@ -281,18 +292,23 @@ class Messenger:
             raise UsageError(f"{name}: a {kind} has that name; spaces and agents share one namespace")
         return self.store.create_space(name, parent, description, self.me(creator))
 
+    @call()
     def spaces(self) -> list[Space]:
         return self.store.spaces()
 
+    @call(identity="agent")
     def join(self, space: str, agent: str | None = None) -> bool:
         return self.store.join(space, self.me(agent))
 
+    @call(identity="agent")
     def leave(self, space: str, agent: str | None = None) -> bool:
         return self.store.leave(space, self.me(agent))
 
+    @call()
     def members(self, space: str) -> list[tuple[str, str]]:
         return self.store.members(space)
 
+    @call(identity="sender")
     def space_send(
         self,
         space: str,
@@ -314,6 +330,7 @@ class Messenger:
         self._after_send(message, recipients, sessions)
         return message
 
+    @call(identity="reader")
     def space_read(
         self,
         space: str,
@@ -333,11 +350,13 @@ class Messenger:
 
     # -- agents --------------------------------------------------------------------------------------
 
+    @call(identity="agent")
     def heartbeat(self, agent: str | None = None, status: str | None = None) -> str:
         me = self.me(agent)
         self.store.heartbeat(me, status)
         return me
 
+    @call()
     def agents(self, online: bool = False) -> list[AgentInfo]:
         """Every session with its live status, and every outside agent with when it was last seen."""
         from dev_sessions.sessions import SessionManager
