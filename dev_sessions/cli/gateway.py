@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from dev_sessions.cli.output import emit_json, note
+from dev_sessions.errors import EXIT_ERROR, EXIT_OK
 
 gateway_app = typer.Typer(
     help="The HTTP gateway for agents in containers (serve, install, uninstall, status, token)."
@@ -123,7 +124,7 @@ def gateway_status(as_json: Annotated[bool, typer.Option("--json", help="Print J
         active = f", {info['active']}" if "active" in info else ""
         print(f"installed: {info['path']} ({info['kind']}{active})")
         print(f"port {info.get('port')}: health {info.get('health')}")
-    return 0 if info["installed"] else 1
+    return EXIT_OK if info["installed"] else EXIT_ERROR
 
 
 @gateway_app.command("token")
