@@ -48,6 +48,7 @@ from dev_sessions.errors import (
     UsageError,
 )
 from dev_sessions.lock import FileLock
+from dev_sessions.poll import poll_until
 from dev_sessions.store import LastSend, Session, now_iso, parse_iso
 from dev_sessions.terminal import neutralise
 from dev_sessions.tmux import Pane, Tmux
@@ -207,13 +208,9 @@ class ClaudeBackend:
     def _dialog_shown(self, session: Session) -> Dialog | None:
         """The dialog on the screen, given a moment to draw: Claude says it waits a little before the
         dialog shows. None when the screen shows none that can be read (a layout never seen)."""
-        deadline = time.monotonic() + _RENDER_GRACE
-        while time.monotonic() < deadline:
-            time.sleep(_SCREEN_POLL / 2)
-            dialog = self._live(session).screen.dialog
-            if dialog is not None:
-                return dialog
-        return None
+        return poll_until(
+            lambda: self._live(session).screen.dialog, _RENDER_GRACE, _SCREEN_POLL / 2, wait_first=True
+        )
 
     def _status_of(self, session: Session, live: _Live) -> Status:
         pane, screen = live.pane, live.screen
@@ -287,9 +284,12 @@ class ClaudeBackend:
 
     def _await_ready(self, session: Session) -> Status:
         """Wait until the input box shows, a dialog shows, or Claude dies; no fixed sleeps."""
-        deadline = time.monotonic() + self.settings.ready_timeout
-        live = self._live(session)
-        while True:
+        seen = screens.Screen("starting")
+
+        def came_up() -> Status | None:
+            nonlocal seen
+            live = self._live(session)
+            seen = live.screen
             if live.pane is None or live.pane.dead:
                 pane = self._settled(session, live.pane)
                 last = self._last_words(session)
@@ -301,17 +301,24 @@ class ClaudeBackend:
                 return Status("waiting_for_input", dialog=live.screen.dialog)
             if live.screen.state in ("ready", "busy"):
                 return self._status_of(session, live)
-            if time.monotonic() >= deadline:
-                return Status("starting", detail=live.screen.hint)
-            time.sleep(_SCREEN_POLL)
-            live = self._live(session)
+            return None
+
+        status = poll_until(came_up, self.settings.ready_timeout, _SCREEN_POLL)
+        return status or Status("starting", detail=seen.hint)
 
     def _settled(self, session: Session, pane: Pane | None) -> Pane | None:
         """A dead pane once tmux knows its exit status (it marks the pane dead a moment before)."""
-        deadline = time.monotonic() + 1.0
-        while pane is not None and pane.dead and pane.dead_status is None and time.monotonic() < deadline:
-            time.sleep(_INPUT_POLL)
+
+        def unsettled(found: Pane | None) -> bool:
+            return found is not None and found.dead and found.dead_status is None
+
+        def settled() -> bool:
+            nonlocal pane
             pane = self._live(session).pane
+            return not unsettled(pane)
+
+        if unsettled(pane):
+            poll_until(settled, 1.0, _INPUT_POLL, wait_first=True)
         return pane
 
     def _last_words(self, session: Session) -> str:
@@ -387,16 +394,13 @@ class ClaudeBackend:
         spool = wiring.spool_path(self.settings.home, session.id)
         files.write_atomic(spool, text.encode("utf-8"))
         self.tmux(session).send_keys(ids.tmux_name(session.id), ["C-g"])
-        deadline = time.monotonic() + _PASTE_SHOWS
-        while spool.exists():
-            if time.monotonic() >= deadline:
-                spool.unlink(missing_ok=True)
-                raise NotReady(
-                    session_id=session.id,
-                    waited=_PASTE_SHOWS,
-                    screen_hint="Claude did not run its external editor (ctrl+g) to take the text",
-                )
-            time.sleep(_INPUT_POLL)
+        if not poll_until(lambda: not spool.exists(), _PASTE_SHOWS, _INPUT_POLL):
+            spool.unlink(missing_ok=True)
+            raise NotReady(
+                session_id=session.id,
+                waited=_PASTE_SHOWS,
+                screen_hint="Claude did not run its external editor (ctrl+g) to take the text",
+            )
 
     def _poll_screen(
         self,
@@ -408,21 +412,24 @@ class ClaudeBackend:
     ) -> screens.Screen | None:
         """The first screen for which ``done`` holds, or that is not the input box any more (unless
         ``through_other_screens``: the editor key shows another screen a moment before the box)."""
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def landed() -> screens.Screen | None:
             live = self._live(session)
             if live.pane is None or live.pane.dead:
                 raise SessionExited(session_id=session.id, detail=self._exit_detail(live.pane))
             if done(live.screen) or (live.screen.prompt is None and not through_other_screens):
                 return live.screen
-            if time.monotonic() >= deadline:
-                return None
-            time.sleep(_INPUT_POLL)
+            return None
+
+        return poll_until(landed, timeout, _INPUT_POLL)
 
     def _ready_for_input(self, session: Session) -> _Live:
-        deadline = time.monotonic() + self.settings.ready_timeout
-        while True:
+        seen = screens.Screen("starting")
+
+        def ready() -> _Live | None:
+            nonlocal seen
             live = self._live(session)
+            seen = live.screen
             if live.pane is None or live.pane.dead:
                 raise SessionExited(session_id=session.id, detail=self._exit_detail(live.pane))
             if live.screen.state == "dialog" and live.screen.dialog is not None:
@@ -430,13 +437,12 @@ class ClaudeBackend:
                 raise DialogOpen(
                     session_id=session.id, question=dialog.question, options=[str(o) for o in dialog.options]
                 )
-            if live.screen.state in ("ready", "busy"):
-                return live
-            if time.monotonic() >= deadline:
-                raise NotReady(
-                    session_id=session.id, waited=self.settings.ready_timeout, screen_hint=live.screen.hint
-                )
-            time.sleep(_SCREEN_POLL)
+            return live if live.screen.state in ("ready", "busy") else None
+
+        live = poll_until(ready, self.settings.ready_timeout, _SCREEN_POLL)
+        if live is None:
+            raise NotReady(session_id=session.id, waited=self.settings.ready_timeout, screen_hint=seen.hint)
+        return live
 
     # -- wait ----------------------------------------------------------------------------------------
 
@@ -590,13 +596,14 @@ class ClaudeBackend:
             return False
         name = ids.tmux_name(session.id)
         self.tmux(session).send_keys(name, ["Escape"])
-        deadline = time.monotonic() + _SETTLE
         after = live
-        while time.monotonic() < deadline:
+
+        def stopped() -> bool:
+            nonlocal after
             after = self._live(session)
-            if self._status_of(session, after).state != "working":
-                break
-            time.sleep(_SCREEN_POLL)
+            return self._status_of(session, after).state != "working"
+
+        poll_until(stopped, _SETTLE, _SCREEN_POLL)
         # Stopped before any reply, Claude puts the prompt (and any queued ones) back into its input box,
         # where the next send would be appended to it: clear it. One Ctrl-C clears a non-empty box.
         restored = after.screen.prompt
@@ -624,25 +631,26 @@ class ClaudeBackend:
             clean = neutralise(typed)
             tmux.paste(name, clean.encode(), enter=False)
             probe = next((line.strip() for line in clean.splitlines() if line.strip()), "")[:40]
-            deadline = time.monotonic() + _PASTE_SHOWS
-            while probe and time.monotonic() < deadline:
+
+            def shows() -> bool:
                 snap = tmux.snapshot(name)
-                if snap is None or probe in snap[1].replace("\xa0", " "):
-                    break
-                time.sleep(_INPUT_POLL)
+                return snap is None or probe in snap[1].replace("\xa0", " ")
+
+            if probe:
+                poll_until(shows, _PASTE_SHOWS, _INPUT_POLL)
             tmux.send_keys(name, ["Enter"])
         # Return once the answer is taken: the dialog gone from the screen and Claude's own state no
         # longer "waiting" (it lags the screen a little), so that a wait right after this one does
         # not see the answered dialog again.
         shown = live.screen.dialog
-        deadline = time.monotonic() + _SETTLE
-        while time.monotonic() < deadline:
+
+        def taken() -> bool:
             after = self._live(session)
             state = self._claude_state(session, after.pane.pid) if after.pane else None
             still_waiting = state is not None and state.get("status") == "waiting"
-            if (shown is None or after.screen.dialog != shown) and not still_waiting:
-                break
-            time.sleep(_SCREEN_POLL)
+            return (shown is None or after.screen.dialog != shown) and not still_waiting
+
+        poll_until(taken, _SETTLE, _SCREEN_POLL)
         return f"{option.number}. {typed if typed is not None else option.label}"
 
     def retire(self) -> None:
@@ -713,11 +721,8 @@ def _reap(pid: int) -> None:
                     os.kill(pid, sig)
                 except ProcessLookupError:
                     return
-            deadline = time.monotonic() + 2.0
-            while time.monotonic() < deadline:
-                if watcher.exited(pid):
-                    return
-                watcher.wait(min(0.2, deadline - time.monotonic()))
+            if poll_until(lambda: watcher.exited(pid), 2.0, 0.2, sleep=watcher.wait):
+                return
 
 
 def _tail_messages(path: Path, count: int) -> list[tx.AssistantMessage]:
