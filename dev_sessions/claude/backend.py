@@ -27,7 +27,7 @@ import shutil
 import signal
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from dev_sessions.claude import events as ev
 from dev_sessions.claude import screen as screens
 from dev_sessions.claude import transcript as tx
 from dev_sessions.claude import wiring
+from dev_sessions.claude.status import exit_detail, status_from
 from dev_sessions.config import Settings, claude_config_dir
 from dev_sessions.errors import (
     DialogOpen,
@@ -184,13 +185,6 @@ class ClaudeBackend:
         pane, text = snap
         return _Live(pane, screens.classify(text))
 
-    @staticmethod
-    def _exit_detail(pane: Pane | None) -> str:
-        if pane is None:
-            return "its tmux session is gone"
-        code = "" if pane.dead_status is None else f" (exit status {pane.dead_status})"
-        return f"claude exited{code}"
-
     def events_since(self, session: Session, offset: int = 0) -> tuple[list[ev.Event], int]:
         """The hook events of a session from ``offset`` on, and the offset after them."""
         path = wiring.events_path(self.settings.home, session.id)
@@ -213,34 +207,19 @@ class ClaudeBackend:
         )
 
     def _status_of(self, session: Session, live: _Live) -> Status:
+        """Read what :func:`.status.status_from` needs, and no more: the hooks only while Claude's
+        state file says it waits, the screen again only for a dialog the hooks announce but the
+        screen did not show yet."""
         pane, screen = live.pane, live.screen
-        if pane is None or pane.dead:
-            return Status("exited", detail=self._exit_detail(pane), source="tmux")
-        state = self._claude_state(session, pane.pid)
-        own = state.get("status") if state else None
-        if own == "waiting":
-            mark = session.last_send or {}
-            announced = ev.fold(self.events_since(session, int(mark.get("events", 0)))[0])
-            if announced.dialog is not None:
-                shown = screen.dialog or self._dialog_shown(session)
-                dialog = ev.rendered(announced.dialog, shown)
-                return Status("waiting_for_input", dialog=dialog, source="hooks")
-            if screen.dialog is not None:
-                return Status("waiting_for_input", dialog=screen.dialog, source="screen")
-            detail = str(state.get("waitingFor") or "") if state else ""
-            return Status("waiting_for_input", detail=detail, source="claude-state")
-        if screen.state == "dialog":
-            # A dialog nothing structured names: a first-run screen (before any hook runs), or a new one.
-            return Status("waiting_for_input", dialog=screen.dialog, source="screen")
-        if own == "busy":
-            return Status("working", source="claude-state")
-        if own == "idle":
-            return Status("idle", source="claude-state")
-        if screen.state == "busy":
-            return Status("working", source="screen")
-        if screen.state == "ready":
-            return Status("idle", source="screen")
-        return Status("starting", detail=screen.hint, source="screen")
+        state = announced = shown = None
+        if pane is not None and not pane.dead:
+            state = self._claude_state(session, pane.pid)
+            if state and state.get("status") == "waiting":
+                mark = session.last_send or {}
+                announced = ev.fold(self.events_since(session, int(mark.get("events", 0)))[0])
+                if announced.dialog is not None and screen.dialog is None:
+                    shown = self._dialog_shown(session)
+        return status_from(pane, state, screen, announced, shown)
 
     # -- create --------------------------------------------------------------------------------------
 
@@ -294,9 +273,7 @@ class ClaudeBackend:
                 pane = self._settled(session, live.pane)
                 last = self._last_words(session)
                 self.tmux(session).kill(ids.tmux_name(session.id))
-                raise StartFailed(
-                    agent="claude", detail=self._exit_detail(pane) + (f": {last}" if last else "")
-                )
+                raise StartFailed(agent="claude", detail=exit_detail(pane) + (f": {last}" if last else ""))
             if live.screen.state == "dialog":
                 return Status("waiting_for_input", dialog=live.screen.dialog)
             if live.screen.state in ("ready", "busy"):
@@ -416,7 +393,7 @@ class ClaudeBackend:
         def landed() -> screens.Screen | None:
             live = self._live(session)
             if live.pane is None or live.pane.dead:
-                raise SessionExited(session_id=session.id, detail=self._exit_detail(live.pane))
+                raise SessionExited(session_id=session.id, detail=exit_detail(live.pane))
             if done(live.screen) or (live.screen.prompt is None and not through_other_screens):
                 return live.screen
             return None
@@ -431,7 +408,7 @@ class ClaudeBackend:
             live = self._live(session)
             seen = live.screen
             if live.pane is None or live.pane.dead:
-                raise SessionExited(session_id=session.id, detail=self._exit_detail(live.pane))
+                raise SessionExited(session_id=session.id, detail=exit_detail(live.pane))
             if live.screen.state == "dialog" and live.screen.dialog is not None:
                 dialog = live.screen.dialog
                 raise DialogOpen(
@@ -531,17 +508,10 @@ class ClaudeBackend:
             if socket not in by_socket:
                 by_socket[socket] = self.tmux(session).panes()
             pane = by_socket[socket].get(ids.tmux_name(session.id))
-            if pane is None or pane.dead:
-                found[session.id] = Status("exited", detail=self._exit_detail(pane))
-                continue
-            state = self._claude_state(session, pane.pid)
-            own = state.get("status") if state else None
-            if own == "busy":
-                found[session.id] = Status("working")
-            elif own == "idle":
-                found[session.id] = Status("idle")
-            else:
-                found[session.id] = self.status(session)
+            state = self._claude_state(session, pane.pid) if pane is not None and not pane.dead else None
+            quick = status_from(pane, state, screen=None)
+            # list has never said which signal decided (status does): kept so.
+            found[session.id] = replace(quick, source="") if quick else self.status(session)
         return found
 
     def screen(self, session: Session) -> str:
@@ -773,7 +743,7 @@ class _TurnWaiter:
         backend, session = self.backend, self.session
         live = backend._live(session)
         if live.pane is None or live.pane.dead:
-            return self._result("exited", error=backend._exit_detail(live.pane))
+            return self._result("exited", error=exit_detail(live.pane))
         self.pid = live.pane.pid
         self.watcher.watch_pid(self.pid)
         path = backend.transcript(session)
@@ -821,7 +791,7 @@ class _TurnWaiter:
             if result is not None:
                 return self._result(result.outcome, error=result.error)
             live = self.backend._live(self.session)
-            return self._result("exited", error=self.backend._exit_detail(live.pane))
+            return self._result("exited", error=exit_detail(live.pane))
         return self._check_state()
 
     def _check_events(self) -> WaitResult | None:
