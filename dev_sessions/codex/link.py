@@ -25,6 +25,7 @@ from dev_sessions.errors import BridgeUnavailable, DevSessionsError, revive
 from dev_sessions.files import private_dir
 from dev_sessions.lock import FileLock
 from dev_sessions.peers import peer_uid
+from dev_sessions.poll import poll_until
 
 log = logging.getLogger(__name__)
 
@@ -196,9 +197,7 @@ class BridgeLink:
         log.info("replacing a codex bridge of another version")
         with contextlib.suppress(DevSessionsError, OSError):
             self.call("exit", start=False, timeout=5)
-        deadline = time.monotonic() + 5
-        while self.running() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        poll_until(lambda: not self.running(), 5, 0.02)
 
 
 def code_stamp() -> str:

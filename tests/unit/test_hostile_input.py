@@ -292,6 +292,6 @@ def test_the_owner_token_exactly() -> None:
     ],
 )
 def test_only_text_a_paste_keeps_exactly_is_pasted(text: str, pasted: bool) -> None:
-    from dev_sessions.claude.backend import paste_is_exact
+    from dev_sessions.claude.delivery import paste_is_exact
 
     assert paste_is_exact(text) is pasted
