@@ -108,6 +108,11 @@ class Started:
 
 
 class Backend(Protocol):
+    def reserved_ids(self) -> set[str]:
+        """Session ids that are taken outside the store (a tmux session of that name), which a new
+        session must not get."""
+        ...
+
     def create(self, session: Session, env: Mapping[str, str]) -> tuple[Session, Started]: ...
 
     def send(

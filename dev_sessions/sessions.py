@@ -21,7 +21,6 @@ from dev_sessions.backend import Backend, LogItem, Status, WaitResult
 from dev_sessions.config import Settings
 from dev_sessions.errors import DevSessionsError, SessionNotFound, UsageError
 from dev_sessions.store import CLIS, Cli, Session, SessionStore, now_iso, parse_iso
-from dev_sessions.tmux import Tmux
 
 MODES = ("native", "docker")
 MODE_ALIASES = {"yolo": "native"}
@@ -114,11 +113,8 @@ class SessionManager:
             raise UsageError("--plan: Plan mode is for Codex sessions (create --cli codex --plan)")
         workdir = self._workdir(path)
         backend = self.backend(cli)
-        tmux = Tmux(self.settings.tmux_socket)
         with self.store.transaction() as doc:
-            in_use = set(doc.sessions)
-            if cli == "claude":
-                in_use |= {sid for name in tmux.panes() if (sid := ids.from_tmux_name(name))}
+            in_use = set(doc.sessions) | backend.reserved_ids()
             stamp = now_iso()
             session = Session(
                 id=ids.allocate(in_use),

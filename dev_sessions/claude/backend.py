@@ -90,6 +90,11 @@ class ClaudeBackend:
 
     # -- create --------------------------------------------------------------------------------------
 
+    def reserved_ids(self) -> set[str]:
+        """The ids of dev-sessions' tmux sessions on our server, recorded or not."""
+        panes = Tmux(self.settings.tmux_socket).panes()
+        return {sid for name in panes if (sid := ids.from_tmux_name(name))}
+
     def create(self, session: Session, env: Mapping[str, str]) -> tuple[Session, Started]:
         docker = session.mode == "docker"
         wanted = self.settings.docker_claude if docker else self.settings.claude_bin

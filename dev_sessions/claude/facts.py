@@ -26,7 +26,7 @@ from dev_sessions.claude import screen as screens
 from dev_sessions.claude import transcript as tx
 from dev_sessions.claude import wiring
 from dev_sessions.claude.status import status_from
-from dev_sessions.config import Settings, claude_config_dir
+from dev_sessions.config import Settings
 from dev_sessions.poll import poll_until
 from dev_sessions.store import Session
 from dev_sessions.tmux import Pane, Tmux
@@ -95,7 +95,7 @@ class Facts:
     def config_dir(self, session: Session) -> Path:
         if session.claude_config_dir:
             return Path(session.claude_config_dir)
-        return claude_config_dir(os.environ)
+        return self.settings.claude_config_dir
 
     def transcript(self, session: Session) -> Path:
         return transcript_path(self.config_dir(session), session.path, session.internal_id)

@@ -34,6 +34,9 @@ class CodexBackend:
         self.link = BridgeLink(settings, self.environ)
         self.app = AppServer(settings.home, settings.codex_bin, self.environ)
 
+    def reserved_ids(self) -> set[str]:
+        return set()  # a Codex session is a thread: nothing outside the store holds its id
+
     @staticmethod
     def spec(session: Session) -> dict[str, Any]:
         return {

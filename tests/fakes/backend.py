@@ -48,6 +48,7 @@ class FakeBackend:
         self.retired = 0
         self.failing_status: str | None = None
         self.fail_create: BaseException | None = None
+        self.reserved: set[str] = set()
 
     # -- scripting --------------------------------------------------------------------------------------
 
@@ -61,6 +62,9 @@ class FakeBackend:
         return self.agents[session.id]
 
     # -- the Backend protocol --------------------------------------------------------------------------------
+
+    def reserved_ids(self) -> set[str]:
+        return set(self.reserved)
 
     def create(self, session: Session, env: Mapping[str, str]) -> tuple[Session, Started]:
         self.calls.append(("create", session.id, env.get("DEV_SESSIONS_ID")))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Collection
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,26 @@ def test_a_create_that_fails_leaves_no_record(manager: SessionManager, claude: F
     with pytest.raises(TmuxError):
         manager.create()
     assert stored(manager) == {}
+
+
+def test_a_new_id_avoids_the_store_and_what_the_backend_holds(
+    manager: SessionManager, claude: FakeBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dev_sessions import ids
+
+    first = manager.create().session.id
+    claude.reserved = {"lux-top"}
+    seen: list[set[str]] = []
+    real = ids.allocate
+
+    def allocate(in_use: Collection[str], rng: object = None) -> str:
+        seen.append(set(in_use))
+        return real(in_use)
+
+    monkeypatch.setattr(ids, "allocate", allocate)
+    second = manager.create().session.id
+    assert seen == [{first, "lux-top"}]
+    assert second not in (first, "lux-top")
 
 
 def test_yolo_is_native(manager: SessionManager) -> None:
