@@ -1,8 +1,9 @@
-"""The library API: every session command as a method of ``SessionManager``.
+"""The sessions API: every session command as a method of ``SessionManager`` (``@call``: see
+:mod:`dev_sessions.api`).
 
 The manager owns the store and picks the backend for each session; it validates input, keeps the store
-in step with what the backends did, and never prints. The command line and the tests call it; so will
-the gateway.
+in step with what the backends did, and never prints. The command line calls it, and the gateway and
+sandbox mode serve it as it is.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from pathlib import Path
 from typing import Any, cast
 
 from dev_sessions import ids
-from dev_sessions.api import Created, Goal, Inspection, JsonObject, call
-from dev_sessions.backend import Backend, LogItem, Status, WaitResult
+from dev_sessions.api import JsonObject, call
+from dev_sessions.backend import Backend, Created, Goal, Inspection, LogItem, Status, WaitResult, json_safe
 from dev_sessions.config import Settings
 from dev_sessions.errors import DevSessionsError, SessionNotFound, UsageError
 from dev_sessions.store import CLIS, Cli, Session, SessionStore, now_iso, parse_iso
@@ -360,18 +361,3 @@ def _as_cli(value: str) -> Cli:
         if cli == value:
             return cli
     raise UsageError(f"--cli {value!r}: choose one of {', '.join(CLIS)}")
-
-
-def json_safe(value: object) -> object:
-    """A backend's facts as plain JSON values (paths as strings, dataclasses as their fields)."""
-    import dataclasses
-
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: json_safe(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value)

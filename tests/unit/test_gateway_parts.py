@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dev_sessions.api import Created, Goal, Inspection
-from dev_sessions.backend import Dialog, Option, Started, Status, WaitResult
+from dev_sessions.backend import Created, Dialog, Goal, Inspection, Option, Started, Status, WaitResult
 from dev_sessions.config import Settings
 from dev_sessions.errors import ReportedError, UsageError
 from dev_sessions.gateway.client import host_path

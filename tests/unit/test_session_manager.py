@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dev_sessions.api import Goal, Inspection
-from dev_sessions.backend import Dialog, Option, Status
+from dev_sessions.backend import Dialog, Goal, Inspection, Option, Status
 from dev_sessions.config import Settings
 from dev_sessions.errors import BadAnswer, NoDialog, SessionNotFound, TmuxError, UsageError
 from dev_sessions.sessions import SessionManager
