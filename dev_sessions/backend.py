@@ -58,7 +58,7 @@ class Dialog:
         text = next((o for o in options if data.get("textOption") == o.number), None)
         return cls(str(data.get("question", "")), tuple(data.get("context", [])), options, None, text)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JsonObject:
         return {
             "question": self.question,
             "context": list(self.context),

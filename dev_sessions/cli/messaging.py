@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
@@ -13,6 +13,7 @@ from dev_sessions.errors import UsageError
 from dev_sessions.terminal import cell
 
 if TYPE_CHECKING:
+    from dev_sessions.api import JsonObject
     from dev_sessions.messaging.store import Message
 
 
@@ -71,7 +72,7 @@ def _render(messages: list[Message], as_json: bool, *, empty: str = "no messages
             print(f"    {line}")
 
 
-def _metadata(text: str | None) -> dict[str, Any] | None:
+def _metadata(text: str | None) -> JsonObject | None:
     if text is None:
         return None
     try:
@@ -80,7 +81,7 @@ def _metadata(text: str | None) -> dict[str, Any] | None:
         raise UsageError(f"--metadata is not JSON: {err}") from None
     if not isinstance(value, dict):
         raise UsageError("--metadata must be a JSON object")
-    return value
+    return cast("JsonObject", value)
 
 
 def _sent(message: Message, as_json: bool) -> None:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
+from dev_sessions.api import JsonObject
 from dev_sessions.backend import Dialog, Status, WaitResult
 from dev_sessions.errors import UsageError, outcome_exit
 from dev_sessions.terminal import json_text
 
 
-def emit_json(data: Any) -> None:
+def emit_json(data: object) -> None:
     sys.stdout.write(json_text(data) + "\n")
 
 
@@ -55,7 +55,7 @@ def dialog_lines(dialog: Dialog) -> list[str]:
     return lines
 
 
-def status_json(session_id: str, status: Status) -> dict[str, Any]:
+def status_json(session_id: str, status: Status) -> JsonObject:
     return {
         "id": session_id,
         "status": status.state,
@@ -65,7 +65,7 @@ def status_json(session_id: str, status: Status) -> dict[str, Any]:
     }
 
 
-def wait_json(result: WaitResult) -> dict[str, Any]:
+def wait_json(result: WaitResult) -> JsonObject:
     return {
         "id": result.session_id,
         "outcome": result.outcome,
