@@ -1,11 +1,12 @@
 """The message store: ``$DEV_SESSIONS_HOME/messages.db`` (SQLite), the only code that touches it.
 
 Messages, spaces, memberships, outside agents and per-recipient delivery state live here, next to
-the session store. SQLite in WAL mode lets many processes read while one writes; every write is one
-``BEGIN IMMEDIATE`` transaction, with a busy timeout rather than an error when another writer holds
-the lock. A message and all its receipts commit together, so a process killed at any moment leaves
-either the whole message or nothing (``synchronous=NORMAL`` in WAL mode survives process death; it
-is power loss that could cost the last transactions).
+the session store, read as the records of :mod:`dev_sessions.messaging.records`. SQLite in WAL mode
+lets many processes read while one writes; every write is one ``BEGIN IMMEDIATE`` transaction, with a
+busy timeout rather than an error when another writer holds the lock. A message and all its receipts
+commit together, so a process killed at any moment leaves either the whole message or nothing
+(``synchronous=NORMAL`` in WAL mode survives process death; it is power loss that could cost the last
+transactions).
 
 The schema is versioned with ``PRAGMA user_version`` and upgraded by ``MIGRATIONS`` in order; a
 database from a newer dev-sessions is refused, never downgraded. Bodies are indexed with FTS5.
@@ -22,12 +23,12 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from dev_sessions.errors import DevSessionsError, MessageNotFound, SpaceNotFound, StoreTooNew, UsageError
 from dev_sessions.files import check_not_link, private_dir
+from dev_sessions.messaging.records import Agent, Message, Receipt, Space
 from dev_sessions.store import now_iso
 
 PRIORITIES = ("low", "normal", "high", "urgent")
@@ -100,81 +101,6 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         ],
     ),
 ]
-
-
-@dataclass(frozen=True)
-class Receipt:
-    recipient: str
-    state: str
-    via: str
-    delivered_at: str | None = None
-    read_at: str | None = None
-    failed_at: str | None = None
-    reason: str | None = None
-    attempts: int = 0
-    retry_at_ms: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "recipient": self.recipient,
-            "state": self.state,
-            "via": self.via,
-            "deliveredAt": self.delivered_at,
-            "readAt": self.read_at,
-            "failedAt": self.failed_at,
-            "reason": self.reason,
-            "attempts": self.attempts,
-            "retrying": self.retry_at_ms is not None and self.state == "failed",
-        }
-
-
-@dataclass(frozen=True)
-class Message:
-    id: int
-    sender: str
-    space: str | None
-    priority: str
-    body: str
-    metadata: dict[str, Any] | None
-    reply_to: int | None
-    thread: int
-    created_at: str
-    receipt: Receipt | None = None
-    """The reader's own receipt, when the message was read as someone's mail."""
-
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "id": self.id,
-            "from": self.sender,
-            "space": self.space,
-            "priority": self.priority,
-            "body": self.body,
-            "metadata": self.metadata,
-            "replyTo": self.reply_to,
-            "thread": self.thread,
-            "createdAt": self.created_at,
-        }
-        if self.receipt is not None:
-            data["state"] = self.receipt.state
-        return data
-
-
-@dataclass(frozen=True)
-class Space:
-    name: str
-    parent: str | None
-    description: str
-    created_at: str
-    created_by: str
-    members: int = 0
-
-
-@dataclass(frozen=True)
-class Agent:
-    name: str
-    registered_at: str
-    last_seen: str | None
-    status: str | None
 
 
 _MESSAGE_COLUMNS = (
