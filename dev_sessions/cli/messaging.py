@@ -14,7 +14,7 @@ from dev_sessions.terminal import cell
 
 if TYPE_CHECKING:
     from dev_sessions.api import JsonObject
-    from dev_sessions.messaging.store import Message
+    from dev_sessions.messaging.records import Message
 
 
 def parse_message_id(text: str) -> int:

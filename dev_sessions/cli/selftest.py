@@ -1,5 +1,6 @@
 """``selftest``: check dev-sessions against the installed agent CLIs, offline (the work is done by
-:mod:`dev_sessions.selftest.runner`, imported only when the command runs)."""
+:mod:`dev_sessions.selftest.runner`, imported only when the command runs, and reported as
+:mod:`dev_sessions.selftest.report`'s records)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from dev_sessions.cli.output import emit_json
 from dev_sessions.errors import EXIT_ERROR, EXIT_OK, Interrupted, ToolMissing, UsageError
 
 if TYPE_CHECKING:
-    from dev_sessions.selftest.runner import Check, Report, Tested
+    from dev_sessions.selftest.report import Check, Report, Tested
 
 CHOICES = {"claude": ("claude",), "codex": ("codex",), "all": ("claude", "codex")}
 
@@ -59,7 +60,7 @@ def selftest(
 
 
 def _show(event: Tested | Check) -> None:
-    from dev_sessions.selftest.runner import Tested
+    from dev_sessions.selftest.report import Tested
 
     if isinstance(event, Tested):
         print(_header(event), flush=True)

@@ -32,7 +32,8 @@ from dev_sessions.config import Settings
 from dev_sessions.errors import DevSessionsError, SessionExited
 from dev_sessions.files import private_dir
 from dev_sessions.messaging.notice import frame
-from dev_sessions.messaging.store import Message, MessageStore, Receipt, now_ms
+from dev_sessions.messaging.records import Message, Receipt
+from dev_sessions.messaging.store import MessageStore, now_ms
 from dev_sessions.store import Session, SessionStore
 
 log = logging.getLogger("dev_sessions.messaging.deliver")

@@ -23,7 +23,8 @@ from dev_sessions.api import USER, JsonObject, call, check_name
 from dev_sessions.config import Settings
 from dev_sessions.durations import parse_duration
 from dev_sessions.errors import MessageNotFound, NoMessage, RecipientNotFound, SpaceNotFound, UsageError
-from dev_sessions.messaging.store import PRIORITIES, Agent, Message, MessageStore, Receipt, Space
+from dev_sessions.messaging.records import Agent, Message, Receipt, Space
+from dev_sessions.messaging.store import PRIORITIES, MessageStore
 from dev_sessions.store import Session, SessionStore, parse_iso
 from dev_sessions.watch import Watcher, run_steps, run_steps_async
 

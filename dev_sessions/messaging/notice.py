@@ -8,7 +8,7 @@ thanking each other do not loop. Control characters of the body are shown, not s
 
 from __future__ import annotations
 
-from dev_sessions.messaging.store import Message
+from dev_sessions.messaging.records import Message
 from dev_sessions.terminal import neutralise
 
 BODY_LIMIT = 4096

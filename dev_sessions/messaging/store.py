@@ -1,14 +1,11 @@
-"""The message store: ``$DEV_SESSIONS_HOME/messages.db`` (SQLite), the only code that touches it.
+"""The message store: ``$DEV_SESSIONS_HOME/messages.db`` (SQLite), the only code that queries it.
 
 Messages, spaces, memberships, outside agents and per-recipient delivery state live here, next to
-the session store. SQLite in WAL mode lets many processes read while one writes; every write is one
-``BEGIN IMMEDIATE`` transaction, with a busy timeout rather than an error when another writer holds
-the lock. A message and all its receipts commit together, so a process killed at any moment leaves
-either the whole message or nothing (``synchronous=NORMAL`` in WAL mode survives process death; it
-is power loss that could cost the last transactions).
-
-The schema is versioned with ``PRAGMA user_version`` and upgraded by ``MIGRATIONS`` in order; a
-database from a newer dev-sessions is refused, never downgraded. Bodies are indexed with FTS5.
+the session store; :class:`MessageStore` reads them as the records of
+:mod:`dev_sessions.messaging.records`. Opening the file, the schema and its migrations are
+:mod:`dev_sessions.messaging.schema`'s. Every write is one ``BEGIN IMMEDIATE`` transaction, with a busy
+timeout rather than an error when another writer holds the lock. A message and all its receipts commit
+together, so a process killed at any moment leaves either the whole message or nothing.
 
 Delivery states of a receipt: ``queued`` (waiting for the recipient's next idle point), ``delivered``
 (put into its conversation, or into the mailbox of an agent that has none), ``read`` (marked read or
@@ -20,161 +17,19 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Literal
 
-from dev_sessions.errors import DevSessionsError, MessageNotFound, SpaceNotFound, StoreTooNew, UsageError
-from dev_sessions.files import check_not_link, private_dir
+from dev_sessions.errors import MessageNotFound, SpaceNotFound, UsageError
+from dev_sessions.messaging.records import Agent, Message, Receipt, Space
+from dev_sessions.messaging.schema import MIGRATIONS, migrate, open_database, transaction, user_version
 from dev_sessions.store import now_iso
 
 PRIORITIES = ("low", "normal", "high", "urgent")
 Priority = Literal["low", "normal", "high", "urgent"]
 MAX_SPACE_DEPTH = 3
-BUSY_TIMEOUT_MS = 15000
-
-MIGRATIONS: list[tuple[int, list[str]]] = [
-    (
-        1,
-        [
-            """CREATE TABLE agents (
-                name TEXT PRIMARY KEY,
-                registered_at TEXT NOT NULL,
-                last_seen TEXT,
-                status TEXT
-            )""",
-            """CREATE TABLE spaces (
-                name TEXT PRIMARY KEY,
-                parent TEXT REFERENCES spaces(name),
-                description TEXT NOT NULL DEFAULT '',
-                created_at TEXT NOT NULL,
-                created_by TEXT NOT NULL
-            )""",
-            """CREATE TABLE members (
-                space TEXT NOT NULL REFERENCES spaces(name) ON DELETE CASCADE,
-                agent TEXT NOT NULL,
-                joined_at TEXT NOT NULL,
-                PRIMARY KEY (space, agent)
-            ) WITHOUT ROWID""",
-            """CREATE TABLE messages (
-                id INTEGER PRIMARY KEY AUTOINCREMENT,
-                sender TEXT NOT NULL,
-                space TEXT,
-                priority TEXT NOT NULL CHECK (priority IN ('low', 'normal', 'high', 'urgent')),
-                body TEXT NOT NULL,
-                metadata TEXT,
-                reply_to INTEGER REFERENCES messages(id),
-                thread INTEGER NOT NULL,
-                created_at TEXT NOT NULL,
-                created_ms INTEGER NOT NULL
-            )""",
-            "CREATE INDEX messages_thread ON messages(thread, id)",
-            "CREATE INDEX messages_created ON messages(created_ms)",
-            "CREATE INDEX messages_space ON messages(space, id) WHERE space IS NOT NULL",
-            """CREATE TABLE receipts (
-                message INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
-                recipient TEXT NOT NULL,
-                state TEXT NOT NULL CHECK (state IN ('queued', 'delivered', 'read', 'failed')),
-                via TEXT NOT NULL CHECK (via IN ('conversation', 'mailbox')),
-                delivered_at TEXT,
-                read_at TEXT,
-                failed_at TEXT,
-                reason TEXT,
-                attempts INTEGER NOT NULL DEFAULT 0,
-                retry_at_ms INTEGER,
-                PRIMARY KEY (message, recipient)
-            ) WITHOUT ROWID""",
-            "CREATE INDEX receipts_inbox ON receipts(recipient, state, message)",
-            "CREATE INDEX receipts_pending ON receipts(state, retry_at_ms) WHERE state IN ('queued', 'failed')",
-            """CREATE VIRTUAL TABLE messages_fts USING fts5(
-                body, content='messages', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
-            )""",
-            """CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
-                INSERT INTO messages_fts(rowid, body) VALUES (new.id, new.body);
-            END""",
-            """CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
-                INSERT INTO messages_fts(messages_fts, rowid, body) VALUES ('delete', old.id, old.body);
-            END""",
-        ],
-    ),
-]
-
-
-@dataclass(frozen=True)
-class Receipt:
-    recipient: str
-    state: str
-    via: str
-    delivered_at: str | None = None
-    read_at: str | None = None
-    failed_at: str | None = None
-    reason: str | None = None
-    attempts: int = 0
-    retry_at_ms: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "recipient": self.recipient,
-            "state": self.state,
-            "via": self.via,
-            "deliveredAt": self.delivered_at,
-            "readAt": self.read_at,
-            "failedAt": self.failed_at,
-            "reason": self.reason,
-            "attempts": self.attempts,
-            "retrying": self.retry_at_ms is not None and self.state == "failed",
-        }
-
-
-@dataclass(frozen=True)
-class Message:
-    id: int
-    sender: str
-    space: str | None
-    priority: str
-    body: str
-    metadata: dict[str, Any] | None
-    reply_to: int | None
-    thread: int
-    created_at: str
-    receipt: Receipt | None = None
-    """The reader's own receipt, when the message was read as someone's mail."""
-
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "id": self.id,
-            "from": self.sender,
-            "space": self.space,
-            "priority": self.priority,
-            "body": self.body,
-            "metadata": self.metadata,
-            "replyTo": self.reply_to,
-            "thread": self.thread,
-            "createdAt": self.created_at,
-        }
-        if self.receipt is not None:
-            data["state"] = self.receipt.state
-        return data
-
-
-@dataclass(frozen=True)
-class Space:
-    name: str
-    parent: str | None
-    description: str
-    created_at: str
-    created_by: str
-    members: int = 0
-
-
-@dataclass(frozen=True)
-class Agent:
-    name: str
-    registered_at: str
-    last_seen: str | None
-    status: str | None
 
 
 _MESSAGE_COLUMNS = (
@@ -210,50 +65,16 @@ class MessageStore:
     def __init__(self, path: Path, migrations: list[tuple[int, list[str]]] | None = None) -> None:
         self.path = path
         self.migrations = MIGRATIONS if migrations is None else migrations
-        private_dir(path.parent)
-        for suffix in ("", "-wal", "-shm", "-journal"):  # SQLite itself follows links
-            check_not_link(path.with_name(path.name + suffix))
-        self.db = sqlite3.connect(
-            path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
-        )
-        self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        mode = self.db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if mode != "wal":
-            raise DevSessionsError(f"{path}: cannot use SQLite WAL mode here (got {mode})")
-        self.db.execute("PRAGMA synchronous = NORMAL")
-        self.db.execute("PRAGMA foreign_keys = ON")
-        path.chmod(0o600)
-        self._migrate()
+        self.db = open_database(path)
+        migrate(self.db, path, self.migrations)
 
     @property
     def version(self) -> int:
-        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+        return user_version(self.db)
 
-    def _migrate(self) -> None:
-        latest = self.migrations[-1][0] if self.migrations else 0
-        if self.version == latest:
-            return
-        with self.write():
-            current = self.version  # again, under the write lock: another process may have migrated
-            if current > latest:
-                raise StoreTooNew(path=str(self.path), version=current)
-            for version, statements in self.migrations:
-                if version <= current:
-                    continue
-                for statement in statements:
-                    self.db.execute(statement)
-                self.db.execute(f"PRAGMA user_version = {int(version)}")
-
-    @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
+    def write(self) -> AbstractContextManager[sqlite3.Connection]:
         """One write transaction (BEGIN IMMEDIATE: writers queue on the busy timeout, never fail)."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+        return transaction(self.db)
 
     def close(self) -> None:
         self.db.close()

@@ -22,7 +22,7 @@ from dev_sessions.gateway.service import (
     service_argv,
     service_env,
 )
-from dev_sessions.messaging.store import Message, Receipt
+from dev_sessions.messaging.records import Message, Receipt
 from dev_sessions.store import Session
 from tests.conftest import need
 

@@ -11,7 +11,8 @@ from dev_sessions.config import Settings
 from dev_sessions.errors import MessageNotFound, RecipientNotFound, SpaceNotFound, StoreTooNew, UsageError
 from dev_sessions.messaging.messenger import Messenger, parse_message_id, parse_since
 from dev_sessions.messaging.notice import frame
-from dev_sessions.messaging.store import MIGRATIONS, MessageStore
+from dev_sessions.messaging.schema import MIGRATIONS
+from dev_sessions.messaging.store import MessageStore
 from dev_sessions.store import Session, SessionStore
 
 

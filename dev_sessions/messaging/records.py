@@ -1,0 +1,88 @@
+"""What the message store hands out: frozen records of messages, receipts, spaces and agents.
+
+Plain data, built by :mod:`dev_sessions.messaging.store` from its rows and sent as they are through
+the gateway (whose wire codec names this module). ``to_json`` is the shape of ``--json`` output. No
+SQL and no I/O here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """One recipient's delivery state of a message (the states are listed in the store's docstring)."""
+
+    recipient: str
+    state: str
+    via: str
+    delivered_at: str | None = None
+    read_at: str | None = None
+    failed_at: str | None = None
+    reason: str | None = None
+    attempts: int = 0
+    retry_at_ms: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "recipient": self.recipient,
+            "state": self.state,
+            "via": self.via,
+            "deliveredAt": self.delivered_at,
+            "readAt": self.read_at,
+            "failedAt": self.failed_at,
+            "reason": self.reason,
+            "attempts": self.attempts,
+            "retrying": self.retry_at_ms is not None and self.state == "failed",
+        }
+
+
+@dataclass(frozen=True)
+class Message:
+    id: int
+    sender: str
+    space: str | None
+    priority: str
+    body: str
+    metadata: dict[str, Any] | None
+    reply_to: int | None
+    thread: int
+    created_at: str
+    receipt: Receipt | None = None
+    """The reader's own receipt, when the message was read as someone's mail."""
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": self.id,
+            "from": self.sender,
+            "space": self.space,
+            "priority": self.priority,
+            "body": self.body,
+            "metadata": self.metadata,
+            "replyTo": self.reply_to,
+            "thread": self.thread,
+            "createdAt": self.created_at,
+        }
+        if self.receipt is not None:
+            data["state"] = self.receipt.state
+        return data
+
+
+@dataclass(frozen=True)
+class Space:
+    name: str
+    parent: str | None
+    description: str
+    created_at: str
+    created_by: str
+    members: int = 0
+
+
+@dataclass(frozen=True)
+class Agent:
+    name: str
+    registered_at: str
+    last_seen: str | None
+    status: str | None

@@ -1,0 +1,141 @@
+"""The message database on disk: opening ``messages.db`` safely, its schema, and upgrading it.
+
+:func:`open_database` makes the one connection a message store uses: a private file (0600, in a
+private directory, never reached through a link), WAL mode so that many processes read while one
+writes, ``synchronous=NORMAL`` (survives process death; power loss could cost the last transactions),
+foreign keys on, and a busy timeout so that a writer waits for another rather than failing.
+:func:`transaction` is the only way to write.
+
+The schema is versioned with ``PRAGMA user_version`` and upgraded by :data:`MIGRATIONS` in order
+(:func:`migrate`); a database from a newer dev-sessions is refused, never downgraded. Bodies are
+indexed with FTS5. Nothing here reads or writes messages: the queries are
+:mod:`dev_sessions.messaging.store`'s.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from dev_sessions.errors import DevSessionsError, StoreTooNew
+from dev_sessions.files import check_not_link, private_dir
+
+BUSY_TIMEOUT_MS = 15000
+
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (
+        1,
+        [
+            """CREATE TABLE agents (
+                name TEXT PRIMARY KEY,
+                registered_at TEXT NOT NULL,
+                last_seen TEXT,
+                status TEXT
+            )""",
+            """CREATE TABLE spaces (
+                name TEXT PRIMARY KEY,
+                parent TEXT REFERENCES spaces(name),
+                description TEXT NOT NULL DEFAULT '',
+                created_at TEXT NOT NULL,
+                created_by TEXT NOT NULL
+            )""",
+            """CREATE TABLE members (
+                space TEXT NOT NULL REFERENCES spaces(name) ON DELETE CASCADE,
+                agent TEXT NOT NULL,
+                joined_at TEXT NOT NULL,
+                PRIMARY KEY (space, agent)
+            ) WITHOUT ROWID""",
+            """CREATE TABLE messages (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                sender TEXT NOT NULL,
+                space TEXT,
+                priority TEXT NOT NULL CHECK (priority IN ('low', 'normal', 'high', 'urgent')),
+                body TEXT NOT NULL,
+                metadata TEXT,
+                reply_to INTEGER REFERENCES messages(id),
+                thread INTEGER NOT NULL,
+                created_at TEXT NOT NULL,
+                created_ms INTEGER NOT NULL
+            )""",
+            "CREATE INDEX messages_thread ON messages(thread, id)",
+            "CREATE INDEX messages_created ON messages(created_ms)",
+            "CREATE INDEX messages_space ON messages(space, id) WHERE space IS NOT NULL",
+            """CREATE TABLE receipts (
+                message INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+                recipient TEXT NOT NULL,
+                state TEXT NOT NULL CHECK (state IN ('queued', 'delivered', 'read', 'failed')),
+                via TEXT NOT NULL CHECK (via IN ('conversation', 'mailbox')),
+                delivered_at TEXT,
+                read_at TEXT,
+                failed_at TEXT,
+                reason TEXT,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                retry_at_ms INTEGER,
+                PRIMARY KEY (message, recipient)
+            ) WITHOUT ROWID""",
+            "CREATE INDEX receipts_inbox ON receipts(recipient, state, message)",
+            "CREATE INDEX receipts_pending ON receipts(state, retry_at_ms) WHERE state IN ('queued', 'failed')",
+            """CREATE VIRTUAL TABLE messages_fts USING fts5(
+                body, content='messages', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
+            )""",
+            """CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+                INSERT INTO messages_fts(rowid, body) VALUES (new.id, new.body);
+            END""",
+            """CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+                INSERT INTO messages_fts(messages_fts, rowid, body) VALUES ('delete', old.id, old.body);
+            END""",
+        ],
+    ),
+]
+
+
+def open_database(path: Path) -> sqlite3.Connection:
+    """A connection to the database at ``path`` (created if missing), set up as the docstring says."""
+    private_dir(path.parent)
+    for suffix in ("", "-wal", "-shm", "-journal"):  # SQLite itself follows links
+        check_not_link(path.with_name(path.name + suffix))
+    db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
+    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if mode != "wal":
+        raise DevSessionsError(f"{path}: cannot use SQLite WAL mode here (got {mode})")
+    db.execute("PRAGMA synchronous = NORMAL")
+    db.execute("PRAGMA foreign_keys = ON")
+    path.chmod(0o600)
+    return db
+
+
+@contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction (BEGIN IMMEDIATE: writers queue on the busy timeout, never fail)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def user_version(db: sqlite3.Connection) -> int:
+    """The schema version of the open database (0 for a new one)."""
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(db: sqlite3.Connection, path: Path, migrations: list[tuple[int, list[str]]]) -> None:
+    """Run the migrations the database at ``path`` has not had yet; refuse one that is newer."""
+    latest = migrations[-1][0] if migrations else 0
+    if user_version(db) == latest:
+        return
+    with transaction(db):
+        current = user_version(db)  # again, under the write lock: another process may have migrated
+        if current > latest:
+            raise StoreTooNew(path=str(path), version=current)
+        for version, statements in migrations:
+            if version <= current:
+                continue
+            for statement in statements:
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {int(version)}")
