@@ -15,7 +15,6 @@ import logging
 import re
 import time
 from collections.abc import Generator, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from dev_sessions.api import USER, JsonObject, call, check_name
 from dev_sessions.config import Settings
 from dev_sessions.durations import parse_duration
 from dev_sessions.errors import MessageNotFound, NoMessage, RecipientNotFound, SpaceNotFound, UsageError
-from dev_sessions.messaging.records import Agent, Message, Receipt, Space
+from dev_sessions.messaging.records import Agent, AgentInfo, Message, Receipt, Space
 from dev_sessions.messaging.store import PRIORITIES, MessageStore
 from dev_sessions.store import Session, SessionStore, parse_iso
 from dev_sessions.watch import Watcher, run_steps, run_steps_async
@@ -52,26 +51,6 @@ def parse_since(text: str | None) -> int | None:
     if moment is not None:
         return int(moment.timestamp() * 1000)
     return int((time.time() - parse_duration(text)) * 1000)
-
-
-@dataclass(frozen=True)
-class AgentInfo:
-    """One agent as ``agents`` lists it: a session (with its cli and parent) or an outside agent."""
-
-    name: str
-    kind: str
-    status: str
-    last_seen: str | None
-    cli: str | None = None
-    parent: str | None = None
-
-    def to_json(self) -> JsonObject:
-        data: JsonObject = {"name": self.name, "kind": self.kind}
-        if self.kind == "session":
-            data.update(cli=self.cli, status=self.status, parent=self.parent, lastSeen=self.last_seen)
-        else:
-            data.update(status=self.status, lastSeen=self.last_seen)
-        return data
 
 
 class Messenger:

@@ -1,4 +1,5 @@
-"""What the message store hands out: frozen records of messages, receipts, spaces and agents.
+"""What messaging hands out: frozen records of messages, receipts, spaces and agents (and ``AgentInfo``,
+one row of `agents`: a session or an outside agent).
 
 Plain data, built by :mod:`dev_sessions.messaging.store` from its rows and sent as they are through
 the gateway (whose wire codec names this module). ``to_json`` is the shape of ``--json`` output. No
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+from dev_sessions.api import JsonObject
 
 
 @dataclass(frozen=True)
@@ -86,3 +89,23 @@ class Agent:
     registered_at: str
     last_seen: str | None
     status: str | None
+
+
+@dataclass(frozen=True)
+class AgentInfo:
+    """One agent as ``agents`` lists it: a session (with its cli and parent) or an outside agent."""
+
+    name: str
+    kind: str
+    status: str
+    last_seen: str | None
+    cli: str | None = None
+    parent: str | None = None
+
+    def to_json(self) -> JsonObject:
+        data: JsonObject = {"name": self.name, "kind": self.kind}
+        if self.kind == "session":
+            data.update(cli=self.cli, status=self.status, parent=self.parent, lastSeen=self.last_seen)
+        else:
+            data.update(status=self.status, lastSeen=self.last_seen)
+        return data
