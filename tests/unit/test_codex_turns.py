@@ -1,8 +1,6 @@
 """The bridge's turn state and outcome decisions, without sockets: notifications in, answers out.
 
-The notifications have the shapes the pinned app-servers send (recorded from Codex 0.171.0 against
-the fake Responses server: a plain turn, a failed one, an interrupted one, an approval, a Plan-mode
-question, a queued prompt, a goal), cut down to the members dev-sessions reads plus a few it ignores.
+The notifications have the shapes the pinned app-servers send (``tests/fixtures/codex_notifications.py``).
 """
 
 from __future__ import annotations
@@ -14,64 +12,25 @@ import pytest
 from dev_sessions.backend import choose
 from dev_sessions.codex import model, turns
 from dev_sessions.codex.protocol import Notification, ServerRequest
-
-THREAD = "019a228c-abd9-7ee2-9607-19c1ac0cc49a"
-TURN = "019a228c-abeb-73d2-a66e-f660b27c7aca"
-NEXT = "019a228c-b04b-7931-a2c5-1d91740c6d07"
-SYSTEM_ERROR = "the thread is in a system error state"
-ERROR_TEXT = "We\u2019re currently experiencing high demand, which may cause temporary errors."
-
-
-def note(method: str, **params: Any) -> Notification:
-    return Notification(method, {"threadId": THREAD, **params})
-
-
-def status(kind: str, *flags: str) -> Notification:
-    value: dict[str, Any] = {"type": kind}
-    if kind == "active":
-        value["activeFlags"] = list(flags)
-    return note("thread/status/changed", status=value)
-
-
-def turn(turn_id: str, state: str, *items: dict[str, Any], error: str | None = None) -> dict[str, Any]:
-    return {
-        "id": turn_id,
-        "rootTurnId": turn_id,
-        "items": list(items),
-        "itemsView": "summary" if items else "notLoaded",
-        "status": state,
-        "error": None if error is None else {"message": error, "codexErrorInfo": "internalServerError"},
-        "startedAt": 1795980438,
-        "completedAt": None if state == "inProgress" else 1795980439,
-        "durationMs": None if state == "inProgress" else 64,
-    }
-
-
-def user(client_id: str, text: str) -> dict[str, Any]:
-    return {
-        "type": "userMessage",
-        "id": f"item-{client_id}",
-        "clientId": client_id,
-        "content": [{"type": "text", "text": text, "text_elements": []}],
-    }
-
-
-def agent(text: str) -> dict[str, Any]:
-    return {"type": "agentMessage", "id": "msg_8b81100269cd4ad2a27a70fd", "text": text, "phase": None}
-
-
-def started(turn_id: str, client_id: str, text: str) -> list[Notification]:
-    """What a turn sends as it starts: the thread goes active, the turn starts, our message is its item."""
-    return [
-        status("active"),
-        note("turn/started", turn=turn(turn_id, "inProgress")),
-        note("item/started", turnId=turn_id, item=user(client_id, text)),
-        note("item/completed", turnId=turn_id, item=user(client_id, text)),
-    ]
-
-
-def ended(turn_id: str, state: str, *items: dict[str, Any], error: str | None = None) -> list[Notification]:
-    return [status("idle"), note("turn/completed", turn=turn(turn_id, state, *items, error=error))]
+from tests.fixtures.codex_notifications import (
+    APPROVAL,
+    ELICITATION,
+    ERROR_TEXT,
+    NEXT,
+    QUESTIONS,
+    SYSTEM_ERROR,
+    THREAD,
+    TURN,
+    agent,
+    ended,
+    failed,
+    goal,
+    note,
+    started,
+    status,
+    turn,
+    user,
+)
 
 
 def fed(*events: Notification | ServerRequest) -> turns.Thread:
@@ -116,17 +75,7 @@ def test_an_interrupted_turn() -> None:
 
 
 def test_a_failed_turn_carries_its_error_text() -> None:
-    thread = fed(
-        *started(TURN, "c-1", "<<error:500>>"),
-        status("systemError"),
-        note(
-            "error",
-            turnId=TURN,
-            willRetry=False,
-            error={"message": ERROR_TEXT, "codexErrorInfo": "internalServerError"},
-        ),
-        note("turn/completed", turn=turn(TURN, "failed", error=ERROR_TEXT)),
-    )
+    thread = fed(*started(TURN, "c-1", "<<error:500>>"), *failed(TURN))
     assert thread.last_error == ERROR_TEXT
     assert waits_for(SENT, thread) == {"outcome": "failed", "error": ERROR_TEXT}
     assert turns.status(thread) == {"state": "error", "detail": ERROR_TEXT}
@@ -183,70 +132,6 @@ def test_events_name_their_thread() -> None:
 
 
 # -- questions the thread waits on ---------------------------------------------------------------------
-
-APPROVAL = ServerRequest(
-    0,
-    "item/commandExecution/requestApproval",
-    {
-        "kind": "command",
-        "threadId": THREAD,
-        "turnId": TURN,
-        "itemId": "call_f5cb5d3a8ead493ea5494308",
-        "command": "/bin/bash -lc 'touch x'",
-        "cwd": "/work",
-        "availableDecisions": ["accept", "cancel"],
-    },
-)
-
-QUESTIONS = ServerRequest(
-    1,
-    "item/tool/requestUserInput",
-    {
-        "threadId": THREAD,
-        "turnId": TURN,
-        "itemId": "call_9cb692d8fe7f404e88954020",
-        "questions": [
-            {
-                "id": "colour",
-                "header": "Colour",
-                "question": "Which colour?",
-                "isOther": True,
-                "isSecret": False,
-                "options": [
-                    {"label": "Red", "description": "The colour red"},
-                    {"label": "Blue", "description": "The colour blue"},
-                ],
-            },
-            {
-                "id": "size",
-                "header": "Size",
-                "question": "Which size?",
-                "isOther": True,
-                "isSecret": False,
-                "options": [
-                    {"label": "Small", "description": "The size small"},
-                    {"label": "Large", "description": "The size large"},
-                ],
-            },
-        ],
-        "isBlocking": True,
-        "autoResolutionMs": None,
-    },
-)
-
-# Shape from the 0.171.0 protocol schema; no MCP server in the tests asks, so it was not recorded.
-ELICITATION = ServerRequest(
-    2,
-    "mcpServer/elicitation/request",
-    {
-        "threadId": THREAD,
-        "turnId": TURN,
-        "serverName": "docs",
-        "mode": "form",
-        "message": "Which project?",
-        "requestedSchema": {"type": "object", "properties": {}},
-    },
-)
 
 
 def test_an_approval_is_waited_for_answered_and_resolved() -> None:
@@ -409,17 +294,6 @@ def test_only_a_queued_prompt_is_looked_for_in_the_queue() -> None:
 
 
 # -- goals -----------------------------------------------------------------------------------------
-
-
-def goal(state: str) -> dict[str, Any]:
-    return {
-        "threadId": THREAD,
-        "objective": "All tests pass",
-        "status": state,
-        "tokenBudget": 200000,
-        "tokensUsed": 0,
-        "timeUsedSeconds": 0,
-    }
 
 
 class GoalCase(NamedTuple):
