@@ -49,7 +49,9 @@ log = logging.getLogger("dev_sessions.codex.bridge")
 
 
 class Bridge:
-    """``app`` and ``connect`` default to the real app-server process and its WebSocket client."""
+    """The socket server: each connection's request is answered by its operation (``ops``), over the
+    one app-server ``Connection`` it owns. ``app`` and ``connect`` default to the real app-server
+    process and its WebSocket client; tests give a scripted one."""
 
     def __init__(
         self,

@@ -134,6 +134,8 @@ class Watch(turns.Thread):
 
 
 class Connection:
+    """The bridge's one connection to the app-server, and a ``Watch`` per thread it has been asked about."""
+
     def __init__(self, app: Process, connect: Connect = websocket_client) -> None:
         self.app = app
         self.connect = connect

@@ -36,6 +36,8 @@ Handler = Callable[[JsonObject], Awaitable[JsonObject]]
 
 
 class ThreadOps:
+    """The operations on threads, by the names the commands send (``handlers``)."""
+
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
