@@ -34,7 +34,7 @@ def main() -> None:
     with world() as w:
         home = Path(w.env["DEV_SESSIONS_HOME"])
         settings = Settings.from_env(w.env)
-        messenger = Messenger(settings, w.env)
+        messenger = Messenger(settings)
         for name in ("bench", "reader", "listener"):
             messenger.register(name)
         store = MessageStore(home / "messages.db")

@@ -1,22 +1,37 @@
-"""Settings read from the environment: where state lives and which binaries to run.
+"""Settings read from the environment, once: where state lives, which binaries to run, who "I" am.
 
-The knobs (all optional):
+``Settings.from_env`` is the one place our environment variables are read; everything else is handed
+a ``Settings`` (and, where a child process inherits it, ``settings.environ``). The knobs (all optional):
 
-``DEV_SESSIONS_HOME``          state directory (default ``~/.dev-sessions``)
-``DEV_SESSIONS_TMUX_SOCKET``   tmux ``-L`` socket name (unset: the user's default tmux server)
-``DEV_SESSIONS_CLAUDE_BIN``    the Claude Code binary (default ``claude``)
-``DEV_SESSIONS_DOCKER_CLAUDE`` the command that runs Claude Code in a container (``--mode docker``;
-                              default ``clauded``)
-``DEV_SESSIONS_READY_TIMEOUT`` seconds to wait for an agent's input box (default 30)
-``DEV_SESSIONS_DEBUG``         ``1`` shows tracebacks
+``DEV_SESSIONS_HOME``            state directory (default ``~/.dev-sessions``)
+``DEV_SESSIONS_TMUX_SOCKET``     tmux ``-L`` socket name (unset: the user's default tmux server)
+``DEV_SESSIONS_CLAUDE_BIN``      the Claude Code binary (default ``claude``)
+``DEV_SESSIONS_CODEX_BIN``       the Codex binary (default ``codex``)
+``DEV_SESSIONS_DOCKER_CLAUDE``   the command that runs Claude Code in a container (``--mode docker``;
+                                default ``clauded``)
+``DEV_SESSIONS_READY_TIMEOUT``   seconds to wait for an agent's input box (default 30)
+``DEV_SESSIONS_AGENT``           who "I" am when sending, reading or creating (else ``DEV_SESSIONS_ID``,
+                                set inside every session we start; else ``user``)
+``DEV_SESSIONS_BRIDGE_LINGER``   seconds the Codex bridge stays up without requests (default 600)
+``DEV_SESSIONS_DELIVERER_LINGER`` seconds the message deliverer stays up with nothing to do (default 5)
+``DEV_SESSIONS_GATEWAY_TOKEN``   the gateway's owner token (else ``$DEV_SESSIONS_HOME/gateway-token``)
+``DEV_SESSIONS_GATEWAY_ROOTS``   directories the gateway serves, ``:``-separated (default: home)
+``DEV_SESSIONS_SANDBOX``         ``1``: every command goes to the gateway on the host
+``DEV_SESSIONS_GATEWAY_URL``     (sandbox) the gateway's URL (default ``http://host.docker.internal:6767``)
+``CONTAINER_WORKSPACE`` / ``HOST_PATH`` (sandbox) the workspace in the container, and the host
+                                directory mounted there
+``DEV_SESSIONS_DEBUG``           ``1`` shows tracebacks
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+DEFAULT_GATEWAY_URL = "http://host.docker.internal:6767"
+DEFAULT_WORKSPACE = "/workspace"
 
 
 def _float(environ: Mapping[str, str], name: str, default: float) -> float:
@@ -27,31 +42,81 @@ def _float(environ: Mapping[str, str], name: str, default: float) -> float:
         return default
 
 
+def _flag(environ: Mapping[str, str], name: str) -> bool:
+    return environ.get(name, "") not in ("", "0", "false")
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
-    tmux_socket: str | None
-    claude_bin: str
-    docker_claude: str
-    ready_timeout: float
-    debug: bool
+    tmux_socket: str | None = None
+    claude_bin: str = "claude"
+    codex_bin: str = "codex"
+    docker_claude: str = "clauded"
+    ready_timeout: float = 30.0
+    debug: bool = False
+    agent: str | None = None
+    """Who "I" am, as the environment says (None: nobody said, which is ``user`` locally)."""
+    bridge_linger: float = 600.0
+    deliverer_linger: float = 5.0
+    gateway_token: str | None = field(default=None, repr=False)
+    gateway_roots: tuple[Path, ...] = ()
+    sandbox: bool = False
+    gateway_url: str = DEFAULT_GATEWAY_URL
+    container_workspace: Path = Path(DEFAULT_WORKSPACE)
+    host_path: str | None = None
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    """The environment these settings were read from: what a process we start inherits."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
+        env = dict(os.environ if environ is None else environ)
         home = env.get("DEV_SESSIONS_HOME") or str(Path(env.get("HOME") or Path.home()) / ".dev-sessions")
         return cls(
             home=Path(home).expanduser(),
             tmux_socket=env.get("DEV_SESSIONS_TMUX_SOCKET") or None,
             claude_bin=env.get("DEV_SESSIONS_CLAUDE_BIN") or "claude",
+            codex_bin=env.get("DEV_SESSIONS_CODEX_BIN") or "codex",
             docker_claude=env.get("DEV_SESSIONS_DOCKER_CLAUDE") or "clauded",
             ready_timeout=_float(env, "DEV_SESSIONS_READY_TIMEOUT", 30.0),
-            debug=env.get("DEV_SESSIONS_DEBUG", "") not in ("", "0", "false"),
+            debug=_flag(env, "DEV_SESSIONS_DEBUG"),
+            agent=env.get("DEV_SESSIONS_AGENT") or env.get("DEV_SESSIONS_ID") or None,
+            bridge_linger=_float(env, "DEV_SESSIONS_BRIDGE_LINGER", 600.0),
+            deliverer_linger=_float(env, "DEV_SESSIONS_DELIVERER_LINGER", 5.0),
+            gateway_token=env.get("DEV_SESSIONS_GATEWAY_TOKEN") or None,
+            gateway_roots=tuple(
+                Path(p) for p in (env.get("DEV_SESSIONS_GATEWAY_ROOTS") or "").split(":") if p
+            ),
+            sandbox=_flag(env, "DEV_SESSIONS_SANDBOX"),
+            gateway_url=env.get("DEV_SESSIONS_GATEWAY_URL") or DEFAULT_GATEWAY_URL,
+            container_workspace=Path(env.get("CONTAINER_WORKSPACE") or DEFAULT_WORKSPACE),
+            host_path=env.get("HOST_PATH") or None,
+            environ=env,
         )
 
     @property
     def store_path(self) -> Path:
         return self.home / "sessions.json"
+
+    @property
+    def user_home(self) -> Path:
+        return Path(self.environ.get("HOME") or Path.home())
+
+    @property
+    def claude_config_dir(self) -> Path:
+        return claude_config_dir(self.environ)
+
+    @property
+    def codex_home(self) -> Path:
+        """Where Codex keeps its config and skills (``CODEX_HOME``, else ``~/.codex``)."""
+        explicit = self.environ.get("CODEX_HOME")
+        return Path(explicit).expanduser() if explicit else self.user_home / ".codex"
+
+    def me(self, explicit: str | None = None) -> str:
+        """Who "I" am: ``--from``/``--as``, else the environment's agent, else ``user``."""
+        from dev_sessions.api import USER, check_name
+
+        return check_name(explicit or self.agent or USER, "agent name")
 
 
 def claude_config_dir(environ: Mapping[str, str]) -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -12,7 +11,7 @@ from typing import Literal
 
 from dev_sessions import ids
 from dev_sessions.compat import TESTED, placement
-from dev_sessions.config import Settings, claude_config_dir
+from dev_sessions.config import Settings
 from dev_sessions.errors import DevSessionsError
 from dev_sessions.lock import FileLock
 from dev_sessions.store import SessionStore
@@ -76,11 +75,10 @@ def check_agent(name: str, binary: str, env_var: str, install: str, required: bo
     )
 
 
-def check_claude_setup() -> Check:
-    config = claude_config_dir(os.environ)
-    state_file = (
-        config / ".claude.json" if os.environ.get("CLAUDE_CONFIG_DIR") else config.parent / ".claude.json"
-    )
+def check_claude_setup(settings: Settings) -> Check:
+    config = settings.claude_config_dir
+    explicit = bool(settings.environ.get("CLAUDE_CONFIG_DIR"))
+    state_file = config / ".claude.json" if explicit else config.parent / ".claude.json"
     try:
         state = json.loads(state_file.read_text())
     except FileNotFoundError:
@@ -136,11 +134,11 @@ def check_store(settings: Settings) -> list[Check]:
     return checks
 
 
-def check_gateway(environ: dict[str, str]) -> list[Check]:
+def check_gateway(settings: Settings) -> list[Check]:
     """In a sandbox only the gateway matters: does it answer, and does it take our token?"""
     from dev_sessions.gateway.client import GatewayClient
 
-    client = GatewayClient(environ)
+    client = GatewayClient(settings)
     try:
         health = client.health()
     except DevSessionsError as err:
@@ -152,14 +150,14 @@ def check_gateway(environ: dict[str, str]) -> list[Check]:
         checks.append(Check("fail", "gateway token", str(err)))
     else:
         checks.append(Check("ok", "gateway token", "accepted"))
-    if not environ.get("HOST_PATH"):
+    if not settings.host_path:
         checks.append(Check("warn", "paths", "HOST_PATH is not set: sessions cannot be created from here"))
     return checks
 
 
 def run_checks(settings: Settings) -> list[Check]:
-    if os.environ.get("DEV_SESSIONS_SANDBOX", "") not in ("", "0", "false"):
-        return check_gateway(dict(os.environ))
+    if settings.sandbox:
+        return check_gateway(settings)
     checks = check_tmux(settings)
     checks.append(
         check_agent(
@@ -167,10 +165,10 @@ def run_checks(settings: Settings) -> list[Check]:
             "install it with `npm install -g @anthropic-ai/claude-code`", required=True,
         )
     )  # fmt: skip
-    checks.append(check_claude_setup())
+    checks.append(check_claude_setup(settings))
     checks.append(
         check_agent(
-            "codex", os.environ.get("DEV_SESSIONS_CODEX_BIN") or "codex", "DEV_SESSIONS_CODEX_BIN",
+            "codex", settings.codex_bin, "DEV_SESSIONS_CODEX_BIN",
             "install it with `npm install -g @openai/codex` (only needed for --cli codex)", required=False,
         )
     )  # fmt: skip
@@ -184,7 +182,7 @@ def check_codex_daemon(settings: Settings) -> list[Check]:
     from dev_sessions.codex.daemon import AppServer
     from dev_sessions.codex.link import BridgeLink
 
-    app = AppServer(settings.home, os.environ.get("DEV_SESSIONS_CODEX_BIN") or "codex", os.environ)
+    app = AppServer(settings.home, settings.codex_bin, settings.environ)
     state = app.running()
     if state is None:
         running = "not running (the next Codex command starts it)"
@@ -193,6 +191,6 @@ def check_codex_daemon(settings: Settings) -> list[Check]:
     else:
         detail = f"pid {state.pid} runs but {state.url}/readyz does not answer"
         return [Check("fail", "codex app-server", detail)]
-    link = BridgeLink(settings, os.environ)
+    link = BridgeLink(settings, settings.environ)
     bridge = f"; bridge on {link.path}" if link.running() else ""
     return [Check("ok", "codex app-server", running + bridge)]

@@ -1,55 +1,96 @@
-"""Every error dev-sessions raises on purpose, in one tree.
+"""Every error dev-sessions raises on purpose, in one tree, and the one table of exit codes.
 
-``DevSessionsError`` carries the process exit code and a one-line message that names the session id
-or path involved and says what to do next. The command line prints that line and exits with that code;
-library callers catch the subclasses (some also are builtins: ``SessionNotFound`` is a ``LookupError``,
-``WaitTimeout`` a ``TimeoutError``).
+``DevSessionsError`` carries a one-line message that names the session id or path involved and says
+what to do next; its exit code comes from ``EXIT_CODES`` (by class, nearest first), the only place an
+exit code is decided. The command line prints the line and exits with the code; library callers catch
+the subclasses (some also are builtins: ``SessionNotFound`` is a ``LookupError``, ``NoMessage`` a
+``TimeoutError``). An error crosses a process boundary (the Codex bridge, the gateway) as
+``to_wire()`` and comes back through ``revive()`` as the same class, message, fields and exit code.
 
-* ``UsageError`` (exit 2): bad input, such as a path that is not a directory or an empty message.
-* ``ReportedError``: an error the Codex bridge or the gateway reported, with its own exit code.
+Exit 2, bad input:
+* ``UsageError``: bad input, such as a path that is not a directory or an empty message.
+* ``BadAnswer``: ``respond``'s answer fits none of the dialog's options.
+
+Exit 124, out of time: ``NoMessage`` (``msg wait``); a ``wait`` whose turn is still running
+(see ``outcome_exit``).
+
+Exit 130: ``Interrupted``, a long command was stopped (Ctrl-C, SIGTERM) and has cleaned up.
+
+Exit 1, everything else:
 * ``SessionNotFound``: no session with that id in the store.
 * ``RecipientNotFound``: no session, agent or space has that name (or ``parent`` has none).
+* ``MessageNotFound`` / ``SpaceNotFound``: no such message id, no such space.
+* ``NoReply``: the session has not replied yet (``last-message``).
 * ``StoreCorrupt``: ``sessions.json`` is not readable; it was moved aside, not replaced.
 * ``StoreTooNew``: ``sessions.json`` was written by a newer dev-sessions.
-* ``LockTimeout``: another process held the store lock for too long.
+* ``LockTimeout``: another process held a lock for too long.
 * ``UnsafePath``: a file or directory of ours is a symbolic link, another user's, or open to others.
 * ``WriteFailed``: a file could not be written (a full disk); the old file is untouched.
+* ``IdsExhausted``: every session id is taken.
 * ``ToolMissing``: tmux or an agent binary is not installed where we look.
 * ``TmuxError``: a tmux command failed.
 * ``SessionExited``: the agent process of a session is gone.
+* ``SessionFailed``: the agent reports an error (a turn that failed on the model API).
 * ``StartFailed``: the agent exited while starting up (nothing is kept).
 * ``DialogOpen``: the session sits on a dialog that must be answered with ``respond``.
 * ``NotReady``: the agent did not show its input box in time.
-* ``NoDialog`` / ``BadAnswer``: ``respond`` had nothing to answer, or the answer fits no option.
-* ``TurnFailed``: the turn ended with an error from the model API.
-* ``WaitTimeout`` (exit 124): ``wait`` ran out of time.
-* ``NoMessage`` (exit 124): ``msg wait`` ran out of time.
-* ``Interrupted`` (exit 130): a long command was stopped (Ctrl-C, SIGTERM) and has cleaned up.
+* ``NoDialog``: ``respond`` had nothing to answer.
+* ``AppServerStartFailed`` / ``AppServerUnavailable`` / ``AppServerError``: the Codex app-server did
+  not start, cannot be reached, or refused a call.
+* ``BridgeUnavailable``: the Codex bridge cannot be reached or broke off.
+* ``GatewayUnreachable``: (sandbox mode) the gateway on the host does not answer.
+* ``BadRequest`` / ``Forbidden``: the gateway will not read a request (HTTP 400), or its token may not
+  make this call (HTTP 403).
+* ``TokenUnusable`` / ``TokenNotFound``: a gateway token is missing or too weak; no such scoped token.
+* ``ReportedError``: an error another dev-sessions process reported whose class this one does not
+  know (an older or newer version): its message and exit code as they were.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_TIMEOUT = 124
+EXIT_INTERRUPTED = 130
 
 
 class DevSessionsError(Exception):
     """Base of every deliberate error; ``str(err)`` is the one line a user sees."""
 
-    exit_code = 1
+    @property
+    def exit_code(self) -> int:
+        return exit_code_of(type(self))
+
+    def to_wire(self) -> dict[str, object]:
+        """The error as JSON for another dev-sessions process: ``revive`` makes it again."""
+        fields: dict[str, object] = {}
+        for name, value in vars(self).items():
+            if name.startswith("_") or not isinstance(value, (str, int, float, bool, tuple, type(None))):
+                continue
+            fields[name] = list(value) if isinstance(value, tuple) else value
+        return {"message": str(self), "exit": self.exit_code, "kind": type(self).__name__, "fields": fields}
 
 
 class UsageError(DevSessionsError):
-    exit_code = 2
+    pass
 
 
 class ReportedError(DevSessionsError):
-    """An error another dev-sessions process reported (the Codex bridge, the gateway), as it was:
-    its message, its exit code, and the name of its class there."""
+    """An error another dev-sessions process reported that this one has no class for (another
+    version): its message, its exit code, and the name of its class there."""
 
-    def __init__(self, message: str, exit_code: int = 1, kind: str = "") -> None:
+    def __init__(self, message: str, exit_code: int = EXIT_ERROR, kind: str = "") -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        self.reported_exit = exit_code
         self.kind = kind
+
+    @property
+    def exit_code(self) -> int:
+        return self.reported_exit
 
 
 class SessionNotFound(DevSessionsError, LookupError):
@@ -62,6 +103,23 @@ class RecipientNotFound(DevSessionsError, LookupError):
     def __init__(self, *, name: str, detail: str) -> None:
         self.name = name
         super().__init__(f"{name}: {detail}")
+
+
+class MessageNotFound(DevSessionsError, LookupError):
+    def __init__(self, *, message_id: object) -> None:
+        super().__init__(f"message {message_id}: no such message")
+
+
+class SpaceNotFound(DevSessionsError, LookupError):
+    def __init__(self, *, name: str) -> None:
+        self.name = name
+        super().__init__(f"space {name}: no such space (see `dev-sessions space list`)")
+
+
+class NoReply(DevSessionsError):
+    def __init__(self, *, session_id: str) -> None:
+        self.session_id = session_id
+        super().__init__(f"{session_id}: no reply yet")
 
 
 class StoreCorrupt(DevSessionsError):
@@ -98,6 +156,11 @@ class WriteFailed(DevSessionsError):
         super().__init__(f"{path}: could not write it ({reason}); nothing was changed")
 
 
+class IdsExhausted(DevSessionsError):
+    def __init__(self, *, in_use: int) -> None:
+        super().__init__(f"all {in_use} session ids are in use; kill some sessions first")
+
+
 class ToolMissing(DevSessionsError):
     def __init__(self, *, tool: str, hint: str) -> None:
         self.tool = tool
@@ -118,6 +181,7 @@ class SessionExited(DevSessionsError):
 
 class SessionFailed(DevSessionsError):
     def __init__(self, *, session_id: str, detail: str) -> None:
+        self.session_id = session_id
         super().__init__(f"{session_id}: the agent reports an error: {detail}")
 
 
@@ -150,35 +214,136 @@ class NoDialog(DevSessionsError):
         super().__init__(f"{session_id}: nothing to answer (status {status})")
 
 
-class BadAnswer(DevSessionsError):
+class BadAnswer(UsageError):
     def __init__(self, *, session_id: str, answer: str, options: Sequence[str]) -> None:
         super().__init__(f"{session_id}: {answer!r} matches none of: {'; '.join(options)}")
-        self.exit_code = 2
-
-
-class TurnFailed(DevSessionsError):
-    def __init__(self, *, session_id: str, message: str) -> None:
-        self.session_id = session_id
-        super().__init__(f"{session_id}: turn failed: {message}")
-
-
-class WaitTimeout(DevSessionsError, TimeoutError):
-    exit_code = 124
-
-    def __init__(self, *, session_ids: Sequence[str], timeout: float) -> None:
-        self.session_ids = tuple(session_ids)
-        super().__init__(f"{', '.join(session_ids)}: turn still running after {timeout:g} s")
 
 
 class NoMessage(DevSessionsError, TimeoutError):
-    exit_code = 124
-
     def __init__(self, *, reader: str, timeout: float) -> None:
         super().__init__(f"{reader}: no message within {timeout:g} s")
 
 
 class Interrupted(DevSessionsError):
-    exit_code = 130
-
     def __init__(self, *, what: str, detail: str) -> None:
         super().__init__(f"{what}: interrupted; {detail}")
+
+
+class AppServerStartFailed(DevSessionsError):
+    def __init__(self, *, binary: str, detail: str) -> None:
+        super().__init__(f"codex app-server ({binary}) did not start: {detail}")
+
+
+class AppServerUnavailable(DevSessionsError):
+    def __init__(self, *, url: str, detail: str) -> None:
+        self.url = url
+        super().__init__(f"codex app-server at {url}: {detail}")
+
+
+class AppServerError(DevSessionsError):
+    """The app-server answered a call with an error."""
+
+    def __init__(self, *, method: str, code: int, message: str) -> None:
+        self.method = method
+        self.code = code
+        self.detail = message
+        super().__init__(f"codex app-server refused {method}: {message}")
+
+
+class BridgeUnavailable(DevSessionsError):
+    def __init__(self, *, path: Path, detail: str) -> None:
+        super().__init__(f"codex bridge ({path}): {detail}")
+
+
+class GatewayUnreachable(DevSessionsError):
+    def __init__(self, *, url: str, detail: str) -> None:
+        super().__init__(
+            f"gateway {url} does not answer ({detail}): is `dev-sessions gateway` running on the host, "
+            "and was the container started with --add-host=host.docker.internal:host-gateway?"
+        )
+
+
+class BadRequest(DevSessionsError):
+    """A request the gateway will not read any further (HTTP 400)."""
+
+
+class Forbidden(DevSessionsError):
+    """A call this token may not make (HTTP 403)."""
+
+
+class TokenUnusable(DevSessionsError):
+    def __init__(self, *, source: str, detail: str, fix: str) -> None:
+        super().__init__(f"gateway token {source}: {detail}; {fix}")
+
+
+class TokenNotFound(DevSessionsError, LookupError):
+    def __init__(self, *, which: str) -> None:
+        super().__init__(f"gateway token {which}: no such scoped token (see `dev-sessions gateway tokens`)")
+
+
+# The one table of exit codes: the nearest class in an error's MRO decides; anything else is 1.
+EXIT_CODES: Mapping[type[DevSessionsError], int] = {
+    UsageError: EXIT_USAGE,
+    NoMessage: EXIT_TIMEOUT,
+    Interrupted: EXIT_INTERRUPTED,
+}
+
+# What a ``wait`` ends with, as an exit code (the worst of several sessions wins: a timeout, then a
+# turn that did not end well).
+OUTCOME_EXIT: Mapping[str, int] = {
+    "completed": EXIT_OK,
+    "idle": EXIT_OK,
+    "interrupted": EXIT_OK,
+    "failed": EXIT_ERROR,
+    "waiting_for_input": EXIT_ERROR,
+    "exited": EXIT_ERROR,
+    "timeout": EXIT_TIMEOUT,
+}
+
+
+def exit_code_of(cls: type[DevSessionsError]) -> int:
+    for klass in cls.__mro__:
+        code = EXIT_CODES.get(klass)
+        if code is not None:
+            return code
+    return EXIT_ERROR
+
+
+def outcome_exit(outcomes: Sequence[str]) -> int:
+    """The exit code of a wait on several sessions: 124 if any timed out, else 1 if any turn did not
+    end well, else 0."""
+    codes = {OUTCOME_EXIT.get(outcome, EXIT_ERROR) for outcome in outcomes}
+    if EXIT_TIMEOUT in codes:
+        return EXIT_TIMEOUT
+    return max(codes, default=EXIT_OK)
+
+
+def _kinds() -> dict[str, type[DevSessionsError]]:
+    found: dict[str, type[DevSessionsError]] = {}
+    pending: list[type[DevSessionsError]] = [DevSessionsError]
+    while pending:
+        cls = pending.pop()
+        if cls.__module__ == __name__:
+            found[cls.__name__] = cls
+        pending.extend(cls.__subclasses__())
+    return found
+
+
+def revive(error: Mapping[str, object]) -> DevSessionsError:
+    """The error another dev-sessions process sent (``to_wire``), as the same class, message and
+    fields; an unknown class comes back as ``ReportedError`` with the message and exit code sent."""
+    message = str(error.get("message") or "error")
+    raw_exit = error.get("exit", EXIT_ERROR)
+    exit_code = raw_exit if isinstance(raw_exit, int) and not isinstance(raw_exit, bool) else EXIT_ERROR
+    kind = str(error.get("kind") or "")
+    cls = _kinds().get(kind)
+    if cls is None or cls is ReportedError or exit_code_of(cls) != exit_code:
+        return ReportedError(message, exit_code, kind)
+    revived = cls.__new__(cls)
+    Exception.__init__(revived, message)
+    fields = error.get("fields")
+    if isinstance(fields, Mapping):
+        for name, value in fields.items():
+            if isinstance(name, str) and not name.startswith("_"):
+                setattr(revived, name, tuple(value) if isinstance(value, list) else value)
+    return revived

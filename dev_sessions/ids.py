@@ -11,7 +11,7 @@ import re
 from collections.abc import Collection
 from typing import NewType
 
-from dev_sessions.errors import DevSessionsError
+from dev_sessions.errors import IdsExhausted
 
 SessionId = NewType("SessionId", str)
 
@@ -190,11 +190,6 @@ CHAMPIONS = (
 ROLES = ("top", "jg", "mid", "adc", "sup")
 
 _ID_SHAPE = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")  # fullmatch: "$" accepts a trailing newline
-
-
-class IdsExhausted(DevSessionsError):
-    def __init__(self, *, in_use: int) -> None:
-        super().__init__(f"all {in_use} session ids are in use; kill some sessions first")
 
 
 def allocate(in_use: Collection[str], rng: random.Random | None = None) -> SessionId:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from importlib.abc import Traversable
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 from dev_sessions import __version__
-from dev_sessions.config import claude_config_dir
+from dev_sessions.config import Settings
 from dev_sessions.errors import UsageError
 
 MANIFEST = ".dev-sessions.json"
@@ -48,27 +48,23 @@ def bundled() -> dict[str, Traversable]:
     }
 
 
-def skill_root(agent: str, scope: Scope, environ: Mapping[str, str], cwd: Path) -> Path:
+def skill_root(agent: str, scope: Scope, settings: Settings, cwd: Path) -> Path:
     if agent == "claude":
-        return (cwd / ".claude" if scope == "local" else claude_config_dir(environ)) / "skills"
+        return (cwd / ".claude" if scope == "local" else settings.claude_config_dir) / "skills"
     if agent == "codex":
         if scope == "local":
             return cwd / ".codex" / "skills"
-        home = environ.get("CODEX_HOME") or str(Path(environ.get("HOME") or Path.home()) / ".codex")
-        return Path(home).expanduser() / "skills"
+        return settings.codex_home / "skills"
     raise UsageError(f"install-skill: unknown agent {agent!r}")
 
 
-def detect(environ: Mapping[str, str]) -> list[str]:
+def detect(settings: Settings) -> list[str]:
     """The agents that look installed: their binary is on PATH, or their config directory exists."""
     found = []
-    path = environ.get("PATH")
-    claude_bin = environ.get("DEV_SESSIONS_CLAUDE_BIN") or "claude"
-    if shutil.which(claude_bin, path=path) or claude_config_dir(environ).is_dir():
+    path = settings.environ.get("PATH")
+    if shutil.which(settings.claude_bin, path=path) or settings.claude_config_dir.is_dir():
         found.append("claude")
-    codex_bin = environ.get("DEV_SESSIONS_CODEX_BIN") or "codex"
-    codex_home = environ.get("CODEX_HOME") or str(Path(environ.get("HOME") or Path.home()) / ".codex")
-    if shutil.which(codex_bin, path=path) or Path(codex_home).expanduser().is_dir():
+    if shutil.which(settings.codex_bin, path=path) or settings.codex_home.is_dir():
         found.append("codex")
     return found
 
@@ -85,12 +81,12 @@ def _files(directory: Traversable, prefix: str = "") -> Iterable[tuple[str, byte
 
 
 def install(
-    agents: Iterable[str], scope: Scope, environ: Mapping[str, str], cwd: Path, *, force: bool = False
+    agents: Iterable[str], scope: Scope, settings: Settings, cwd: Path, *, force: bool = False
 ) -> list[Installed]:
     results = []
     skills = bundled()
     for agent in agents:
-        root = skill_root(agent, scope, environ, cwd)
+        root = skill_root(agent, scope, settings, cwd)
         for name, source in sorted(skills.items()):
             results.append(_install_one(agent, name, source, root / name, force))
     return results

@@ -1,8 +1,9 @@
-"""The library API: every session command as a method of ``SessionManager``.
+"""The sessions API: every session command as a method of ``SessionManager`` (``@call``: see
+:mod:`dev_sessions.api`).
 
 The manager owns the store and picks the backend for each session; it validates input, keeps the store
-in step with what the backends did, and never prints. The command line and the tests call it; so will
-the gateway.
+in step with what the backends did, and never prints. The command line calls it, and the gateway and
+sandbox mode serve it as it is.
 """
 
 from __future__ import annotations
@@ -11,17 +12,16 @@ import os
 import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from dev_sessions import ids
-from dev_sessions.backend import Backend, LogItem, Started, Status, WaitResult
+from dev_sessions.api import JsonObject, call
+from dev_sessions.backend import Backend, Created, Goal, Inspection, LogItem, Status, WaitResult, json_safe
 from dev_sessions.config import Settings
 from dev_sessions.errors import DevSessionsError, SessionNotFound, UsageError
 from dev_sessions.store import CLIS, Cli, Session, SessionStore, now_iso, parse_iso
-from dev_sessions.tmux import Tmux
 
 MODES = ("native", "docker")
 MODE_ALIASES = {"yolo": "native"}
@@ -29,18 +29,15 @@ APPROVALS = ("never", "on-request", "untrusted")
 MAX_TEXT = 64 * 1024 * 1024
 
 
-@dataclass(frozen=True)
-class Created:
-    session: Session
-    started: Started
-
-
 class SessionManager:
-    def __init__(self, settings: Settings | None = None, environ: Mapping[str, str] | None = None) -> None:
-        self.environ = dict(os.environ if environ is None else environ)
-        self.settings = settings or Settings.from_env(self.environ)
+    def __init__(
+        self, settings: Settings | None = None, backends: Mapping[str, Backend] | None = None
+    ) -> None:
+        """``backends``: the backend of each cli, when not the real ones (tests)."""
+        self.settings = settings or Settings.from_env()
+        self.environ = dict(self.settings.environ)
         self.store = SessionStore(self.settings.store_path)
-        self._backends: dict[str, Backend] = {}
+        self._backends: dict[str, Backend] = dict(backends or {})
 
     def backend(self, cli: str) -> Backend:
         if cli not in self._backends:
@@ -51,13 +48,14 @@ class SessionManager:
             elif cli == "codex":
                 from dev_sessions.codex.backend import CodexBackend
 
-                self._backends[cli] = CodexBackend(self.settings, self.environ)
+                self._backends[cli] = CodexBackend(self.settings)
             else:
                 raise UsageError(f"--cli {cli!r}: choose one of {', '.join(CLIS)}")
         return self._backends[cli]
 
     # -- lookups ------------------------------------------------------------------------------------
 
+    @call(owns="session_id")
     def get(self, session_id: str) -> Session:
         if not ids.is_valid(session_id):
             raise SessionNotFound(session_id=session_id)
@@ -86,6 +84,7 @@ class SessionManager:
 
     # -- create -------------------------------------------------------------------------------------
 
+    @call(paths=("path",), identity="parent")
     def create(
         self,
         *,
@@ -115,11 +114,8 @@ class SessionManager:
             raise UsageError("--plan: Plan mode is for Codex sessions (create --cli codex --plan)")
         workdir = self._workdir(path)
         backend = self.backend(cli)
-        tmux = Tmux(self.settings.tmux_socket)
         with self.store.transaction() as doc:
-            in_use = set(doc.sessions)
-            if cli == "claude":
-                in_use |= {sid for name in tmux.panes() if (sid := ids.from_tmux_name(name))}
+            in_use = set(doc.sessions) | backend.reserved_ids()
             stamp = now_iso()
             session = Session(
                 id=ids.allocate(in_use),
@@ -152,7 +148,7 @@ class SessionManager:
 
         Recorded as the session's parent, so that a child can write to it with `msg send --to parent`.
         """
-        return self.environ.get("DEV_SESSIONS_AGENT") or self.environ.get("DEV_SESSIONS_ID") or "user"
+        return self.settings.me()
 
     @staticmethod
     def _workdir(path: str | None) -> str:
@@ -166,6 +162,7 @@ class SessionManager:
 
     # -- talking to a session -------------------------------------------------------------------------
 
+    @call(owns="session_id")
     def send(self, session_id: str, text: str, *, steer: bool = False, plan: bool | None = None) -> Session:
         """Deliver a prompt. ``plan`` (Codex): True puts the thread in Plan mode from this prompt on,
         False back in Default mode; None leaves the mode as it is."""
@@ -199,6 +196,7 @@ class SessionManager:
             groups.setdefault(session.cli, []).append(session)
         return unique, groups
 
+    @call(long=True, owns="session_ids")
     def wait(
         self, session_ids: Sequence[str], timeout: float | None = None, *, goal: bool = False
     ) -> list[WaitResult]:
@@ -229,6 +227,7 @@ class SessionManager:
         by_id = {r.session_id: r for batch in batches for r in batch}
         return [by_id[sid] for sid in unique]
 
+    @call(long=True, owns="session_id")
     def ask(self, session_id: str, text: str, timeout: float | None = None) -> tuple[WaitResult, list[str]]:
         self.send(session_id, text)
         (result,) = self.wait([session_id], timeout)
@@ -249,19 +248,22 @@ class SessionManager:
             return self.last_messages(session_id, 1)
         return []
 
+    @call(owns="session_id")
     def last_messages(self, session_id: str, count: int = 1) -> list[str]:
         if count < 1:
             raise UsageError("-n must be at least 1")
         session = self.get(session_id)
         return self.backend(session.cli).last_messages(session, count)
 
+    @call(owns="session_id")
     def status(self, session_id: str) -> Status:
         session = self.get(session_id)
         return self.backend(session.cli).status(session)
 
+    @call(owns="session_id")
     def goal(
         self, session_id: str, action: str = "get", objective: str | None = None, budget: int | None = None
-    ) -> dict[str, Any] | None:
+    ) -> Goal | None:
         """Show, set, pause, resume or clear a thread goal (Codex)."""
         if action not in ("get", "set", "pause", "resume", "clear"):
             raise UsageError(f"goal: unknown action {action!r}")
@@ -270,31 +272,41 @@ class SessionManager:
         if budget is not None and budget <= 0:
             raise UsageError("--budget must be a positive number of tokens")
         session = self.get(session_id)
-        return self.backend(session.cli).goal(session, action, objective, budget)
+        record = self.backend(session.cli).goal(session, action, objective, budget)
+        return None if record is None else Goal.from_record(cast(JsonObject, record))
 
+    @call(owns="session_id")
     def interrupt(self, session_id: str) -> bool:
         session = self.get(session_id)
         return self.backend(session.cli).interrupt(session)
 
+    @call(owns="session_id")
     def respond(self, session_id: str, answer: str) -> str:
         session = self.get(session_id)
         chosen = self.backend(session.cli).respond(session, answer)
         self._update(session_id, last_used=now_iso())
         return chosen
 
+    @call(owns="session_id")
     def logs(self, session_id: str) -> list[LogItem]:
         session = self.get(session_id)
         return self.backend(session.cli).log(session)
 
+    @call(owns="session_id")
     def screen(self, session_id: str) -> str:
         session = self.get(session_id)
         return self.backend(session.cli).screen(session)
 
-    def inspect(self, session_id: str) -> dict[str, Any]:
+    @call(owns="session_id")
+    def inspect(self, session_id: str) -> Inspection:
         session = self.get(session_id)
-        facts = self.backend(session.cli).inspect(session)
-        return {"session": session.to_record(), **facts}
+        facts = dict(self.backend(session.cli).inspect(session))
+        status = facts.pop("status")
+        if not isinstance(status, Status):
+            status = self.backend(session.cli).status(session)
+        return Inspection(session, status, cast(JsonObject, json_safe(facts)))
 
+    @call(scope=("parent",))
     def list_sessions(self, parent: str | None = None) -> list[tuple[Session, Status]]:
         sessions = self.sessions(parent)
         groups: dict[str, list[Session]] = {}
@@ -310,13 +322,16 @@ class SessionManager:
 
     # -- kill ---------------------------------------------------------------------------------------
 
+    @call(owns="session_ids")
     def kill(self, session_ids: Sequence[str]) -> list[str]:
         sessions = [self.get(sid) for sid in dict.fromkeys(session_ids)]
         return self._kill(sessions)
 
+    @call(scope=("parent",))
     def kill_all(self, parent: str | None = None) -> list[str]:
         return self._kill(self.sessions(parent))
 
+    @call(scope=("parent",))
     def kill_older_than(self, seconds: float, parent: str | None = None) -> list[str]:
         now = datetime.now(timezone.utc)
         old = []

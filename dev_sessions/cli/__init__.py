@@ -1,7 +1,8 @@
 """The ``dev-sessions`` command: parse, call the library, print, and map errors to exit codes here only.
 
-Exit codes: 0 ok, 2 bad usage, 124 timeout, 1 anything else, with one line on stderr. Tracebacks only
-with ``DEV_SESSIONS_DEBUG=1``. ``--version`` answers before anything else is imported.
+Exit codes (``errors.EXIT_CODES``): 0 ok, 2 bad usage, 124 timeout, 130 interrupted, 1 anything else,
+with one line on stderr. Tracebacks only with ``DEV_SESSIONS_DEBUG=1``. ``--version`` answers before
+anything else is imported.
 """
 
 from __future__ import annotations
@@ -12,10 +13,6 @@ import sys
 from collections.abc import Sequence
 
 from dev_sessions import __version__
-
-
-def _debug() -> bool:
-    return os.environ.get("DEV_SESSIONS_DEBUG", "") not in ("", "0", "false")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -46,7 +43,9 @@ def run(args: list[str]) -> int:
 
 
 def _run(args: list[str]) -> int:
-    debug = _debug()
+    from dev_sessions.config import Settings
+
+    debug = Settings.from_env().debug
     if debug:
         import logging
 
@@ -54,7 +53,7 @@ def _run(args: list[str]) -> int:
     import typer
 
     from dev_sessions.cli.app import build_app
-    from dev_sessions.errors import DevSessionsError
+    from dev_sessions.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, DevSessionsError
 
     # typer vendors or depends on click; find its base exception without naming either module.
     click_error: type[Exception] = next(
@@ -76,24 +75,24 @@ def _run(args: list[str]) -> int:
         # typer and click each add the same suggestion to an unknown command.
         text = re.sub(r"( Did you mean '[^']+'\?)\1", r"\1", text)
         _fail(f"{text}{hint}")
-        return int(getattr(err, "exit_code", 2))
+        return int(getattr(err, "exit_code", EXIT_USAGE))
     except typer.Abort:
         _fail("aborted")
-        return 130
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         _fail("interrupted")
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader of our output went away (e.g. `| head`); nothing left to say.
         sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - keeps interpreter shutdown quiet
-        return 1
+        return EXIT_ERROR
     except Exception as err:
         # The one broad catch: an unexpected failure must still be one line, not a traceback.
         if debug:
             raise
         _fail(f"internal error: {type(err).__name__}: {err} (run with DEV_SESSIONS_DEBUG=1 for details)")
-        return 1
-    return code if isinstance(code, int) else 0
+        return EXIT_ERROR
+    return code if isinstance(code, int) else EXIT_OK
 
 
 def _fail(message: str) -> None:

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from dev_sessions.cli.output import emit_json
+from dev_sessions.errors import EXIT_ERROR, EXIT_OK
 
 
 def doctor(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> int:
@@ -20,7 +21,7 @@ def doctor(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
     else:
         for check in checks:
             print(f"{check.level:<5} {check.name}: {check.message}")
-    return 1 if any(c.level == "fail" for c in checks) else 0
+    return EXIT_ERROR if any(c.level == "fail" for c in checks) else EXIT_OK
 
 
 def register(app: typer.Typer) -> None:

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from dev_sessions.cli.output import emit_json, note
+from dev_sessions.errors import EXIT_ERROR, EXIT_OK
 
 gateway_app = typer.Typer(
     help="The HTTP gateway for agents in containers (serve, install, uninstall, status, token)."
@@ -55,15 +56,10 @@ def gateway(
     settings = Settings.from_env()
     binds = ["127.0.0.1", *(interface_address(b) for b in bind or [])]
     binds = list(dict.fromkeys(binds))
-    roots = (
-        [Path(r) for r in root or []]
-        or [Path(p) for p in (os.environ.get("DEV_SESSIONS_GATEWAY_ROOTS") or "").split(":") if p]
-        or [Path.home()]
-    )
+    roots = [Path(r) for r in root or []] or list(settings.gateway_roots) or [Path.home()]
     server = Gateway(
         settings,
-        os.environ,
-        token=owner_token(settings, os.environ),
+        token=owner_token(settings),
         binds=binds,
         allow_hosts=allow_host or [],
         roots=roots,
@@ -74,11 +70,7 @@ def gateway(
     def announce(line: str) -> None:
         print(line, flush=True)
 
-    source = (
-        "$DEV_SESSIONS_GATEWAY_TOKEN"
-        if os.environ.get("DEV_SESSIONS_GATEWAY_TOKEN")
-        else owner_path(settings)
-    )
+    source = "$DEV_SESSIONS_GATEWAY_TOKEN" if settings.gateway_token else owner_path(settings)
     note(f"token: {source}; sessions under: {', '.join(map(str, roots))}")
     from aiohttp.web import GracefulExit
 
@@ -132,7 +124,7 @@ def gateway_status(as_json: Annotated[bool, typer.Option("--json", help="Print J
         active = f", {info['active']}" if "active" in info else ""
         print(f"installed: {info['path']} ({info['kind']}{active})")
         print(f"port {info.get('port')}: health {info.get('health')}")
-    return 0 if info["installed"] else 1
+    return EXIT_OK if info["installed"] else EXIT_ERROR
 
 
 @gateway_app.command("token")
@@ -159,12 +151,12 @@ def gateway_token(
         if root:
             raise UsageError("--root goes with --for NAME (the owner token reaches every served root)")
         if rotate:
-            if os.environ.get("DEV_SESSIONS_GATEWAY_TOKEN"):
+            if settings.gateway_token:
                 raise UsageError("the owner token comes from $DEV_SESSIONS_GATEWAY_TOKEN: change it there")
             print(rotate_owner_token(settings))
             note("a running gateway keeps the old token until it restarts")
             return 0
-        print(owner_token(settings, os.environ))
+        print(owner_token(settings))
         return 0
     if rotate:
         raise UsageError("--rotate is for the owner token; revoke a scoped one with `gateway revoke`")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from dev_sessions.cli.context import messages_api
+from dev_sessions.cli.context import messages_api, settings
 from dev_sessions.cli.output import emit_json, note, read_message
 from dev_sessions.errors import UsageError
 from dev_sessions.terminal import cell
@@ -293,18 +293,16 @@ def space_list(as_json: JsonOpt = False) -> int:
 @space_app.command("join")
 def space_join(name: Annotated[str, typer.Argument(help="The space.")], agent: AsOpt = None) -> int:
     """Join a space (yourself, or --as NAME)."""
-    messenger = messages_api()
-    joined = messenger.join(name, agent)
-    print(f"{messenger.me(agent)} {'joined' if joined else 'is already in'} {name}")
+    joined = messages_api().join(name, agent)
+    print(f"{settings().me(agent)} {'joined' if joined else 'is already in'} {name}")
     return 0
 
 
 @space_app.command("leave")
 def space_leave(name: Annotated[str, typer.Argument(help="The space.")], agent: AsOpt = None) -> int:
     """Leave a space."""
-    messenger = messages_api()
-    left = messenger.leave(name, agent)
-    print(f"{messenger.me(agent)} {'left' if left else 'was not in'} {name}")
+    left = messages_api().leave(name, agent)
+    print(f"{settings().me(agent)} {'left' if left else 'was not in'} {name}")
     return 0
 
 
@@ -367,11 +365,11 @@ def agents(
         return 0
     rows = messages_api().agents(online)
     if as_json:
-        emit_json(rows)
+        emit_json([row.to_json() for row in rows])
         return 0
     for row in rows:
-        seen = f"  last seen {row['lastSeen'][:19].replace('T', ' ')}" if row.get("lastSeen") else ""
-        print(f"{row['name']}  {row['kind']}  {cell(str(row['status']))}{seen}")
+        seen = f"  last seen {row.last_seen[:19].replace('T', ' ')}" if row.last_seen else ""
+        print(f"{row.name}  {row.kind}  {cell(row.status)}{seen}")
     return 0
 
 

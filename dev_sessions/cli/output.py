@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from dev_sessions.backend import Dialog, Status, WaitResult
-from dev_sessions.errors import UsageError
+from dev_sessions.errors import UsageError, outcome_exit
 from dev_sessions.terminal import json_text
 
 
@@ -76,13 +76,8 @@ def wait_json(result: WaitResult) -> dict[str, Any]:
 
 
 def exit_code(results: list[WaitResult]) -> int:
-    """124 if any wait timed out, else 1 if any turn did not end well, else 0."""
-    outcomes = {r.outcome for r in results}
-    if "timeout" in outcomes:
-        return 124
-    if outcomes & {"failed", "waiting_for_input", "exited"}:
-        return 1
-    return 0
+    """The exit code of a wait (``errors.outcome_exit``)."""
+    return outcome_exit([r.outcome for r in results])
 
 
 def report_wait(result: WaitResult) -> None:

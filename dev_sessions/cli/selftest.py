@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from dev_sessions.cli.output import emit_json
-from dev_sessions.errors import Interrupted, ToolMissing, UsageError
+from dev_sessions.errors import EXIT_ERROR, EXIT_OK, Interrupted, ToolMissing, UsageError
 
 if TYPE_CHECKING:
     from dev_sessions.selftest.runner import Check, Report, Tested
@@ -55,7 +55,7 @@ def selftest(
             {"cli": a, "skipped": "not installed"} for a in skipped
         ]
         emit_json({"ok": ok, "agents": agents_json})
-    return 0 if ok else 1
+    return EXIT_OK if ok else EXIT_ERROR
 
 
 def _show(event: Tested | Check) -> None:

@@ -20,7 +20,7 @@ from dev_sessions.cli.output import (
     wait_json,
 )
 from dev_sessions.durations import format_age, parse_duration
-from dev_sessions.errors import SessionFailed, UsageError
+from dev_sessions.errors import NoReply, SessionFailed, UsageError
 from dev_sessions.store import parse_iso
 from dev_sessions.terminal import cell
 
@@ -181,8 +181,7 @@ def last_message(
         emit_json(messages)
         return 0
     if not messages:
-        note(f"dev-sessions: {session_id}: no reply yet")
-        return 1
+        raise NoReply(session_id=session_id)
     print("\n\n---\n\n".join(messages))
     return 0
 
@@ -227,13 +226,13 @@ def goal(
         raise UsageError("goal: --budget goes with an OBJECTIVE")
     found = sessions_api().goal(session_id, action, objective, budget)
     if as_json:
-        emit_json(found)
+        emit_json(found.record if found is not None else None)
     elif found is None:
         print(f"{session_id}: no goal" if action != "clear" else f"{session_id}: goal cleared")
     else:
-        budget_text = f", budget {found.get('tokenBudget')} tokens" if found.get("tokenBudget") else ""
-        print(f"{session_id}: {found.get('status')}: {found.get('objective')}{budget_text}")
-        print(f"  used {found.get('tokensUsed', 0)} tokens in {found.get('timeUsedSeconds', 0)} s")
+        budget_text = f", budget {found.token_budget} tokens" if found.token_budget else ""
+        print(f"{session_id}: {found.status}: {found.objective}{budget_text}")
+        print(f"  used {found.tokens_used} tokens in {found.time_used_seconds:g} s")
     return 0
 
 
@@ -304,10 +303,10 @@ def logs(
 
 def inspect(session_id: IdArg) -> int:
     """Print everything known about a session, as JSON."""
-    facts = sessions_api().inspect(session_id)
-    found = facts.pop("status")
-    facts["status"] = status_json(session_id, found)
-    emit_json(facts)
+    found = sessions_api().inspect(session_id)
+    emit_json(
+        {"session": found.session.to_record(), **found.facts, "status": status_json(session_id, found.status)}
+    )
     return 0
 
 

@@ -26,18 +26,20 @@ def install_skill(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> int:
     """Install the dev-sessions, delegate, handoff and messaging skills where the agents look."""
-    import os
-
+    from dev_sessions.config import Settings
+    from dev_sessions.errors import EXIT_ERROR, EXIT_OK
     from dev_sessions.install_skills import detect, install
+
+    settings = Settings.from_env()
 
     if global_ and local:
         raise UsageError("install-skill: --global or --local, not both")
-    agents = [name for name, wanted in (("claude", claude), ("codex", codex)) if wanted] or detect(os.environ)
+    agents = [name for name, wanted in (("claude", claude), ("codex", codex)) if wanted] or detect(settings)
     if not agents:
         raise UsageError(
             "install-skill: found neither Claude Code nor Codex here; say which with --claude or --codex"
         )
-    results = install(agents, "local" if local else "global", os.environ, Path.cwd(), force=force)
+    results = install(agents, "local" if local else "global", settings, Path.cwd(), force=force)
     if as_json:
         emit_json([{**r.__dict__, "path": str(r.path)} for r in results])
         return 0
@@ -45,7 +47,7 @@ def install_skill(
         why = f" ({result.reason})" if result.reason else ""
         line = f"{result.agent}: {result.skill} {result.action}: {result.path}{why}"
         note(line) if result.action == "skipped" else print(line)
-    return 1 if any(r.action == "skipped" for r in results) else 0
+    return EXIT_ERROR if any(r.action == "skipped" for r in results) else EXIT_OK
 
 
 def register(app: typer.Typer) -> None:

@@ -28,11 +28,14 @@ _AT_REST = "the codex app-server is not running; the thread is at rest until the
 
 
 class CodexBackend:
-    def __init__(self, settings: Settings, environ: Mapping[str, str]) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.environ = dict(environ)
-        self.link = BridgeLink(settings, environ)
-        self.app = AppServer(settings.home, self.environ.get("DEV_SESSIONS_CODEX_BIN") or "codex", environ)
+        self.environ = dict(settings.environ)
+        self.link = BridgeLink(settings, self.environ)
+        self.app = AppServer(settings.home, settings.codex_bin, self.environ)
+
+    def reserved_ids(self) -> set[str]:
+        return set()  # a Codex session is a thread: nothing outside the store holds its id
 
     @staticmethod
     def spec(session: Session) -> dict[str, Any]:

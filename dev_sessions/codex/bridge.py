@@ -41,7 +41,7 @@ from dev_sessions.codex.link import code_stamp, socket_path
 from dev_sessions.codex.ops import Handler, ThreadOps
 from dev_sessions.codex.protocol import JsonObject
 from dev_sessions.config import Settings
-from dev_sessions.errors import DevSessionsError
+from dev_sessions.errors import DevSessionsError, UsageError
 from dev_sessions.files import check_not_link, private_dir
 from dev_sessions.peers import peer_uid
 
@@ -62,9 +62,9 @@ class Bridge:
         connect: Connect = websocket_client,
     ) -> None:
         self.settings = settings
-        self.app = app or AppServer(settings.home, environ.get("DEV_SESSIONS_CODEX_BIN") or "codex", environ)
+        self.app = app or AppServer(settings.home, settings.codex_bin, environ)
         self.conn = Connection(self.app, connect)
-        self.linger = float(environ.get("DEV_SESSIONS_BRIDGE_LINGER") or 600)
+        self.linger = settings.bridge_linger
         self.busy = 0
         self.last_activity = time.monotonic()
         self.stopping = asyncio.Event()
@@ -113,7 +113,7 @@ class Bridge:
             op = str(request.pop("op", ""))
             handler = self.ops.get(op)
             if handler is None:
-                reply: JsonObject = {"error": {"message": f"unknown bridge operation {op!r}", "exit": 2}}
+                reply: JsonObject = {"error": UsageError(f"unknown bridge operation {op!r}").to_wire()}
             else:
                 task = asyncio.ensure_future(handler(request))
                 closed = asyncio.ensure_future(reader.read())  # EOF: the command went away
@@ -124,13 +124,13 @@ class Bridge:
                 closed.cancel()
                 reply = {"ok": task.result()}
         except DevSessionsError as err:
-            reply = {"error": {"message": str(err), "exit": err.exit_code, "kind": type(err).__name__}}
+            reply = {"error": err.to_wire()}
         except (ValueError, KeyError, TypeError) as err:
-            reply = {"error": {"message": f"bad bridge request: {err!r}", "exit": 2}}
+            reply = {"error": UsageError(f"bad bridge request: {err!r}").to_wire()}
         except Exception as err:
             # The one broad catch: a bug in one request must not take the bridge down for everyone.
             log.exception("bridge op %s failed", op)
-            reply = {"error": {"message": f"internal error in the codex bridge: {err!r}", "exit": 1}}
+            reply = {"error": DevSessionsError(f"internal error in the codex bridge: {err!r}").to_wire()}
         finally:
             self.busy -= 1
             self.last_activity = time.monotonic()

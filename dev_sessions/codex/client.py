@@ -28,28 +28,12 @@ from dev_sessions.codex.protocol import (
     Response,
     ServerRequest,
 )
-from dev_sessions.errors import DevSessionsError
+from dev_sessions.errors import AppServerError, AppServerUnavailable
 
 log = logging.getLogger(__name__)
 
 Listener = Callable[[Notification | ServerRequest | None], None]
 """Called in the reader task for every notification and server request; None means the link is gone."""
-
-
-class AppServerUnavailable(DevSessionsError):
-    def __init__(self, *, url: str, detail: str) -> None:
-        self.url = url
-        super().__init__(f"codex app-server at {url}: {detail}")
-
-
-class AppServerError(DevSessionsError):
-    """The app-server answered a call with an error."""
-
-    def __init__(self, *, method: str, code: int, message: str) -> None:
-        self.method = method
-        self.code = code
-        self.detail = message
-        super().__init__(f"codex app-server refused {method}: {message}")
 
 
 class AppServerClient:

@@ -23,9 +23,10 @@ from typing import Protocol
 
 from dev_sessions.backend import Dialog
 from dev_sessions.codex import turns
-from dev_sessions.codex.client import AppServerClient, AppServerError, AppServerUnavailable, Listener
+from dev_sessions.codex.client import AppServerClient, Listener
 from dev_sessions.codex.daemon import DaemonState
 from dev_sessions.codex.protocol import JsonObject, Notification, ServerRequest
+from dev_sessions.errors import AppServerError, AppServerUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -28,9 +28,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from dev_sessions import files
-from dev_sessions.errors import DevSessionsError, ToolMissing
+from dev_sessions.errors import AppServerStartFailed, ToolMissing
 from dev_sessions.files import private_dir
 from dev_sessions.lock import FileLock
+from dev_sessions.poll import poll_until
 from dev_sessions.store import now_iso
 from dev_sessions.watch import Watcher
 
@@ -38,11 +39,6 @@ log = logging.getLogger(__name__)
 
 _URL = re.compile(r"listening on: (ws://\S+)")
 _START_TIMEOUT = 15.0
-
-
-class AppServerStartFailed(DevSessionsError):
-    def __init__(self, *, binary: str, detail: str) -> None:
-        super().__init__(f"codex app-server ({binary}) did not start: {detail}")
 
 
 def _triples() -> list[str]:
@@ -329,9 +325,7 @@ class AppServer:
                     break
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(state.pid, sig)
-                deadline = time.monotonic() + grace
-                while time.monotonic() < deadline and not watcher.exited(state.pid):
-                    watcher.wait(0.1)
+                poll_until(lambda: watcher.exited(state.pid), grace, 0.1, sleep=watcher.wait)
                 if self._child is not None:
                     self._child.poll()
                 if watcher.exited(state.pid):

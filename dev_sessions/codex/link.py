@@ -21,19 +21,15 @@ from typing import Any
 
 from dev_sessions import __version__, files
 from dev_sessions.config import Settings
-from dev_sessions.errors import DevSessionsError, ReportedError
+from dev_sessions.errors import BridgeUnavailable, DevSessionsError, revive
 from dev_sessions.files import private_dir
 from dev_sessions.lock import FileLock
 from dev_sessions.peers import peer_uid
+from dev_sessions.poll import poll_until
 
 log = logging.getLogger(__name__)
 
 _START_TIMEOUT = 20.0
-
-
-class BridgeUnavailable(DevSessionsError):
-    def __init__(self, *, path: Path, detail: str) -> None:
-        super().__init__(f"codex bridge ({path}): {detail}")
 
 
 class BridgeLink:
@@ -177,10 +173,7 @@ class BridgeLink:
             raise BridgeUnavailable(path=self.path, detail=detail)
         answer = json.loads(reply)
         if "error" in answer:
-            error = answer["error"]
-            raise ReportedError(
-                str(error.get("message")), int(error.get("exit", 1)), str(error.get("kind", ""))
-            )
+            raise revive(answer["error"])
         result: dict[str, Any] = answer.get("ok") or {}
         return result
 
@@ -204,9 +197,7 @@ class BridgeLink:
         log.info("replacing a codex bridge of another version")
         with contextlib.suppress(DevSessionsError, OSError):
             self.call("exit", start=False, timeout=5)
-        deadline = time.monotonic() + 5
-        while self.running() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        poll_until(lambda: not self.running(), 5, 0.02)
 
 
 def code_stamp() -> str:

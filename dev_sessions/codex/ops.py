@@ -18,7 +18,6 @@ from collections.abc import Awaitable, Callable
 
 from dev_sessions.backend import choose
 from dev_sessions.codex import model, turns
-from dev_sessions.codex.client import AppServerError, AppServerUnavailable
 from dev_sessions.codex.connection import (
     REPLAY_GRACE,
     SANDBOX_FOR,
@@ -28,7 +27,7 @@ from dev_sessions.codex.connection import (
     thread_config,
 )
 from dev_sessions.codex.protocol import JsonObject
-from dev_sessions.errors import DialogOpen, NoDialog, UsageError
+from dev_sessions.errors import AppServerError, AppServerUnavailable, DialogOpen, NoDialog, UsageError
 
 log = logging.getLogger(__name__)
 

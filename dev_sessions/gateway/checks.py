@@ -19,7 +19,7 @@ import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from dev_sessions.errors import DevSessionsError
+from dev_sessions.errors import BadRequest
 
 MAX_DEPTH = 16
 MAX_INT = 2**53
@@ -27,10 +27,6 @@ _HOST = re.compile(
     r"(?:\[(?P<v6>[0-9A-Fa-f:.]{2,45})\]|(?P<name>[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})))(?::(?P<port>[0-9]{1,5}))?"
 )
 _BAD_CHARS = re.compile("[\x00\ud800-\udfff]")
-
-
-class BadRequest(DevSessionsError):
-    """A request the gateway will not read any further (HTTP 400)."""
 
 
 def host_name(header: str | None) -> str:
@@ -104,7 +100,10 @@ def _plain(function: Callable[..., Any]) -> Callable[..., Any]:
 
 @functools.cache
 def _hints_of(function: Callable[..., Any]) -> Mapping[str, Any]:
-    hints = typing.get_type_hints(function)
+    from dev_sessions import api
+
+    # The JSON types of dev_sessions.api refer to themselves by name, wherever they are used.
+    hints = typing.get_type_hints(function, localns={"JsonValue": api.JsonValue})
     hints.pop("return", None)
     return hints
 
@@ -145,6 +144,9 @@ def check_args(function: Callable[..., Any], args: Mapping[str, Any], call: str)
 def _fits(value: Any, hint: Any) -> bool:
     if hint is Any:
         return True
+    if isinstance(hint, typing.ForwardRef):
+        # JsonValue within itself: any JSON (parse_body has checked the body is JSON, and not too deep).
+        return hint.__forward_arg__ == "JsonValue"
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         return any(_fits(value, arm) for arm in typing.get_args(hint))

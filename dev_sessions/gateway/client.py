@@ -1,17 +1,18 @@
 """Sandbox mode: inside a container, every command goes to the gateway on the host.
 
-``RemoteSessionManager`` and ``RemoteMessenger`` have the methods of ``SessionManager`` and
-``Messenger`` and return the same objects, so the command line runs unchanged and prints what it
-prints on the host; errors come back with their message and exit code.
+``remote_sessions()`` and ``remote_messages()`` are the library's API (its ``@call`` methods, see
+:mod:`dev_sessions.api`) over the gateway, derived from the library's own signatures (no method is
+written here): they return the same objects as the library, so the command line runs unchanged and
+prints what it prints on the host; errors come back as the same class, message and exit code.
 
 What is decided here, in the container, and never left to the host:
 
-* who "I" am (``--from``/``--as``, ``DEV_SESSIONS_AGENT``, ``DEV_SESSIONS_ID``): sent explicitly when
-  the container says; otherwise left to the gateway, which takes ``user`` for the owner's token and
-  the token's own name for a scoped token;
-* paths: a container path at or under ``CONTAINER_WORKSPACE`` (default ``/workspace``), with ``..``
-  and symlinks resolved first, becomes the same path under ``HOST_PATH``; anything else is refused
-  here, never sent as it is;
+* who "I" am (a call's ``identity`` argument: ``--from``/``--as``, ``DEV_SESSIONS_AGENT``,
+  ``DEV_SESSIONS_ID``): sent explicitly when the container says; otherwise left to the gateway, which
+  takes ``user`` for the owner's token and the token's own name for a scoped token;
+* paths (a call's ``paths`` arguments): a container path at or under ``CONTAINER_WORKSPACE`` (default
+  ``/workspace``), with ``..`` and symlinks resolved first, becomes the same path under ``HOST_PATH``;
+  anything else is refused here, never sent as it is;
 * files given with ``--file`` are read here (by the command line, before any call).
 
 Only the standard library is used (``http.client``), so a command in a container starts as fast as
@@ -24,31 +25,23 @@ import io
 import json
 import os
 import socket
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
-from dev_sessions.errors import DevSessionsError, ReportedError, UsageError
+from dev_sessions.api import Call, calls, check_name, library
+from dev_sessions.config import Settings
+from dev_sessions.errors import GatewayUnreachable, ReportedError, UsageError, revive
 
-DEFAULT_URL = "http://host.docker.internal:6767"
-DEFAULT_WORKSPACE = "/workspace"
-
-
-class GatewayUnreachable(DevSessionsError):
-    def __init__(self, *, url: str, detail: str) -> None:
-        super().__init__(
-            f"gateway {url} does not answer ({detail}): is `dev-sessions gateway` running on the host, "
-            "and was the container started with --add-host=host.docker.internal:host-gateway?"
-        )
+if TYPE_CHECKING:
+    from dev_sessions.api import MessagesAPI, SessionsAPI
 
 
 class GatewayClient:
-    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
-        env = dict(os.environ if environ is None else environ)
-        self.environ = env
-        self.url = env.get("DEV_SESSIONS_GATEWAY_URL") or DEFAULT_URL
-        self.token = env.get("DEV_SESSIONS_GATEWAY_TOKEN") or ""
+    def __init__(self, settings: Settings) -> None:
+        self.url = settings.gateway_url
+        self.token = settings.gateway_token or ""
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise UsageError(f"DEV_SESSIONS_GATEWAY_URL={self.url!r} is not an http URL")
@@ -104,7 +97,7 @@ class GatewayClient:
         except (OSError, ValueError) as err:
             raise GatewayUnreachable(url=self.url, detail=str(err)) from err
 
-    def call(self, api: str, method: str, args: Mapping[str, Any], *, long: bool = False) -> Any:
+    def call(self, api: str, method: str, args: Mapping[str, object], *, long: bool = False) -> object:
         from dev_sessions.gateway.protocol import decode
 
         if not self.token:
@@ -130,10 +123,7 @@ class GatewayClient:
         except ValueError as err:
             raise ReportedError(f"gateway {self.url}: garbled answer to {api}.{method}") from err
         if "error" in answer:
-            error = answer["error"]
-            raise ReportedError(
-                str(error.get("message")), int(error.get("exit", 1)), str(error.get("kind", ""))
-            )
+            raise revive(answer["error"])
         if "result" not in answer:
             raise ReportedError(f"gateway {self.url}: no answer to {api}.{method} (connection cut?)")
         return decode(answer["result"])
@@ -162,10 +152,9 @@ def _lines(reader: io.BufferedReader, sock: socket.socket, chunked: bool) -> Ite
         sock.close()
 
 
-def host_path(container_path: str | None, environ: Mapping[str, str]) -> str:
+def host_path(container_path: str | None, settings: Settings) -> str:
     """The host path for a container path (the current directory when None)."""
-    workspace = Path(environ.get("CONTAINER_WORKSPACE") or DEFAULT_WORKSPACE)
-    host_root = environ.get("HOST_PATH")
+    workspace = settings.container_workspace
     raw = container_path if container_path is not None else os.getcwd()
     resolved = Path(raw).expanduser().resolve()  # `..` and symlinks first, then the check
     workspace_real = workspace.resolve()
@@ -173,167 +162,59 @@ def host_path(container_path: str | None, environ: Mapping[str, str]) -> str:
         raise UsageError(
             f"{raw}: outside the container workspace {workspace} (only paths under it exist on the host)"
         )
-    if not host_root:
+    if not settings.host_path:
         raise UsageError(
             "sandbox mode needs HOST_PATH: the host directory mounted at the container workspace"
         )
     relative = resolved.relative_to(workspace_real)
-    return str(Path(host_root) / relative) if str(relative) != "." else str(Path(host_root))
+    return str(Path(settings.host_path) / relative) if str(relative) != "." else settings.host_path
 
 
-class RemoteSessionManager:
-    """``SessionManager`` over the gateway."""
+class Remote:
+    """One API's calls over the gateway, made from its description: a call's arguments are bound to
+    its signature, its identity and paths settled here, and only what differs from the defaults is
+    sent (so a newer client still talks to an older gateway about what both know)."""
 
-    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
-        self.environ = dict(os.environ if environ is None else environ)
-        self.client = GatewayClient(self.environ)
+    def __init__(self, api: str, settings: Settings) -> None:
+        self.api = api
+        self.calls = calls(library(api))
+        self.settings = settings
+        self.client = GatewayClient(settings)
 
-    def _call(self, method: str, long: bool = False, **args: Any) -> Any:
-        return self.client.call("sessions", method, args, long=long)
+    def __getattr__(self, name: str) -> Any:
+        spec = self.calls.get(name)
+        if spec is None:
+            raise AttributeError(f"{self.api} has no call {name!r}")
 
-    def creator(self) -> str | None:
-        return self.environ.get("DEV_SESSIONS_AGENT") or self.environ.get("DEV_SESSIONS_ID") or None
+        def invoke(*args: object, **kwargs: object) -> object:
+            return self.client.call(self.api, name, self.arguments(spec, args, kwargs), long=spec.long)
 
-    def create(self, *, path: str | None = None, **args: Any) -> Any:
-        if not args.get("plan"):
-            args.pop("plan", None)  # newer than some gateways: sent only when asked for
-        return self._call("create", path=host_path(path, self.environ), parent=self.creator(), **args)
+        invoke.__name__ = name
+        return invoke
 
-    def get(self, session_id: str) -> Any:
-        return self._call("get", session_id=session_id)
-
-    def send(self, session_id: str, text: str, *, steer: bool = False, plan: bool | None = None) -> Any:
-        # plan is newer than some gateways: sent only when asked for.
-        extra = {} if plan is None else {"plan": plan}
-        return self._call("send", session_id=session_id, text=text, steer=steer, **extra)
-
-    def wait(self, session_ids: Sequence[str], timeout: float | None = None, *, goal: bool = False) -> Any:
-        return self._call("wait", True, session_ids=list(session_ids), timeout=timeout, goal=goal)
-
-    def ask(self, session_id: str, text: str, timeout: float | None = None) -> Any:
-        return self._call("ask", True, session_id=session_id, text=text, timeout=timeout)
-
-    def last_messages(self, session_id: str, count: int = 1) -> Any:
-        return self._call("last_messages", session_id=session_id, count=count)
-
-    def status(self, session_id: str) -> Any:
-        return self._call("status", session_id=session_id)
-
-    def interrupt(self, session_id: str) -> Any:
-        return self._call("interrupt", session_id=session_id)
-
-    def respond(self, session_id: str, answer: str) -> Any:
-        return self._call("respond", session_id=session_id, answer=answer)
-
-    def goal(
-        self, session_id: str, action: str = "get", objective: str | None = None, budget: int | None = None
-    ) -> Any:
-        return self._call("goal", session_id=session_id, action=action, objective=objective, budget=budget)
-
-    def logs(self, session_id: str) -> Any:
-        return self._call("logs", session_id=session_id)
-
-    def screen(self, session_id: str) -> Any:
-        return self._call("screen", session_id=session_id)
-
-    def inspect(self, session_id: str) -> Any:
-        return self._call("inspect", session_id=session_id)
-
-    def list_sessions(self) -> Any:
-        return self._call("list_sessions")
-
-    def kill(self, session_ids: Sequence[str]) -> Any:
-        return self._call("kill", session_ids=list(session_ids))
-
-    def kill_all(self) -> Any:
-        return self._call("kill_all")
-
-    def kill_older_than(self, seconds: float) -> Any:
-        return self._call("kill_older_than", seconds=seconds)
+    def arguments(self, spec: Call, args: tuple[object, ...], kwargs: dict[str, object]) -> dict[str, object]:
+        named = spec.bind(args, kwargs)
+        defaults = dict(spec.defaults)
+        sent = {k: _json(v) for k, v in named.items() if k not in defaults or v != defaults[k]}
+        if spec.identity is not None:
+            who = named.get(spec.identity) or self.settings.agent
+            if who is not None:
+                sent[spec.identity] = check_name(str(who), "agent name")
+        for name in spec.paths:
+            given = named.get(name)
+            sent[name] = host_path(None if given is None else str(given), self.settings)
+        return sent
 
 
-class RemoteMessenger:
-    """``Messenger`` over the gateway; who "I" am is settled here."""
+def _json(value: object) -> object:
+    return list(value) if isinstance(value, (tuple, list)) else value
 
-    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
-        self.environ = dict(os.environ if environ is None else environ)
-        self.client = GatewayClient(self.environ)
 
-    def me(self, explicit: str | None = None) -> str:
-        """Who "I" am, for display; ``user`` when the container does not say."""
-        return self._who(explicit) or "user"
+def remote_sessions(settings: Settings) -> SessionsAPI:
+    """``SessionsAPI`` over the gateway."""
+    return cast("SessionsAPI", Remote("sessions", settings))
 
-    def _who(self, explicit: str | None) -> str | None:
-        """Who "I" am as sent: None lets the gateway decide (a scoped token knows its own name)."""
-        from dev_sessions.messaging.messenger import check_name
 
-        name = explicit or self.environ.get("DEV_SESSIONS_AGENT") or self.environ.get("DEV_SESSIONS_ID")
-        return None if name is None else check_name(name, "agent name")
-
-    def _call(self, method: str, long: bool = False, **args: Any) -> Any:
-        return self.client.call("messages", method, args, long=long)
-
-    def send(self, to: str, body: str, *, sender: str | None = None, **args: Any) -> Any:
-        return self._call("send", to=to, body=body, sender=self._who(sender), **args)
-
-    def reply(
-        self, message_id: int, body: str, *, sender: str | None = None, priority: str = "normal"
-    ) -> Any:
-        return self._call(
-            "reply", message_id=message_id, body=body, sender=self._who(sender), priority=priority
-        )
-
-    def read(self, reader: str | None = None, **args: Any) -> Any:
-        return self._call("read", reader=self._who(reader), **args)
-
-    def wait(self, reader: str | None = None, timeout: float | None = None, *, mark_read: bool = True) -> Any:
-        return self._call("wait", True, reader=self._who(reader), timeout=timeout, mark_read=mark_read)
-
-    def thread(self, message_id: int) -> Any:
-        return self._call("thread", message_id=message_id)
-
-    def mark_read(self, message_ids: list[int] | None, reader: str | None = None) -> Any:
-        return self._call("mark_read", message_ids=message_ids, reader=self._who(reader))
-
-    def status(self, message_id: int) -> Any:
-        return self._call("status", message_id=message_id)
-
-    def search(self, query: str, limit: int = 50) -> Any:
-        return self._call("search", query=query, limit=limit)
-
-    def feed(self, since: str | None = None, limit: int | None = None) -> Any:
-        return self._call("feed", since=since, limit=limit)
-
-    def create_space(
-        self, name: str, parent: str | None = None, description: str = "", creator: str | None = None
-    ) -> Any:
-        return self._call(
-            "create_space", name=name, parent=parent, description=description, creator=self._who(creator)
-        )
-
-    def spaces(self) -> Any:
-        return self._call("spaces")
-
-    def join(self, space: str, agent: str | None = None) -> Any:
-        return self._call("join", space=space, agent=self._who(agent))
-
-    def leave(self, space: str, agent: str | None = None) -> Any:
-        return self._call("leave", space=space, agent=self._who(agent))
-
-    def members(self, space: str) -> Any:
-        return self._call("members", space=space)
-
-    def space_send(self, space: str, body: str, *, sender: str | None = None, **args: Any) -> Any:
-        return self._call("space_send", space=space, body=body, sender=self._who(sender), **args)
-
-    def space_read(self, space: str, reader: str | None = None, **args: Any) -> Any:
-        return self._call("space_read", space=space, reader=self._who(reader), **args)
-
-    def register(self, name: str) -> Any:
-        return self._call("register", name=name)
-
-    def heartbeat(self, agent: str | None = None, status: str | None = None) -> Any:
-        return self._call("heartbeat", agent=self._who(agent), status=status)
-
-    def agents(self, online: bool = False) -> Any:
-        return self._call("agents", online=online)
+def remote_messages(settings: Settings) -> MessagesAPI:
+    """``MessagesAPI`` over the gateway."""
+    return cast("MessagesAPI", Remote("messages", settings))

@@ -16,15 +16,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from dev_sessions.errors import DevSessionsError
-from dev_sessions.gateway.protocol import Call
+from dev_sessions.api import Call
+from dev_sessions.errors import Forbidden
 from dev_sessions.gateway.tokens import Principal
 
 USER = "user"
-
-
-class Forbidden(DevSessionsError):
-    """A call this token may not make (HTTP 403)."""
 
 
 def admit(

@@ -37,11 +37,12 @@ from typing import Any
 from aiohttp import web
 
 from dev_sessions import __version__
+from dev_sessions.api import Call
 from dev_sessions.config import Settings
-from dev_sessions.errors import DevSessionsError
+from dev_sessions.errors import EXIT_ERROR, BadRequest, DevSessionsError, Forbidden
 from dev_sessions.gateway import checks
-from dev_sessions.gateway.policy import Forbidden, admit
-from dev_sessions.gateway.protocol import ASYNC_TWINS, CALLS, Call, encode
+from dev_sessions.gateway.policy import admit
+from dev_sessions.gateway.protocol import CALLS, encode
 from dev_sessions.gateway.tokens import OWNER, Principal, TokenRegistry, authenticate, check_owner_token
 
 log = logging.getLogger("dev_sessions.gateway")
@@ -58,7 +59,6 @@ class Gateway:
     def __init__(
         self,
         settings: Settings,
-        environ: Mapping[str, str],
         *,
         token: str,
         binds: Iterable[str],
@@ -66,9 +66,11 @@ class Gateway:
         roots: Iterable[Path] = (),
         max_body: int = DEFAULT_MAX_BODY,
         workers: int = 8,
+        libraries: Mapping[str, Callable[[], object]] | None = None,
     ) -> None:
+        """``libraries``: what serves each API (a fresh object per call), when not the library itself."""
         self.settings = settings
-        self.environ = dict(environ)
+        self.libraries = dict(libraries or {"sessions": self._sessions, "messages": self._messages})
         self.token = check_owner_token(token, "given to the gateway")
         self.registry = TokenRegistry(settings)
         self.hosts = {_normal_host(n) for n in (*LOOPBACK_NAMES, *binds, *allow_hosts)}
@@ -95,8 +97,10 @@ class Gateway:
             refusal = self._refusal(request)
             response = refusal if refusal is not None else await handler(request)
         except web.HTTPException as err:
-            response = web.json_response({"error": {"message": err.reason, "exit": 1}}, status=err.status)
-        except checks.BadRequest as err:
+            response = web.json_response(
+                {"error": {"message": err.reason, "exit": EXIT_ERROR}}, status=err.status
+            )
+        except BadRequest as err:
             response = _refuse(400, str(err))
         log.info(
             "%s %s %s %s %.0fms",
@@ -162,23 +166,23 @@ class Gateway:
             checks.check_args(function, args, call)
         except Forbidden as err:
             return _refuse(403, str(err))
-        except checks.BadRequest as err:
+        except BadRequest as err:
             return _refuse(400, str(err))
-        twin = ASYNC_TWINS.get((str(api), str(method)))
+        twin = getattr(target, f"{method}_async", None) if spec.long else None
         if twin is not None:
-            work: Awaitable[Any] = getattr(target, twin)(**args)
+            work: Awaitable[Any] = twin(**args)
         else:
             loop = asyncio.get_running_loop()
             work = loop.run_in_executor(self.pool, functools.partial(function, **args))
         return await self._stream(request, work)
 
     def _parent_of(self, session_id: str) -> str | None:
-        from dev_sessions.sessions import SessionManager
-
         try:
-            return SessionManager(self.settings, self.environ).get(session_id).parent or ""
+            session = self.libraries["sessions"]().get(session_id)  # type: ignore[attr-defined]
         except LookupError:
             return None
+        parent: str | None = session.parent
+        return parent or ""
 
     def _check_paths(self, spec: Call, args: dict[str, Any], principal: Principal) -> None:
         """Every directory the call would use lies under the served roots (and the token's own).
@@ -190,20 +194,24 @@ class Gateway:
             if args.get(name) is None:
                 args[name] = os.getcwd()
             if not isinstance(args[name], str):
-                raise checks.BadRequest(f"{name} must be a string")
+                raise BadRequest(f"{name} must be a string")
             problem = self._path_problem(args[name], principal)
             if problem:
-                raise checks.BadRequest(f"{name}: {problem}")
+                raise BadRequest(f"{name}: {problem}")
 
     def _target(self, api: str) -> Any:
         # A fresh library object per call: nothing is shared between requests running at once.
-        if api == "sessions":
-            from dev_sessions.sessions import SessionManager
+        return self.libraries[api]()
 
-            return SessionManager(self.settings, self.environ)
+    def _sessions(self) -> object:
+        from dev_sessions.sessions import SessionManager
+
+        return SessionManager(self.settings)
+
+    def _messages(self) -> object:
         from dev_sessions.messaging.messenger import Messenger
 
-        return Messenger(self.settings, self.environ)
+        return Messenger(self.settings)
 
     def _path_problem(self, raw: str, principal: Principal = OWNER) -> str | None:
         path = Path(raw)
@@ -244,13 +252,14 @@ class Gateway:
             value = task.result()
         except DevSessionsError as err:
             request["outcome"] = f"error {err.exit_code} {type(err).__name__}"
-            return {"error": {"message": str(err), "exit": err.exit_code, "kind": type(err).__name__}}
+            return {"error": err.to_wire()}
         except Exception as err:
             # The one broad catch of a request: its failure must not reach other requests, and its
             # text (which could hold a message) is kept to the log's own lines.
             log.exception("%s failed", request.get("call"))
             request["outcome"] = f"internal {type(err).__name__}"
-            return {"error": {"message": f"internal error in the gateway ({type(err).__name__})", "exit": 1}}
+            internal = DevSessionsError(f"internal error in the gateway ({type(err).__name__})")
+            return {"error": internal.to_wire()}
         request["outcome"] = "ok"
         return {"result": encode(value)}
 
@@ -277,7 +286,7 @@ class OneLineRefusals(logging.Filter):
 
 
 def _refuse(status: int, message: str, *, close: bool = False) -> web.Response:
-    response = web.json_response({"error": {"message": message, "exit": 1}}, status=status)
+    response = web.json_response({"error": {"message": message, "exit": EXIT_ERROR}}, status=status)
     if close:
         response.force_close()  # do not wait for (or read) a body we refused
     return response

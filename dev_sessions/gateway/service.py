@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dev_sessions.config import Settings
 from dev_sessions.errors import UsageError
 
 UNIT = "dev-sessions-gateway.service"
@@ -214,7 +215,8 @@ def status(environ: Mapping[str, str]) -> dict[str, object]:
         ok, detail = _run(["systemctl", "--user", "is-active", UNIT])
         info["active"] = detail or ("active" if ok else "unknown")
     try:
-        health = GatewayClient({"DEV_SESSIONS_GATEWAY_URL": f"http://127.0.0.1:{port}"}).health()
+        local = Settings.from_env({"DEV_SESSIONS_GATEWAY_URL": f"http://127.0.0.1:{port}"})
+        health = GatewayClient(local).health()
         info["health"] = "ok" if health.get("ok") else "bad answer"
     except Exception as err:  # any failure to reach it is the answer to "does it answer?"
         info["health"] = f"no answer ({type(err).__name__})"

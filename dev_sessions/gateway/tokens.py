@@ -29,23 +29,13 @@ from typing import Any
 
 from dev_sessions import files
 from dev_sessions.config import Settings
-from dev_sessions.errors import DevSessionsError, UsageError
+from dev_sessions.errors import DevSessionsError, TokenNotFound, TokenUnusable, UsageError
 from dev_sessions.lock import FileLock
 
 MIN_LENGTH = 32
 _SAFE = re.compile(r"[A-Za-z0-9._~+/=-]+")
 _SCOPED = re.compile(r"dsg_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
 TOKENS_VERSION = 1
-
-
-class TokenUnusable(DevSessionsError):
-    def __init__(self, *, source: str, detail: str, fix: str) -> None:
-        super().__init__(f"gateway token {source}: {detail}; {fix}")
-
-
-class TokenNotFound(DevSessionsError, LookupError):
-    def __init__(self, *, which: str) -> None:
-        super().__init__(f"gateway token {which}: no such scoped token (see `dev-sessions gateway tokens`)")
 
 
 @dataclass(frozen=True)
@@ -107,9 +97,9 @@ def check_owner_token(token: str, source: str) -> str:
     return token
 
 
-def owner_token(settings: Settings, environ: Mapping[str, str]) -> str:
+def owner_token(settings: Settings) -> str:
     """The owner's token: ``DEV_SESSIONS_GATEWAY_TOKEN`` if set, else the token file (made if missing)."""
-    explicit = environ.get("DEV_SESSIONS_GATEWAY_TOKEN")
+    explicit = settings.gateway_token
     if explicit:
         return check_owner_token(explicit, "$DEV_SESSIONS_GATEWAY_TOKEN")
     path = owner_path(settings)
@@ -168,7 +158,7 @@ class TokenRegistry:
 
     def create(self, name: str, roots: Iterable[str]) -> tuple[Scoped, str]:
         """A new scoped token for ``name``: its entry, and the token itself (shown once, never kept)."""
-        from dev_sessions.messaging.messenger import check_name
+        from dev_sessions.api import check_name
         from dev_sessions.store import now_iso
 
         check_name(name, "agent name")

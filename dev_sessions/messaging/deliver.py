@@ -84,10 +84,10 @@ class Deliverer:
 
         self.settings = settings
         self.environ = dict(environ)
-        self.manager = SessionManager(settings, environ)
+        self.manager = SessionManager(settings)
         self.sessions = SessionStore(settings.store_path)
         self.store = MessageStore(settings.home / "messages.db")
-        self.linger = float(self.environ.get("DEV_SESSIONS_DELIVERER_LINGER") or 5)
+        self.linger = settings.deliverer_linger
 
     def attempt(self, message: Message, receipt: Receipt, sessions: Mapping[str, Session]) -> str:
         """Try one delivery: ``delivered``, ``failed`` or ``waiting`` (the session is busy)."""

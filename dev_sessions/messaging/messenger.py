@@ -12,39 +12,27 @@ outside agent goes into its mailbox, read with ``msg read`` or ``msg wait``.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from collections.abc import Generator, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
+from dev_sessions.api import USER, JsonObject, call, check_name
 from dev_sessions.config import Settings
 from dev_sessions.durations import parse_duration
-from dev_sessions.errors import NoMessage, RecipientNotFound, UsageError
-from dev_sessions.messaging.store import (
-    PRIORITIES,
-    Agent,
-    Message,
-    MessageNotFound,
-    MessageStore,
-    Receipt,
-    Space,
-    SpaceNotFound,
-)
+from dev_sessions.errors import MessageNotFound, NoMessage, RecipientNotFound, SpaceNotFound, UsageError
+from dev_sessions.messaging.store import PRIORITIES, Agent, Message, MessageStore, Receipt, Space
 from dev_sessions.store import Session, SessionStore, parse_iso
 from dev_sessions.watch import Watcher, run_steps, run_steps_async
 
 log = logging.getLogger(__name__)
 
-USER = "user"
 PARENT = "parent"
 RESERVED = {PARENT, "all", "everyone"}
 MAX_BODY = 1024 * 1024
 ONLINE_WINDOW_S = 300
-# Matched with fullmatch: "$" would also accept a trailing newline.
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@:+-]{0,63}")
 _MESSAGE_ID = re.compile(r"(?:m|#)?([0-9]{1,18})")
 
 
@@ -65,16 +53,30 @@ def parse_since(text: str | None) -> int | None:
     return int((time.time() - parse_duration(text)) * 1000)
 
 
-def check_name(name: str, what: str = "name") -> str:
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise UsageError(f"{name!r} is not a valid {what} (letters, digits and . _ @ : + -, up to 64)")
-    return name
+@dataclass(frozen=True)
+class AgentInfo:
+    """One agent as ``agents`` lists it: a session (with its cli and parent) or an outside agent."""
+
+    name: str
+    kind: str
+    status: str
+    last_seen: str | None
+    cli: str | None = None
+    parent: str | None = None
+
+    def to_json(self) -> JsonObject:
+        data: JsonObject = {"name": self.name, "kind": self.kind}
+        if self.kind == "session":
+            data.update(cli=self.cli, status=self.status, parent=self.parent, lastSeen=self.last_seen)
+        else:
+            data.update(status=self.status, lastSeen=self.last_seen)
+        return data
 
 
 class Messenger:
-    def __init__(self, settings: Settings | None = None, environ: Mapping[str, str] | None = None) -> None:
-        self.environ = dict(os.environ if environ is None else environ)
-        self.settings = settings or Settings.from_env(self.environ)
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings.from_env()
+        self.environ = dict(self.settings.environ)
         self.sessions = SessionStore(self.settings.store_path)
         self._store: MessageStore | None = None
 
@@ -96,10 +98,7 @@ class Messenger:
     # -- identities ----------------------------------------------------------------------------------
 
     def me(self, explicit: str | None = None) -> str:
-        name = (
-            explicit or self.environ.get("DEV_SESSIONS_AGENT") or self.environ.get("DEV_SESSIONS_ID") or USER
-        )
-        return check_name(name, "agent name")
+        return self.settings.me(explicit)
 
     def _sessions(self) -> dict[str, Session]:
         return {s.id: s for s in self.sessions.sessions()}
@@ -124,6 +123,7 @@ class Messenger:
             raise RecipientNotFound(name="parent", detail=f"{sender} is not a session, so it has no parent")
         return session.parent or USER
 
+    @call()
     def register(self, name: str) -> Agent:
         check_name(name, "agent name")
         if name in RESERVED:
@@ -137,6 +137,7 @@ class Messenger:
 
     # -- messages ------------------------------------------------------------------------------------
 
+    @call(identity="sender")
     def send(
         self,
         to: str,
@@ -145,7 +146,7 @@ class Messenger:
         sender: str | None = None,
         priority: str = "normal",
         reply_to: int | None = None,
-        metadata: dict[str, Any] | None = None,
+        metadata: JsonObject | None = None,
     ) -> Message:
         me = self.me(sender)
         self._check_body(body)
@@ -169,6 +170,7 @@ class Messenger:
         self._after_send(message, recipients, sessions)
         return message
 
+    @call(identity="sender")
     def reply(
         self, message_id: int, body: str, *, sender: str | None = None, priority: str = "normal"
     ) -> Message:
@@ -198,6 +200,7 @@ class Messenger:
 
             ensure_deliverer(self.settings, self.environ)
 
+    @call(identity="reader")
     def read(
         self,
         reader: str | None = None,
@@ -218,6 +221,7 @@ class Messenger:
             self.store.mark_read(me, [m.id for m in messages])
         return messages
 
+    @call(long=True, identity="reader")
     def wait(
         self, reader: str | None = None, timeout: float | None = None, *, mark_read: bool = True
     ) -> list[Message]:
@@ -252,6 +256,7 @@ class Messenger:
                     announced = True
                 yield watcher, 2.0 if remaining is None else min(remaining, 2.0)
 
+    @call(scope=("viewer",))
     def thread(self, message_id: int, viewer: str | None = None) -> list[Message]:
         """The whole thread of a message; with ``viewer``, only what that agent sent or received."""
         if viewer is not None:
@@ -264,6 +269,7 @@ class Messenger:
             raise MessageNotFound(message_id=message_id)
         return message
 
+    @call(identity="reader")
     def mark_read(self, message_ids: list[int] | None, reader: str | None = None) -> int:
         me = self.me(reader)
         if message_ids is not None:
@@ -271,6 +277,7 @@ class Messenger:
                 self.store.message(message_id)
         return self.store.mark_read(me, message_ids)
 
+    @call(scope=("viewer",))
     def status(self, message_id: int, viewer: str | None = None) -> tuple[Message, list[Receipt]]:
         message = self.store.message(message_id) if viewer is None else self._visible(message_id, viewer)
         receipts = self.store.receipts(message_id)
@@ -280,11 +287,13 @@ class Messenger:
             ensure_deliverer(self.settings, self.environ)  # in case the deliverer died with work left
         return message, receipts
 
+    @call(scope=("viewer",))
     def search(self, query: str, limit: int = 50, viewer: str | None = None) -> list[Message]:
         if not query.strip():
             raise UsageError("search: the query is empty")
         return self.store.search(query, limit, viewer)
 
+    @call(scope=("viewer",))
     def feed(
         self, since: str | None = None, limit: int | None = None, viewer: str | None = None
     ) -> list[Message]:
@@ -292,6 +301,7 @@ class Messenger:
 
     # -- spaces --------------------------------------------------------------------------------------
 
+    @call(identity="creator")
     def create_space(
         self, name: str, parent: str | None = None, description: str = "", creator: str | None = None
     ) -> Space:
@@ -303,18 +313,23 @@ class Messenger:
             raise UsageError(f"{name}: a {kind} has that name; spaces and agents share one namespace")
         return self.store.create_space(name, parent, description, self.me(creator))
 
+    @call()
     def spaces(self) -> list[Space]:
         return self.store.spaces()
 
+    @call(identity="agent")
     def join(self, space: str, agent: str | None = None) -> bool:
         return self.store.join(space, self.me(agent))
 
+    @call(identity="agent")
     def leave(self, space: str, agent: str | None = None) -> bool:
         return self.store.leave(space, self.me(agent))
 
+    @call()
     def members(self, space: str) -> list[tuple[str, str]]:
         return self.store.members(space)
 
+    @call(identity="sender")
     def space_send(
         self,
         space: str,
@@ -322,7 +337,7 @@ class Messenger:
         *,
         sender: str | None = None,
         priority: str = "normal",
-        metadata: dict[str, Any] | None = None,
+        metadata: JsonObject | None = None,
         reply_to: int | None = None,
     ) -> Message:
         me = self.me(sender)
@@ -336,6 +351,7 @@ class Messenger:
         self._after_send(message, recipients, sessions)
         return message
 
+    @call(identity="reader")
     def space_read(
         self,
         space: str,
@@ -355,23 +371,31 @@ class Messenger:
 
     # -- agents --------------------------------------------------------------------------------------
 
+    @call(identity="agent")
     def heartbeat(self, agent: str | None = None, status: str | None = None) -> str:
         me = self.me(agent)
         self.store.heartbeat(me, status)
         return me
 
-    def agents(self, online: bool = False) -> list[dict[str, Any]]:
+    @call()
+    def agents(self, online: bool = False) -> list[AgentInfo]:
         """Every session with its live status, and every outside agent with when it was last seen."""
         from dev_sessions.sessions import SessionManager
 
-        rows: list[dict[str, Any]] = []
-        for session, status in SessionManager(self.settings, self.environ).list_sessions():
+        rows: list[AgentInfo] = []
+        for session, status in SessionManager(self.settings).list_sessions():
             if online and status.state == "exited":
                 continue
             rows.append(
-                {"name": session.id, "kind": "session", "cli": session.cli, "status": status.state,
-                 "parent": session.parent, "lastSeen": session.last_used or None}
-            )  # fmt: skip
+                AgentInfo(
+                    session.id,
+                    "session",
+                    status.state,
+                    session.last_used or None,
+                    session.cli,
+                    session.parent,
+                )
+            )
         outside = {a.name: a for a in self.store.agents()}
         outside.setdefault(USER, Agent(USER, "", None, None))
         now = datetime.now(timezone.utc)
@@ -381,7 +405,7 @@ class Messenger:
             if online and not recent:
                 continue
             state = agent.status or ("online" if recent else "offline")
-            rows.append({"name": agent.name, "kind": "agent", "status": state, "lastSeen": agent.last_seen})
+            rows.append(AgentInfo(agent.name, "agent", state, agent.last_seen))
         return rows
 
 

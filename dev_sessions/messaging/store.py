@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from dev_sessions.errors import DevSessionsError, StoreTooNew, UsageError
+from dev_sessions.errors import DevSessionsError, MessageNotFound, SpaceNotFound, StoreTooNew, UsageError
 from dev_sessions.files import check_not_link, private_dir
 from dev_sessions.store import now_iso
 
@@ -100,16 +100,6 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         ],
     ),
 ]
-
-
-class MessageNotFound(DevSessionsError, LookupError):
-    def __init__(self, *, message_id: object) -> None:
-        super().__init__(f"message {message_id}: no such message")
-
-
-class SpaceNotFound(DevSessionsError, LookupError):
-    def __init__(self, *, name: str) -> None:
-        super().__init__(f"space {name}: no such space (see `dev-sessions space list`)")
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from typing import Any, Literal
 
 from dev_sessions.compat import TESTED, placement
 from dev_sessions.errors import DevSessionsError, UsageError
+from dev_sessions.poll import poll_until
 from dev_sessions.selftest.fakes._server import FakeServer
 from dev_sessions.selftest.offline import claude_env, prepare_claude_home, prepare_codex_home
 from dev_sessions.tmux import Tmux
@@ -365,7 +366,7 @@ class Sandbox:
 
     def held(self, name: str) -> None:
         """Until the fake model holds an answer under ``name`` (the turn runs until it is released)."""
-        if not _eventually(lambda: self.model.holding(name) > 0, STEP_S):
+        if not poll_until(lambda: self.model.holding(name) > 0, STEP_S):
             raise _Failed(f"the model was not asked within {STEP_S:g} s")
 
     # -- the checks -----------------------------------------------------------------------------------
@@ -406,7 +407,7 @@ class Sandbox:
         said = self.ok("send", self.main, "--file", "-", stdin=EXACT).strip()
         if said != f"{self.main}: sent":
             raise _Failed(f"`dev-sessions send` said {said!r}")
-        if not _eventually(lambda: EXACT in self.model.prompts(), STEP_S):
+        if not poll_until(lambda: EXACT in self.model.prompts(), STEP_S):
             prompts = self.model.prompts()
             if not prompts:
                 raise _Failed(f"nothing reached the model within {STEP_S:g} s")
@@ -497,7 +498,7 @@ class Sandbox:
         if json.loads(self.ok("list", "--json")):
             raise _Failed("sessions are still listed after kill")
         what = "claude" if self.agent == "claude" else "the codex app-server"
-        if not _eventually(lambda: all(process_start(pid) is None for pid in pids), STEP_S):
+        if not poll_until(lambda: all(process_start(pid) is None for pid in pids), STEP_S):
             raise _Failed(f"{what} still runs after kill (pid {', '.join(map(str, sorted(pids)))})")
         if self.agent == "claude":
             tmux = Tmux(self.env["DEV_SESSIONS_TMUX_SOCKET"], environ=self.env)
@@ -529,15 +530,6 @@ def _difference(sent: str, got: str) -> str:
         f"{len(got)} characters for {len(sent)}, first difference at {at}: "
         f"sent {sent[at : at + 24]!r}, got {got[at : at + 24]!r}"
     )
-
-
-def _eventually(predicate: Callable[[], bool], timeout: float, pause: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(pause)
-    return True
 
 
 def _stop_codex(env: dict[str, str]) -> list[str]:
@@ -586,7 +578,7 @@ def _reap(state_dir: str) -> list[tuple[int, str]]:
             for pid in found:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, sig)
-        _eventually(lambda: not _carriers(marker), 3.0, pause=0.1)
+        poll_until(lambda: not _carriers(marker), 3.0, 0.1)
     return sorted(_carriers(marker).items())
 
 

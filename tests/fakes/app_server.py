@@ -18,9 +18,10 @@ import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from dev_sessions.codex.client import AppServerError, AppServerUnavailable, Listener
+from dev_sessions.codex.client import Listener
 from dev_sessions.codex.daemon import DaemonState
 from dev_sessions.codex.protocol import JsonObject, Notification, ServerRequest
+from dev_sessions.errors import AppServerError, AppServerUnavailable
 
 Answer = JsonObject | Callable[[JsonObject], JsonObject] | Exception
 

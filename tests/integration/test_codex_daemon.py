@@ -21,7 +21,7 @@ from dev_sessions.codex.daemon import AppServer
 from dev_sessions.codex.link import BridgeLink
 from dev_sessions.codex.protocol import Notification, ServerRequest
 from dev_sessions.config import Settings
-from dev_sessions.errors import ReportedError
+from dev_sessions.errors import UsageError
 from dev_sessions.selftest.fakes.openai_responses import FakeResponses
 from tests.conftest import ROOT, SLOW, eventually
 
@@ -166,7 +166,7 @@ def test_bridge_socket_is_private_and_refuses_unknown_operations(codex: FakeResp
     assert link.call("ping")["pid"] > 0  # type: ignore[index]
     assert stat.S_IMODE(link.path.stat().st_mode) == 0o600
     assert stat.S_IMODE(link.path.parent.stat().st_mode) == 0o700
-    with pytest.raises(ReportedError, match="unknown bridge operation 'format-disk'") as caught:
+    with pytest.raises(UsageError, match="unknown bridge operation 'format-disk'") as caught:
         link.call("format-disk")
     assert caught.value.exit_code == 2
 

@@ -146,6 +146,7 @@ def test_errors_keep_their_message_and_exit_code(gateway: GatewayProcess, cli: D
         "message": "nope-top: no such session (see `dev-sessions list`)",
         "exit": 1,
         "kind": "SessionNotFound",
+        "fields": {"session_id": "nope-top"},
     }
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from dev_sessions.backend import Dialog, Option, Started, Status, WaitResult
-from dev_sessions.errors import UsageError
+from dev_sessions.backend import Created, Dialog, Goal, Inspection, Option, Started, Status, WaitResult
+from dev_sessions.config import Settings
+from dev_sessions.errors import ReportedError, UsageError
 from dev_sessions.gateway.client import host_path
 from dev_sessions.gateway.protocol import CALLS, decode, encode
 from dev_sessions.gateway.service import (
@@ -22,7 +23,6 @@ from dev_sessions.gateway.service import (
     service_env,
 )
 from dev_sessions.messaging.store import Message, Receipt
-from dev_sessions.sessions import Created
 from dev_sessions.store import Session
 from tests.conftest import need
 
@@ -45,6 +45,10 @@ def test_library_values_cross_the_wire_unchanged() -> None:
         (WaitResult("a", "idle", 0.0), ["hello", "world"]),
         (Message(1, "a", None, "high", "body", {"k": 1}, None, 1, "t"), [Receipt("b", "read", "mailbox")]),
         [("agent", "2026")],
+        Goal.from_record({"objective": "ship", "status": "active", "tokenBudget": 5, "tokensUsed": 2}),
+        Inspection(
+            Session(id="a", internal_id="u", cli="codex", path="/p"), Status("idle"), {"bridge": None}
+        ),
         {"status": Status("idle"), "nested": {"list": [1, None, True]}},
         None,
         "plain",
@@ -53,9 +57,12 @@ def test_library_values_cross_the_wire_unchanged() -> None:
         assert decode(encode(value)) == value
 
 
-def test_unknown_types_are_refused() -> None:
-    with pytest.raises(ValueError, match="unknown type"):
-        decode({"$": "Popen", "args": ["rm"]})
+@pytest.mark.parametrize(
+    "name", ["Popen", "subprocess:Popen", "dev_sessions.launch:main", "dev_sessions.nowhere:X", "os:system"]
+)
+def test_unknown_types_are_refused(name: str) -> None:
+    with pytest.raises(ReportedError, match="does not know"):
+        decode({"$": name, "args": ["rm"]})
 
 
 def test_the_api_exposes_only_named_calls() -> None:
@@ -66,13 +73,13 @@ def test_the_api_exposes_only_named_calls() -> None:
 
 
 @pytest.fixture
-def workspace(tmp_path: Path) -> dict[str, str]:
+def workspace(tmp_path: Path) -> Settings:
     (tmp_path / "ws" / "repo" / "src").mkdir(parents=True)
     (tmp_path / "outside").mkdir()
-    return {"CONTAINER_WORKSPACE": str(tmp_path / "ws"), "HOST_PATH": "/home/me/project"}
+    return Settings.from_env({"CONTAINER_WORKSPACE": str(tmp_path / "ws"), "HOST_PATH": "/home/me/project"})
 
 
-def test_workspace_paths_map_to_the_host(workspace: dict[str, str], tmp_path: Path) -> None:
+def test_workspace_paths_map_to_the_host(workspace: Settings, tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     assert host_path(str(ws), workspace) == "/home/me/project"
     assert host_path(str(ws / "repo" / "src"), workspace) == "/home/me/project/repo/src"
@@ -80,9 +87,7 @@ def test_workspace_paths_map_to_the_host(workspace: dict[str, str], tmp_path: Pa
 
 
 @pytest.mark.parametrize("escape", ["outside", "ws/../outside", "ws/link-out"])
-def test_paths_leaving_the_workspace_are_refused(
-    workspace: dict[str, str], tmp_path: Path, escape: str
-) -> None:
+def test_paths_leaving_the_workspace_are_refused(workspace: Settings, tmp_path: Path, escape: str) -> None:
     (tmp_path / "ws" / "link-out").symlink_to(tmp_path / "outside")
     with pytest.raises(UsageError, match="outside the container workspace"):
         host_path(str(tmp_path / escape), workspace)
@@ -91,7 +96,7 @@ def test_paths_leaving_the_workspace_are_refused(
 def test_host_path_must_be_known(tmp_path: Path) -> None:
     (tmp_path / "ws").mkdir()
     with pytest.raises(UsageError, match="HOST_PATH"):
-        host_path(str(tmp_path / "ws"), {"CONTAINER_WORKSPACE": str(tmp_path / "ws")})
+        host_path(str(tmp_path / "ws"), Settings.from_env({"CONTAINER_WORKSPACE": str(tmp_path / "ws")}))
 
 
 AWKWARD = "/opt/my tools/py$thon%3"

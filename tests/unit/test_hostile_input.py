@@ -16,10 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dev_sessions import ids
+from dev_sessions.api import check_name
 from dev_sessions.errors import UsageError
 from dev_sessions.gateway import checks
 from dev_sessions.gateway.tokens import OWNER, TokenRegistry, authenticate, check_owner_token
-from dev_sessions.messaging.messenger import check_name, parse_message_id
+from dev_sessions.messaging.messenger import parse_message_id
 from dev_sessions.terminal import cell, for_terminal, json_text, neutralise
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -291,6 +292,6 @@ def test_the_owner_token_exactly() -> None:
     ],
 )
 def test_only_text_a_paste_keeps_exactly_is_pasted(text: str, pasted: bool) -> None:
-    from dev_sessions.claude.backend import paste_is_exact
+    from dev_sessions.claude.delivery import paste_is_exact
 
     assert paste_is_exact(text) is pasted

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from dev_sessions.config import Settings
 from dev_sessions.install_skills import MANIFEST, bundled, detect, install, skill_root
 
 SKILLS = ["delegate", "dev-sessions", "handoff", "messaging"]
 
 
-def env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    return {"HOME": str(tmp_path / "home"), "PATH": str(tmp_path / "bin"), **extra}
+def env(tmp_path: Path, **extra: str) -> Settings:
+    return Settings.from_env({"HOME": str(tmp_path / "home"), "PATH": str(tmp_path / "bin"), **extra})
 
 
 def test_the_four_skills_ship_with_frontmatter() -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from dev_sessions.config import Settings
-from dev_sessions.errors import RecipientNotFound, StoreTooNew, UsageError
+from dev_sessions.errors import MessageNotFound, RecipientNotFound, SpaceNotFound, StoreTooNew, UsageError
 from dev_sessions.messaging.messenger import Messenger, parse_message_id, parse_since
 from dev_sessions.messaging.notice import frame
-from dev_sessions.messaging.store import MIGRATIONS, MessageNotFound, MessageStore, SpaceNotFound
+from dev_sessions.messaging.store import MIGRATIONS, MessageStore
 from dev_sessions.store import Session, SessionStore
 
 
@@ -127,7 +127,7 @@ def test_the_database_is_private_and_in_wal_mode(store: MessageStore) -> None:
 
 def messenger(tmp_path: Path, **env: str) -> Messenger:
     environ = {"DEV_SESSIONS_HOME": str(tmp_path / "state"), "HOME": str(tmp_path), **env}
-    return Messenger(Settings.from_env(environ), environ)
+    return Messenger(Settings.from_env(environ))
 
 
 def add_session(m: Messenger, sid: str, parent: str | None = None) -> None:

@@ -1,0 +1,273 @@
+"""What dev-sessions types into a running Claude session: prompts (``send``), messages (``deliver``),
+answers to dialogs (``respond``) and the interrupt key; each step is checked on the screen.
+
+Text goes into the input box through Claude's external-editor key (see :mod:`.wiring`), never as a
+paste, which Claude rewrites (docs/claude-code.md); a text that a paste keeps exactly is pasted, which
+is quicker, and sessions started by an older dev-sessions still get a paste. One writer at a time per
+session: ``send`` and ``deliver`` hold the session's input lock. Starting Claude, and reading what it
+shows, are not done here (:mod:`.backend`, :mod:`.facts`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import Callable
+
+from dev_sessions import files, ids
+from dev_sessions.backend import choose
+from dev_sessions.claude import screen as screens
+from dev_sessions.claude import transcript as tx
+from dev_sessions.claude import wiring
+from dev_sessions.claude.facts import INPUT_POLL, SCREEN_POLL, Facts, Live
+from dev_sessions.claude.status import exit_detail
+from dev_sessions.config import Settings
+from dev_sessions.errors import DialogOpen, NoDialog, NotReady, SessionExited
+from dev_sessions.lock import FileLock
+from dev_sessions.poll import poll_until
+from dev_sessions.store import LastSend, Session, now_iso
+from dev_sessions.terminal import neutralise
+from dev_sessions.watch import line_aligned_size
+
+log = logging.getLogger(__name__)
+
+_PASTE_SHOWS = 5.0
+_ENTER_TAKEN = 1.0
+_SETTLE = 3.0
+
+# What a paste changes (docs/claude-code.md): 2.1.332 wraps one of over 800 characters or with more
+# newlines than the pane's rows allow (none on a small pane) in <pasted_content> tags, and so it does
+# one mentioning "ultraplan"; every version turns a tab into spaces, a leading "!" into shell mode, a
+# path to an image into an image, and applies NFC (2.1.197). A leading "#", "&" or "@" may switch
+# modes too. Anything else, on one line, arrives exactly.
+_PASTE_LIMIT = 800
+_MODE_CHARS = "!#&@"
+_IMAGE = re.compile(r"\.(png|jpe?g|gif|webp|bmp|svg|heic|tiff?)\b", re.IGNORECASE)
+
+
+def paste_is_exact(text: str) -> bool:
+    """Whether a bracketed paste delivers ``text`` exactly on every Claude Code version we know."""
+    import unicodedata
+
+    first = text.lstrip()[:1]
+    return (
+        len(text) <= _PASTE_LIMIT
+        and "\n" not in text
+        and "\t" not in text
+        and first not in _MODE_CHARS
+        and "ultraplan" not in text.lower()
+        and not _IMAGE.search(text)
+        and unicodedata.is_normalized("NFC", text)
+    )
+
+
+def _input_lock(settings: Settings, session: Session) -> FileLock:
+    """One writer at a time into a session's input box (a send and a message delivery)."""
+    return FileLock(settings.home / "locks" / f"{session.id}.lock", timeout=settings.ready_timeout + 10)
+
+
+# -- prompts and messages --------------------------------------------------------------------------
+
+
+def send(facts: Facts, session: Session, text: str) -> LastSend:
+    """Deliver a prompt once the input box shows (a turn may run: Claude queues it); what ``wait``
+    needs to find its turn."""
+    with _input_lock(facts.settings, session):
+        live = _ready_for_input(facts, session)
+        path = facts.transcript(session)
+        queued = live.screen.state == "busy"
+        ahead = 0
+        if queued:
+            with contextlib.suppress(FileNotFoundError):
+                ahead = tx.queue_depth(path.read_bytes())
+        events = facts.events_since(session, 0)[1] if session.delivery else 0
+        mark = LastSend(
+            offset=line_aligned_size(path), queued=queued, ahead=ahead, at=now_iso(), events=events
+        )
+        submit(facts, session, text, before=live.screen.prompt)
+    return mark
+
+
+def deliver(facts: Facts, session: Session, text: str) -> bool:
+    """Paste a message into the input box, but only while Claude is idle (urgent or not: a prompt
+    typed during a turn would be folded into it at Claude's own pace)."""
+    with _input_lock(facts.settings, session):
+        live = facts.live(session)
+        status = facts.status(session, live)
+        if status.state == "exited":
+            raise SessionExited(session_id=session.id, detail=status.detail)
+        if status.state != "idle" or live.screen.state != "ready":
+            return False
+        submit(facts, session, text, before=live.screen.prompt)
+        return True
+
+
+def submit(facts: Facts, session: Session, text: str, before: str | None) -> None:
+    """Put the text into the input box, see it land, press Enter once, and see the box take it.
+
+    The text goes in through Claude's external-editor key (:mod:`.wiring`): Claude takes it as typed
+    text, exactly (a paste would be rewritten). A text that a paste delivers exactly on every version
+    (:func:`paste_is_exact`) is pasted instead, which is quicker. Enter goes on its own once the text
+    shows, and is pressed a second time only when the screen still shows our text sitting in the
+    input box: never when anything else, such as a dialog, has come up.
+    """
+    tmux, name = facts.tmux(session), ids.tmux_name(session.id)
+    clean = neutralise(text)
+    editor = session.delivery == "editor" and not paste_is_exact(clean)
+    if editor:
+        _through_editor(facts, session, clean)
+    else:
+        tmux.paste(name, clean.encode("utf-8"), enter=False)
+    pasted = _poll_screen(
+        facts,
+        session,
+        lambda sc: sc.prompt is not None and sc.prompt != before,
+        _PASTE_SHOWS,
+        through_other_screens=editor,
+    )
+    if pasted is None or pasted.prompt is None:
+        raise NotReady(
+            session_id=session.id, waited=_PASTE_SHOWS, screen_hint="the text never showed in the box"
+        )
+    for attempt in range(2):
+        tmux.send_keys(name, ["Enter"])
+        taken = _poll_screen(facts, session, lambda sc: sc.prompt != pasted.prompt, _ENTER_TAKEN)
+        if taken is not None:
+            return
+        log.info("%s: Enter not taken (attempt %d)", session.id, attempt + 1)
+    raise NotReady(
+        session_id=session.id, waited=2 * _ENTER_TAKEN, screen_hint="the prompt is still in the input box"
+    )
+
+
+def _through_editor(facts: Facts, session: Session, text: str) -> None:
+    """Leave the text in the spool, press the editor key, and see our editor take the spool."""
+    spool = wiring.spool_path(facts.settings.home, session.id)
+    files.write_atomic(spool, text.encode("utf-8"))
+    facts.tmux(session).send_keys(ids.tmux_name(session.id), ["C-g"])
+    if not poll_until(lambda: not spool.exists(), _PASTE_SHOWS, INPUT_POLL):
+        spool.unlink(missing_ok=True)
+        raise NotReady(
+            session_id=session.id,
+            waited=_PASTE_SHOWS,
+            screen_hint="Claude did not run its external editor (ctrl+g) to take the text",
+        )
+
+
+def _poll_screen(
+    facts: Facts,
+    session: Session,
+    done: Callable[[screens.Screen], bool],
+    timeout: float,
+    *,
+    through_other_screens: bool = False,
+) -> screens.Screen | None:
+    """The first screen for which ``done`` holds, or that is not the input box any more (unless
+    ``through_other_screens``: the editor key shows another screen a moment before the box)."""
+
+    def landed() -> screens.Screen | None:
+        live = facts.live(session)
+        if live.pane is None or live.pane.dead:
+            raise SessionExited(session_id=session.id, detail=exit_detail(live.pane))
+        if done(live.screen) or (live.screen.prompt is None and not through_other_screens):
+            return live.screen
+        return None
+
+    return poll_until(landed, timeout, INPUT_POLL)
+
+
+def _ready_for_input(facts: Facts, session: Session) -> Live:
+    seen = screens.Screen("starting")
+
+    def ready() -> Live | None:
+        nonlocal seen
+        live = facts.live(session)
+        seen = live.screen
+        if live.pane is None or live.pane.dead:
+            raise SessionExited(session_id=session.id, detail=exit_detail(live.pane))
+        if live.screen.state == "dialog" and live.screen.dialog is not None:
+            dialog = live.screen.dialog
+            raise DialogOpen(
+                session_id=session.id, question=dialog.question, options=[str(o) for o in dialog.options]
+            )
+        return live if live.screen.state in ("ready", "busy") else None
+
+    timeout = facts.settings.ready_timeout
+    live = poll_until(ready, timeout, SCREEN_POLL)
+    if live is None:
+        raise NotReady(session_id=session.id, waited=timeout, screen_hint=seen.hint)
+    return live
+
+
+# -- dialogs and interrupts ------------------------------------------------------------------------
+
+
+def respond(facts: Facts, session: Session, answer: str) -> str:
+    """Answer the dialog the session shows; the option chosen, as ``N. label`` (or the text typed)."""
+    live = facts.live(session)
+    status = facts.status(session, live)
+    dialog = status.dialog
+    if dialog is None:
+        raise NoDialog(session_id=session.id, status=status.state)
+    option, typed = choose(session.id, dialog, answer)
+    name = ids.tmux_name(session.id)
+    tmux = facts.tmux(session)
+    if option.keys:  # an unnumbered list (the arrows, then Enter) or a dialog of key hints
+        tmux.send_keys(name, list(option.keys))
+    else:
+        tmux.send_keys(name, [str(option.number)], literal=True)
+    if typed is not None:
+        # The digit opens the text field; the text goes in as a paste and Enter follows on its
+        # own once the text shows (see submit for why).
+        clean = neutralise(typed)
+        tmux.paste(name, clean.encode(), enter=False)
+        probe = next((line.strip() for line in clean.splitlines() if line.strip()), "")[:40]
+
+        def shows() -> bool:
+            snap = tmux.snapshot(name)
+            return snap is None or probe in snap[1].replace("\xa0", " ")
+
+        if probe:
+            poll_until(shows, _PASTE_SHOWS, INPUT_POLL)
+        tmux.send_keys(name, ["Enter"])
+    # Return once the answer is taken: the dialog gone from the screen and Claude's own state no
+    # longer "waiting" (it lags the screen a little), so that a wait right after this one does
+    # not see the answered dialog again.
+    shown = live.screen.dialog
+
+    def taken() -> bool:
+        after = facts.live(session)
+        state = facts.claude_state(session, after.pane.pid) if after.pane else None
+        still_waiting = state is not None and state.get("status") == "waiting"
+        return (shown is None or after.screen.dialog != shown) and not still_waiting
+
+    poll_until(taken, _SETTLE, SCREEN_POLL)
+    return f"{option.number}. {typed if typed is not None else option.label}"
+
+
+def interrupt(facts: Facts, session: Session) -> bool:
+    """Escape stops a running turn (or a dialog); False when there was nothing to stop."""
+    live = facts.live(session)
+    status = facts.status(session, live)
+    if status.state == "exited":
+        raise SessionExited(session_id=session.id, detail=status.detail)
+    if status.state not in ("working", "waiting_for_input"):
+        return False
+    name = ids.tmux_name(session.id)
+    facts.tmux(session).send_keys(name, ["Escape"])
+    after = live
+
+    def stopped() -> bool:
+        nonlocal after
+        after = facts.live(session)
+        return facts.status(session, after).state != "working"
+
+    poll_until(stopped, _SETTLE, SCREEN_POLL)
+    # Stopped before any reply, Claude puts the prompt (and any queued ones) back into its input box,
+    # where the next send would be appended to it: clear it. One Ctrl-C clears a non-empty box.
+    restored = after.screen.prompt
+    if after.screen.state == "ready" and restored not in (None, "❯", live.screen.prompt):
+        facts.tmux(session).send_keys(name, ["C-c"])
+        _poll_screen(facts, session, lambda sc: sc.prompt == "❯", _ENTER_TAKEN)
+    return True
