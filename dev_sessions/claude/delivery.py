@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 _PASTE_SHOWS = 5.0
 _ENTER_TAKEN = 1.0
+EMPTY_BOX = "❯"  # the input box's prompt line with nothing typed (a placeholder is not text)
 _SETTLE = 3.0
 
 # What a paste changes (docs/claude-code.md): 2.1.332 wraps one of over 800 characters or with more
@@ -115,6 +116,18 @@ def submit(facts: Facts, session: Session, text: str, before: str | None) -> Non
     tmux, name = facts.tmux(session), ids.tmux_name(session.id)
     clean = neutralise(text)
     editor = session.delivery == "editor" and not paste_is_exact(clean)
+    if not editor and before not in (None, EMPTY_BOX):
+        # The box holds text (a prompt Claude put back after an interrupt, at times well after it):
+        # a paste goes in at the cursor and would be sent with it. The editor key replaces the box.
+        log.info("%s: the input box holds text; clearing it before the paste", session.id)
+        tmux.send_keys(name, ["C-c"])
+        if _poll_screen(facts, session, lambda sc: sc.prompt == EMPTY_BOX, _ENTER_TAKEN) is None:
+            raise NotReady(
+                session_id=session.id,
+                waited=_ENTER_TAKEN,
+                screen_hint="text in the input box that will not clear",
+            )
+        before = EMPTY_BOX
     if editor:
         _through_editor(facts, session, clean)
     else:
@@ -267,7 +280,7 @@ def interrupt(facts: Facts, session: Session) -> bool:
     # Stopped before any reply, Claude puts the prompt (and any queued ones) back into its input box,
     # where the next send would be appended to it: clear it. One Ctrl-C clears a non-empty box.
     restored = after.screen.prompt
-    if after.screen.state == "ready" and restored not in (None, "❯", live.screen.prompt):
+    if after.screen.state == "ready" and restored not in (None, EMPTY_BOX, live.screen.prompt):
         facts.tmux(session).send_keys(name, ["C-c"])
-        _poll_screen(facts, session, lambda sc: sc.prompt == "❯", _ENTER_TAKEN)
+        _poll_screen(facts, session, lambda sc: sc.prompt == EMPTY_BOX, _ENTER_TAKEN)
     return True

@@ -17,6 +17,7 @@ from libtmux.server import Server
 
 from dev_sessions.selftest.fakes.anthropic import FakeAnthropic
 from dev_sessions.selftest.offline import prepare_claude_home
+from dev_sessions.tmux import Tmux
 from tests.conftest import DevSessions, eventually
 from tests.fakes.agents import AgentSet
 
@@ -196,6 +197,20 @@ def test_interrupt_ends_a_pending_wait(cli: DevSessions, claude: FakeAnthropic) 
     assert cli.ok("interrupt", sid).strip() == f"{sid}: nothing to interrupt (idle)"
     # Whatever the interrupt left in the input box must not leak into the next prompt.
     assert cli.ok("ask", sid, "after the interrupt", "--timeout", "60") == "after the interrupt\n"
+
+
+def test_text_left_in_the_input_box_is_not_sent_with_the_next_prompt(
+    cli: DevSessions, claude: FakeAnthropic
+) -> None:
+    # Claude puts an interrupted prompt back into its box, at times after the interrupt has returned;
+    # a send (pasted or through the editor key) must send only its own text.
+    sid = create(cli)
+    tmux = Tmux(os.environ["DEV_SESSIONS_TMUX_SOCKET"])
+    for text in ("a short one", "a\ttab through the editor"):
+        tmux.send_keys(f"dev-{sid}", ["left over in the box"], literal=True)
+        eventually(lambda: "left over in the box" in tmux.scrollback(f"dev-{sid}"))
+        assert cli.ok("ask", sid, text, "--timeout", "60") == text + "\n"
+        assert claude.prompts()[-1] == text
 
 
 def test_interrupt_after_part_of_the_reply(cli: DevSessions, claude: FakeAnthropic) -> None:
