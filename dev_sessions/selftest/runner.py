@@ -21,6 +21,7 @@ from pathlib import Path
 from types import FrameType
 
 from dev_sessions.compat import placement
+from dev_sessions.config import Settings
 from dev_sessions.errors import UsageError
 from dev_sessions.selftest.checks import Checklist
 from dev_sessions.selftest.report import Check, Listener, Report, Tested
@@ -31,7 +32,8 @@ AGENTS = ("claude", "codex")
 
 def find_binary(agent: str, environ: Mapping[str, str]) -> str | None:
     """The agent binary as dev-sessions finds it: its ``DEV_SESSIONS_*_BIN``, else ``PATH``."""
-    name = environ.get(f"DEV_SESSIONS_{agent.upper()}_BIN") or agent
+    settings = Settings.from_env(environ)
+    name = settings.claude_bin if agent == "claude" else settings.codex_bin
     found = shutil.which(name, path=environ.get("PATH"))
     return str(Path(found).absolute()) if found else None
 
@@ -54,8 +56,10 @@ def selftest(
         tested = Tested(agent, None, None)
         hear(tested)
         variable = f"DEV_SESSIONS_{agent.upper()}_BIN"
-        if env.get(variable):
-            why = f"{variable}={env[variable]}: not found"
+        settings = Settings.from_env(env)
+        chosen = settings.claude_bin if agent == "claude" else settings.codex_bin
+        if chosen != agent:
+            why = f"{variable}={chosen}: not found"
         else:
             why = f"{agent} is not on PATH; install it or set {variable}"
         check = Check("binary", "failed", why)
