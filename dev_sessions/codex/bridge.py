@@ -110,6 +110,8 @@ class Bridge:
                 return
             line = await reader.readline()
             request = json.loads(line or b"{}")
+            if not isinstance(request, dict):
+                raise ValueError("a request is a JSON object")
             op = str(request.pop("op", ""))
             handler = self.ops.get(op)
             if handler is None:

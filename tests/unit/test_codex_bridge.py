@@ -175,9 +175,8 @@ GARBLED = [
     Garbled("no thread", b'{"op": "send", "text": "hi"}\n', "bad bridge request: KeyError('thread')", 2),
     Garbled("no text", b'{"op": "send", "thread": {"id": "t"}}\n', "bad bridge request: KeyError('text')", 2),
     Garbled("bad count", b'{"op": "messages", "thread": {"id": "t"}, "count": "x"}\n', "ValueError(", 2),
-    Garbled("a list", b"[1, 2]\n", "bad bridge request: TypeError(", 2),
-    # JSON but neither an object nor a list: the broad catch answers, not a refusal of its own.
-    Garbled("a number", b"42\n", "internal error in the codex bridge: AttributeError(", 1),
+    Garbled("a list", b"[1, 2]\n", "bad bridge request: ValueError('a request is a JSON object')", 2),
+    Garbled("a number", b"42\n", "bad bridge request: ValueError('a request is a JSON object')", 2),
 ]
 
 
