@@ -176,7 +176,7 @@ def _stop_codex(env: dict[str, str]) -> list[str]:
         if link.running():
             link.call("shutdown", start=False, timeout=10)
     try:
-        AppServer(settings.home, env["DEV_SESSIONS_CODEX_BIN"], env).stop()
+        AppServer(settings.home, settings.codex_bin, env).stop()
     except (DevSessionsError, OSError) as err:
         left.append(f"the codex app-server ({err})")
     return left
