@@ -111,8 +111,12 @@ class Started:
 
 @dataclass(frozen=True)
 class Created:
+    """A new session, what its agent showed once up, and notes for the user (a worktree that starts
+    without the repository's uncommitted changes)."""
+
     session: Session
     started: Started
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,14 @@ class Inspection:
     session: Session
     status: Status
     facts: JsonObject = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Killed:
+    """A session ``kill`` stopped, and ``note``: what it left (a worktree kept, and why)."""
+
+    id: str
+    note: str = ""
 
 
 class Backend(Protocol):

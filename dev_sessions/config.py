@@ -20,6 +20,8 @@ a ``Settings`` (and, where a child process inherits it, ``settings.environ``). T
 ``DEV_SESSIONS_GATEWAY_URL``     (sandbox) the gateway's URL (default ``http://host.docker.internal:6767``)
 ``CONTAINER_WORKSPACE`` / ``HOST_PATH`` (sandbox) the workspace in the container, and the host
                                 directory mounted there
+``DEV_SESSIONS_WORKTREES``       where ``create --worktree`` makes worktrees (default: ``.worktrees``
+                                beside the repository's root)
 ``DEV_SESSIONS_DEBUG``           ``1`` shows tracebacks
 """
 
@@ -40,6 +42,11 @@ def _float(environ: Mapping[str, str], name: str, default: float) -> float:
         return float(raw) if raw else default
     except ValueError:
         return default
+
+
+def _path(environ: Mapping[str, str], name: str) -> Path | None:
+    raw = environ.get(name, "")
+    return Path(raw).expanduser() if raw else None
 
 
 def _flag(environ: Mapping[str, str], name: str) -> bool:
@@ -65,6 +72,8 @@ class Settings:
     gateway_url: str = DEFAULT_GATEWAY_URL
     container_workspace: Path = Path(DEFAULT_WORKSPACE)
     host_path: str | None = None
+    worktrees: Path | None = None
+    """Where ``create --worktree`` makes worktrees (None: ``.worktrees`` beside the repository)."""
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     """The environment these settings were read from: what a process we start inherits."""
 
@@ -91,6 +100,7 @@ class Settings:
             gateway_url=env.get("DEV_SESSIONS_GATEWAY_URL") or DEFAULT_GATEWAY_URL,
             container_workspace=Path(env.get("CONTAINER_WORKSPACE") or DEFAULT_WORKSPACE),
             host_path=env.get("HOST_PATH") or None,
+            worktrees=_path(env, "DEV_SESSIONS_WORKTREES"),
             environ=env,
         )
 

@@ -16,9 +16,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, cast
 
-from dev_sessions import ids
+from dev_sessions import ids, worktrees
 from dev_sessions.api import JsonObject, call
-from dev_sessions.backend import Backend, Created, Goal, Inspection, LogItem, Status, WaitResult, json_safe
+from dev_sessions.backend import (
+    Backend,
+    Created,
+    Goal,
+    Inspection,
+    Killed,
+    LogItem,
+    Status,
+    WaitResult,
+    json_safe,
+)
 from dev_sessions.config import Settings
 from dev_sessions.errors import DevSessionsError, SessionNotFound, UsageError
 from dev_sessions.store import CLIS, Cli, Session, SessionStore, now_iso, parse_iso
@@ -96,9 +106,12 @@ class SessionManager:
         model: str | None = None,
         parent: str | None = None,
         plan: bool = False,
+        worktree: str | None = None,
     ) -> Created:
         """Start a session. ``plan`` (Codex): the thread starts in Plan mode, where the agent plans
-        instead of changing files and may ask questions (answered with ``respond``)."""
+        instead of changing files and may ask questions (answered with ``respond``). ``worktree``: the
+        agent works in a git worktree of its own (:mod:`dev_sessions.worktrees`), on that branch
+        (``""``: a new ``dev-sessions/<id>``)."""
         if cli not in CLIS:
             raise UsageError(f"--cli {cli!r}: choose one of {', '.join(CLIS)}")
         mode = MODE_ALIASES.get(mode, mode)
@@ -133,15 +146,23 @@ class SessionManager:
                 tmux_socket=self.settings.tmux_socket,
             )
             doc.put(session)
+        planned = None
         try:
+            if worktree is not None:
+                planned = worktrees.plan(Path(workdir), session.id, worktree or None, self.settings.worktrees)
+                worktrees.make(planned)
+                where = {"path": str(planned.workdir), "worktree": str(planned.directory)}
+                session = session.evolve(**where, branch=planned.branch)
             session, started = backend.create(session, self.environ)
         except BaseException:
+            if planned is not None:
+                worktrees.undo(planned)
             with self.store.transaction() as doc:
                 doc.sessions.pop(session.id, None)
             raise
         with self.store.transaction() as doc:
             doc.put(session)
-        return Created(session, started)
+        return Created(session, started, planned.notes if planned else ())
 
     def creator(self) -> str:
         """Who is creating a session: an outside agent, a session (from inside it), or the user.
@@ -323,25 +344,29 @@ class SessionManager:
     # -- kill ---------------------------------------------------------------------------------------
 
     @call(owns="session_ids")
-    def kill(self, session_ids: Sequence[str]) -> list[str]:
+    def kill(self, session_ids: Sequence[str], *, keep_worktree: bool = False) -> list[Killed]:
+        """Stop sessions; a session's worktree goes too, unless it holds uncommitted changes or
+        ``keep_worktree``."""
         sessions = [self.get(sid) for sid in dict.fromkeys(session_ids)]
-        return self._kill(sessions)
+        return self._kill(sessions, keep_worktree)
 
     @call(scope=("parent",))
-    def kill_all(self, parent: str | None = None) -> list[str]:
-        return self._kill(self.sessions(parent))
+    def kill_all(self, parent: str | None = None, *, keep_worktree: bool = False) -> list[Killed]:
+        return self._kill(self.sessions(parent), keep_worktree)
 
     @call(scope=("parent",))
-    def kill_older_than(self, seconds: float, parent: str | None = None) -> list[str]:
+    def kill_older_than(
+        self, seconds: float, parent: str | None = None, *, keep_worktree: bool = False
+    ) -> list[Killed]:
         now = datetime.now(timezone.utc)
         old = []
         for session in self.sessions(parent):
             created = parse_iso(session.created_at)
             if created is not None and (now - created).total_seconds() > seconds:
                 old.append(session)
-        return self._kill(old)
+        return self._kill(old, keep_worktree)
 
-    def _kill(self, sessions: Sequence[Session]) -> list[str]:
+    def _kill(self, sessions: Sequence[Session], keep_worktree: bool) -> list[Killed]:
         killed = []
         for session in sessions:
             backend = self.backend(session.cli)
@@ -352,7 +377,10 @@ class SessionManager:
                 # (and keeps what it needs) or starts afresh after.
                 if not any(s.cli == session.cli for s in doc.sessions.values()):
                     backend.retire()
-            killed.append(session.id)
+            note = None
+            if session.worktree:
+                note = worktrees.release(Path(session.worktree), session.branch, keep=keep_worktree)
+            killed.append(Killed(session.id, note or ""))
         return killed
 
 

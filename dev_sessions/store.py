@@ -73,6 +73,8 @@ class SessionRecord(TypedDict, total=False):
     lastSend: LastSend
     delivery: str
     previousIds: list[str]
+    worktree: str
+    branch: str
 
 
 def now_iso() -> str:
@@ -113,6 +115,10 @@ class Session:
     for sessions started by an older dev-sessions (a bracketed paste, no hooks)."""
     previous_ids: tuple[str, ...] = ()
     """Claude session ids this session had before a ``/clear`` gave it a new one."""
+    worktree: str | None = None
+    """The git worktree made for the session (``create --worktree``), which ``kill`` removes if clean."""
+    branch: str | None = None
+    """The worktree's branch."""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     _KEYS: ClassVar[dict[str, str]] = {
@@ -134,6 +140,8 @@ class Session:
         "last_send": "lastSend",
         "delivery": "delivery",
         "previous_ids": "previousIds",
+        "worktree": "worktree",
+        "branch": "branch",
     }
     _TYPES: ClassVar[dict[str, type]] = {
         "mode": str,
@@ -150,6 +158,8 @@ class Session:
         "last_send": dict,
         "delivery": str,
         "previous_ids": list,
+        "worktree": str,
+        "branch": str,
     }
 
     @classmethod

@@ -59,6 +59,9 @@ def _run(args: list[str]) -> int:
     click_error: type[Exception] = next(
         c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
     )
+    from dev_sessions.cli.sessions import optional_values
+
+    args = optional_values(args)
     try:
         code = build_app(args)(args=args, prog_name="dev-sessions", standalone_mode=False)
     except DevSessionsError as err:

@@ -58,15 +58,33 @@ def create(
         bool,
         typer.Option("--plan", help="Codex: start in Plan mode (it plans and may ask questions)."),
     ] = False,
+    worktree: Annotated[
+        str | None,
+        typer.Option(
+            "--worktree",
+            "-w",
+            metavar="[BRANCH]",
+            help="Work in a git worktree of its own, on BRANCH (default: a new dev-sessions/ID).",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the id.")] = False,
     as_json: JsonOpt = False,
 ) -> int:
     """Start a new agent session and print its id once the agent is ready for input."""
     manager = sessions_api()
     created = manager.create(
-        cli=cli, path=path, description=description, mode=mode, approvals=approvals, model=model, plan=plan
+        cli=cli,
+        path=path,
+        description=description,
+        mode=mode,
+        approvals=approvals,
+        model=model,
+        plan=plan,
+        worktree=worktree,
     )
     session, status = created.session, created.started.status
+    for line in created.notes:
+        note(f"dev-sessions: {session.id}: {line}")
     if as_json:
         emit_json(
             {
@@ -269,9 +287,8 @@ def list_(as_json: JsonOpt = False) -> int:
     for session, found in rows:
         created = parse_iso(session.created_at)
         age = format_age(now - created.timestamp()) if created else "?"
-        table.append(
-            (session.id, session.cli, found.state, age, cell(session.path), cell(session.description))
-        )
+        where = cell(session.path) + (f" [{cell(session.branch)}]" if session.branch else "")
+        table.append((session.id, session.cli, found.state, age, where, cell(session.description)))
     widths = [max(len(row[i]) for row in table) for i in range(5)]
     for row in table:
         print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:5])) + "  " + row[5])
@@ -319,27 +336,52 @@ def kill(
         str | None,
         typer.Option("--older-than", metavar="AGE", help="Kill sessions created longer ago (e.g. 2h)."),
     ] = None,
+    keep_worktree: Annotated[
+        bool, typer.Option("--keep-worktree", help="Keep the sessions' git worktrees, even when clean.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> int:
-    """Stop sessions: their agent, their tmux session, their record."""
+    """Stop sessions: their agent, their tmux session, their record (and a clean worktree)."""
     chosen = sum([bool(session_ids), all_, older_than is not None])
     if chosen != 1:
         raise UsageError("kill: give session ids, or --all, or --older-than AGE (one of them)")
     manager = sessions_api()
+    keep = keep_worktree
     if all_:
-        killed = manager.kill_all()
+        killed = manager.kill_all(keep_worktree=keep)
     elif older_than is not None:
-        killed = manager.kill_older_than(parse_duration(older_than))
+        killed = manager.kill_older_than(parse_duration(older_than), keep_worktree=keep)
     else:
-        killed = manager.kill(session_ids or [])
+        killed = manager.kill(session_ids or [], keep_worktree=keep)
     if as_json:
-        emit_json(killed)
+        emit_json([k.id for k in killed])
     elif not killed:
         note("no sessions to kill")
-    else:
-        for sid in killed:
-            print(f"{sid}: killed")
+    for done in killed:
+        if not as_json:
+            print(f"{done.id}: killed")
+        if done.note:
+            note(f"{done.id}: {done.note}")
     return 0
+
+
+OPTIONAL_VALUES = {"create": ("--worktree", "-w")}
+
+
+def optional_values(args: list[str]) -> list[str]:
+    """An option whose value may be left out (``create --worktree [BRANCH]``), which typer cannot say:
+    given alone, at the end or before another option, it becomes ``--worktree=`` (no branch named)."""
+    command = next((a for a in args if not a.startswith("-")), None)
+    names = OPTIONAL_VALUES.get(command or "", ())
+    if not names:
+        return args
+    out = list(args)
+    for index, arg in enumerate(out):
+        if arg == "--":
+            break
+        if arg in names and (index + 1 == len(out) or out[index + 1].startswith("-")):
+            out[index] = f"{names[0]}="
+    return out
 
 
 COMMANDS = frozenset(

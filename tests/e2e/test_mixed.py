@@ -81,3 +81,37 @@ def test_doctor_says_what_to_fix(
     ) in lines
     assert any(line.startswith("warn  codex: /nowhere/codex not found;") for line in lines), lines
     assert any(line.startswith("warn  claude setup:") and "run `claude` once" in line for line in lines)
+
+
+def test_each_agent_works_in_a_worktree_of_its_own(
+    cli: DevSessions, claude: FakeAnthropic, codex: FakeResponses, workdir: Path
+) -> None:
+    import subprocess
+
+    repo = workdir / "repo"
+    repo.mkdir()
+    for args in (
+        ["init", "-q", "-b", "main"],
+        ["-c", "user.name=T", "-c", "user.email=t@e", "commit", "-q", "--allow-empty", "-m", "x"],
+    ):
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+    cl = cli.ok("create", "-q", "--worktree", "-p", str(repo)).strip()
+    if cli.ok("status", cl).strip() == "waiting_for_input":  # Claude 2.1.332 asks to trust a new folder
+        assert "trust" in json.loads(cli.ok("status", cl, "--json"))["dialog"]["question"]
+        cli.ok("respond", cl, "Yes, I trust this folder")
+        eventually(lambda: cli.ok("status", cl).strip() == "idle")
+    cx = cli.ok("create", "--cli", "codex", "-q", "--worktree", "-p", str(repo)).strip()
+    rows = {r["championId"]: r for r in json.loads(cli.ok("list", "--json"))}
+    for sid in (cl, cx):
+        place = workdir / ".worktrees" / sid
+        assert rows[sid]["worktree"] == str(place) and rows[sid]["branch"] == f"dev-sessions/{sid}"
+        # A relative path: the agent runs in its worktree, not in the repository.
+        cli.ok("send", sid, f"<<bash:touch made-by-{sid} && echo made>>")
+    cli.ok("wait", cl, cx, "--timeout", "120")
+    for sid in (cl, cx):
+        assert (workdir / ".worktrees" / sid / f"made-by-{sid}").exists()
+        assert not (repo / f"made-by-{sid}").exists()
+    killed = cli("kill", cl, cx)
+    assert killed.returncode == 0, killed.stderr
+    for sid in (cl, cx):  # the files the agents made are not committed: the worktrees stay
+        assert f"{sid}: worktree kept at {workdir / '.worktrees' / sid}" in killed.stderr

@@ -313,3 +313,32 @@ def test_other_commands_do_not_import_the_selftest(cli: DevSessions, args: list[
     )  # fmt: skip
     imported = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if "|" in line]
     assert [name for name in imported if name.startswith("dev_sessions.selftest")] == []
+
+
+def test_worktree_from_the_command_line(cli: DevSessions, fake_claude: Path, workdir: Path) -> None:
+    repo = workdir / "repo"
+    repo.mkdir()
+    for args in (
+        ["init", "-q", "-b", "main"],
+        ["-c", "user.name=T", "-c", "user.email=t@e", "commit", "-q", "--allow-empty", "-m", "x"],
+    ):
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+    made = cli("create", "-q", "--worktree", "--path", str(repo))  # --worktree takes no value here
+    assert made.returncode == 0, made.stderr
+    sid = made.stdout.strip()
+    named = cli.ok("create", "-q", "-p", str(repo), "--worktree", "topic").strip()
+    rows = {r["championId"]: r for r in json.loads(cli.ok("list", "--json"))}
+    assert rows[sid]["branch"] == f"dev-sessions/{sid}" and rows[named]["branch"] == "topic"
+    assert rows[sid]["path"] == rows[sid]["worktree"] == str(workdir / ".worktrees" / sid)
+    assert f"[dev-sessions/{sid}]" in cli.ok("list")
+    (Path(rows[named]["worktree"]) / "wip.txt").write_text("not committed\n")
+    killed = cli("kill", sid, named)
+    assert killed.returncode == 0, killed.stderr
+    assert killed.stdout == f"{sid}: killed\n{named}: killed\n"
+    assert (
+        killed.stderr
+        == f"{named}: worktree kept at {rows[named]['worktree']} (branch topic): 1 uncommitted change(s)\n"
+    )
+    assert not Path(rows[sid]["worktree"]).exists() and Path(rows[named]["worktree"]).exists()
+    refused = cli("create", "--worktree", "--path", str(workdir))
+    one_line_error(refused, 2, "is not in a git repository")
