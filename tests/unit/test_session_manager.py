@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dev_sessions.backend import Dialog, Goal, Inspection, Option, Status
+from dev_sessions.backend import Dialog, Goal, Inspection, Killed, Option, Status
 from dev_sessions.config import Settings
 from dev_sessions.errors import BadAnswer, NoDialog, SessionNotFound, TmuxError, UsageError
 from dev_sessions.sessions import SessionManager
@@ -274,7 +274,7 @@ def test_list_and_kill_by_parent(claude: FakeBackend, codex: FakeBackend) -> Non
     mine = boss.create().session.id
     theirs = manager_for(claude, codex).create().session.id
     assert [s.id for s, _ in boss.list_sessions(parent="boss")] == [mine]
-    assert boss.kill_all(parent="boss") == [mine]
+    assert [k.id for k in boss.kill_all(parent="boss")] == [mine]
     assert [s.id for s, _ in boss.list_sessions()] == [theirs]
 
 
@@ -284,9 +284,9 @@ def test_the_last_kill_of_a_cli_retires_its_backend(
     a = manager.create().session.id
     b = manager.create().session.id
     c = manager.create(cli="codex").session.id
-    assert manager.kill([a, a]) == [a]
+    assert [k.id for k in manager.kill([a, a])] == [a]
     assert claude.retired == 0
-    assert manager.kill([b]) == [b]
+    assert manager.kill([b]) == [Killed(b)]
     assert (claude.retired, codex.retired) == (1, 0)
     assert stored(manager).keys() == {c}
     with pytest.raises(SessionNotFound):
@@ -298,5 +298,5 @@ def test_kill_older_than_leaves_the_young(manager: SessionManager) -> None:
     young = manager.create().session.id
     with manager.store.transaction() as doc:
         doc.put(doc.get(old).evolve(created_at="2020-01-01T00:00:00.000Z"))
-    assert manager.kill_older_than(3600) == [old]
+    assert manager.kill_older_than(3600) == [Killed(old)]
     assert [s.id for s, _ in manager.list_sessions()] == [young]
