@@ -1,5 +1,4 @@
-"""What the session manager needs from an agent backend, and the values backends and the manager hand
-back.
+"""What the session manager needs from an agent backend, and the values backends hand back.
 
 A Claude session (tmux + transcript) and a Codex session (app-server thread) look the same through
 ``Backend``; the manager never asks which one it holds except to pick the backend.
@@ -109,63 +108,6 @@ class Started:
     facts: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Created:
-    """A new session, what its agent showed once up, and notes for the user (a worktree that starts
-    without the repository's uncommitted changes)."""
-
-    session: Session
-    started: Started
-    notes: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Goal:
-    """A Codex thread goal: what the agent works towards until it is met, and what it has used.
-    ``record`` is the app-server's own record of it (printed by ``goal --json``)."""
-
-    objective: str
-    status: str
-    token_budget: int | None
-    tokens_used: int
-    time_used_seconds: float
-    record: JsonObject = field(default_factory=dict)
-
-    @classmethod
-    def from_record(cls, record: JsonObject) -> Goal:
-        def number(key: str) -> float:
-            value = record.get(key)
-            return value if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
-
-        budget = record.get("tokenBudget")
-        return cls(
-            objective=str(record.get("objective") or ""),
-            status=str(record.get("status") or ""),
-            token_budget=budget if isinstance(budget, int) and not isinstance(budget, bool) else None,
-            tokens_used=int(number("tokensUsed")),
-            time_used_seconds=number("timeUsedSeconds"),
-            record=record,
-        )
-
-
-@dataclass(frozen=True)
-class Inspection:
-    """Everything known about a session: its record, its status, and what its backend adds (the tmux
-    pane, the transcript, the app-server and bridge) as JSON."""
-
-    session: Session
-    status: Status
-    facts: JsonObject = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Killed:
-    """A session ``kill`` stopped, and ``note``: what it left (a worktree kept, and why)."""
-
-    id: str
-    note: str = ""
-
-
 class Backend(Protocol):
     def reserved_ids(self) -> set[str]:
         """Session ids that are taken outside the store (a tmux session of that name), which a new
@@ -247,18 +189,3 @@ def choose(session_id: str, dialog: Dialog, answer: str) -> tuple[Option, str | 
     if dialog.text_option is not None:
         return dialog.text_option, answer
     raise BadAnswer(session_id=session_id, answer=answer, options=[str(o) for o in dialog.options])
-
-
-def json_safe(value: object) -> object:
-    """A backend's facts as plain JSON values (paths as strings, dataclasses as their fields)."""
-    import dataclasses
-
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: json_safe(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value)

@@ -14,24 +14,18 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from dev_sessions import ids, worktrees
+from dev_sessions import ids
 from dev_sessions.api import JsonObject, call
-from dev_sessions.backend import (
-    Backend,
-    Created,
-    Goal,
-    Inspection,
-    Killed,
-    LogItem,
-    Status,
-    WaitResult,
-    json_safe,
-)
+from dev_sessions.backend import Backend, LogItem, Status, WaitResult
 from dev_sessions.config import Settings
 from dev_sessions.errors import DevSessionsError, SessionNotFound, UsageError
 from dev_sessions.store import CLIS, Cli, Session, SessionStore, now_iso, parse_iso
+
+if TYPE_CHECKING:  # loaded by the commands that need them (see dev_sessions.results)
+    from dev_sessions.results import Created, Goal, Inspection, Killed
+    from dev_sessions.worktrees import Plan
 
 MODES = ("native", "docker")
 MODE_ALIASES = {"yolo": "native"}
@@ -146,7 +140,10 @@ class SessionManager:
                 tmux_socket=self.settings.tmux_socket,
             )
             doc.put(session)
-        planned = None
+        from dev_sessions import worktrees
+        from dev_sessions.results import Created
+
+        planned: Plan | None = None
         try:
             if worktree is not None:
                 planned = worktrees.plan(Path(workdir), session.id, worktree or None, self.settings.worktrees)
@@ -294,6 +291,8 @@ class SessionManager:
             raise UsageError("--budget must be a positive number of tokens")
         session = self.get(session_id)
         record = self.backend(session.cli).goal(session, action, objective, budget)
+        from dev_sessions.results import Goal
+
         return None if record is None else Goal.from_record(cast(JsonObject, record))
 
     @call(owns="session_id")
@@ -325,6 +324,8 @@ class SessionManager:
         status = facts.pop("status")
         if not isinstance(status, Status):
             status = self.backend(session.cli).status(session)
+        from dev_sessions.results import Inspection, json_safe
+
         return Inspection(session, status, cast(JsonObject, json_safe(facts)))
 
     @call(scope=("parent",))
@@ -367,6 +368,9 @@ class SessionManager:
         return self._kill(old, keep_worktree)
 
     def _kill(self, sessions: Sequence[Session], keep_worktree: bool) -> list[Killed]:
+        from dev_sessions import worktrees
+        from dev_sessions.results import Killed
+
         killed = []
         for session in sessions:
             backend = self.backend(session.cli)

@@ -100,12 +100,13 @@ def _plain(function: Callable[..., Any]) -> Callable[..., Any]:
 
 @functools.cache
 def _hints_of(function: Callable[..., Any]) -> Mapping[str, Any]:
+    """The parameters' types (not the return type: its classes are loaded only by the call itself)."""
     from dev_sessions import api
 
+    parameters = types.FunctionType(function.__code__, function.__globals__, closure=function.__closure__)
+    parameters.__annotations__ = {k: v for k, v in function.__annotations__.items() if k != "return"}
     # The JSON types of dev_sessions.api refer to themselves by name, wherever they are used.
-    hints = typing.get_type_hints(function, localns={"JsonValue": api.JsonValue})
-    hints.pop("return", None)
-    return hints
+    return typing.get_type_hints(parameters, localns={"JsonValue": api.JsonValue})
 
 
 def _hints(function: Callable[..., Any]) -> Mapping[str, Any]:

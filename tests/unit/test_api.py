@@ -188,3 +188,23 @@ def test_an_unknown_error_keeps_its_message_and_exit_code() -> None:
     odd = revive({"message": "x", "exit": 7, "kind": "SessionNotFound"})
     assert isinstance(odd, ReportedError) and odd.exit_code == 7
     assert isinstance(revive({"kind": "DevSessionsError", "exit": "bad"}), DevSessionsError)
+
+
+def test_settings_are_read_once_and_never_show_the_token() -> None:
+    from dev_sessions.config import Settings
+
+    secret = "s3cret-" + "x" * 40
+    settings = Settings.from_env(
+        {
+            "HOME": "/h",
+            "DEV_SESSIONS_GATEWAY_TOKEN": secret,
+            "DEV_SESSIONS_ID": "fizz-top",
+            "DEV_SESSIONS_WORKTREES": "~/t",
+        }
+    )
+    assert settings.gateway_token == secret and settings.agent == "fizz-top"
+    assert settings.me() == "fizz-top" and settings.me("boss") == "boss"
+    assert settings.worktrees == Path("~/t").expanduser()
+    assert secret not in repr(settings) and secret not in str(settings)
+    with pytest.raises(UsageError, match="not a valid agent name"):
+        settings.me("bad name")

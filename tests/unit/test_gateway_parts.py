@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dev_sessions.backend import Created, Dialog, Goal, Inspection, Option, Started, Status, WaitResult
+from dev_sessions.backend import Dialog, Option, Started, Status, WaitResult
 from dev_sessions.config import Settings
 from dev_sessions.errors import ReportedError, UsageError
 from dev_sessions.gateway.client import host_path
@@ -23,6 +23,7 @@ from dev_sessions.gateway.service import (
     service_env,
 )
 from dev_sessions.messaging.records import Message, Receipt
+from dev_sessions.results import Created, Goal, Inspection
 from dev_sessions.store import Session
 from tests.conftest import need
 

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from dev_sessions.backend import Dialog, Goal, Inspection, Killed, Option, Status
+from dev_sessions.backend import Dialog, Option, Status
 from dev_sessions.config import Settings
 from dev_sessions.errors import BadAnswer, NoDialog, SessionNotFound, TmuxError, UsageError
+from dev_sessions.results import Goal, Inspection, Killed
 from dev_sessions.sessions import SessionManager
 from tests.fakes.backend import FakeBackend, Turn
 
