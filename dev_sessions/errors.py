@@ -39,8 +39,8 @@ Exit 1, everything else:
   not start, cannot be reached, or refused a call.
 * ``BridgeUnavailable``: the Codex bridge cannot be reached or broke off.
 * ``GatewayUnreachable``: (sandbox mode) the gateway on the host does not answer.
-* ``BadRequest`` / ``Forbidden``: the gateway will not read a request (HTTP 400), or its token may not
-  make this call (HTTP 403).
+* ``BadRequest`` / ``NoSuchCall`` / ``Forbidden``: the gateway will not read a request (HTTP 400),
+  the call does not exist (404), or its token may not make this call (HTTP 403).
 * ``TokenUnusable`` / ``TokenNotFound``: a gateway token is missing or too weak; no such scoped token.
 * ``ReportedError``: an error another dev-sessions process reported whose class this one does not
   know (an older or newer version): its message and exit code as they were.
@@ -265,6 +265,10 @@ class GatewayUnreachable(DevSessionsError):
 
 class BadRequest(DevSessionsError):
     """A request the gateway will not read any further (HTTP 400)."""
+
+
+class NoSuchCall(BadRequest):
+    """A request for a call the API does not have (HTTP 404)."""
 
 
 class Forbidden(DevSessionsError):

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 
 import typer
 
-from dev_sessions.cli import doctor, gateway, messaging, selftest, sessions, skills
+from dev_sessions.cli import call, doctor, gateway, messaging, selftest, sessions, skills
 
 HELP = "Spawn, instruct, wait on and read other coding-agent sessions (Claude Code, Codex), and message them."
 
@@ -21,6 +21,7 @@ GROUPS: dict[str, tuple[Callable[[typer.Typer], None], frozenset[str]]] = {
     "gateway": (gateway.register, frozenset({"gateway"})),
     "doctor": (doctor.register, frozenset({"doctor"})),
     "selftest": (selftest.register, frozenset({"selftest"})),
+    "call": (call.register, frozenset({"call"})),
 }
 
 

@@ -20,11 +20,27 @@ from collections.abc import Mapping
 from pathlib import PurePath
 
 from dev_sessions.api import LIBRARIES, Call, calls, library
-from dev_sessions.errors import ReportedError
+from dev_sessions.errors import BadRequest, NoSuchCall, ReportedError
 
 CALLS: dict[str, dict[str, Call]] = {api: calls(library(api)) for api in LIBRARIES}
 
 _PACKAGE = "dev_sessions."
+
+
+def lookup(request: object) -> tuple[str, Call, dict[str, object]]:
+    """The API, the call and the arguments a request (``{"api", "method", "args"}``) names, or a
+    one-line ``BadRequest``: an unknown call, or an argument the call does not take."""
+    if not isinstance(request, dict):
+        raise BadRequest("a request is a JSON object")
+    api, method, args = request.get("api"), request.get("method"), request.get("args")
+    spec = CALLS.get(api, {}).get(method) if isinstance(api, str) and isinstance(method, str) else None
+    if spec is None:
+        raise NoSuchCall("no such call (see dev_sessions/api.py)")
+    if args is None:
+        args = {}
+    if not isinstance(args, dict) or not set(args) <= spec.args:
+        raise BadRequest(f"{api}.{method} takes only: {', '.join(sorted(spec.args)) or 'no arguments'}")
+    return str(api), spec, args
 
 
 def encode(value: object) -> object:

@@ -39,10 +39,10 @@ from aiohttp import web
 from dev_sessions import __version__
 from dev_sessions.api import Call
 from dev_sessions.config import Settings
-from dev_sessions.errors import EXIT_ERROR, BadRequest, DevSessionsError, Forbidden
+from dev_sessions.errors import EXIT_ERROR, BadRequest, DevSessionsError, Forbidden, NoSuchCall
 from dev_sessions.gateway import checks
 from dev_sessions.gateway.policy import admit
-from dev_sessions.gateway.protocol import CALLS, encode
+from dev_sessions.gateway.protocol import encode, lookup
 from dev_sessions.gateway.tokens import OWNER, Principal, TokenRegistry, authenticate, check_owner_token
 
 log = logging.getLogger("dev_sessions.gateway")
@@ -147,22 +147,19 @@ class Gateway:
         except asyncio.TimeoutError:
             return _refuse(408, f"the body did not arrive within {BODY_TIMEOUT_S:g} s", close=True)
         data = checks.parse_body(body)
-        api, method, args = data.get("api"), data.get("method"), data.get("args")
-        if args is None:
-            args = {}
-        spec = CALLS.get(api, {}).get(method) if isinstance(api, str) and isinstance(method, str) else None
-        if spec is None:
-            return _refuse(404, "no such call (see dev_sessions/gateway/protocol.py)")
+        try:
+            api, spec, args = lookup(data)
+        except NoSuchCall as err:
+            return _refuse(404, str(err))
+        method = spec.name
         call = f"{api}.{method}"
         request["call"] = call
-        if not isinstance(args, dict) or not set(args) <= spec.args:
-            return _refuse(400, f"{call} takes only: {', '.join(sorted(spec.args)) or 'no arguments'}")
         principal: Principal = request.get("principal", OWNER)
-        target = self._target(str(api))
+        target = self._target(api)
         try:
             args = admit(principal, call, spec, args, self._parent_of)
             self._check_paths(spec, args, principal)
-            function = getattr(target, str(method))
+            function = getattr(target, method)
             checks.check_args(function, args, call)
         except Forbidden as err:
             return _refuse(403, str(err))

@@ -342,3 +342,27 @@ def test_worktree_from_the_command_line(cli: DevSessions, fake_claude: Path, wor
     assert not Path(rows[sid]["worktree"]).exists() and Path(rows[named]["worktree"]).exists()
     refused = cli("create", "--worktree", "--path", str(workdir))
     one_line_error(refused, 2, "is not in a git repository")
+
+
+def test_call_answers_one_api_call_from_stdin(cli: DevSessions) -> None:
+    """What a remote host's dev-sessions is asked over ssh: JSON in, one JSON line out, exit 0."""
+    cli.ok("agents", "register", "boss")
+    body = "line one\n$(not run) `nor this` ; \u00e9\u2603\n"
+    request = {"api": "messages", "method": "send", "args": {"to": "boss", "body": body, "sender": "me"}}
+    answer = json.loads(cli.ok("call", stdin=json.dumps(request)))
+    assert answer["result"]["$"] == "dev_sessions.messaging.records:Message"
+    assert answer["result"]["body"] == body and answer["result"]["sender"] == "me"
+    cases = [
+        ({"api": "sessions", "method": "status", "args": {"session_id": "nope-top"}}, "SessionNotFound", 1),
+        ({"api": "sessions", "method": "store", "args": {}}, "NoSuchCall", 1),
+        ({"api": "sessions", "method": "status", "args": {"session_id": 3}}, "BadRequest", 1),
+        ({"api": "sessions", "method": "status", "args": {"nope": 1}}, "BadRequest", 1),
+        ({"api": "messages", "method": "send", "args": {"to": "boss", "body": " "}}, "UsageError", 2),
+    ]
+    for request, kind, code in cases:
+        result = cli("call", stdin=json.dumps(request))
+        assert result.returncode == 0, result.stderr
+        error = json.loads(result.stdout)["error"]
+        assert (error["kind"], error["exit"]) == (kind, code), error
+    assert json.loads(cli.ok("call", stdin="not json"))["error"]["kind"] == "BadRequest"
+    assert "call" not in cli.ok("--help").split()
