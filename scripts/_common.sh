@@ -37,6 +37,38 @@ ensure_tmux() {
   ensure_command tmux
 }
 
+# OpenSSH's server, for the tests' own sshd (tests/fakes/sshd.py: a throwaway one on 127.0.0.1 and a
+# free port). Only the binary is wanted: the system service is neither started nor left enabled.
+ensure_sshd() {
+  [ -x /usr/sbin/sshd ] && return
+  command -v apt-get >/dev/null 2>&1 ||
+    die "/usr/sbin/sshd is needed for the remote-host tests: install OpenSSH's server (it need not run)"
+  say "installing openssh-server (for /usr/sbin/sshd; the system service is not started)"
+  # Exit 101 from policy-rc.d tells Debian's maintainer scripts not to start the service. Ours only
+  # while we install, and only where the machine has none of its own (Docker images do).
+  local policy=/usr/sbin/policy-rc.d ours=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# dev-sessions scripts/test: no service starts while openssh-server installs\nexit 101\n' |
+      as_root tee "$policy" >/dev/null
+    as_root chmod 755 "$policy"
+    ours=1
+  fi
+  local failed=""
+  { as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      openssh-server >/dev/null; } || failed=1
+  [ -z "$ours" ] || as_root rm -f "$policy"
+  [ -z "$failed" ] || die "installing openssh-server failed"
+  # Under systemd the package enables ssh.service (and may have started it despite policy-rc.d):
+  # nothing may listen on port 22 because of us.
+  if [ -d /run/systemd/system ]; then
+    as_root systemctl disable --now --quiet ssh.service ssh.socket 2>/dev/null || true
+  elif [ -x /etc/init.d/ssh ] && /etc/init.d/ssh status >/dev/null 2>&1; then
+    as_root /etc/init.d/ssh stop >/dev/null
+  fi
+  [ -x /usr/sbin/sshd ] || die "/usr/sbin/sshd still not found after installing openssh-server"
+}
+
 # A Python 3.10+ to build virtual environments with.
 find_python() {
   for candidate in "${PYTHON:-}" python3 python3.13 python3.12 python3.11 python3.10; do
