@@ -14,6 +14,13 @@ a ``Settings`` (and, where a child process inherits it, ``settings.environ``). T
                                 set inside every session we start; else ``user``)
 ``DEV_SESSIONS_BRIDGE_LINGER``   seconds the Codex bridge stays up without requests (default 600)
 ``DEV_SESSIONS_DELIVERER_LINGER`` seconds the message deliverer stays up with nothing to do (default 5)
+``DEV_SESSIONS_SSH_CONFIG``      (remote hosts) an ssh client config file for ``ssh -F`` (default:
+                                ssh's own, ``~/.ssh/config``)
+``DEV_SESSIONS_SSH_CONNECT_TIMEOUT`` (remote hosts) seconds ssh waits for a host to answer (default 5)
+``DEV_SESSIONS_SSH_PERSIST``     (remote hosts) seconds a shared ssh connection stays open after its
+                                last command (default 300; 0: closed with the command)
+``DEV_SESSIONS_REMOTE_BIN``      (remote hosts) the dev-sessions command on a remote host (default
+                                ``dev-sessions``; ``~/...`` is under the remote home)
 ``DEV_SESSIONS_GATEWAY_TOKEN``   the gateway's owner token (else ``$DEV_SESSIONS_HOME/gateway-token``)
 ``DEV_SESSIONS_GATEWAY_ROOTS``   directories the gateway serves, ``:``-separated (default: home)
 ``DEV_SESSIONS_SANDBOX``         ``1``: every command goes to the gateway on the host
@@ -69,6 +76,10 @@ class Settings(NamedTuple):
     """Who "I" am, as the environment says (None: nobody said, which is ``user`` locally)."""
     bridge_linger: float = 600.0
     deliverer_linger: float = 5.0
+    ssh_config: Path | None = None
+    ssh_connect_timeout: float = 5.0
+    ssh_persist: float = 300.0
+    remote_bin: str = "dev-sessions"
     gateway_token: str | None = None
     gateway_roots: tuple[Path, ...] = ()
     sandbox: bool = False
@@ -99,6 +110,10 @@ class Settings(NamedTuple):
             agent=env.get("DEV_SESSIONS_AGENT") or env.get("DEV_SESSIONS_ID") or None,
             bridge_linger=_float(env, "DEV_SESSIONS_BRIDGE_LINGER", 600.0),
             deliverer_linger=_float(env, "DEV_SESSIONS_DELIVERER_LINGER", 5.0),
+            ssh_config=_path(env, "DEV_SESSIONS_SSH_CONFIG"),
+            ssh_connect_timeout=_float(env, "DEV_SESSIONS_SSH_CONNECT_TIMEOUT", 5.0),
+            ssh_persist=_float(env, "DEV_SESSIONS_SSH_PERSIST", 300.0),
+            remote_bin=env.get("DEV_SESSIONS_REMOTE_BIN") or "dev-sessions",
             gateway_token=env.get("DEV_SESSIONS_GATEWAY_TOKEN") or None,
             gateway_roots=tuple(
                 Path(p) for p in (env.get("DEV_SESSIONS_GATEWAY_ROOTS") or "").split(":") if p

@@ -39,6 +39,10 @@ Exit 1, everything else:
   not start, cannot be reached, or refused a call.
 * ``BridgeUnavailable``: the Codex bridge cannot be reached or broke off.
 * ``GatewayUnreachable``: (sandbox mode) the gateway on the host does not answer.
+* ``HostUnreachable``: ssh cannot reach a remote host, or lost it (ssh's own failure, exit 255).
+* ``RemoteMissing`` / ``RemoteIncompatible``: a remote host has no dev-sessions where we look, or one
+  whose version this one cannot drive.
+* ``RemoteFailed``: a command on a remote host failed; its one line, and its exit code kept.
 * ``BadRequest`` / ``NoSuchCall`` / ``Forbidden``: the gateway will not read a request (HTTP 400),
   the call does not exist (404), or its token may not make this call (HTTP 403).
 * ``TokenUnusable`` / ``TokenNotFound``: a gateway token is missing or too weak; no such scoped token.
@@ -261,6 +265,40 @@ class GatewayUnreachable(DevSessionsError):
             f"gateway {url} does not answer ({detail}): is `dev-sessions gateway` running on the host, "
             "and was the container started with --add-host=host.docker.internal:host-gateway?"
         )
+
+
+class HostUnreachable(DevSessionsError, ConnectionError):
+    def __init__(self, *, host: str, detail: str) -> None:
+        self.host = host
+        self.detail = detail
+        super().__init__(
+            f"{host}: ssh cannot reach it ({detail}); check the host name and try `ssh {host}` by hand: "
+            "it must log in without a prompt (a key, or your ssh agent; dev-sessions runs ssh in BatchMode)"
+        )
+
+
+class RemoteMissing(DevSessionsError):
+    def __init__(self, *, host: str, binary: str, detail: str) -> None:
+        self.host = host
+        super().__init__(
+            f"{host}: {binary}: {detail}; install dev-sessions there, or set DEV_SESSIONS_REMOTE_BIN to "
+            "its path (e.g. ~/.local/bin/dev-sessions: ssh's commands do not read a login profile)"
+        )
+
+
+class RemoteIncompatible(DevSessionsError):
+    def __init__(self, *, host: str, found: str, wanted: str) -> None:
+        self.host = host
+        self.found = found
+        super().__init__(f"{host}: its dev-sessions is {found!r}, this one needs {wanted}; upgrade it there")
+
+
+class RemoteFailed(ReportedError):
+    """A command on a remote host failed: its own one line, after the host, and its own exit code."""
+
+    def __init__(self, *, host: str, message: str, exit_code: int) -> None:
+        super().__init__(f"{host}: {message}", exit_code)
+        self.host = host
 
 
 class BadRequest(DevSessionsError):
