@@ -272,7 +272,7 @@ class HostUnreachable(DevSessionsError, ConnectionError):
         self.host = host
         self.detail = detail
         super().__init__(
-            f"{host}: ssh cannot reach it ({detail}); check the host name and try `ssh {host}` by hand: "
+            f"{host}: no ssh connection ({detail}); check the host name and try `ssh {host}` by hand: "
             "it must log in without a prompt (a key, or your ssh agent; dev-sessions runs ssh in BatchMode)"
         )
 

@@ -217,7 +217,10 @@ class Ssh:
             self.target, args[0] if args else "", len(args), code, time.monotonic() - started,
         )  # fmt: skip
         if code == EXIT_SSH:
-            detail = _last_line(stderr).removeprefix("ssh: ") or "ssh exited with 255"
+            detail = (
+                _last_line(stderr).removeprefix("ssh: ")
+                or "ssh exited with 255 and said nothing: no connection, or one lost"
+            )
             raise HostUnreachable(host=self.target, detail=detail)
         if code in (EXIT_NOT_FOUND, EXIT_NOT_EXECUTABLE):
             what = "not found on its PATH" if code == EXIT_NOT_FOUND else "found but not executable"

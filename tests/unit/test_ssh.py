@@ -291,7 +291,7 @@ def test_ssh_failing_is_host_unreachable_in_one_line(fake_ssh: Settings) -> None
         Ssh(fake_ssh, "down").run(["list"])
     message = str(caught.value)
     assert message == (
-        "down: ssh cannot reach it (connect to host down port 22: Connection refused); check the host "
+        "down: no ssh connection (connect to host down port 22: Connection refused); check the host "
         "name and try `ssh down` by hand: it must log in without a prompt (a key, or your ssh agent; "
         "dev-sessions runs ssh in BatchMode)"
     )
@@ -301,7 +301,7 @@ def test_ssh_failing_is_host_unreachable_in_one_line(fake_ssh: Settings) -> None
 
 def test_no_answer_within_the_timeout_is_host_unreachable(fake_ssh: Settings) -> None:
     started = time.monotonic()
-    with pytest.raises(HostUnreachable, match=r"silent: ssh cannot reach it \(no answer within 0.5 s\)"):
+    with pytest.raises(HostUnreachable, match=r"silent: no ssh connection \(no answer within 0.5 s\)"):
         Ssh(fake_ssh, "silent").run(["list"], timeout=0.5)
     assert time.monotonic() - started < 5
 
