@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +31,7 @@ from dev_sessions.selftest.fakes.anthropic import FakeAnthropic
 from dev_sessions.selftest.fakes.openai_responses import FakeResponses
 from dev_sessions.selftest.offline import claude_env, prepare_claude_home, prepare_codex_home
 from tests.fakes.agents import AgentSet, agent_sets
+from tests.fakes.sshd import Sshd, missing_tools, start_sshd
 
 ROOT = Path(__file__).resolve().parents[1]
 # One knob for slow machines: every deadline in the tests is multiplied by it.
@@ -54,6 +57,8 @@ _FOREIGN = (
     # The user's session bus: `systemctl --user` (gateway install/uninstall/status) must never reach
     # the real user manager and stop or replace a gateway service someone runs.
     "DBUS_SESSION_BUS_ADDRESS",
+    # The user's ssh agent: the remote-host tests log in with their own throwaway key only.
+    "SSH_AUTH_SOCK",
 )
 
 
@@ -362,3 +367,30 @@ def gateway(isolated: Path) -> Iterator[GatewayProcess]:
     if running.process.poll() is None:
         running.process.terminate()
         running.process.wait(timeout=10)
+
+
+@pytest.fixture
+def sshd(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sshd]:
+    """A real sshd on 127.0.0.1 and the "remote host" behind it (tests/fakes/sshd.py), for the ssh
+    transport: ``DEV_SESSIONS_SSH_CONFIG`` names its client config (hosts ``remote-box``,
+    ``unreachable-box``, ``silent-box``), and the remote login has its own home, state dir and tmux
+    socket. Stopped afterwards, with every shared connection (ControlMaster) the test opened."""
+    missing = missing_tools()
+    if missing:
+        need(missing)
+    running = start_sshd(isolated / "sshd")
+    # The local state dir holds the control sockets, whose path must stay under 90 bytes: a short one.
+    short = Path(tempfile.mkdtemp(prefix="ds-ssh-", dir="/tmp"))
+    monkeypatch.setenv("DEV_SESSIONS_HOME", str(short / "state"))
+    monkeypatch.setenv("DEV_SESSIONS_SSH_CONFIG", str(running.client_config))
+    try:
+        yield running
+    finally:
+        sockets = short / "state" / "ssh"
+        for control in sockets.glob("cm-*") if sockets.is_dir() else ():
+            subprocess.run(
+                ["ssh", "-F", str(running.client_config), "-S", str(control), "-O", "exit", "any"],
+                stdin=subprocess.DEVNULL, capture_output=True, timeout=10, check=False,
+            )  # fmt: skip
+        running.stop()
+        shutil.rmtree(short, ignore_errors=True)

@@ -1,0 +1,305 @@
+"""The ssh transport against a real sshd (the ``sshd`` fixture, tests/fakes/sshd.py): the remote host
+is a second world on this machine, whose ``dev-sessions`` is this checkout."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from dev_sessions import __version__
+from dev_sessions.config import Settings
+from dev_sessions.errors import DevSessionsError, HostUnreachable, RemoteFailed, RemoteMissing
+from dev_sessions.messaging.messenger import MAX_BODY
+from dev_sessions.remote.ssh import RemoteResult, Ssh, run_many
+from tests.conftest import SLOW, eventually
+from tests.fakes.sshd import ALIAS, SILENT, UNREACHABLE, Sshd
+
+# Every byte that can appear in UTF-8 text: ASCII (NUL included), continuation bytes, and the lead
+# bytes of 2, 3 and 4-byte sequences (never C0, C1 or F5 to FF).
+UTF8_BYTES = set(range(0x00, 0xC0)) | set(range(0xC2, 0xF5))
+
+HOSTILE = [
+    "two words",
+    " leading and trailing ",
+    "it's",
+    'say "hi"',
+    "`touch pwned`",
+    "${HOME}",
+    "$HOME",
+    "a; touch pwned",
+    "a && b || c | d &",
+    "line one\nline two\n",
+    "tab\there",
+    "back\\slash",
+    "*",
+    "~",
+    "!!",
+    "#not a comment",
+    "> out < in",
+    "{a,b}",
+    "[abc]",
+    "",
+    "é ✓ 🎉",
+    "\r\n",
+    "\x1b[31mred #{pane_title}",
+    "%s %n %C",
+]
+
+
+def remote(**env: str) -> Ssh:
+    return Ssh(Settings.from_env({**os.environ, **env}), ALIAS)
+
+
+def one_line(error: DevSessionsError, *needles: str) -> None:
+    message = str(error)
+    assert "\n" not in message and "Traceback" not in message, message
+    for needle in needles:
+        assert needle in message, message
+
+
+def every_utf8_byte(size: int) -> bytes:
+    """``size`` bytes of UTF-8 text holding every byte value UTF-8 can, and shell and tmux syntax."""
+    syntax = "$(touch pwned) `id` ; | & ' \" \\ \n \r\n \t #{pane_title} ~ * ? [x] {a,b} !! %s \x00 \x1b[2J"
+    points = [*range(0x00, 0x800), *range(0x800, 0x10000, 7), *range(0x10000, 0x110000, 0x800)]
+    text = syntax + "".join(chr(p) for p in points if not 0xD800 <= p <= 0xDFFF)
+    data = text.encode()
+    assert len(data) < size
+    filler = b"0123456789abcdef\n"
+    data += (filler * (size // len(filler) + 1))[: size - len(data)]
+    assert set(data) == UTF8_BYTES and len(data) == size
+    return data
+
+
+def real_home_marks() -> dict[str, object]:
+    """What the test must not change in the real home: its .ssh and .dev-sessions."""
+    real = Path(pwd.getpwuid(os.getuid()).pw_dir)
+    marks: dict[str, object] = {}
+    for name in (".ssh", ".dev-sessions"):
+        path = real / name
+        marks[name] = (path.stat().st_mtime_ns, sorted(os.listdir(path))) if path.exists() else None
+    return marks
+
+
+# -- a command over ssh ------------------------------------------------------------------------------
+
+
+def test_the_remote_answers_with_its_version(sshd: Sshd) -> None:
+    ssh = remote()
+    assert ssh.check_version() == __version__
+    assert len(sshd.remote.started()) == 1  # the remote world's dev-sessions, not ours
+    print(f"sshd started in {sshd.started_in * 1000:.0f} ms")
+
+
+def test_the_remote_login_is_its_own_world(sshd: Sshd) -> None:
+    before = real_home_marks()
+    result = remote(DEV_SESSIONS_REMOTE_BIN="env").call([])
+    environ = dict(line.split("=", 1) for line in result.text.splitlines() if "=" in line)
+    world = sshd.remote
+    assert environ["HOME"] == str(world.home)
+    assert environ["DEV_SESSIONS_HOME"] == str(world.state)
+    assert environ["DEV_SESSIONS_TMUX_SOCKET"] == world.tmux_socket
+    assert environ["PATH"].startswith(f"{world.bin}:")
+    assert "SSH_AUTH_SOCK" not in environ  # no agent forwarded, none asked
+    assert Path(os.environ["DEV_SESSIONS_HOME"]) != world.state
+    remote().call(["agents", "register", "someagent"])
+    assert (world.state / "messages.db").exists()
+    assert real_home_marks() == before
+
+
+def test_a_megabyte_body_comes_back_byte_for_byte(sshd: Sshd) -> None:
+    ssh = remote()
+    ssh.call(["agents", "register", "someagent"])
+    body = every_utf8_byte(MAX_BODY)
+    sent = ssh.call(["msg", "send", "--to", "someagent", "--file", "-"], stdin=body)
+    assert sent.text.strip().isdigit()
+    read = ssh.call(["msg", "read", "--as", "someagent", "--json"])
+    [message] = json.loads(read.stdout)
+    assert message["body"].encode() == body
+    assert not (sshd.remote.home / "pwned").exists()
+
+
+def test_arguments_arrive_as_single_literal_arguments(sshd: Sshd) -> None:
+    marker = sshd.remote.home / "pwned"
+    args = [*HOSTILE, f"$(touch {marker})", f"; touch {marker}"]
+    out = remote(DEV_SESSIONS_REMOTE_BIN="printf").call(["%s\\0", *args]).stdout
+    assert out.decode().split("\0")[:-1] == args
+    # and through the remote dev-sessions itself
+    ssh = remote()
+    ssh.call(["agents", "register", "someagent"])
+    text = "\n".join(args) + " end"
+    ssh.call(["msg", "send", "--to", "someagent", "--metadata", json.dumps({"k": text}), text])
+    [message] = json.loads(ssh.call(["msg", "read", "--as", "someagent", "--json"]).stdout)
+    assert (message["body"], message["metadata"]) == (text, {"k": text})
+    assert not marker.exists()
+
+
+def test_a_failed_remote_command_is_its_one_line_and_exit_code(sshd: Sshd) -> None:
+    ssh = remote()
+    result = ssh.run(["status", "nope-top"])
+    assert result.exit_code == 1
+    with pytest.raises(RemoteFailed) as caught:
+        result.check()
+    assert str(caught.value) == f"{ALIAS}: nope-top: no such session (see `dev-sessions list`)"
+    with pytest.raises(RemoteFailed) as caught:
+        ssh.call(["wait", "nope-top", "--timeout", "soon"])
+    assert caught.value.exit_code == 2
+    one_line(caught.value, f"{ALIAS}: ", "is not a duration")
+
+
+# -- what goes wrong -------------------------------------------------------------------------------
+
+
+def test_a_closed_port_is_host_unreachable_at_once(sshd: Sshd) -> None:
+    settings = Settings.from_env({**os.environ, "DEV_SESSIONS_SSH_CONNECT_TIMEOUT": "2"})
+    started = time.monotonic()
+    with pytest.raises(HostUnreachable) as caught:
+        Ssh(settings, UNREACHABLE).run(["--version"])
+    assert time.monotonic() - started < 2 * SLOW
+    one_line(caught.value, f"{UNREACHABLE}: no ssh connection (connect to host 127.0.0.1 port ")
+    one_line(caught.value, "Connection refused", f"try `ssh {UNREACHABLE}` by hand", "BatchMode")
+
+
+def test_a_host_that_never_answers_is_host_unreachable_after_the_connect_timeout(sshd: Sshd) -> None:
+    settings = Settings.from_env({**os.environ, "DEV_SESSIONS_SSH_CONNECT_TIMEOUT": "1"})
+    started = time.monotonic()
+    with pytest.raises(HostUnreachable) as caught:
+        Ssh(settings, SILENT).run(["--version"])
+    elapsed = time.monotonic() - started
+    assert 1 <= elapsed < 1 + 2 * SLOW, elapsed
+    one_line(caught.value, f"{SILENT}: no ssh connection (", "timed out")
+
+
+def test_a_remote_without_dev_sessions_is_remote_missing(sshd: Sshd) -> None:
+    with pytest.raises(RemoteMissing) as caught:
+        remote(DEV_SESSIONS_REMOTE_BIN="dev-sessions-not-here").remote_version()
+    one_line(caught.value, f"{ALIAS}: dev-sessions-not-here: not found on its PATH; install dev-sessions")
+    one_line(caught.value, "DEV_SESSIONS_REMOTE_BIN")
+
+
+def test_run_many_answers_every_host_within_its_timeout(sshd: Sshd) -> None:
+    commands = {ALIAS: ["--version"], UNREACHABLE: ["--version"], SILENT: ["--version"]}
+    started = time.monotonic()
+    answers = run_many(Settings.from_env(), commands, timeout=3)
+    assert time.monotonic() - started < 3 + 2 * SLOW
+    assert answers[ALIAS] == RemoteResult(ALIAS, 0, f"dev-sessions {__version__}\n".encode(), b"")
+    assert isinstance(answers[UNREACHABLE], HostUnreachable)
+    assert "Connection refused" in str(answers[UNREACHABLE])
+    assert isinstance(answers[SILENT], HostUnreachable)
+    assert "no answer within 3 s" in str(answers[SILENT])
+
+
+# -- the shared connection ---------------------------------------------------------------------------
+
+
+def test_one_connection_serves_every_command_to_a_host(sshd: Sshd) -> None:
+    ssh = remote()
+    started = time.monotonic()
+    ssh.check_version()
+    first = time.monotonic() - started
+    master = ssh.master_pid()
+    assert master is not None
+    started = time.monotonic()
+    ssh.check_version()
+    second = time.monotonic() - started
+    assert ssh.master_pid() == master
+    assert sshd.logins() == 1
+    [socket_path] = ssh.control_dir.iterdir()
+    assert socket_path.name.startswith("cm-")
+    info = socket_path.lstat()
+    assert stat.S_ISSOCK(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o600
+    assert stat.S_IMODE(ssh.control_dir.lstat().st_mode) == 0o700
+    assert ssh.control_dir == Path(os.environ["DEV_SESSIONS_HOME"]) / "ssh"
+    print(f"first command {first * 1000:.0f} ms (log in), second {second * 1000:.0f} ms (shared)")
+
+
+def test_the_shared_connection_closes_after_its_persist_time(sshd: Sshd) -> None:
+    ssh = remote(DEV_SESSIONS_SSH_PERSIST="1")
+    ssh.check_version()
+    eventually(lambda: ssh.master_pid() is None and not list(ssh.control_dir.iterdir()), timeout=10)
+
+
+def test_persist_0_leaves_no_connection_behind(sshd: Sshd) -> None:
+    ssh = remote(DEV_SESSIONS_SSH_PERSIST="0")
+    ssh.check_version()
+    ssh.check_version()
+    assert ssh.master_pid() is None
+    assert sshd.logins() == 2
+
+
+def test_a_killed_connection_mid_command_is_host_unreachable_and_the_next_command_reconnects(
+    sshd: Sshd,
+) -> None:
+    ssh = remote()
+    ssh.call(["agents", "register", "someagent"])
+    master = ssh.master_pid()
+    assert master is not None
+    outcome: list[object] = []
+
+    def blocked() -> None:
+        try:
+            outcome.append(ssh.run(["msg", "wait", "--as", "someagent", "--timeout", "30"]))
+        except DevSessionsError as err:
+            outcome.append(err)
+
+    waiter = threading.Thread(target=blocked)
+    waiter.start()
+    eventually(lambda: len(sshd.remote.started()) == 2)  # the remote `msg wait` runs
+    os.kill(master, signal.SIGKILL)
+    waiter.join(10 * SLOW)
+    assert not waiter.is_alive()
+    [error] = outcome
+    assert isinstance(error, HostUnreachable), error
+    one_line(
+        error,
+        f"{ALIAS}: no ssh connection (ssh exited with 255 and said nothing: no connection, or one lost)",
+    )
+    # The next command finds the dead master's socket, replaces it and goes through.
+    assert ssh.check_version() == __version__
+    assert ssh.master_pid() not in (None, master)
+    assert sshd.logins() == 2
+
+
+def test_the_deepest_state_dir_that_holds_a_control_socket(sshd: Sshd) -> None:
+    # ssh binds <ControlPath>.<16 characters> first: 90 bytes of path is the most a socket takes.
+    base = Path(tempfile.mkdtemp(prefix="ds-", dir="/tmp"))
+    try:
+        deepest = base / ("d" * (42 - len(str(base)) - 1))
+        assert len(str(deepest)) == 42
+        ssh = remote(DEV_SESSIONS_HOME=str(deepest))
+        assert ssh.control_path() == f"{deepest}/ssh/cm-%C"
+        assert ssh.check_version() == __version__
+        assert len(str(next(ssh.control_dir.iterdir()))) == 90
+        # one byte deeper: no shared connection, and the command still goes through
+        deeper = remote(DEV_SESSIONS_HOME=f"{deepest}d")
+        assert deeper.control_path() is None
+        assert deeper.check_version() == __version__
+        assert not deeper.control_dir.exists()
+    finally:
+        remote(DEV_SESSIONS_HOME=str(deepest)).disconnect()
+        shutil.rmtree(base)
+
+
+# -- nothing for commands that stay here -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [["status", "fizz-top"], ["list"], ["msg", "read"], ["--help"]])
+def test_local_commands_do_not_import_the_ssh_transport(args: list[str], tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "dev_sessions", *args],
+        capture_output=True, text=True, cwd=tmp_path, check=False,
+    )  # fmt: skip
+    imported = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if "|" in line]
+    assert "dev_sessions.cli" in imported  # the list is read right
+    assert [name for name in imported if name.startswith("dev_sessions.remote")] == []
