@@ -104,9 +104,13 @@ def test_the_remote_answers_with_its_version(sshd: Sshd) -> None:
 
 def test_the_remote_login_is_its_own_world(sshd: Sshd) -> None:
     before = real_home_marks()
+    world = sshd.remote
+    # bash, started by sshd, reads ~/.bashrc: the remote world's, not the real one
+    (world.home / ".bashrc").write_text("export DS_TEST_BASHRC=remote-world\n")
     result = remote(DEV_SESSIONS_REMOTE_BIN="env").call([])
     environ = dict(line.split("=", 1) for line in result.text.splitlines() if "=" in line)
-    world = sshd.remote
+    if Path(environ.get("SHELL", "")).name == "bash":
+        assert environ["DS_TEST_BASHRC"] == "remote-world"
     assert environ["HOME"] == str(world.home)
     assert environ["DEV_SESSIONS_HOME"] == str(world.state)
     assert environ["DEV_SESSIONS_TMUX_SOCKET"] == world.tmux_socket
