@@ -20,7 +20,14 @@ import pytest
 
 from dev_sessions import __version__
 from dev_sessions.config import Settings
-from dev_sessions.errors import DevSessionsError, HostUnreachable, RemoteFailed, RemoteMissing
+from dev_sessions.errors import (
+    DevSessionsError,
+    HostUnreachable,
+    RemoteFailed,
+    RemoteMissing,
+    SessionNotFound,
+    revive,
+)
 from dev_sessions.messaging.messenger import MAX_BODY
 from dev_sessions.remote.ssh import RemoteResult, Ssh, run_many
 from tests.conftest import SLOW, eventually
@@ -147,6 +154,20 @@ def test_arguments_arrive_as_single_literal_arguments(sshd: Sshd) -> None:
     [message] = json.loads(ssh.call(["msg", "read", "--as", "someagent", "--json"]).stdout)
     assert (message["body"], message["metadata"]) == (text, {"k": text})
     assert not marker.exists()
+
+
+def test_an_api_call_goes_over_as_json_on_stdin_and_its_error_comes_back_as_itself(sshd: Sshd) -> None:
+    # `dev-sessions call`, the way a remote host's library is reached: JSON in, one JSON line out.
+    ssh = remote()
+    ssh.call(["agents", "register", "boss"])
+    body = "line one\n$(touch pwned) `nor this` ; é☃\n"
+    request = {"api": "messages", "method": "send", "args": {"to": "boss", "body": body, "sender": "me"}}
+    answer = json.loads(ssh.call(["call"], stdin=json.dumps(request).encode()).stdout)
+    assert (answer["result"]["body"], answer["result"]["sender"]) == (body, "me")
+    request = {"api": "sessions", "method": "status", "args": {"session_id": "nope-top"}}
+    error = revive(json.loads(ssh.call(["call"], stdin=json.dumps(request).encode()).stdout)["error"])
+    assert isinstance(error, SessionNotFound) and error.session_id == "nope-top"
+    assert not (sshd.remote.home / "pwned").exists()
 
 
 def test_a_failed_remote_command_is_its_one_line_and_exit_code(sshd: Sshd) -> None:
