@@ -273,7 +273,7 @@ def test_a_scoped_token_reaches_only_its_own_sessions_and_roots(
     status, answer = _answer(gateway, token, "sessions", "kill", {"session_ids": ["theirs-top"]})
     assert status == 403 and "not a session of worker" in answer["error"]["message"]
     status, answer = _answer(gateway, token, "sessions", "kill_all", {})
-    assert status == 200 and answer["result"] == ["mine-top"]
+    assert status == 200 and [k["id"] for k in answer["result"]] == ["mine-top"]
     assert [r["championId"] for r in json.loads(store.read_text())["sessions"]] == ["theirs-top"]
     status, answer = _answer(gateway, token, "sessions", "create", {"path": str(isolated)})
     assert status == 400 and "outside the directories this token may use" in answer["error"]["message"]
