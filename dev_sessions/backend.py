@@ -15,7 +15,7 @@ from dev_sessions.api import JsonObject
 from dev_sessions.errors import BadAnswer, UsageError
 from dev_sessions.store import Session
 
-State = Literal["idle", "working", "waiting_for_input", "exited", "starting", "error"]
+State = Literal["idle", "working", "waiting_for_input", "exited", "starting", "error", "unreachable"]
 Outcome = Literal["completed", "interrupted", "failed", "waiting_for_input", "idle", "exited", "timeout"]
 
 

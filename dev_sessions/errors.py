@@ -26,7 +26,7 @@ Exit 1, everything else:
 * ``LockTimeout``: another process held a lock for too long.
 * ``UnsafePath``: a file or directory of ours is a symbolic link, another user's, or open to others.
 * ``WriteFailed``: a file could not be written (a full disk); the old file is untouched.
-* ``IdsExhausted``: every session id is taken.
+* ``IdsExhausted``: every session id is taken; ``IdTaken`` (exit 2): the id asked for is.
 * ``ToolMissing``: tmux or an agent binary is not installed where we look.
 * ``TmuxError``: a tmux command failed.
 * ``SessionExited``: the agent process of a session is gone.
@@ -158,6 +158,12 @@ class WriteFailed(DevSessionsError):
         self.path = path
         self.reason = reason
         super().__init__(f"{path}: could not write it ({reason}); nothing was changed")
+
+
+class IdTaken(UsageError):
+    def __init__(self, *, session_id: str) -> None:
+        self.session_id = session_id
+        super().__init__(f"{session_id}: that session id is in use")
 
 
 class IdsExhausted(DevSessionsError):

@@ -8,7 +8,6 @@ sandbox mode serve it as it is.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -16,20 +15,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from dev_sessions import ids
+from dev_sessions import choices, ids
 from dev_sessions.api import JsonObject, call
 from dev_sessions.backend import Backend, LogItem, Status, WaitResult
 from dev_sessions.config import Settings
-from dev_sessions.errors import DevSessionsError, SessionNotFound, UsageError
-from dev_sessions.store import CLIS, Cli, Session, SessionStore, now_iso, parse_iso
+from dev_sessions.errors import DevSessionsError, IdTaken, SessionNotFound, UsageError
+from dev_sessions.store import Session, SessionStore, now_iso, parse_iso
 
 if TYPE_CHECKING:  # loaded by the commands that need them (see dev_sessions.results)
     from dev_sessions.results import Created, Goal, Inspection, Killed
     from dev_sessions.worktrees import Plan
 
-MODES = ("native", "docker")
-MODE_ALIASES = {"yolo": "native"}
-APPROVALS = ("never", "on-request", "untrusted")
 MAX_TEXT = 64 * 1024 * 1024
 
 
@@ -41,21 +37,14 @@ class SessionManager:
         self.settings = settings or Settings.from_env()
         self.environ = dict(self.settings.environ)
         self.store = SessionStore(self.settings.store_path)
-        self._backends: dict[str, Backend] = dict(backends or {})
+        self.backends = choices.Backends(self.settings, backends or {})
 
     def backend(self, cli: str) -> Backend:
-        if cli not in self._backends:
-            if cli == "claude":
-                from dev_sessions.claude.backend import ClaudeBackend
+        return self.backends.of_cli(cli)
 
-                self._backends[cli] = ClaudeBackend(self.settings)
-            elif cli == "codex":
-                from dev_sessions.codex.backend import CodexBackend
-
-                self._backends[cli] = CodexBackend(self.settings)
-            else:
-                raise UsageError(f"--cli {cli!r}: choose one of {', '.join(CLIS)}")
-        return self._backends[cli]
+    def backend_of(self, session: Session) -> Backend:
+        """The backend of a session: its host's (``create --host``), else its agent's."""
+        return self.backends.of(session)
 
     # -- lookups ------------------------------------------------------------------------------------
 
@@ -64,7 +53,7 @@ class SessionManager:
         if not ids.is_valid(session_id):
             raise SessionNotFound(session_id=session_id)
         session = self.store.get(session_id)
-        followed = self.backend(session.cli).follow(session)
+        followed = self.backend_of(session).follow(session)
         if followed is session:
             return session
         with self.store.transaction() as doc:  # the agent moved on (Claude's /clear): record it once
@@ -101,33 +90,35 @@ class SessionManager:
         parent: str | None = None,
         plan: bool = False,
         worktree: str | None = None,
+        host: str | None = None,
+        session_id: str | None = None,
     ) -> Created:
         """Start a session. ``plan`` (Codex): the thread starts in Plan mode, where the agent plans
         instead of changing files and may ask questions (answered with ``respond``). ``worktree``: the
         agent works in a git worktree of its own (:mod:`dev_sessions.worktrees`), on that branch
-        (``""``: a new ``dev-sessions/<id>``)."""
-        if cli not in CLIS:
-            raise UsageError(f"--cli {cli!r}: choose one of {', '.join(CLIS)}")
-        mode = MODE_ALIASES.get(mode, mode)
-        if mode not in MODES:
-            raise UsageError(f"--mode {mode!r}: choose native or docker")
-        if mode == "docker" and cli == "codex":
-            raise UsageError(
-                "--mode docker: not available for Codex sessions yet (Claude only); use --mode native"
+        (``""``: a new ``dev-sessions/<id>``). ``host``: on that machine, through its own dev-sessions
+        over ssh (``path`` is the host's; none: its home). ``session_id``: this id, not a new one
+        (how a host is asked for an id free on both machines)."""
+        mode = choices.check_create(cli, mode, approvals, plan, session_id)
+        if host is not None:
+            from dev_sessions.remote.host import create_on
+
+            wanted = {"description": description, "mode": mode, "approvals": approvals, "model": model}
+            parent = parent or self.creator()
+            return create_on(
+                self, host, path=path, cli=cli, parent=parent, plan=plan, worktree=worktree, **wanted
             )
-        if approvals not in APPROVALS:
-            raise UsageError(f"--approvals {approvals!r}: choose one of {', '.join(APPROVALS)}")
-        if plan and cli != "codex":
-            raise UsageError("--plan: Plan mode is for Codex sessions (create --cli codex --plan)")
-        workdir = self._workdir(path)
+        workdir = choices.workdir(path)
         backend = self.backend(cli)
         with self.store.transaction() as doc:
             in_use = set(doc.sessions) | backend.reserved_ids()
+            if session_id in in_use:
+                raise IdTaken(session_id=session_id)
             stamp = now_iso()
             session = Session(
-                id=ids.allocate(in_use),
+                id=session_id or ids.allocate(in_use),
                 internal_id=str(uuid.uuid4()),
-                cli=_as_cli(cli),
+                cli=choices.as_cli(cli),
                 path=workdir,
                 mode=mode,
                 description=description,
@@ -168,16 +159,6 @@ class SessionManager:
         """
         return self.settings.me()
 
-    @staticmethod
-    def _workdir(path: str | None) -> str:
-        raw = path if path is not None else os.getcwd()
-        resolved = Path(raw).expanduser().resolve()
-        if not resolved.exists():
-            raise UsageError(f"--path {raw}: no such directory")
-        if not resolved.is_dir():
-            raise UsageError(f"--path {raw}: not a directory")
-        return str(resolved)
-
     # -- talking to a session -------------------------------------------------------------------------
 
     @call(owns="session_id")
@@ -195,7 +176,7 @@ class SessionManager:
             )
         session = self.get(session_id)
         collaboration = None if plan is None else ("plan" if plan else "default")
-        sent = self.backend(session.cli).send(session, text, steer=steer, collaboration=collaboration)
+        sent = self.backend_of(session).send(session, text, steer=steer, collaboration=collaboration)
         changes: dict[str, Any] = {"last_send": sent.last_send, "last_used": now_iso()}
         if collaboration is not None:
             changes["collaboration"] = collaboration
@@ -211,7 +192,7 @@ class SessionManager:
             raise UsageError("--timeout cannot be negative")
         groups: dict[str, list[Session]] = {}
         for session in (self.get(sid) for sid in unique):
-            groups.setdefault(session.cli, []).append(session)
+            groups.setdefault(session.host or session.cli, []).append(session)
         return unique, groups
 
     @call(long=True, owns="session_ids")
@@ -220,13 +201,13 @@ class SessionManager:
     ) -> list[WaitResult]:
         unique, groups = self._wait_groups(session_ids, timeout)
         if len(groups) == 1:
-            ((cli, group),) = groups.items()
-            found = self.backend(cli).wait(group, timeout, goal=goal)
+            ((_, group),) = groups.items()
+            found = self.backend_of(group[0]).wait(group, timeout, goal=goal)
         else:
             with ThreadPoolExecutor(len(groups)) as pool:
                 futures = [
-                    pool.submit(self.backend(cli).wait, group, timeout, goal=goal)
-                    for cli, group in groups.items()
+                    pool.submit(self.backend_of(group[0]).wait, group, timeout, goal=goal)
+                    for group in groups.values()
                 ]
                 found = [r for f in futures for r in f.result()]
         by_id = {r.session_id: r for r in found}
@@ -240,7 +221,7 @@ class SessionManager:
 
         unique, groups = self._wait_groups(session_ids, timeout)
         batches = await asyncio.gather(
-            *(self.backend(cli).wait_async(group, timeout, goal=goal) for cli, group in groups.items())
+            *(self.backend_of(group[0]).wait_async(group, timeout, goal=goal) for group in groups.values())
         )
         by_id = {r.session_id: r for batch in batches for r in batch}
         return [by_id[sid] for sid in unique]
@@ -271,12 +252,12 @@ class SessionManager:
         if count < 1:
             raise UsageError("-n must be at least 1")
         session = self.get(session_id)
-        return self.backend(session.cli).last_messages(session, count)
+        return self.backend_of(session).last_messages(session, count)
 
     @call(owns="session_id")
     def status(self, session_id: str) -> Status:
         session = self.get(session_id)
-        return self.backend(session.cli).status(session)
+        return self.backend_of(session).status(session)
 
     @call(owns="session_id")
     def goal(
@@ -290,7 +271,7 @@ class SessionManager:
         if budget is not None and budget <= 0:
             raise UsageError("--budget must be a positive number of tokens")
         session = self.get(session_id)
-        record = self.backend(session.cli).goal(session, action, objective, budget)
+        record = self.backend_of(session).goal(session, action, objective, budget)
         from dev_sessions.results import Goal
 
         return None if record is None else Goal.from_record(cast(JsonObject, record))
@@ -298,32 +279,32 @@ class SessionManager:
     @call(owns="session_id")
     def interrupt(self, session_id: str) -> bool:
         session = self.get(session_id)
-        return self.backend(session.cli).interrupt(session)
+        return self.backend_of(session).interrupt(session)
 
     @call(owns="session_id")
     def respond(self, session_id: str, answer: str) -> str:
         session = self.get(session_id)
-        chosen = self.backend(session.cli).respond(session, answer)
+        chosen = self.backend_of(session).respond(session, answer)
         self._update(session_id, last_used=now_iso())
         return chosen
 
     @call(owns="session_id")
     def logs(self, session_id: str) -> list[LogItem]:
         session = self.get(session_id)
-        return self.backend(session.cli).log(session)
+        return self.backend_of(session).log(session)
 
     @call(owns="session_id")
     def screen(self, session_id: str) -> str:
         session = self.get(session_id)
-        return self.backend(session.cli).screen(session)
+        return self.backend_of(session).screen(session)
 
     @call(owns="session_id")
     def inspect(self, session_id: str) -> Inspection:
         session = self.get(session_id)
-        facts = dict(self.backend(session.cli).inspect(session))
+        facts = dict(self.backend_of(session).inspect(session))
         status = facts.pop("status")
         if not isinstance(status, Status):
-            status = self.backend(session.cli).status(session)
+            status = self.backend_of(session).status(session)
         from dev_sessions.results import Inspection, json_safe
 
         return Inspection(session, status, cast(JsonObject, json_safe(facts)))
@@ -333,13 +314,22 @@ class SessionManager:
         sessions = self.sessions(parent)
         groups: dict[str, list[Session]] = {}
         for session in sessions:
-            groups.setdefault(session.cli, []).append(session)
-        statuses: dict[str, Status] = {}
-        for cli, group in groups.items():
+            groups.setdefault(session.host or session.cli, []).append(session)
+
+        def statuses_of(group: list[Session]) -> dict[str, Status]:
             try:
-                statuses.update(self.backend(cli).statuses(group))
+                return self.backend_of(group[0]).statuses(group)
             except DevSessionsError as err:
-                statuses.update({s.id: Status("starting", detail=str(err)) for s in group})
+                return {s.id: Status("starting", detail=str(err)) for s in group}
+
+        statuses: dict[str, Status] = {}
+        if any(s.host for s in sessions):  # a host each, at once: one slow host costs its own time only
+            with ThreadPoolExecutor(len(groups)) as pool:
+                for found in pool.map(statuses_of, groups.values()):
+                    statuses.update(found)
+        else:
+            for group in groups.values():
+                statuses.update(statuses_of(group))
         return [(s, statuses[s.id]) for s in sessions]
 
     # -- kill ---------------------------------------------------------------------------------------
@@ -373,23 +363,16 @@ class SessionManager:
 
         killed = []
         for session in sessions:
-            backend = self.backend(session.cli)
+            backend = self.backend_of(session)
             backend.kill(session)
             with self.store.transaction() as doc:
                 doc.sessions.pop(session.id, None)
                 # Decided under the lock, so that a create racing with this kill either comes first
                 # (and keeps what it needs) or starts afresh after.
-                if not any(s.cli == session.cli for s in doc.sessions.values()):
+                if not any(s.cli == session.cli and s.host == session.host for s in doc.sessions.values()):
                     backend.retire()
             note = None
             if session.worktree:
                 note = worktrees.release(Path(session.worktree), session.branch, keep=keep_worktree)
             killed.append(Killed(session.id, note or ""))
         return killed
-
-
-def _as_cli(value: str) -> Cli:
-    for cli in CLIS:
-        if cli == value:
-            return cli
-    raise UsageError(f"--cli {value!r}: choose one of {', '.join(CLIS)}")

@@ -73,6 +73,7 @@ class SessionRecord(TypedDict, total=False):
     lastSend: LastSend
     delivery: str
     previousIds: list[str]
+    host: str
     worktree: str
     branch: str
 
@@ -115,6 +116,8 @@ class Session:
     for sessions started by an older dev-sessions (a bracketed paste, no hooks)."""
     previous_ids: tuple[str, ...] = ()
     """Claude session ids this session had before a ``/clear`` gave it a new one."""
+    host: str | None = None
+    """The remote host the session runs on (``create --host``): every command goes there over ssh."""
     worktree: str | None = None
     """The git worktree made for the session (``create --worktree``), which ``kill`` removes if clean."""
     branch: str | None = None
@@ -140,6 +143,7 @@ class Session:
         "last_send": "lastSend",
         "delivery": "delivery",
         "previous_ids": "previousIds",
+        "host": "host",
         "worktree": "worktree",
         "branch": "branch",
     }
@@ -158,6 +162,7 @@ class Session:
         "last_send": dict,
         "delivery": str,
         "previous_ids": list,
+        "host": str,
         "worktree": str,
         "branch": str,
     }

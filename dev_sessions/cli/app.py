@@ -10,12 +10,13 @@ from collections.abc import Callable, Sequence
 
 import typer
 
-from dev_sessions.cli import call, doctor, gateway, messaging, selftest, sessions, skills
+from dev_sessions.cli import call, doctor, gateway, lifecycle, messaging, selftest, sessions, skills
 
 HELP = "Spawn, instruct, wait on and read other coding-agent sessions (Claude Code, Codex), and message them."
 
 GROUPS: dict[str, tuple[Callable[[typer.Typer], None], frozenset[str]]] = {
     "sessions": (sessions.register, sessions.COMMANDS),
+    "lifecycle": (lifecycle.register, lifecycle.COMMANDS),
     "messaging": (messaging.register, frozenset({"msg", "space", "agents"})),
     "skills": (skills.register, frozenset({"install-skill"})),
     "gateway": (gateway.register, frozenset({"gateway"})),

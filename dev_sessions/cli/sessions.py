@@ -1,9 +1,8 @@
-"""Session commands: create, send, wait, ask, last-message, status, interrupt, respond, list, logs,
-inspect, kill."""
+"""Session commands that talk to a session: send, wait, ask, last-message, status, interrupt, goal,
+respond, logs, inspect (starting, listing and stopping sessions: :mod:`.lifecycle`)."""
 
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
 import typer
@@ -19,10 +18,8 @@ from dev_sessions.cli.output import (
     status_json,
     wait_json,
 )
-from dev_sessions.durations import format_age, parse_duration
+from dev_sessions.durations import parse_duration
 from dev_sessions.errors import NoReply, SessionFailed, UsageError
-from dev_sessions.store import parse_iso
-from dev_sessions.terminal import cell
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 IdArg = Annotated[str, typer.Argument(metavar="ID", help="Session id, e.g. fizz-top.")]
@@ -38,81 +35,6 @@ TimeoutOpt = Annotated[
 
 def _timeout(value: str | None) -> float | None:
     return None if value is None else parse_duration(value)
-
-
-def create(
-    cli: Annotated[str, typer.Option("--cli", help="claude or codex.")] = "claude",
-    path: Annotated[
-        str | None, typer.Option("--path", "-p", help="Working directory (default: here).")
-    ] = None,
-    description: Annotated[str, typer.Option("--description", "-d", help="What the session is for.")] = "",
-    mode: Annotated[
-        str,
-        typer.Option("--mode", help="native (or yolo), or docker: Claude via $DEV_SESSIONS_DOCKER_CLAUDE."),
-    ] = "native",
-    approvals: Annotated[
-        str, typer.Option("--approvals", help="never (full permissions), on-request or untrusted.")
-    ] = "never",
-    model: Annotated[str | None, typer.Option("--model", help="Model for the agent.")] = None,
-    plan: Annotated[
-        bool,
-        typer.Option("--plan", help="Codex: start in Plan mode (it plans and may ask questions)."),
-    ] = False,
-    worktree: Annotated[
-        str | None,
-        typer.Option(
-            "--worktree",
-            "-w",
-            metavar="[BRANCH]",
-            help="Work in a git worktree of its own, on BRANCH (default: a new dev-sessions/ID).",
-        ),
-    ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the id.")] = False,
-    as_json: JsonOpt = False,
-) -> int:
-    """Start a new agent session and print its id once the agent is ready for input."""
-    manager = sessions_api()
-    created = manager.create(
-        cli=cli,
-        path=path,
-        description=description,
-        mode=mode,
-        approvals=approvals,
-        model=model,
-        plan=plan,
-        worktree=worktree,
-    )
-    session, status = created.session, created.started.status
-    for line in created.notes:
-        note(f"dev-sessions: {session.id}: {line}")
-    if as_json:
-        emit_json(
-            {
-                **session.to_record(),
-                "ready": status.state,
-                "dialog": status.dialog and status.dialog.to_json(),
-            }
-        )
-        return 0
-    print(session.id)
-    if status.state == "waiting_for_input" and status.dialog is not None:
-        note(
-            "\n".join(
-                [
-                    f"dev-sessions: {session.id}: started, but waiting for input",
-                    *dialog_lines(status.dialog),
-                    f"  answer with: dev-sessions respond {session.id} ANSWER",
-                ]
-            )
-        )
-    elif status.state == "starting":
-        note(f"dev-sessions: {session.id}: started, but its input box has not shown yet ({status.detail})")
-    elif not quiet:
-        tmux = created.started.facts.get("tmux")
-        if tmux:
-            socket = f"-L {session.tmux_socket} " if session.tmux_socket else ""
-            note(f"{session.id}: {session.cli} in {session.path} (attach: tmux {socket}attach -t {tmux})")
-    return 0
 
 
 def send(
@@ -273,28 +195,6 @@ def respond(
     return 0
 
 
-def list_(as_json: JsonOpt = False) -> int:
-    """List sessions with their live status."""
-    rows = sessions_api().list_sessions()
-    if as_json:
-        emit_json([{**s.to_record(), "live": st.state, "detail": st.detail or None} for s, st in rows])
-        return 0
-    if not rows:
-        note("no sessions")
-        return 0
-    now = time.time()
-    table = [("ID", "CLI", "STATUS", "AGE", "PATH", "DESCRIPTION")]
-    for session, found in rows:
-        created = parse_iso(session.created_at)
-        age = format_age(now - created.timestamp()) if created else "?"
-        where = cell(session.path) + (f" [{cell(session.branch)}]" if session.branch else "")
-        table.append((session.id, session.cli, found.state, age, where, cell(session.description)))
-    widths = [max(len(row[i]) for row in table) for i in range(5)]
-    for row in table:
-        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:5])) + "  " + row[5])
-    return 0
-
-
 def logs(
     session_id: IdArg,
     pane: Annotated[
@@ -327,83 +227,12 @@ def inspect(session_id: IdArg) -> int:
     return 0
 
 
-def kill(
-    session_ids: Annotated[
-        list[str] | None, typer.Argument(metavar="[ID...]", help="Sessions to kill.")
-    ] = None,
-    all_: Annotated[bool, typer.Option("--all", help="Kill every session.")] = False,
-    older_than: Annotated[
-        str | None,
-        typer.Option("--older-than", metavar="AGE", help="Kill sessions created longer ago (e.g. 2h)."),
-    ] = None,
-    keep_worktree: Annotated[
-        bool, typer.Option("--keep-worktree", help="Keep the sessions' git worktrees, even when clean.")
-    ] = False,
-    as_json: JsonOpt = False,
-) -> int:
-    """Stop sessions: their agent, their tmux session, their record (and a clean worktree)."""
-    chosen = sum([bool(session_ids), all_, older_than is not None])
-    if chosen != 1:
-        raise UsageError("kill: give session ids, or --all, or --older-than AGE (one of them)")
-    manager = sessions_api()
-    keep = keep_worktree
-    if all_:
-        killed = manager.kill_all(keep_worktree=keep)
-    elif older_than is not None:
-        killed = manager.kill_older_than(parse_duration(older_than), keep_worktree=keep)
-    else:
-        killed = manager.kill(session_ids or [], keep_worktree=keep)
-    if as_json:
-        emit_json([k.id for k in killed])
-    elif not killed:
-        note("no sessions to kill")
-    for done in killed:
-        if not as_json:
-            print(f"{done.id}: killed")
-        if done.note:
-            note(f"{done.id}: {done.note}")
-    return 0
-
-
-OPTIONAL_VALUES = {"create": ("--worktree", "-w")}
-
-
-def optional_values(args: list[str]) -> list[str]:
-    """An option whose value may be left out (``create --worktree [BRANCH]``), which typer cannot say:
-    given alone, at the end or before another option, it becomes ``--worktree=`` (no branch named)."""
-    command = next((a for a in args if not a.startswith("-")), None)
-    names = OPTIONAL_VALUES.get(command or "", ())
-    if not names:
-        return args
-    out = list(args)
-    for index, arg in enumerate(out):
-        if arg == "--":
-            break
-        if arg in names and (index + 1 == len(out) or out[index + 1].startswith("-")):
-            out[index] = f"{names[0]}="
-    return out
-
-
 COMMANDS = frozenset(
-    {
-        "create",
-        "send",
-        "wait",
-        "ask",
-        "last-message",
-        "status",
-        "interrupt",
-        "goal",
-        "respond",
-        "list",
-        "logs",
-    }
-    | {"inspect", "kill"}
+    {"send", "wait", "ask", "last-message", "status", "interrupt", "goal", "respond", "logs", "inspect"}
 )
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(create)
     app.command()(send)
     app.command()(wait)
     app.command()(ask)
@@ -412,7 +241,5 @@ def register(app: typer.Typer) -> None:
     app.command()(interrupt)
     app.command()(goal)
     app.command()(respond)
-    app.command("list")(list_)
     app.command()(logs)
     app.command()(inspect)
-    app.command()(kill)

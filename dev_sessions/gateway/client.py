@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
-from dev_sessions.api import Call, calls, check_name, library
 from dev_sessions.config import Settings
 from dev_sessions.errors import GatewayUnreachable, ReportedError, UsageError, revive
+from dev_sessions.remote.calls import Remote
 
 if TYPE_CHECKING:
     from dev_sessions.api import MessagesAPI, SessionsAPI
@@ -170,51 +170,15 @@ def host_path(container_path: str | None, settings: Settings) -> str:
     return str(Path(settings.host_path) / relative) if str(relative) != "." else settings.host_path
 
 
-class Remote:
-    """One API's calls over the gateway, made from its description: a call's arguments are bound to
-    its signature, its identity and paths settled here, and only what differs from the defaults is
-    sent (so a newer client still talks to an older gateway about what both know)."""
-
-    def __init__(self, api: str, settings: Settings) -> None:
-        self.api = api
-        self.calls = calls(library(api))
-        self.settings = settings
-        self.client = GatewayClient(settings)
-
-    def __getattr__(self, name: str) -> Any:
-        spec = self.calls.get(name)
-        if spec is None:
-            raise AttributeError(f"{self.api} has no call {name!r}")
-
-        def invoke(*args: object, **kwargs: object) -> object:
-            return self.client.call(self.api, name, self.arguments(spec, args, kwargs), long=spec.long)
-
-        invoke.__name__ = name
-        return invoke
-
-    def arguments(self, spec: Call, args: tuple[object, ...], kwargs: dict[str, object]) -> dict[str, object]:
-        named = spec.bind(args, kwargs)
-        defaults = dict(spec.defaults)
-        sent = {k: _json(v) for k, v in named.items() if k not in defaults or v != defaults[k]}
-        if spec.identity is not None:
-            who = named.get(spec.identity) or self.settings.agent
-            if who is not None:
-                sent[spec.identity] = check_name(str(who), "agent name")
-        for name in spec.paths:
-            given = named.get(name)
-            sent[name] = host_path(None if given is None else str(given), self.settings)
-        return sent
-
-
-def _json(value: object) -> object:
-    return list(value) if isinstance(value, (tuple, list)) else value
-
-
 def remote_sessions(settings: Settings) -> SessionsAPI:
     """``SessionsAPI`` over the gateway."""
-    return cast("SessionsAPI", Remote("sessions", settings))
+    return cast("SessionsAPI", _remote("sessions", settings))
 
 
 def remote_messages(settings: Settings) -> MessagesAPI:
     """``MessagesAPI`` over the gateway."""
-    return cast("MessagesAPI", Remote("messages", settings))
+    return cast("MessagesAPI", _remote("messages", settings))
+
+
+def _remote(api: str, settings: Settings) -> Remote:
+    return Remote(api, settings, GatewayClient(settings), lambda given: host_path(given, settings))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dev_sessions.cli.sessions import optional_values
+from dev_sessions.cli.lifecycle import optional_values
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,210 @@
+"""A remote host as a backend: sessions on another machine, reached through its own dev-sessions over ssh.
+
+``HostBackend`` implements :class:`~dev_sessions.backend.Backend` for the sessions recorded with a
+``host``: each operation is the same API call made on the host (``dev-sessions call`` over ssh,
+:class:`SshTransport`), on the host's own record of the session, which has the same id. So the
+library routes a remote session like any other (``wait a b c`` across hosts, ``list`` with one call
+per host), and the host's dev-sessions does the work: its tmux, its agents, its store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from dev_sessions import __version__, ids
+from dev_sessions.backend import LogItem, Started, Status, WaitResult
+from dev_sessions.config import Settings
+from dev_sessions.errors import DevSessionsError, NoSuchCall, RemoteIncompatible, revive
+from dev_sessions.remote.calls import Remote
+from dev_sessions.remote.ssh import Ssh
+from dev_sessions.store import Session
+
+if TYPE_CHECKING:
+    from dev_sessions.api import SessionsAPI
+    from dev_sessions.results import Created
+    from dev_sessions.sessions import SessionManager
+
+QUICK_TIMEOUT_S = 120.0  # a call that does not block on an agent's turn
+
+
+class SshTransport:
+    """API calls on a host: ``dev-sessions call`` there, the request on stdin, the answer on stdout."""
+
+    def __init__(self, settings: Settings, target: str) -> None:
+        self.ssh = Ssh(settings, target)
+        self.checked = False
+
+    def call(
+        self,
+        api: str,
+        method: str,
+        args: dict[str, object],
+        *,
+        long: bool = False,
+        timeout: float | None = None,
+    ) -> object:
+        from dev_sessions.gateway.protocol import decode
+
+        request = json.dumps({"api": api, "method": method, "args": args}, ensure_ascii=False).encode()
+        limit = timeout if timeout is not None else (None if long else QUICK_TIMEOUT_S)
+        result = self.ssh.run(["call"], stdin=request, timeout=limit)
+        try:
+            answer = json.loads(result.stdout) if result.ok else None
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict) or not ("result" in answer or "error" in answer):
+            self.explain(result.error_line() or "no answer it could read")
+        assert isinstance(answer, dict)
+        if "error" in answer:
+            error = revive(answer["error"])
+            if isinstance(error, NoSuchCall):
+                self.explain(str(error))
+            raise error
+        return decode(answer["result"])
+
+    def explain(self, detail: str) -> None:
+        """An answer this version cannot use: the host's dev-sessions lacks a call, or is too old or
+        new. Says which version it found."""
+        version = self.ssh.remote_version()
+        raise RemoteIncompatible(host=self.ssh.target, found=version, wanted=f"{__version__} ({detail})")
+
+    def api(self) -> SessionsAPI:
+        return cast("SessionsAPI", Remote("sessions", self.ssh.settings, self))
+
+
+class HostBackend:
+    """The sessions of one remote host (``create --host TARGET``)."""
+
+    def __init__(self, settings: Settings, target: str) -> None:
+        self.settings = settings
+        self.target = target
+        self.transport = SshTransport(settings, target)
+        self.remote = self.transport.api()
+
+    def reserved_ids(self) -> set[str]:
+        return set()  # the host refuses an id it has (IdTaken), and create tries another
+
+    def create(self, session: Session, env: Mapping[str, str]) -> tuple[Session, Started]:
+        raise NotImplementedError("a remote session is made by create_on")
+
+    def send(
+        self, session: Session, text: str, *, steer: bool = False, collaboration: str | None = None
+    ) -> Session:
+        plan = None if collaboration is None else collaboration == "plan"
+        sent = self.remote.send(session.id, text, steer=steer, plan=plan)
+        return session.evolve(last_send=sent.last_send)
+
+    def wait(
+        self, sessions: Sequence[Session], timeout: float | None, *, goal: bool = False
+    ) -> list[WaitResult]:
+        return self.remote.wait([s.id for s in sessions], timeout, goal=goal)
+
+    async def wait_async(
+        self, sessions: Sequence[Session], timeout: float | None, *, goal: bool = False
+    ) -> list[WaitResult]:
+        import asyncio
+
+        return await asyncio.get_running_loop().run_in_executor(
+            None, lambda: self.wait(sessions, timeout, goal=goal)
+        )
+
+    def status(self, session: Session) -> Status:
+        return self.remote.status(session.id)
+
+    def statuses(self, sessions: Sequence[Session]) -> dict[str, Status]:
+        """One call for all of them, given a short time: an unreachable host is said, never waited on."""
+        wanted = {s.id for s in sessions}
+        limit = self.settings.ssh_connect_timeout + 5
+        try:
+            rows = self.transport.call("sessions", "list_sessions", {}, timeout=limit)
+        except DevSessionsError as err:
+            return {sid: Status("unreachable", detail=str(err)) for sid in wanted}
+        found = {s.id: st for s, st in cast("list[tuple[Session, Status]]", rows) if s.id in wanted}
+        gone = f"{self.target} has no such session any more"
+        return {sid: found.get(sid, Status("exited", detail=gone)) for sid in wanted}
+
+    def last_messages(self, session: Session, count: int) -> list[str]:
+        return self.remote.last_messages(session.id, count)
+
+    def log(self, session: Session) -> list[LogItem]:
+        return self.remote.logs(session.id)
+
+    def interrupt(self, session: Session) -> bool:
+        return self.remote.interrupt(session.id)
+
+    def respond(self, session: Session, answer: str) -> str:
+        return self.remote.respond(session.id, answer)
+
+    def kill(self, session: Session) -> None:
+        from dev_sessions.errors import SessionNotFound
+
+        with contextlib.suppress(SessionNotFound):  # gone there already: the record here goes too
+            self.remote.kill([session.id])
+
+    def follow(self, session: Session) -> Session:
+        return session  # the host follows its own sessions
+
+    def retire(self) -> None:
+        pass
+
+    def deliver(self, session: Session, text: str, *, urgent: bool = False) -> bool:
+        return False  # messages reach a remote session through the host's own deliverer
+
+    def idle_signals(self, session: Session) -> list[Path]:
+        return []
+
+    def goal(
+        self, session: Session, action: str, objective: str | None, budget: int | None
+    ) -> dict[str, Any] | None:
+        found = self.remote.goal(session.id, action, objective, budget)
+        return None if found is None else dict(found.record)
+
+    def screen(self, session: Session) -> str:
+        return self.remote.screen(session.id)
+
+    def inspect(self, session: Session) -> dict[str, Any]:
+        started = time.monotonic()
+        found = self.remote.inspect(session.id)
+        return {
+            **found.facts,
+            "host": {
+                "target": self.target,
+                "record": dict(found.session.to_record()),
+                "seconds": round(time.monotonic() - started, 3),
+            },
+            "status": found.status,
+        }
+
+
+def create_on(manager: SessionManager, host: str, *, path: str | None, **wanted: Any) -> Created:
+    """Start a session on ``host`` (its dev-sessions does it) and record it here, with its host.
+
+    The id is chosen here, free in this store, and asked of the host, which refuses one it has
+    (``IdTaken``): then another is tried, so that ids never collide between machines.
+    """
+    from dev_sessions.errors import IdTaken
+    from dev_sessions.results import Created
+
+    backend = manager.backends.host(host)
+    backend.transport.ssh.check_version()
+    for _ in range(8):
+        with manager.store.transaction() as doc:
+            session_id = ids.allocate(set(doc.sessions))
+            doc.put(Session(id=session_id, internal_id="", cli="claude", path=path or "", host=host))
+        try:
+            created = backend.remote.create(path=path, session_id=session_id, **wanted)
+        except IdTaken:
+            continue
+        finally:
+            with manager.store.transaction() as doc:
+                doc.sessions.pop(session_id, None)
+        session = created.session.evolve(host=host, tmux_socket=None)
+        with manager.store.transaction() as doc:
+            doc.put(session)
+        return Created(session, created.started, created.notes)
+    raise IdTaken(session_id=f"{host}: no free id after 8 tries")
