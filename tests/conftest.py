@@ -19,7 +19,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, NoReturn
@@ -375,10 +375,19 @@ def sshd(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sshd]:
     transport: ``DEV_SESSIONS_SSH_CONFIG`` names its client config (hosts ``remote-box``,
     ``unreachable-box``, ``silent-box``), and the remote login has its own home, state dir and tmux
     socket. Stopped afterwards, with every shared connection (ControlMaster) the test opened."""
+    with serving_sshd(isolated, monkeypatch) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def serving_sshd(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch, extra: Callable[[Path], Mapping[str, str]] | None = None
+) -> Iterator[Sshd]:
+    """The ``sshd`` fixture's work; ``extra`` adds to the remote login's environment (from its home)."""
     missing = missing_tools()
     if missing:
         need(missing)
-    running = start_sshd(isolated / "sshd")
+    running = start_sshd(isolated / "sshd", extra=extra)
     # The local state dir holds the control sockets, whose path must stay under 90 bytes: a short one.
     short = Path(tempfile.mkdtemp(prefix="ds-ssh-", dir="/tmp"))
     monkeypatch.setenv("DEV_SESSIONS_HOME", str(short / "state"))

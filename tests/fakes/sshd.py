@@ -35,6 +35,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,10 +68,13 @@ class RemoteWorld:
     tmux_socket: str
     bin: Path
     pids: Path
+    extra: dict[str, str] = field(default_factory=dict)
+    """More of the remote login's environment (an agent's binary and its fake model, for instance)."""
 
     @property
     def environ(self) -> dict[str, str]:
         return {
+            **self.extra,
             "HOME": str(self.home),
             "DEV_SESSIONS_HOME": str(self.state),
             "DEV_SESSIONS_TMUX_SOCKET": self.tmux_socket,
@@ -256,8 +260,11 @@ def _client_config(root: Path, user: str, ports: dict[str, int]) -> str:
     return "\n".join(blocks)
 
 
-def start_sshd(root: Path, timeout: float = 10.0) -> Sshd:
-    """sshd on 127.0.0.1 and a free port, the remote world and a client config, all under ``root``."""
+def start_sshd(
+    root: Path, timeout: float = 10.0, extra: Callable[[Path], Mapping[str, str]] | None = None
+) -> Sshd:
+    """sshd on 127.0.0.1 and a free port, the remote world and a client config, all under ``root``.
+    ``extra`` gives more of the remote login's environment, from the remote home."""
     began = time.monotonic()
     root.mkdir(parents=True, exist_ok=True)
     user = pwd.getpwuid(os.getuid()).pw_name
@@ -265,6 +272,8 @@ def start_sshd(root: Path, timeout: float = 10.0) -> Sshd:
     _keygen(root / "client_ed25519", "dev-sessions test client")
     (root / "authorized_keys").write_bytes((root / "client_ed25519.pub").read_bytes())
     world = _remote_world(root / "remote")
+    if extra is not None:
+        world.extra.update(extra(world.home))
     if os.geteuid() == 0 and not PRIVSEP_DIR.is_dir():
         PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
     closed, closed_port = _closed_port()

@@ -1,0 +1,109 @@
+"""End to end on a remote host: the real Claude Code on "another machine" (a real sshd on 127.0.0.1,
+whose login has its own home, state dir and tmux server, tests/fakes/sshd.py), driven from here with
+``--host``; the host's own dev-sessions does the work."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dev_sessions.selftest.fakes.anthropic import FakeAnthropic
+from dev_sessions.selftest.offline import claude_env, prepare_claude_home
+from tests.conftest import DevSessions, _require, serving_sshd
+from tests.fakes.agents import AgentSet
+from tests.fakes.sshd import ALIAS, UNREACHABLE, Sshd
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def host(
+    agents: AgentSet, fake_anthropic: FakeAnthropic, isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Sshd]:
+    """The remote host, with the real claude of this agent set against the fake model server."""
+    binary = _require(agents.claude(), f"claude {agents.claude_version} ({agents.name})")
+
+    def claude_there(home: Path) -> dict[str, str]:
+        return {**claude_env(home, fake_anthropic.url), "DEV_SESSIONS_CLAUDE_BIN": str(binary)}
+
+    with serving_sshd(isolated, monkeypatch, extra=claude_there) as running:
+        prepare_claude_home(running.remote.home, trusted=running.remote.home)
+        yield running
+        subprocess.run(
+            ["tmux", "-L", running.remote.tmux_socket, "kill-server"], capture_output=True, check=False
+        )
+
+
+def remote_store(host: Sshd) -> dict[str, dict[str, object]]:
+    path = host.remote.state / "sessions.json"
+    records = json.loads(path.read_text())["sessions"] if path.exists() else []
+    return {r["championId"]: r for r in records}
+
+
+def test_a_session_on_a_remote_host(
+    cli: DevSessions, host: Sshd, fake_anthropic: FakeAnthropic, workdir: Path
+) -> None:
+    sid = cli.ok("create", "-q", "--host", ALIAS).strip()
+    there = remote_store(host)[sid]
+    assert there["path"] == str(host.remote.home)  # no --path: the host's home
+    here = {r["championId"]: r for r in json.loads(cli.ok("list", "--json"))}[sid]
+    assert here["host"] == ALIAS and here["internalId"] == there["internalId"]
+    # A megabyte, byte-exact, through a file: on stdin over ssh, never in an argument.
+    body = "".join(f"line {n}: tabs\tquotes \"' $(x) `y` ; \u00e9\u2603\n" for n in range(20000))[: 1 << 20]
+    source = workdir / "body.txt"
+    source.write_text(body)
+    cli.ok("send", sid, "--file", str(source))
+    waited = cli("wait", sid, "--timeout", "120")
+    assert waited.returncode == 0 and waited.stdout.startswith(f"{sid}: completed"), waited.stderr
+    assert fake_anthropic.prompts()[-1] == body.rstrip("\n") or fake_anthropic.prompts()[-1] == body
+    assert cli.ok("ask", sid, "and a short one", "--timeout", "120") == "and a short one\n"
+    assert cli.ok("last-message", sid) == "and a short one\n"
+    assert cli.ok("status", sid).strip() == "idle"
+    table = cli.ok("list")
+    assert "HOST" in table.splitlines()[0] and ALIAS in table
+    killed = cli("kill", sid)
+    assert killed.returncode == 0 and killed.stdout == f"{sid}: killed\n", killed.stderr
+    assert sid not in remote_store(host)
+    assert json.loads(cli.ok("list", "--json")) == []
+
+
+def test_wait_across_hosts_and_an_unreachable_one(
+    cli: DevSessions, host: Sshd, fake_anthropic: FakeAnthropic, claude: FakeAnthropic
+) -> None:
+    remote = cli.ok("create", "-q", "--host", ALIAS).strip()
+    local = cli.ok("create", "-q").strip()
+    assert remote != local
+    for sid in (remote, local):
+        cli.ok("send", sid, f"hello from {sid}")
+    waited = cli("wait", remote, local, "--timeout", "120")
+    assert waited.returncode == 0, waited.stderr
+    assert [line.split(":")[0] for line in waited.stdout.splitlines()] == [remote, local]
+    refused = cli("create", "--host", UNREACHABLE)
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1
+    assert f"{UNREACHABLE}: no ssh connection" in refused.stderr
+    assert {r["championId"] for r in json.loads(cli.ok("list", "--json"))} == {remote, local}
+    # The host goes away: list says so at once and still lists the local session.
+    host.process.send_signal(signal.SIGTERM)
+    host.process.wait(10)
+    for control in (Path(os.environ["DEV_SESSIONS_HOME"]) / "ssh").glob("cm-*"):
+        subprocess.run(["ssh", "-S", str(control), "-O", "exit", "any"], capture_output=True, check=False)
+    rows = {r["championId"]: r for r in json.loads(cli.ok("list", "--json"))}
+    assert rows[remote]["live"] == "unreachable" and rows[local]["live"] == "idle"
+
+
+def test_doctor_checks_a_host(cli: DevSessions, host: Sshd, agents: AgentSet) -> None:
+    checks = {c["check"]: c for c in json.loads(cli.ok("doctor", "--host", ALIAS, "--json"))}
+    assert checks[f"{ALIAS}: dev-sessions over ssh"]["level"] == "ok"
+    assert checks[f"{ALIAS}: tmux"]["level"] == "ok"
+    assert checks[f"{ALIAS}: claude"]["message"].startswith(agents.claude_version)
+    down = cli("doctor", "--host", UNREACHABLE)
+    assert (
+        down.returncode == 1
+        and f"fail  {UNREACHABLE}: dev-sessions over ssh: {UNREACHABLE}: no ssh" in down.stdout
+    )
