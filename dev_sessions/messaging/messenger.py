@@ -143,6 +143,11 @@ class Messenger:
             return self.space_send(
                 target, body, sender=me, priority=priority, metadata=metadata, reply_to=reply_to
             )
+        where = sessions[target].host if kind == "session" else None
+        if where:
+            raise UsageError(
+                f"{target}: runs on {where}; messages to a session on another host are not there yet"
+            )
         recipients = {target: self._via(target, sessions)}
         message = self.store.send(
             me, recipients, body, priority=priority, reply_to=reply_to, metadata=metadata

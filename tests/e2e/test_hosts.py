@@ -107,3 +107,11 @@ def test_doctor_checks_a_host(cli: DevSessions, host: Sshd, agents: AgentSet) ->
         down.returncode == 1
         and f"fail  {UNREACHABLE}: dev-sessions over ssh: {UNREACHABLE}: no ssh" in down.stdout
     )
+
+
+def test_a_message_to_a_remote_session_is_refused_in_one_line(cli: DevSessions, host: Sshd) -> None:
+    sid = cli.ok("create", "-q", "--host", ALIAS).strip()
+    refused = cli("msg", "send", "--to", sid, "hello")
+    assert refused.returncode == 2 and refused.stderr == (
+        f"dev-sessions: {sid}: runs on {ALIAS}; messages to a session on another host are not there yet\n"
+    )
