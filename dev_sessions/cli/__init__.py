@@ -20,6 +20,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args in (["--version"], ["-V"], ["version"]):
         print(f"dev-sessions {__version__}")
         return
+    if args == ["call"]:  # a remote host's command (dev_sessions.remote): typer is not needed for it
+        from dev_sessions.cli.call import call
+
+        sys.exit(call())
     sys.exit(run(args))
 
 

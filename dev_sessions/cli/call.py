@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import json
 import sys
-
-import typer
+from typing import TYPE_CHECKING
 
 from dev_sessions.errors import EXIT_OK, DevSessionsError
 
+if TYPE_CHECKING:
+    import typer
+
 
 def call() -> int:
-    """Run one API call from stdin (JSON) and print its answer as JSON."""
+    """Run one API call from stdin (JSON) and print its answer as JSON.
+
+    Also run straight from ``main`` (``dev-sessions call`` and nothing else), before typer is loaded:
+    every command to a remote host is one of these, and typer is half of a command's start-up."""
     from dev_sessions.api import library
     from dev_sessions.config import Settings
     from dev_sessions.gateway import checks

@@ -16,13 +16,30 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import PurePath
 
 from dev_sessions.api import LIBRARIES, Call, calls, library
 from dev_sessions.errors import BadRequest, NoSuchCall, ReportedError
 
-CALLS: dict[str, dict[str, Call]] = {api: calls(library(api)) for api in LIBRARIES}
+
+class _Calls(Mapping[str, dict[str, Call]]):
+    """The calls of each API, by API name; an API's library is loaded when its calls are first asked
+    for (a remote host's ``dev-sessions call`` loads only the one it serves)."""
+
+    def __getitem__(self, api: str) -> dict[str, Call]:
+        if api not in LIBRARIES:
+            raise KeyError(api)
+        return calls(library(api))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(LIBRARIES)
+
+    def __len__(self) -> int:
+        return len(LIBRARIES)
+
+
+CALLS: Mapping[str, dict[str, Call]] = _Calls()
 
 _PACKAGE = "dev_sessions."
 

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from dev_sessions.selftest.fakes.anthropic import FakeAnthropic
-from dev_sessions.selftest.offline import claude_env, prepare_claude_home
-from tests.conftest import DevSessions, _require, serving_sshd
+from dev_sessions.selftest.fakes.openai_responses import FakeResponses
+from dev_sessions.selftest.offline import claude_env, prepare_claude_home, prepare_codex_home
+from tests.conftest import DevSessions, _require, serving_sshd, stop_codex
 from tests.fakes.agents import AgentSet
 from tests.fakes.sshd import ALIAS, UNREACHABLE, Sshd
 
@@ -24,17 +25,28 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def host(
-    agents: AgentSet, fake_anthropic: FakeAnthropic, isolated: Path, monkeypatch: pytest.MonkeyPatch
+    agents: AgentSet,
+    fake_anthropic: FakeAnthropic,
+    fake_responses: FakeResponses,
+    isolated: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Sshd]:
-    """The remote host, with the real claude of this agent set against the fake model server."""
-    binary = _require(agents.claude(), f"claude {agents.claude_version} ({agents.name})")
+    """The remote host, with the real claude and codex of this agent set against the fake model servers."""
+    claude = _require(agents.claude(), f"claude {agents.claude_version} ({agents.name})")
+    codex = _require(agents.codex(), f"codex {agents.codex_version} ({agents.name})")
 
-    def claude_there(home: Path) -> dict[str, str]:
-        return {**claude_env(home, fake_anthropic.url), "DEV_SESSIONS_CLAUDE_BIN": str(binary)}
+    def agents_there(home: Path) -> dict[str, str]:
+        return {
+            **claude_env(home, fake_anthropic.url),
+            **prepare_codex_home(home / ".codex-home", fake_responses.url),
+            "DEV_SESSIONS_CLAUDE_BIN": str(claude),
+            "DEV_SESSIONS_CODEX_BIN": str(codex),
+        }
 
-    with serving_sshd(isolated, monkeypatch, extra=claude_there) as running:
+    with serving_sshd(isolated, monkeypatch, extra=agents_there) as running:
         prepare_claude_home(running.remote.home, trusted=running.remote.home)
         yield running
+        stop_codex(running.remote.state)
         subprocess.run(
             ["tmux", "-L", running.remote.tmux_socket, "kill-server"], capture_output=True, check=False
         )
@@ -115,3 +127,25 @@ def test_a_message_to_a_remote_session_is_refused_in_one_line(cli: DevSessions, 
     assert refused.returncode == 2 and refused.stderr == (
         f"dev-sessions: {sid}: runs on {ALIAS}; messages to a session on another host are not there yet\n"
     )
+
+
+def test_codex_and_a_worktree_on_a_remote_host(
+    cli: DevSessions, host: Sshd, fake_responses: FakeResponses
+) -> None:
+    repo = host.remote.home / "repo"
+    repo.mkdir()
+    for args in (
+        ["init", "-q", "-b", "main"],
+        ["-c", "user.name=T", "-c", "user.email=t@e", "commit", "-q", "--allow-empty", "-m", "x"],
+    ):
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+    sid = cli.ok("create", "--cli", "codex", "-q", "--host", ALIAS, "--worktree", "-p", str(repo)).strip()
+    there = remote_store(host)[sid]
+    assert (
+        there["worktree"] == str(host.remote.home / ".worktrees" / sid)
+        and there["branch"] == f"dev-sessions/{sid}"
+    )
+    assert cli.ok("ask", sid, "hello codex over ssh", "--timeout", "120") == "hello codex over ssh\n"
+    assert cli.ok("status", sid).strip() == "idle"
+    assert cli.ok("kill", sid) == f"{sid}: killed\n"
+    assert not (host.remote.home / ".worktrees" / sid).exists()  # clean: removed there
