@@ -19,7 +19,7 @@ from dev_sessions import choices, ids
 from dev_sessions.api import JsonObject, call
 from dev_sessions.backend import Backend, LogItem, Status, WaitResult
 from dev_sessions.config import Settings
-from dev_sessions.errors import DevSessionsError, IdTaken, SessionNotFound, UsageError
+from dev_sessions.errors import DevSessionsError, HostUnreachable, IdTaken, SessionNotFound, UsageError
 from dev_sessions.store import Session, SessionStore, now_iso, parse_iso
 
 if TYPE_CHECKING:  # loaded by the commands that need them (see dev_sessions.results)
@@ -335,11 +335,14 @@ class SessionManager:
     # -- kill ---------------------------------------------------------------------------------------
 
     @call(owns="session_ids")
-    def kill(self, session_ids: Sequence[str], *, keep_worktree: bool = False) -> list[Killed]:
+    def kill(
+        self, session_ids: Sequence[str], *, keep_worktree: bool = False, forget: bool = False
+    ) -> list[Killed]:
         """Stop sessions; a session's worktree goes too, unless it holds uncommitted changes or
-        ``keep_worktree``."""
+        ``keep_worktree``. ``forget``: a session whose host does not answer is dropped from the store
+        all the same (it may still run there)."""
         sessions = [self.get(sid) for sid in dict.fromkeys(session_ids)]
-        return self._kill(sessions, keep_worktree)
+        return self._kill(sessions, keep_worktree, forget)
 
     @call(scope=("parent",))
     def kill_all(self, parent: str | None = None, *, keep_worktree: bool = False) -> list[Killed]:
@@ -357,22 +360,27 @@ class SessionManager:
                 old.append(session)
         return self._kill(old, keep_worktree)
 
-    def _kill(self, sessions: Sequence[Session], keep_worktree: bool) -> list[Killed]:
+    def _kill(self, sessions: Sequence[Session], keep_worktree: bool, forget: bool = False) -> list[Killed]:
         from dev_sessions import worktrees
         from dev_sessions.results import Killed
 
         killed = []
         for session in sessions:
             backend = self.backend_of(session)
-            backend.kill(session)
+            note = None
+            try:
+                backend.kill(session)
+            except HostUnreachable as err:
+                if not forget:
+                    raise
+                note = f"forgotten here; {err.host} did not answer, and the session may still run there"
             with self.store.transaction() as doc:
                 doc.sessions.pop(session.id, None)
                 # Decided under the lock, so that a create racing with this kill either comes first
                 # (and keeps what it needs) or starts afresh after.
                 if not any(s.cli == session.cli and s.host == session.host for s in doc.sessions.values()):
                     backend.retire()
-            note = None
-            if session.worktree:
+            if session.worktree and not session.host:  # a host's own kill takes care of its worktree
                 note = worktrees.release(Path(session.worktree), session.branch, keep=keep_worktree)
             killed.append(Killed(session.id, note or ""))
         return killed

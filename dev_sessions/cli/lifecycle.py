@@ -135,6 +135,9 @@ def kill(
     keep_worktree: Annotated[
         bool, typer.Option("--keep-worktree", help="Keep the sessions' git worktrees, even when clean.")
     ] = False,
+    forget: Annotated[
+        bool, typer.Option("--forget", help="Drop a session whose host does not answer from the list anyway.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> int:
     """Stop sessions: their agent, their tmux session, their record (and a clean worktree)."""
@@ -148,7 +151,7 @@ def kill(
     elif older_than is not None:
         killed = manager.kill_older_than(parse_duration(older_than), keep_worktree=keep)
     else:
-        killed = manager.kill(session_ids or [], keep_worktree=keep)
+        killed = manager.kill(session_ids or [], keep_worktree=keep, forget=forget)
     if as_json:
         emit_json([k.id for k in killed])
     elif not killed:

@@ -77,6 +77,14 @@ def test_a_session_on_a_remote_host(
     assert cli.ok("ask", sid, "and a short one", "--timeout", "120") == "and a short one\n"
     assert cli.ok("last-message", sid) == "and a short one\n"
     assert cli.ok("status", sid).strip() == "idle"
+    facts = json.loads(cli.ok("inspect", sid))
+    assert facts["session"]["host"] == ALIAS and facts["host"]["target"] == ALIAS
+    assert facts["status"]["status"] == "idle" and facts["tmux"]["session"] == f"dev-{sid}"
+    items = json.loads(cli.ok("logs", sid, "--json"))
+    assert [(i["role"], i["text"]) for i in items if i["text"] == "and a short one"][-2:] == [
+        ("user", "and a short one"),
+        ("assistant", "and a short one"),
+    ]
     table = cli.ok("list")
     assert "HOST" in table.splitlines()[0] and ALIAS in table
     killed = cli("kill", sid)
@@ -107,6 +115,13 @@ def test_wait_across_hosts_and_an_unreachable_one(
         subprocess.run(["ssh", "-S", str(control), "-O", "exit", "any"], capture_output=True, check=False)
     rows = {r["championId"]: r for r in json.loads(cli.ok("list", "--json"))}
     assert rows[remote]["live"] == "unreachable" and rows[local]["live"] == "idle"
+    refused = cli("kill", remote)
+    assert refused.returncode == 1 and f"{ALIAS}: no ssh connection" in refused.stderr
+    assert refused.stderr.count("\n") == 1
+    forgotten = cli("kill", "--forget", remote)
+    assert forgotten.returncode == 0 and forgotten.stdout == f"{remote}: killed\n"
+    assert f"{remote}: forgotten here; {ALIAS} did not answer" in forgotten.stderr
+    assert [r["championId"] for r in json.loads(cli.ok("list", "--json"))] == [local]
 
 
 def test_doctor_checks_a_host(cli: DevSessions, host: Sshd, agents: AgentSet) -> None:
