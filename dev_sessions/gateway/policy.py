@@ -9,6 +9,9 @@ The owner's token acts as anyone, as the user at the host's shell would; an iden
   listing and killing in bulk see only those;
 * it reads only messages it sent or received (threads, status, search, feed are filtered);
 * its paths lie under its own roots as well as the gateway's.
+
+No token creates a session on a remote host (``create --host``): that would log in with the owner's
+ssh keys, to a path no served root covers.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ def admit(
     itself will then report as not found).
     """
     admitted = dict(args)
+    if call == "sessions.create" and admitted.get("host") is not None:
+        # The gateway would log in to that host with the owner's ssh keys, on a path no root here covers.
+        raise Forbidden("create --host: not through the gateway; run it on the host itself")
     name = principal.name
     if spec.identity is not None:
         given = admitted.get(spec.identity)

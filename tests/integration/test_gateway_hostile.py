@@ -322,3 +322,11 @@ def test_sandbox_mode_with_a_scoped_token(gateway: GatewayProcess, cli: DevSessi
         capture_output=True, text=True, env=env, check=False,
     )  # fmt: skip
     assert spoof.returncode == 1 and "acts as worker only" in spoof.stderr
+
+
+def test_no_token_reaches_a_remote_host_through_the_gateway(
+    gateway: GatewayProcess, cli: DevSessions
+) -> None:
+    status, body, _ = raw(gateway, request(gateway, call("sessions", "create", {"host": "build-box"})))
+    assert status == 403 and "create --host: not through the gateway" in body
+    assert json.loads(cli.ok("list", "--json")) == []
