@@ -328,5 +328,5 @@ def test_no_token_reaches_a_remote_host_through_the_gateway(
     gateway: GatewayProcess, cli: DevSessions
 ) -> None:
     status, body, _ = raw(gateway, request(gateway, call("sessions", "create", {"host": "build-box"})))
-    assert status == 403 and "create --host: not through the gateway" in body
+    assert status == 403 and b"create --host: not through the gateway" in body
     assert json.loads(cli.ok("list", "--json")) == []
