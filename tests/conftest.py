@@ -225,6 +225,17 @@ def one_line_error(result: Result, code: int, *needles: str) -> None:
         assert needle in err
 
 
+def git_repo(path: Path) -> Path:
+    """A git repository at ``path`` on branch main, with one (empty) commit."""
+    path.mkdir(parents=True, exist_ok=True)
+    for args in (
+        ["init", "-q", "-b", "main"],
+        ["-c", "user.name=T", "-c", "user.email=t@e", "commit", "-q", "--allow-empty", "-m", "x"],
+    ):
+        subprocess.run(["git", *args], cwd=path, check=True, capture_output=True)
+    return path
+
+
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     path = tmp_path / "work"

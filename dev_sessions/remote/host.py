@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -37,7 +36,6 @@ class SshTransport:
 
     def __init__(self, settings: Settings, target: str) -> None:
         self.ssh = Ssh(settings, target)
-        self.checked = False
 
     def call(
         self,
@@ -168,15 +166,10 @@ class HostBackend:
         return self.remote.screen(session.id)
 
     def inspect(self, session: Session) -> dict[str, Any]:
-        started = time.monotonic()
         found = self.remote.inspect(session.id)
         return {
             **found.facts,
-            "host": {
-                "target": self.target,
-                "record": dict(found.session.to_record()),
-                "seconds": round(time.monotonic() - started, 3),
-            },
+            "host": {"target": self.target, "record": dict(found.session.to_record())},
             "status": found.status,
         }
 

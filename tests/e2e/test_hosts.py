@@ -16,7 +16,7 @@ import pytest
 from dev_sessions.selftest.fakes.anthropic import FakeAnthropic
 from dev_sessions.selftest.fakes.openai_responses import FakeResponses
 from dev_sessions.selftest.offline import claude_env, prepare_claude_home, prepare_codex_home
-from tests.conftest import DevSessions, _require, serving_sshd, stop_codex
+from tests.conftest import DevSessions, _require, git_repo, serving_sshd, stop_codex
 from tests.fakes.agents import AgentSet
 from tests.fakes.sshd import ALIAS, UNREACHABLE, Sshd
 
@@ -148,12 +148,7 @@ def test_codex_and_a_worktree_on_a_remote_host(
     cli: DevSessions, host: Sshd, fake_responses: FakeResponses
 ) -> None:
     repo = host.remote.home / "repo"
-    repo.mkdir()
-    for args in (
-        ["init", "-q", "-b", "main"],
-        ["-c", "user.name=T", "-c", "user.email=t@e", "commit", "-q", "--allow-empty", "-m", "x"],
-    ):
-        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+    git_repo(repo)
     sid = cli.ok("create", "--cli", "codex", "-q", "--host", ALIAS, "--worktree", "-p", str(repo)).strip()
     there = remote_store(host)[sid]
     assert (

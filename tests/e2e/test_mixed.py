@@ -10,7 +10,7 @@ import pytest
 
 from dev_sessions.selftest.fakes.anthropic import FakeAnthropic
 from dev_sessions.selftest.fakes.openai_responses import FakeResponses
-from tests.conftest import DevSessions, eventually
+from tests.conftest import DevSessions, eventually, git_repo
 from tests.fakes.agents import AgentSet
 
 pytestmark = pytest.mark.e2e
@@ -86,15 +86,8 @@ def test_doctor_says_what_to_fix(
 def test_each_agent_works_in_a_worktree_of_its_own(
     cli: DevSessions, claude: FakeAnthropic, codex: FakeResponses, workdir: Path
 ) -> None:
-    import subprocess
-
     repo = workdir / "repo"
-    repo.mkdir()
-    for args in (
-        ["init", "-q", "-b", "main"],
-        ["-c", "user.name=T", "-c", "user.email=t@e", "commit", "-q", "--allow-empty", "-m", "x"],
-    ):
-        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+    git_repo(repo)
     cl = cli.ok("create", "-q", "--worktree", "-p", str(repo)).strip()
     if cli.ok("status", cl).strip() == "waiting_for_input":  # Claude 2.1.332 asks to trust a new folder
         assert "trust" in json.loads(cli.ok("status", cl, "--json"))["dialog"]["question"]

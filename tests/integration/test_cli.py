@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from libtmux.server import Server
 
-from tests.conftest import DevSessions, eventually, need, one_line_error
+from tests.conftest import DevSessions, eventually, git_repo, need, one_line_error
 
 
 def tmux_sessions(server: Server) -> set[str]:
@@ -317,12 +317,7 @@ def test_other_commands_do_not_import_the_selftest(cli: DevSessions, args: list[
 
 def test_worktree_from_the_command_line(cli: DevSessions, fake_claude: Path, workdir: Path) -> None:
     repo = workdir / "repo"
-    repo.mkdir()
-    for args in (
-        ["init", "-q", "-b", "main"],
-        ["-c", "user.name=T", "-c", "user.email=t@e", "commit", "-q", "--allow-empty", "-m", "x"],
-    ):
-        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+    git_repo(repo)
     made = cli("create", "-q", "--worktree", "--path", str(repo))  # --worktree takes no value here
     assert made.returncode == 0, made.stderr
     sid = made.stdout.strip()
