@@ -89,6 +89,10 @@ def _sent(message: Message, as_json: bool) -> None:
         emit_json(message.to_json())
     else:
         print(message.id)
+    receipt = message.receipt  # set for a message to a session on another host
+    if receipt is not None and receipt.state == "failed":
+        later = "; retrying in the background" if receipt.retry_at_ms else ""
+        note(f"message {message.id} to {receipt.recipient}: not delivered: {receipt.reason}{later}")
 
 
 # -- msg ---------------------------------------------------------------------------------------------
@@ -209,8 +213,10 @@ def msg_status(
         print("  (no recipients)")
     for receipt in receipts:
         when = receipt.read_at or receipt.delivered_at or receipt.failed_at or ""
-        where = f" into its {receipt.via}" if receipt.state == "delivered" else ""
+        where = f" into its {receipt.via}" if receipt.state == "delivered" and receipt.via != "host" else ""
         why = f": {receipt.reason}" if receipt.state == "failed" and receipt.reason else ""
+        if receipt.via == "host" and receipt.state != "failed" and receipt.reason:
+            why = f" ({receipt.reason})"  # where on its host, and as which message there
         retry = " (retrying)" if receipt.state == "failed" and receipt.retry_at_ms else ""
         print(f"  {receipt.recipient}: {receipt.state}{where}{why}{retry} {when}".rstrip())
     return 0

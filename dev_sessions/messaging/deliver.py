@@ -33,12 +33,12 @@ from dev_sessions.errors import DevSessionsError, SessionExited
 from dev_sessions.files import private_dir
 from dev_sessions.messaging.notice import frame
 from dev_sessions.messaging.records import Message, Receipt
+from dev_sessions.messaging.relay import PULL_EVERY_S, retry_at
 from dev_sessions.messaging.store import MessageStore, now_ms
 from dev_sessions.store import Session, SessionStore
 
 log = logging.getLogger("dev_sessions.messaging.deliver")
 
-RETRY_DELAYS_S = (5, 15, 60, 300, 900)
 CODEX_POLL_S = 0.5
 
 
@@ -98,6 +98,11 @@ class Deliverer:
                 message.id, receipt.recipient, f"no session named {receipt.recipient} any more", None
             )
             return "failed"
+        if receipt.via == "host" or session.host:
+            from dev_sessions.messaging.relay import relay
+
+            outcome = relay(self.settings, self.store, message, receipt.recipient, session.host or "")
+            return "relayed" if outcome == "delivered" else outcome
         backend = self.manager.backend(session.cli)
         text = frame(message, receipt.recipient)
         try:
@@ -116,16 +121,37 @@ class Deliverer:
         log.info("message %d delivered to %s", message.id, receipt.recipient)
         return "delivered"
 
+    def talking(self, sessions: Mapping[str, Session]) -> dict[str, set[str]]:
+        """{host: the live sessions here whose answers may wait there}: the parents of its sessions, and
+        whoever relayed a message there."""
+        local = {sid: s for sid, s in sessions.items() if not s.host}
+        hosts = {s.host for s in sessions.values() if s.host}
+        pairs = {(s.host, s.parent) for s in sessions.values() if s.host and s.parent in local}
+        relayed = self.store.relay_senders()
+        pairs |= {(host, sender) for sender, host in relayed if sender in local and host in hosts}
+        live: dict[str, bool] = {}
+        found: dict[str, set[str]] = {}
+        for host, name in pairs:
+            if name not in live:
+                session = local[name]
+                try:
+                    live[name] = self.manager.backend(session.cli).status(session).state != "exited"
+                except DevSessionsError:
+                    live[name] = False
+            if live[name]:
+                found.setdefault(str(host), set()).add(str(name))
+        return found
+
     @staticmethod
     def _retry_at(attempts: int) -> int | None:
-        if attempts >= len(RETRY_DELAYS_S):
-            return None
-        return now_ms() + RETRY_DELAYS_S[attempts] * 1000
+        return retry_at(attempts, now_ms())
 
     def run(self) -> None:
         from dev_sessions.watch import Watcher
 
         idle_since: float | None = None
+        pull_at = 0.0
+        talking: dict[str, set[str]] = {}
         with Watcher() as watcher:
             watcher.watch_dir(self.settings.home)
             while True:
@@ -134,6 +160,13 @@ class Deliverer:
                 blocked: set[str] = set()
                 # Urgent messages first: they may be steered into a running turn.
                 due = sorted(self.store.due(), key=lambda item: (item[0].priority != "urgent", item[0].id))
+                if time.monotonic() >= pull_at:
+                    talking = self.talking(sessions)
+                    if talking:
+                        from dev_sessions.messaging.relay import pull
+
+                        pull(self.settings, self.store, talking, sessions)
+                    pull_at = time.monotonic() + PULL_EVERY_S
                 for message, receipt in due:
                     if receipt.recipient in blocked:
                         continue  # one at a time per session, in order
@@ -148,7 +181,7 @@ class Deliverer:
                             watcher.watch_dir(directory)
                         waiting_codex = waiting_codex or not signals
                 next_retry = self.store.next_retry_ms()
-                if not blocked and next_retry is None:
+                if not blocked and next_retry is None and not talking:
                     idle_since = idle_since or time.monotonic()
                     if time.monotonic() - idle_since >= self.linger:
                         log.info("nothing left to deliver; exiting")
@@ -160,6 +193,8 @@ class Deliverer:
                     timeout = min(timeout, max(0.0, (next_retry - now_ms()) / 1000))
                 if waiting_codex:
                     timeout = min(timeout, CODEX_POLL_S)
+                if talking:
+                    timeout = min(timeout, max(0.0, pull_at - time.monotonic()))
                 if idle_since is not None:
                     timeout = min(timeout, self.linger)
                 watcher.wait(timeout)

@@ -23,6 +23,7 @@ from dev_sessions.config import Settings
 from dev_sessions.durations import parse_duration
 from dev_sessions.errors import MessageNotFound, NoMessage, RecipientNotFound, SpaceNotFound, UsageError
 from dev_sessions.messaging.records import Agent, AgentInfo, Message, Receipt, Space
+from dev_sessions.messaging.relay import PULL_EVERY_S
 from dev_sessions.messaging.store import PRIORITIES, MessageStore
 from dev_sessions.store import Session, SessionStore, parse_iso
 from dev_sessions.watch import Watcher, run_steps, run_steps_async
@@ -84,7 +85,10 @@ class Messenger:
         return {s.id: s for s in self.sessions.sessions()}
 
     def _via(self, name: str, sessions: Mapping[str, Session]) -> str:
-        return "conversation" if name in sessions else "mailbox"
+        session = sessions.get(name)
+        if session is None:
+            return "mailbox"
+        return "host" if session.host else "conversation"
 
     def known(self, name: str, sessions: Mapping[str, Session] | None = None) -> str | None:
         """What a name is: ``session``, ``agent`` or ``space``; None when it is none of them."""
@@ -133,6 +137,8 @@ class Messenger:
         sessions = self._sessions()
         target = self.parent_of(me, sessions) if to == PARENT else to
         kind = self.known(target, sessions)
+        if kind is None and to == PARENT:
+            kind = "agent"  # a parent on another machine (its session came with --host): a mailbox here
         if kind is None:
             raise RecipientNotFound(
                 name=target,
@@ -143,17 +149,11 @@ class Messenger:
             return self.space_send(
                 target, body, sender=me, priority=priority, metadata=metadata, reply_to=reply_to
             )
-        where = sessions[target].host if kind == "session" else None
-        if where:
-            raise UsageError(
-                f"{target}: runs on {where}; messages to a session on another host are not there yet"
-            )
         recipients = {target: self._via(target, sessions)}
         message = self.store.send(
             me, recipients, body, priority=priority, reply_to=reply_to, metadata=metadata
         )
-        self._after_send(message, recipients, sessions)
-        return message
+        return self._after_send(message, recipients, sessions)
 
     @call(identity="sender")
     def reply(
@@ -166,8 +166,7 @@ class Messenger:
         # Answer whoever sent it, even an agent or session that is gone since (its mailbox keeps it).
         recipients = {original.sender: self._via(original.sender, sessions)}
         message = self.store.send(me, recipients, body, priority=priority, reply_to=message_id)
-        self._after_send(message, recipients, sessions)
-        return message
+        return self._after_send(message, recipients, sessions)
 
     def _check_body(self, body: str) -> None:
         if not body.strip():
@@ -177,13 +176,28 @@ class Messenger:
 
     def _after_send(
         self, message: Message, recipients: Mapping[str, str], sessions: Mapping[str, Session]
-    ) -> None:
+    ) -> Message:
+        """Start what delivers it; the message, with its one recipient's receipt when that is a session
+        on another host (relayed now, or failed with the reason), for the sender to see."""
         if message.sender not in sessions:
             self.store.heartbeat(message.sender, None)  # an outside agent that writes is alive
-        if "conversation" in recipients.values():
+        deliver = "conversation" in recipients.values()
+        remote = [name for name, via in recipients.items() if via == "host"]
+        if remote:
+            from dev_sessions.messaging.relay import relay_due
+
+            outcomes = relay_due(self.settings, self.store, [(message, name) for name in remote], sessions)
+            # The deliverer retries what a host did not take, and pulls the answers of a session here.
+            deliver = deliver or "failed" in outcomes.values() or message.sender in sessions
+        if deliver:
             from dev_sessions.messaging.deliver import ensure_deliverer
 
             ensure_deliverer(self.settings, self.environ)
+        if len(recipients) == 1 and remote:
+            from dataclasses import replace
+
+            return replace(message, receipt=self.store.receipt(message.id, remote[0]))
+        return message
 
     @call(identity="reader")
     def read(
@@ -199,6 +213,7 @@ class Messenger:
         me = self.me(reader)
         if limit is not None and limit < 1:
             raise UsageError("--limit must be at least 1")
+        self._pull(me)
         messages = self.store.inbox(
             me, unread=unread, sender=sender, since_ms=parse_since(since), limit=limit
         )
@@ -225,9 +240,14 @@ class Messenger:
         me = self.me(reader)
         deadline = None if timeout is None else time.monotonic() + timeout
         announced = False
+        pulled_at: float | None = None
+        remote = False
         with Watcher() as watcher:
             watcher.watch_dir(self.db_path.parent)
             while True:
+                if pulled_at is None or time.monotonic() - pulled_at >= PULL_EVERY_S:
+                    remote = self._pull(me)
+                    pulled_at = time.monotonic()
                 found = self.store.inbox(me, unread=True)
                 if found:
                     if mark_read:
@@ -239,7 +259,26 @@ class Messenger:
                 if not announced:
                     log.debug("%s: waiting for a message", me)  # once, as the wait starts to block
                     announced = True
-                yield watcher, 2.0 if remaining is None else min(remaining, 2.0)
+                nap = 2.0 if remaining is None else min(remaining, 2.0)
+                if remote:  # answers on a host are looked for there, nothing here announces them
+                    nap = min(nap, max(0.05, pulled_at + PULL_EVERY_S - time.monotonic()))
+                yield watcher, nap
+
+    def _pull(self, reader: str) -> bool:
+        """Bring ``reader``'s answers from our sessions on other hosts into this store; False when this
+        store has no session on another host (then nothing is ever looked for)."""
+        sessions = self._sessions()
+        hosts = {s.host for s in sessions.values() if s.host}
+        if not hosts:
+            return False
+        from dev_sessions.messaging.relay import pull
+
+        copies = pull(self.settings, self.store, {host: {reader} for host in hosts}, sessions)
+        if copies and reader in sessions and not sessions[reader].host:
+            from dev_sessions.messaging.deliver import ensure_deliverer
+
+            ensure_deliverer(self.settings, self.environ)  # a copy for a session here goes into it
+        return True
 
     @call(scope=("viewer",))
     def thread(self, message_id: int, viewer: str | None = None) -> list[Message]:
@@ -266,11 +305,30 @@ class Messenger:
     def status(self, message_id: int, viewer: str | None = None) -> tuple[Message, list[Receipt]]:
         message = self.store.message(message_id) if viewer is None else self._visible(message_id, viewer)
         receipts = self.store.receipts(message_id)
-        if any(r.state in ("queued", "failed") and r.via == "conversation" for r in receipts):
+        if any(r.state in ("queued", "failed") and r.via != "mailbox" for r in receipts):
             from dev_sessions.messaging.deliver import ensure_deliverer
 
             ensure_deliverer(self.settings, self.environ)  # in case the deliverer died with work left
+        if any(r.via == "host" for r in receipts):
+            receipts = self._as_hosts_have_them(message_id, receipts)
         return message, receipts
+
+    def _as_hosts_have_them(self, message_id: int, receipts: list[Receipt]) -> list[Receipt]:
+        """Each relayed receipt as its host has it now (one call per host, at once)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from dev_sessions.messaging.relay import remote_receipt
+
+        sessions = self._sessions()
+
+        def one(receipt: Receipt) -> Receipt:
+            session = sessions.get(receipt.recipient)
+            if receipt.via != "host" or session is None or not session.host:
+                return receipt
+            return remote_receipt(self.settings, self.store, message_id, receipt, session.host)
+
+        with ThreadPoolExecutor(min(len(receipts), 16), thread_name_prefix="status") as pool:
+            return list(pool.map(one, receipts))
 
     @call(scope=("viewer",))
     def search(self, query: str, limit: int = 50, viewer: str | None = None) -> list[Message]:
@@ -333,8 +391,7 @@ class Messenger:
         message = self.store.send(
             me, recipients, body, priority=priority, metadata=metadata, space=space, reply_to=reply_to
         )
-        self._after_send(message, recipients, sessions)
-        return message
+        return self._after_send(message, recipients, sessions)
 
     @call(identity="reader")
     def space_read(

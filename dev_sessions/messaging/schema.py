@@ -88,6 +88,41 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             END""",
         ],
     ),
+    (
+        # Messages to and from sessions on remote hosts: a receipt ``via`` the recipient's host (relayed
+        # there by ssh), and which message here is which message on a host, either way (``recipient``
+        # is the session a relayed message went to, null for a copy made here).
+        2,
+        [
+            """CREATE TABLE receipts_v2 (
+                message INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+                recipient TEXT NOT NULL,
+                state TEXT NOT NULL CHECK (state IN ('queued', 'delivered', 'read', 'failed')),
+                via TEXT NOT NULL CHECK (via IN ('conversation', 'mailbox', 'host')),
+                delivered_at TEXT,
+                read_at TEXT,
+                failed_at TEXT,
+                reason TEXT,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                retry_at_ms INTEGER,
+                PRIMARY KEY (message, recipient)
+            ) WITHOUT ROWID""",
+            """INSERT INTO receipts_v2 SELECT message, recipient, state, via, delivered_at, read_at,
+                failed_at, reason, attempts, retry_at_ms FROM receipts""",
+            "DROP TABLE receipts",
+            "ALTER TABLE receipts_v2 RENAME TO receipts",
+            "CREATE INDEX receipts_inbox ON receipts(recipient, state, message)",
+            "CREATE INDEX receipts_pending ON receipts(state, retry_at_ms) WHERE state IN ('queued', 'failed')",
+            """CREATE TABLE relays (
+                message INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+                host TEXT NOT NULL,
+                remote INTEGER NOT NULL,
+                recipient TEXT,
+                PRIMARY KEY (host, remote)
+            ) WITHOUT ROWID""",
+            "CREATE INDEX relays_message ON relays(message, host)",
+        ],
+    ),
 ]
 
 

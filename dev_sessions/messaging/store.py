@@ -9,7 +9,13 @@ together, so a process killed at any moment leaves either the whole message or n
 
 Delivery states of a receipt: ``queued`` (waiting for the recipient's next idle point), ``delivered``
 (put into its conversation, or into the mailbox of an agent that has none), ``read`` (marked read or
-replied to), ``failed`` (with its reason; retried until ``retry_at_ms`` is null).
+replied to), ``failed`` (with its reason; retried until ``retry_at_ms`` is null). A receipt ``via``
+``host`` is a session on a remote host: ``delivered`` there means handed to the host's own store
+(``relays`` says as which message), whose deliverer puts it into the session.
+
+``relays`` links a message here to the same message in a host's store, both ways: one relayed to a
+session there, and one copied here from there (a reply of a remote session), so that a copy is
+never made twice and a reply names the message it answers on the side it lands on.
 """
 
 from __future__ import annotations
@@ -196,16 +202,26 @@ class MessageStore:
         reply_to: int | None = None,
         metadata: dict[str, Any] | None = None,
         space: str | None = None,
+        origin: tuple[str, int] | None = None,
     ) -> Message:
-        """Store a message and a receipt per recipient (``{name: "conversation" | "mailbox"}``), at once.
+        """Store a message and a receipt per recipient (``{name: "conversation" | "mailbox" | "host"}``),
+        at once.
 
-        A recipient reached through its conversation starts ``queued``; a mailbox is ``delivered``.
+        A recipient reached through its conversation or its host starts ``queued``; a mailbox is
+        ``delivered``. ``origin`` (host, id there) marks a copy of a host's message: it is stored once,
+        and the message already stored for it is returned the next time.
         """
         if priority not in PRIORITIES:
             raise UsageError(f"--priority {priority!r}: choose one of {', '.join(PRIORITIES)}")
         stamp, stamp_ms = now_iso(), now_ms()
         meta = json.dumps(metadata, ensure_ascii=False) if metadata is not None else None
         with self.write() as db:
+            if origin is not None:
+                row = db.execute(
+                    "SELECT message FROM relays WHERE host = ? AND remote = ?", origin
+                ).fetchone()
+                if row is not None:
+                    return self.message(int(row[0]))
             thread = None
             if reply_to is not None:
                 row = db.execute("SELECT thread FROM messages WHERE id = ?", (reply_to,)).fetchone()
@@ -223,11 +239,15 @@ class MessageStore:
             db.executemany(
                 """INSERT INTO receipts (message, recipient, state, via, delivered_at) VALUES (?, ?, ?, ?, ?)""",
                 [
-                    (message_id, name, "queued" if via == "conversation" else "delivered", via,
-                     None if via == "conversation" else stamp)
+                    (message_id, name, "delivered" if via == "mailbox" else "queued", via,
+                     stamp if via == "mailbox" else None)
                     for name, via in recipients.items()
                 ],
             )  # fmt: skip
+            if origin is not None:
+                db.execute(
+                    "INSERT INTO relays (message, host, remote) VALUES (?, ?, ?)", (message_id, *origin)
+                )
             if reply_to is not None:
                 # Answering a message is reading it.
                 db.execute(
@@ -381,6 +401,50 @@ class MessageStore:
                    retry_at_ms = NULL WHERE message = ? AND recipient = ? AND state IN ('queued', 'failed')""",
                 (now_iso(), message_id, recipient),
             )
+
+    def relayed(self, message_id: int, recipient: str, host: str, remote_id: int) -> None:
+        """A message handed to ``recipient``'s host, where it is message ``remote_id``."""
+        with self.write() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO relays (message, host, remote, recipient) VALUES (?, ?, ?, ?)",
+                (message_id, host, remote_id, recipient),
+            )
+            db.execute(
+                """UPDATE receipts SET state = 'delivered', delivered_at = ?, attempts = attempts + 1,
+                   retry_at_ms = NULL, reason = NULL WHERE message = ? AND recipient = ? AND state IN ('queued', 'failed')""",
+                (now_iso(), message_id, recipient),
+            )
+
+    def receipt(self, message_id: int, recipient: str) -> Receipt | None:
+        row = self.db.execute(
+            f"SELECT {_RECEIPT_COLUMNS} FROM receipts r WHERE r.message = ? AND r.recipient = ?",
+            (message_id, recipient),
+        ).fetchone()
+        return _receipt(row) if row else None
+
+    def remote_id(self, message_id: int, host: str, recipient: str | None = None) -> int | None:
+        """Which message ``message_id`` is on ``host``, if any: the one relayed to ``recipient``, else
+        the one it was copied from, else any one relayed there."""
+        row = self.db.execute(
+            """SELECT remote FROM relays WHERE message = ? AND host = ?
+               ORDER BY recipient IS ? DESC, recipient IS NULL DESC, remote LIMIT 1""",
+            (message_id, host, recipient),
+        ).fetchone()
+        return int(row[0]) if row else None
+
+    def local_id(self, host: str, remote_id: int) -> int | None:
+        """Which message here is ``host``'s message ``remote_id``, if any."""
+        row = self.db.execute(
+            "SELECT message FROM relays WHERE host = ? AND remote = ?", (host, remote_id)
+        ).fetchone()
+        return int(row[0]) if row else None
+
+    def relay_senders(self) -> set[tuple[str, str]]:
+        """(sender, host) for every message this store relayed to a host: who may get replies there."""
+        rows = self.db.execute(
+            "SELECT DISTINCT m.sender, x.host FROM relays x JOIN messages m ON m.id = x.message"
+        )
+        return {(str(row[0]), str(row[1])) for row in rows}
 
     def failed(self, message_id: int, recipient: str, reason: str, retry_at_ms: int | None) -> None:
         with self.write() as db:

@@ -199,5 +199,11 @@ def create_on(manager: SessionManager, host: str, *, path: str | None, **wanted:
         session = created.session.evolve(host=host, tmux_socket=None)
         with manager.store.transaction() as doc:
             doc.put(session)
+            parent = doc.sessions.get(session.parent or "")
+        if parent is not None and not parent.host:
+            # A session here made it: its answers (`msg send --to parent` there) are brought into it.
+            from dev_sessions.messaging.deliver import ensure_deliverer
+
+            ensure_deliverer(manager.settings, manager.settings.environ)
         return Created(session, created.started, created.notes)
     raise IdTaken(session_id=f"{host}: no free id after 8 tries")

@@ -16,7 +16,7 @@ import pytest
 from dev_sessions.selftest.fakes.anthropic import FakeAnthropic
 from dev_sessions.selftest.fakes.openai_responses import FakeResponses
 from dev_sessions.selftest.offline import claude_env, prepare_claude_home, prepare_codex_home
-from tests.conftest import DevSessions, _require, git_repo, serving_sshd, stop_codex
+from tests.conftest import DevSessions, _require, eventually, git_repo, serving_sshd, stop_codex
 from tests.fakes.agents import AgentSet
 from tests.fakes.sshd import ALIAS, UNREACHABLE, Sshd
 
@@ -136,12 +136,39 @@ def test_doctor_checks_a_host(cli: DevSessions, host: Sshd, agents: AgentSet) ->
     )
 
 
-def test_a_message_to_a_remote_session_is_refused_in_one_line(cli: DevSessions, host: Sshd) -> None:
-    sid = cli.ok("create", "-q", "--host", ALIAS).strip()
-    refused = cli("msg", "send", "--to", sid, "hello")
-    assert refused.returncode == 2 and refused.stderr == (
-        f"dev-sessions: {sid}: runs on {ALIAS}; messages to a session on another host are not there yet\n"
-    )
+def prompts_seen(cli: DevSessions, sid: str) -> list[str]:
+    return [i["text"] for i in json.loads(cli.ok("logs", sid, "--json")) if i["role"] == "user"]
+
+
+def test_messages_reach_a_remote_session_and_its_answers_come_back(
+    cli: DevSessions, host: Sshd, fake_anthropic: FakeAnthropic, claude: FakeAnthropic
+) -> None:
+    remote = cli.ok("create", "-q", "--host", ALIAS).strip()
+    # Asked from here, the session there answers its parent (here) as a model would: with the command.
+    ask = "report back <<bash:dev-sessions msg send --to parent the-answer-is-42>>"
+    mid = cli.ok("msg", "send", "--to", remote, ask).strip()
+    (answer,) = json.loads(cli.ok("msg", "wait", "--timeout", "90", "--json", timeout=120))
+    assert (answer["from"], answer["body"]) == (remote, "the-answer-is-42")
+    assert answer["metadata"]["host"] == ALIAS
+    # The host's deliverer put it into the session (as the host's own message), and says so here.
+    (receipt,) = json.loads(cli.ok("msg", "status", mid, "--json"))["recipients"]
+    assert receipt["via"] == "host" and receipt["state"] == "delivered", receipt
+    there = str(receipt["reason"]).removeprefix(f"on {ALIAS} as message ")
+    assert any(p.startswith(f"[dev-sessions] Message {there} from user") for p in prompts_seen(cli, remote))
+    cli.ok("wait", remote, "--timeout", "60")
+
+    # A session here writes to the one there; the answer lands in this session's conversation.
+    local = cli.ok("create", "-q").strip()
+    ping = f"ping <<bash:dev-sessions msg send --to {local} pong-from-{remote}>>"
+    cli.ok("msg", "send", "--from", local, "--to", remote, ping)
+
+    def pong() -> str | None:
+        found = [p for p in prompts_seen(cli, local) if f"pong-from-{remote}" in p]
+        return found[0] if found else None
+
+    notice = str(eventually(pong, timeout=90))
+    assert notice.startswith("[dev-sessions] Message ") and f" from {remote} " in notice
+    cli.ok("wait", local, remote, "--timeout", "60")
 
 
 def test_codex_and_a_worktree_on_a_remote_host(

@@ -107,15 +107,46 @@ def test_migrations_run_in_order_and_keep_data(tmp_path: Path) -> None:
     old = MessageStore(path)
     old.send("a", {"b": "mailbox"}, "kept")
     old.close()
-    later = [*MIGRATIONS, (2, ["ALTER TABLE messages ADD COLUMN topic TEXT"])]
+    later = [*MIGRATIONS, (3, ["ALTER TABLE messages ADD COLUMN topic TEXT"])]
     upgraded = MessageStore(path, migrations=later)
-    assert upgraded.version == 2
+    assert upgraded.version == 3
     assert [m.body for m in upgraded.inbox("b")] == ["kept"]
     columns = [row[1] for row in upgraded.db.execute("PRAGMA table_info(messages)")]
     assert "topic" in columns
     upgraded.close()
     with pytest.raises(StoreTooNew):
         MessageStore(path)  # the older code refuses a newer database
+
+
+def test_a_version_1_database_keeps_its_receipts_and_learns_relays(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    old = MessageStore(path, migrations=MIGRATIONS[:1])
+    sent = old.send("a", {"s1": "conversation", "b": "mailbox"}, "before the upgrade")
+    old.failed(sent.id, "s1", "busy", 123)
+    old.close()
+    new = MessageStore(path)
+    assert new.version == MIGRATIONS[-1][0]
+    kept = {r.recipient: (r.state, r.via, r.reason, r.retry_at_ms) for r in new.receipts(sent.id)}
+    assert kept == {"s1": ("failed", "conversation", "busy", 123), "b": ("delivered", "mailbox", None, None)}
+    assert [m.body for m in new.inbox("b")] == ["before the upgrade"]
+    assert [m.id for m, _ in new.due(at_ms=200)] == [sent.id]  # its indexes are back
+    relayed = new.send("a", {"far-away": "host"}, "to a session on a host")
+    assert new.receipt(relayed.id, "far-away") is not None
+    assert new.receipt(relayed.id, "far-away").state == "queued"  # type: ignore[union-attr]
+
+
+def test_relays_link_messages_both_ways_and_a_copy_is_made_once(store: MessageStore) -> None:
+    out = store.send("user", {"s1": "host", "s2": "host"}, "to two sessions on one host")
+    store.relayed(out.id, "s1", "box", 7)
+    store.relayed(out.id, "s2", "box", 8)
+    assert {r.recipient: r.state for r in store.receipts(out.id)} == {"s1": "delivered", "s2": "delivered"}
+    assert (store.remote_id(out.id, "box", "s1"), store.remote_id(out.id, "box", "s2")) == (7, 8)
+    assert store.remote_id(out.id, "elsewhere") is None and store.local_id("box", 8) == out.id
+    first = store.send("s1", {"user": "mailbox"}, "an answer", reply_to=out.id, origin=("box", 9))
+    again = store.send("s1", {"user": "mailbox"}, "an answer", reply_to=out.id, origin=("box", 9))
+    assert again == first and [m.id for m in store.inbox("user")] == [first.id]
+    assert first.thread == out.thread and store.local_id("box", 9) == first.id
+    assert store.remote_id(first.id, "box") == 9 and store.relay_senders() == {("user", "box"), ("s1", "box")}
 
 
 def test_the_database_is_private_and_in_wal_mode(store: MessageStore) -> None:
