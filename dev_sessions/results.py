@@ -67,10 +67,29 @@ class Inspection:
 
 @dataclass(frozen=True)
 class Killed:
-    """A session ``kill`` stopped, and ``note``: what it left (a worktree kept, and why)."""
+    """A session ``kill`` stopped, and ``note``: what it left (a worktree kept, and why).
+
+    ``host``: where it ran (its host's own kill did the work there, and a note names the host).
+    ``worktree``: its git worktree, if it had one, and ``worktree_kept`` whether it is still there."""
 
     id: str
     note: str = ""
+    host: str | None = None
+    worktree: str | None = None
+    worktree_kept: bool = False
+
+    def to_json(self) -> JsonObject:
+        """``kill --json``'s entry for this session."""
+        worktree: JsonObject | None = (
+            None if self.worktree is None else {"path": self.worktree, "kept": self.worktree_kept}
+        )
+        return {
+            "id": self.id,
+            "killed": True,
+            "host": self.host,
+            "worktree": worktree,
+            "note": self.note or None,
+        }
 
 
 def json_safe(value: object) -> object:

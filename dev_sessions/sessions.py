@@ -361,26 +361,38 @@ class SessionManager:
         return self._kill(old, keep_worktree)
 
     def _kill(self, sessions: Sequence[Session], keep_worktree: bool, forget: bool = False) -> list[Killed]:
+        return [self._kill_one(session, keep_worktree, forget) for session in sessions]
+
+    def _kill_one(self, session: Session, keep_worktree: bool, forget: bool) -> Killed:
         from dev_sessions import worktrees
         from dev_sessions.results import Killed
 
-        killed = []
-        for session in sessions:
-            backend = self.backend_of(session)
-            note = None
-            try:
+        backend = self.backend_of(session)
+        note = None
+        there: Killed | None = None
+        try:
+            if session.host:  # the host's own kill, which takes care of the worktree there
+                there = self.backends.host(session.host).kill_there(session, keep_worktree=keep_worktree)
+            else:
                 backend.kill(session)
-            except HostUnreachable as err:
-                if not forget:
-                    raise
-                note = f"forgotten here; {err.host} did not answer, and the session may still run there"
-            with self.store.transaction() as doc:
-                doc.sessions.pop(session.id, None)
-                # Decided under the lock, so that a create racing with this kill either comes first
-                # (and keeps what it needs) or starts afresh after.
-                if not any(s.cli == session.cli and s.host == session.host for s in doc.sessions.values()):
-                    backend.retire()
-            if session.worktree and not session.host:  # a host's own kill takes care of its worktree
-                note = worktrees.release(Path(session.worktree), session.branch, keep=keep_worktree)
-            killed.append(Killed(session.id, note or ""))
-        return killed
+        except HostUnreachable as err:
+            if not forget:
+                raise
+            note = f"forgotten here; {err.host} did not answer, and the session may still run there"
+        with self.store.transaction() as doc:
+            doc.sessions.pop(session.id, None)
+            # Decided under the lock, so that a create racing with this kill either comes first
+            # (and keeps what it needs) or starts afresh after.
+            if not any(s.cli == session.cli and s.host == session.host for s in doc.sessions.values()):
+                backend.retire()
+        kept = False
+        if there is not None:
+            kept = there.worktree_kept
+            note = f"{session.host}: {there.note}" if there.note else None
+        elif session.worktree and not session.host:
+            note = worktrees.release(Path(session.worktree), session.branch, keep=keep_worktree)
+            kept = note is not None
+        elif session.worktree:
+            kept = note is not None  # forgotten, or gone there already: not known to be removed
+        worktree = (there.worktree if there else None) or session.worktree
+        return Killed(session.id, note or "", session.host, worktree, kept)

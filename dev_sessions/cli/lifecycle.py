@@ -153,7 +153,7 @@ def kill(
     else:
         killed = manager.kill(session_ids or [], keep_worktree=keep, forget=forget)
     if as_json:
-        emit_json([k.id for k in killed])
+        emit_json([k.to_json() for k in killed])
     elif not killed:
         note("no sessions to kill")
     for done in killed:

@@ -159,3 +159,43 @@ def test_codex_and_a_worktree_on_a_remote_host(
     assert cli.ok("status", sid).strip() == "idle"
     assert cli.ok("kill", sid) == f"{sid}: killed\n"
     assert not (host.remote.home / ".worktrees" / sid).exists()  # clean: removed there
+
+
+def test_a_remote_kill_says_what_became_of_the_worktree_there(cli: DevSessions, host: Sshd) -> None:
+    repo = git_repo(host.remote.home / "repo")
+    dirty, clean, kept = (
+        cli.ok("create", "-q", "--host", ALIAS, "--worktree", "-p", str(repo)).strip() for _ in range(3)
+    )
+    place = {sid: host.remote.home / ".worktrees" / sid for sid in (dirty, clean, kept)}
+    (place[dirty] / "wip.txt").write_text("not committed\n")
+    killed = cli("kill", "--json", dirty, clean)
+    assert killed.returncode == 0, killed.stderr
+    kept_note = (
+        f"{ALIAS}: worktree kept at {place[dirty]} (branch dev-sessions/{dirty}): 1 uncommitted change(s)"
+    )
+    assert json.loads(killed.stdout) == [
+        {
+            "id": dirty,
+            "killed": True,
+            "host": ALIAS,
+            "worktree": {"path": str(place[dirty]), "kept": True},
+            "note": kept_note,
+        },
+        {
+            "id": clean,
+            "killed": True,
+            "host": ALIAS,
+            "worktree": {"path": str(place[clean]), "kept": False},
+            "note": None,
+        },
+    ]
+    assert killed.stderr == f"{dirty}: {kept_note}\n"  # said here, with the host and the path there
+    assert place[dirty].is_dir() and not place[clean].exists()
+    assert dirty not in remote_store(host) and clean not in remote_store(host)
+    # --keep-worktree reaches the host's own kill: even a clean worktree stays.
+    kept_one = cli("kill", "--keep-worktree", kept)
+    assert kept_one.returncode == 0 and kept_one.stdout == f"{kept}: killed\n", kept_one.stderr
+    assert (
+        kept_one.stderr == f"{kept}: {ALIAS}: worktree kept at {place[kept]} (branch dev-sessions/{kept})\n"
+    )
+    assert place[kept].is_dir()
