@@ -8,15 +8,28 @@ import json
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from dev_sessions.config import Settings
+from dev_sessions.errors import HostUnreachable
+from dev_sessions.remote.ssh import Ssh
 from dev_sessions.selftest.fakes.anthropic import FakeAnthropic
 from dev_sessions.selftest.fakes.openai_responses import FakeResponses
 from dev_sessions.selftest.offline import claude_env, prepare_claude_home, prepare_codex_home
-from tests.conftest import DevSessions, _require, git_repo, serving_sshd, stop_codex
+from tests.conftest import (
+    SLOW,
+    DevSessions,
+    _require,
+    eventually,
+    git_repo,
+    one_line_error,
+    serving_sshd,
+    stop_codex,
+)
 from tests.fakes.agents import AgentSet
 from tests.fakes.sshd import ALIAS, UNREACHABLE, Sshd
 
@@ -199,3 +212,31 @@ def test_a_remote_kill_says_what_became_of_the_worktree_there(cli: DevSessions, 
         kept_one.stderr == f"{kept}: {ALIAS}: worktree kept at {place[kept]} (branch dev-sessions/{kept})\n"
     )
     assert place[kept].is_dir()
+
+
+def test_killing_the_shared_connection_mid_command(
+    cli: DevSessions, host: Sshd, fake_anthropic: FakeAnthropic
+) -> None:
+    sid = cli.ok("create", "-q", "--host", ALIAS).strip()
+    cli.ok("send", sid, "a long one <<hold>>")
+    eventually(lambda: fake_anthropic.holding() == 1)  # the turn runs until the test lets it end
+    ssh = Ssh(Settings.from_env(), ALIAS)
+    master = ssh.master_pid()
+    assert master is not None  # left by the commands above, and shared by the next one
+    before = len(host.remote.started())
+    waiter = cli.start("wait", sid, "--timeout", "300")
+    eventually(lambda: len(host.remote.started()) > before)  # the host's `dev-sessions call` (wait) runs
+    assert waiter.process.poll() is None
+    os.kill(master, signal.SIGKILL)
+    killed_at = time.monotonic()
+    ended = waiter.finish(timeout=20)
+    assert time.monotonic() - killed_at < 10 * SLOW  # at once, not when the turn or the timeout ends
+    code = HostUnreachable(host=ALIAS, detail="").exit_code  # exit 1, from the table
+    one_line_error(ended, code, f"{ALIAS}: no ssh connection (")
+    assert ended.stdout == ""
+    # The next command makes a new shared connection, and the session runs on there.
+    assert cli.ok("status", sid).strip() == "working"
+    assert ssh.master_pid() not in (None, master)
+    fake_anthropic.release()
+    done = cli("wait", sid, "--timeout", "120")
+    assert done.returncode == 0 and done.stdout.startswith(f"{sid}: completed"), done.stderr
