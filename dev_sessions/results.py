@@ -67,10 +67,39 @@ class Inspection:
 
 @dataclass(frozen=True)
 class Killed:
-    """A session ``kill`` stopped, and ``note``: what it left (a worktree kept, and why)."""
+    """A session ``kill`` stopped, and ``note``: what it left (a worktree kept, and why).
+
+    ``host``: where it ran (its host's own kill did the work there, and a note names the host).
+    ``worktree``: its git worktree, if it had one, and ``worktree_kept`` whether it is still there.
+    ``error``: not killed (``kill --all`` and ``--older-than`` go on past a session they cannot
+    kill), the one line why, and ``exit_code`` that error's; its record is kept."""
 
     id: str
     note: str = ""
+    host: str | None = None
+    worktree: str | None = None
+    worktree_kept: bool = False
+    error: str = ""
+    exit_code: int = 0
+
+    @property
+    def killed(self) -> bool:
+        return not self.error
+
+    def to_json(self) -> JsonObject:
+        """``kill --json``'s entry for this session."""
+        if self.error:
+            return {"id": self.id, "killed": False, "host": self.host, "error": self.error}
+        worktree: JsonObject | None = (
+            None if self.worktree is None else {"path": self.worktree, "kept": self.worktree_kept}
+        )
+        return {
+            "id": self.id,
+            "killed": True,
+            "host": self.host,
+            "worktree": worktree,
+            "note": self.note or None,
+        }
 
 
 def json_safe(value: object) -> object:

@@ -346,41 +346,82 @@ class SessionManager:
 
     @call(scope=("parent",))
     def kill_all(self, parent: str | None = None, *, keep_worktree: bool = False) -> list[Killed]:
-        return self._kill(self.sessions(parent), keep_worktree)
+        """Stop every session (or ``parent``'s). One that cannot be killed (its host does not
+        answer) does not stop the others: it comes back with its ``error``, and its record stays."""
+        return self._kill(self.sessions(parent), keep_worktree, go_on=True)
 
     @call(scope=("parent",))
     def kill_older_than(
         self, seconds: float, parent: str | None = None, *, keep_worktree: bool = False
     ) -> list[Killed]:
+        """``kill_all`` for the sessions created more than ``seconds`` ago."""
         now = datetime.now(timezone.utc)
         old = []
         for session in self.sessions(parent):
             created = parse_iso(session.created_at)
             if created is not None and (now - created).total_seconds() > seconds:
                 old.append(session)
-        return self._kill(old, keep_worktree)
+        return self._kill(old, keep_worktree, go_on=True)
 
-    def _kill(self, sessions: Sequence[Session], keep_worktree: bool, forget: bool = False) -> list[Killed]:
-        from dev_sessions import worktrees
+    def _kill(
+        self, sessions: Sequence[Session], keep_worktree: bool, forget: bool = False, *, go_on: bool = False
+    ) -> list[Killed]:
+        """Kill each session; ``go_on``: past one that fails, which is returned with its error (else
+        the error is raised)."""
         from dev_sessions.results import Killed
 
         killed = []
+        silent: dict[str, HostUnreachable] = {}  # hosts that did not answer: not asked again here
         for session in sessions:
-            backend = self.backend_of(session)
-            note = None
             try:
-                backend.kill(session)
-            except HostUnreachable as err:
-                if not forget:
+                killed.append(self._kill_one(session, keep_worktree, forget, silent))
+            except DevSessionsError as err:
+                if not go_on:
                     raise
-                note = f"forgotten here; {err.host} did not answer, and the session may still run there"
-            with self.store.transaction() as doc:
-                doc.sessions.pop(session.id, None)
-                # Decided under the lock, so that a create racing with this kill either comes first
-                # (and keeps what it needs) or starts afresh after.
-                if not any(s.cli == session.cli and s.host == session.host for s in doc.sessions.values()):
-                    backend.retire()
-            if session.worktree and not session.host:  # a host's own kill takes care of its worktree
-                note = worktrees.release(Path(session.worktree), session.branch, keep=keep_worktree)
-            killed.append(Killed(session.id, note or ""))
+                line = str(err)
+                if isinstance(err, HostUnreachable):
+                    line += f"; its record is kept (`dev-sessions kill --forget {session.id}` drops it)"
+                killed.append(Killed(session.id, host=session.host, error=line, exit_code=err.exit_code))
         return killed
+
+    def _kill_one(
+        self, session: Session, keep_worktree: bool, forget: bool, silent: dict[str, HostUnreachable]
+    ) -> Killed:
+        from dev_sessions import worktrees
+        from dev_sessions.results import Killed
+
+        backend = self.backend_of(session)
+        note = None
+        there: Killed | None = None
+        try:
+            if session.host:  # the host's own kill, which takes care of the worktree there
+                if session.host in silent:
+                    raise silent[session.host]
+                try:
+                    there = self.backends.host(session.host).kill_there(session, keep_worktree=keep_worktree)
+                except HostUnreachable as err:
+                    silent[session.host] = err
+                    raise
+            else:
+                backend.kill(session)
+        except HostUnreachable as err:
+            if not forget:
+                raise
+            note = f"forgotten here; {err.host} did not answer, and the session may still run there"
+        with self.store.transaction() as doc:
+            doc.sessions.pop(session.id, None)
+            # Decided under the lock, so that a create racing with this kill either comes first
+            # (and keeps what it needs) or starts afresh after.
+            if not any(s.cli == session.cli and s.host == session.host for s in doc.sessions.values()):
+                backend.retire()
+        kept = False
+        if there is not None:
+            kept = there.worktree_kept
+            note = f"{session.host}: {there.note}" if there.note else None
+        elif session.worktree and not session.host:
+            note = worktrees.release(Path(session.worktree), session.branch, keep=keep_worktree)
+            kept = note is not None
+        elif session.worktree:
+            kept = note is not None  # forgotten, or gone there already: not known to be removed
+        worktree = (there.worktree if there else None) or session.worktree
+        return Killed(session.id, note or "", session.host, worktree, kept)

@@ -11,7 +11,7 @@ from dev_sessions.cli.context import sessions_api
 from dev_sessions.cli.output import dialog_lines, emit_json, note
 from dev_sessions.cli.sessions import JsonOpt
 from dev_sessions.durations import format_age, parse_duration
-from dev_sessions.errors import UsageError
+from dev_sessions.errors import EXIT_ERROR, EXIT_OK, UsageError
 from dev_sessions.store import parse_iso
 from dev_sessions.terminal import cell
 
@@ -153,15 +153,18 @@ def kill(
     else:
         killed = manager.kill(session_ids or [], keep_worktree=keep, forget=forget)
     if as_json:
-        emit_json([k.id for k in killed])
+        emit_json([k.to_json() for k in killed])
     elif not killed:
         note("no sessions to kill")
     for done in killed:
+        if done.error:  # --all, --older-than: the others were killed all the same
+            note(f"dev-sessions: {done.id}: not killed: {done.error}")
+            continue
         if not as_json:
             print(f"{done.id}: killed")
         if done.note:
             note(f"{done.id}: {done.note}")
-    return 0
+    return max((k.exit_code or EXIT_ERROR for k in killed if k.error), default=EXIT_OK)
 
 
 OPTIONAL_VALUES = {"create": ("--worktree", "-w")}

@@ -9,7 +9,6 @@ per host), and the host's dev-sessions does the work: its tmux, its agents, its 
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,7 +24,7 @@ from dev_sessions.store import Session
 
 if TYPE_CHECKING:
     from dev_sessions.api import SessionsAPI
-    from dev_sessions.results import Created
+    from dev_sessions.results import Created, Killed
     from dev_sessions.sessions import SessionManager
 
 QUICK_TIMEOUT_S = 120.0  # a call that does not block on an agent's turn
@@ -139,10 +138,19 @@ class HostBackend:
         return self.remote.respond(session.id, answer)
 
     def kill(self, session: Session) -> None:
+        self.kill_there(session)
+
+    def kill_there(self, session: Session, *, keep_worktree: bool = False) -> Killed | None:
+        """The host's own kill of the session (it stops the agent and takes care of the worktree
+        there), and what it answered: its worktree removed or kept, and why. None when the host has
+        no such session any more (the record here goes too)."""
         from dev_sessions.errors import SessionNotFound
 
-        with contextlib.suppress(SessionNotFound):  # gone there already: the record here goes too
-            self.remote.kill([session.id])
+        try:
+            found = self.remote.kill([session.id], keep_worktree=keep_worktree)
+        except SessionNotFound:
+            return None
+        return next((k for k in found if k.id == session.id), None)
 
     def follow(self, session: Session) -> Session:
         return session  # the host follows its own sessions

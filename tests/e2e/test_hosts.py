@@ -8,15 +8,28 @@ import json
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from dev_sessions.config import Settings
+from dev_sessions.errors import HostUnreachable
+from dev_sessions.remote.ssh import Ssh
 from dev_sessions.selftest.fakes.anthropic import FakeAnthropic
 from dev_sessions.selftest.fakes.openai_responses import FakeResponses
 from dev_sessions.selftest.offline import claude_env, prepare_claude_home, prepare_codex_home
-from tests.conftest import DevSessions, _require, eventually, git_repo, serving_sshd, stop_codex
+from tests.conftest import (
+    SLOW,
+    DevSessions,
+    _require,
+    eventually,
+    git_repo,
+    one_line_error,
+    serving_sshd,
+    stop_codex,
+)
 from tests.fakes.agents import AgentSet
 from tests.fakes.sshd import ALIAS, UNREACHABLE, Sshd
 
@@ -186,3 +199,71 @@ def test_codex_and_a_worktree_on_a_remote_host(
     assert cli.ok("status", sid).strip() == "idle"
     assert cli.ok("kill", sid) == f"{sid}: killed\n"
     assert not (host.remote.home / ".worktrees" / sid).exists()  # clean: removed there
+
+
+def test_a_remote_kill_says_what_became_of_the_worktree_there(cli: DevSessions, host: Sshd) -> None:
+    repo = git_repo(host.remote.home / "repo")
+    dirty, clean, kept = (
+        cli.ok("create", "-q", "--host", ALIAS, "--worktree", "-p", str(repo)).strip() for _ in range(3)
+    )
+    place = {sid: host.remote.home / ".worktrees" / sid for sid in (dirty, clean, kept)}
+    (place[dirty] / "wip.txt").write_text("not committed\n")
+    killed = cli("kill", "--json", dirty, clean)
+    assert killed.returncode == 0, killed.stderr
+    kept_note = (
+        f"{ALIAS}: worktree kept at {place[dirty]} (branch dev-sessions/{dirty}): 1 uncommitted change(s)"
+    )
+    assert json.loads(killed.stdout) == [
+        {
+            "id": dirty,
+            "killed": True,
+            "host": ALIAS,
+            "worktree": {"path": str(place[dirty]), "kept": True},
+            "note": kept_note,
+        },
+        {
+            "id": clean,
+            "killed": True,
+            "host": ALIAS,
+            "worktree": {"path": str(place[clean]), "kept": False},
+            "note": None,
+        },
+    ]
+    assert killed.stderr == f"{dirty}: {kept_note}\n"  # said here, with the host and the path there
+    assert place[dirty].is_dir() and not place[clean].exists()
+    assert dirty not in remote_store(host) and clean not in remote_store(host)
+    # --keep-worktree reaches the host's own kill: even a clean worktree stays.
+    kept_one = cli("kill", "--keep-worktree", kept)
+    assert kept_one.returncode == 0 and kept_one.stdout == f"{kept}: killed\n", kept_one.stderr
+    assert (
+        kept_one.stderr == f"{kept}: {ALIAS}: worktree kept at {place[kept]} (branch dev-sessions/{kept})\n"
+    )
+    assert place[kept].is_dir()
+
+
+def test_killing_the_shared_connection_mid_command(
+    cli: DevSessions, host: Sshd, fake_anthropic: FakeAnthropic
+) -> None:
+    sid = cli.ok("create", "-q", "--host", ALIAS).strip()
+    cli.ok("send", sid, "a long one <<hold>>")
+    eventually(lambda: fake_anthropic.holding() == 1)  # the turn runs until the test lets it end
+    ssh = Ssh(Settings.from_env(), ALIAS)
+    master = ssh.master_pid()
+    assert master is not None  # left by the commands above, and shared by the next one
+    before = len(host.remote.started())
+    waiter = cli.start("wait", sid, "--timeout", "300")
+    eventually(lambda: len(host.remote.started()) > before)  # the host's `dev-sessions call` (wait) runs
+    assert waiter.process.poll() is None
+    os.kill(master, signal.SIGKILL)
+    killed_at = time.monotonic()
+    ended = waiter.finish(timeout=20)
+    assert time.monotonic() - killed_at < 10 * SLOW  # at once, not when the turn or the timeout ends
+    code = HostUnreachable(host=ALIAS, detail="").exit_code  # exit 1, from the table
+    one_line_error(ended, code, f"{ALIAS}: no ssh connection (")
+    assert ended.stdout == ""
+    # The next command makes a new shared connection, and the session runs on there.
+    assert cli.ok("status", sid).strip() == "working"
+    assert ssh.master_pid() not in (None, master)
+    fake_anthropic.release()
+    done = cli("wait", sid, "--timeout", "120")
+    assert done.returncode == 0 and done.stdout.startswith(f"{sid}: completed"), done.stderr

@@ -17,7 +17,10 @@ from pathlib import Path
 import pytest
 from libtmux.server import Server
 
+from dev_sessions.errors import HostUnreachable
+from dev_sessions.store import Session, SessionStore
 from tests.conftest import DevSessions, eventually, git_repo, need, one_line_error
+from tests.fakes.sshd import UNREACHABLE, Sshd
 
 
 def tmux_sessions(server: Server) -> set[str]:
@@ -293,6 +296,55 @@ def test_kill_older_than(cli: DevSessions, fake_claude: Path) -> None:
         return result.stdout
 
     assert eventually(killed_once_a_second_old, timeout=5) == f"{sid}: killed\n"
+    assert json.loads(cli.ok("list", "--json")) == []
+
+
+def _recorded(session_id: str, **changes: object) -> None:
+    """A record put into this test's store as it is (a session on a host, an old one)."""
+    store = SessionStore(Path(os.environ["DEV_SESSIONS_HOME"]) / "sessions.json")
+    with store.transaction() as doc:
+        found = doc.sessions.get(session_id)
+        base = found or Session(id=session_id, internal_id="far", cli="claude", path="/srv")
+        doc.put(base.evolve(**changes))
+
+
+def test_kill_all_and_older_than_go_on_past_a_host_that_does_not_answer(
+    cli: DevSessions, fake_claude: Path, sshd: Sshd, tmux_server: Server
+) -> None:
+    hour_ago = "2000-01-01T00:00:00.000Z"
+    old, young = cli.ok("create", "-q").strip(), cli.ok("create", "-q").strip()
+    _recorded(old, created_at=hour_ago)
+    far = ["far-top", "away-mid"]
+    for sid in far:
+        _recorded(sid, host=UNREACHABLE, created_at=hour_ago)
+    code = HostUnreachable(host=UNREACHABLE, detail="").exit_code  # exit 1, from the table
+
+    def refusals(stderr: str) -> dict[str, str]:
+        lines = [line for line in stderr.splitlines() if line]
+        assert len(lines) == len(far) and "Traceback" not in stderr, stderr
+        return {line.split(":")[1].strip(): line for line in lines}
+
+    aged = cli("kill", "--older-than", "30m")
+    assert aged.returncode == code and aged.stdout == f"{old}: killed\n", aged
+    for sid, line in refusals(aged.stderr).items():
+        assert line.startswith(f"dev-sessions: {sid}: not killed: {UNREACHABLE}: no ssh connection (")
+        assert line.endswith(f"its record is kept (`dev-sessions kill --forget {sid}` drops it)")
+    assert set(refusals(aged.stderr)) == set(far)
+    assert f"dev-{old}" not in tmux_sessions(tmux_server) and f"dev-{young}" in tmux_sessions(tmux_server)
+
+    every = cli("kill", "--all", "--json")
+    assert every.returncode == code, every
+    answers = {entry["id"]: entry for entry in json.loads(every.stdout)}
+    assert answers[young] == {"id": young, "killed": True, "host": None, "worktree": None, "note": None}
+    for sid in far:
+        assert answers[sid]["killed"] is False and answers[sid]["host"] == UNREACHABLE
+        assert answers[sid]["error"].startswith(f"{UNREACHABLE}: no ssh connection (")
+    assert set(refusals(every.stderr)) == set(far)
+    assert not any(name.startswith("dev-") for name in tmux_sessions(tmux_server))
+    assert sorted(r["championId"] for r in json.loads(cli.ok("list", "--json"))) == sorted(far)
+
+    forgotten = cli("kill", "--forget", *far)
+    assert forgotten.returncode == 0 and forgotten.stdout == "".join(f"{sid}: killed\n" for sid in far)
     assert json.loads(cli.ok("list", "--json")) == []
 
 
