@@ -340,9 +340,11 @@ class SessionManager:
     ) -> list[Killed]:
         """Stop sessions; a session's worktree goes too, unless it holds uncommitted changes or
         ``keep_worktree``. ``forget``: a session whose host does not answer is dropped from the store
-        all the same (it may still run there)."""
+        all the same (it may still run there). Of several, one that cannot be killed does not stop the
+        others (it comes back with its ``error``, as in ``kill_all``)."""
         sessions = [self.get(sid) for sid in dict.fromkeys(session_ids)]
-        return self._kill(sessions, keep_worktree, forget)
+        # One id: its error is the command's. Several: each is killed if it can be, as with --all.
+        return self._kill(sessions, keep_worktree, forget, go_on=len(sessions) > 1)
 
     @call(scope=("parent",))
     def kill_all(self, parent: str | None = None, *, keep_worktree: bool = False) -> list[Killed]:

@@ -332,6 +332,13 @@ def test_kill_all_and_older_than_go_on_past_a_host_that_does_not_answer(
     assert set(refusals(aged.stderr)) == set(far)
     assert f"dev-{old}" not in tmux_sessions(tmux_server) and f"dev-{young}" in tmux_sessions(tmux_server)
 
+    # Named one by one, the same: the one that can be killed is, the other is said.
+    both = cli("kill", far[0], young)
+    assert both.returncode == code and both.stdout == f"{young}: killed\n", both
+    assert both.stderr.startswith(f"dev-sessions: {far[0]}: not killed: {UNREACHABLE}: no ssh connection (")
+    assert both.stderr.count("\n") == 1
+    young = cli.ok("create", "-q").strip()
+
     every = cli("kill", "--all", "--json")
     assert every.returncode == code, every
     answers = {entry["id"]: entry for entry in json.loads(every.stdout)}
