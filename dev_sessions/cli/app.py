@@ -10,7 +10,17 @@ from collections.abc import Callable, Sequence
 
 import typer
 
-from dev_sessions.cli import call, doctor, gateway, lifecycle, messaging, selftest, sessions, skills
+from dev_sessions.cli import (
+    call,
+    doctor,
+    gateway,
+    lifecycle,
+    mcp_server,
+    messaging,
+    selftest,
+    sessions,
+    skills,
+)
 
 HELP = "Spawn, instruct, wait on and read other coding-agent sessions (Claude Code, Codex), and message them."
 
@@ -23,6 +33,7 @@ GROUPS: dict[str, tuple[Callable[[typer.Typer], None], frozenset[str]]] = {
     "doctor": (doctor.register, frozenset({"doctor"})),
     "selftest": (selftest.register, frozenset({"selftest"})),
     "call": (call.register, frozenset({"call"})),
+    "mcp": (mcp_server.register, frozenset({"mcp"})),
 }
 
 
