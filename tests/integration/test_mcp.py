@@ -7,57 +7,19 @@ progress, cancellation, resources, and the same server in sandbox mode through a
 from __future__ import annotations
 
 import json
-import os
-import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import anyio
 import jsonschema
 import pytest
 from mcp.client.session import ClientSession
-from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.shared.exceptions import MCPError
 
 from dev_sessions.api import calls, library
 from dev_sessions.messaging.messenger import MAX_BODY
 from tests.conftest import DevSessions, GatewayProcess
-
-Scenario = Callable[[ClientSession], Awaitable[None]]
-
-
-@asynccontextmanager
-async def connected(cwd: Path, env: dict[str, str] | None = None) -> AsyncIterator[ClientSession]:
-    params = StdioServerParameters(
-        command=sys.executable, args=["-m", "dev_sessions", "mcp"], env={**os.environ, **(env or {})}, cwd=cwd
-    )
-    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
-        await session.initialize()
-        yield session
-
-
-def run(cwd: Path, scenario: Scenario, env: dict[str, str] | None = None) -> None:
-    async def main() -> None:
-        async with connected(cwd, env) as session:
-            await scenario(session)
-
-    anyio.run(main)
-
-
-def result(answer: Any) -> Any:
-    assert not answer.is_error, answer.content
-    return answer.structured_content["result"]
-
-
-def error(answer: Any) -> dict[str, Any]:
-    assert answer.is_error, answer
-    (text,) = answer.content
-    found: dict[str, Any] = answer.structured_content["error"]
-    assert text.text == found["message"] and "\n" not in text.text  # one line, as the command line says it
-    return found
+from tests.fakes.mcp_client import error, result, run
 
 
 def test_every_call_of_the_api_is_a_tool_with_a_valid_schema(workdir: Path) -> None:
