@@ -72,6 +72,9 @@ WARM = (
     "dev_sessions.watch",
     "dev_sessions.tmux",
     "dev_sessions.worktrees",
+    "dev_sessions.results",
+    "dev_sessions.launch",
+    "dev_sessions.claude.status",
 )
 
 
