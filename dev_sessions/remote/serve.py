@@ -47,16 +47,15 @@ from typing import TYPE_CHECKING, Any
 from dev_sessions.config import Settings
 from dev_sessions.errors import EXIT_ERROR, EXIT_OK, DevSessionsError
 from dev_sessions.files import check_not_link, open_private, private_dir
+from dev_sessions.remote.wire import PROTOCOL, greet, read_line
 
 if TYPE_CHECKING:
     from dev_sessions.api import Call
 
 log = logging.getLogger("dev_sessions.remote.serve")
 
-PROTOCOL = 1
 _START_TIMEOUT = 20.0
 _REQUEST_TIMEOUT = 60.0  # a client that connects and never asks
-_MAX_LINE = 64 * 1024 * 1024  # the gateway's body limit is far below
 _LOG_MAX = 1 << 20
 
 # Imported once by the server, so that no call pays for them: what a call of each API loads.
@@ -93,33 +92,6 @@ def socket_path(home: Path) -> Path:
 
     digest = hashlib.sha256(os.fsencode(home.resolve())).hexdigest()[:16]
     return socket_dir() / f"{digest}-call.sock"
-
-
-def read_line(sock: socket.socket, limit: int = _MAX_LINE) -> bytes:
-    """Bytes up to and with the first newline, or what came before the other side closed."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        chunk = sock.recv(1 << 16)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-        if chunk.endswith(b"\n") or size > limit:
-            break
-    return b"".join(chunks)
-
-
-def greet(sock: socket.socket) -> dict[str, Any] | None:
-    """The server's hello on a fresh connection, or None when none comes (nothing answers there)."""
-    try:
-        line = read_line(sock, 4096)
-        hello = json.loads(line) if line.endswith(b"\n") else None
-    except (OSError, ValueError):
-        return None
-    if not isinstance(hello, dict) or hello.get("serve") != PROTOCOL:
-        return None
-    return hello
 
 
 # -- ``dev-sessions call --serve`` --------------------------------------------------------------------

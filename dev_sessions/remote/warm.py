@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from dev_sessions.errors import DevSessionsError, HostUnreachable
 from dev_sessions.peers import peer_uid
-from dev_sessions.remote.serve import greet, read_line
+from dev_sessions.remote.wire import greet, read_line
 
 if TYPE_CHECKING:
     from dev_sessions.remote.ssh import Ssh
