@@ -19,6 +19,8 @@ a ``Settings`` (and, where a child process inherits it, ``settings.environ``). T
 ``DEV_SESSIONS_SSH_CONNECT_TIMEOUT`` (remote hosts) seconds ssh waits for a host to answer (default 5)
 ``DEV_SESSIONS_SSH_PERSIST``     (remote hosts) seconds a shared ssh connection stays open after its
                                 last command (default 300; 0: closed with the command)
+``DEV_SESSIONS_SERVE_LINGER``    (on a remote host) seconds its warm call server stays up without calls
+                                (default 600)
 ``DEV_SESSIONS_REMOTE_BIN``      (remote hosts) the dev-sessions command on a remote host (default
                                 ``dev-sessions``; ``~/...`` is under the remote home)
 ``DEV_SESSIONS_GATEWAY_TOKEN``   the gateway's owner token (else ``$DEV_SESSIONS_HOME/gateway-token``)
@@ -80,6 +82,7 @@ class Settings(NamedTuple):
     ssh_connect_timeout: float = 5.0
     ssh_persist: float = 300.0
     remote_bin: str = "dev-sessions"
+    serve_linger: float = 600.0
     gateway_token: str | None = None
     gateway_roots: tuple[Path, ...] = ()
     sandbox: bool = False
@@ -114,6 +117,7 @@ class Settings(NamedTuple):
             ssh_connect_timeout=_float(env, "DEV_SESSIONS_SSH_CONNECT_TIMEOUT", 5.0),
             ssh_persist=_float(env, "DEV_SESSIONS_SSH_PERSIST", 300.0),
             remote_bin=env.get("DEV_SESSIONS_REMOTE_BIN") or "dev-sessions",
+            serve_linger=_float(env, "DEV_SESSIONS_SERVE_LINGER", 600.0),
             gateway_token=env.get("DEV_SESSIONS_GATEWAY_TOKEN") or None,
             gateway_roots=tuple(
                 Path(p) for p in (env.get("DEV_SESSIONS_GATEWAY_ROOTS") or "").split(":") if p

@@ -392,13 +392,17 @@ def sshd(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sshd]:
 
 @contextlib.contextmanager
 def serving_sshd(
-    isolated: Path, monkeypatch: pytest.MonkeyPatch, extra: Callable[[Path], Mapping[str, str]] | None = None
+    isolated: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    extra: Callable[[Path], Mapping[str, str]] | None = None,
+    forwarding: bool = True,
 ) -> Iterator[Sshd]:
-    """The ``sshd`` fixture's work; ``extra`` adds to the remote login's environment (from its home)."""
+    """The ``sshd`` fixture's work; ``extra`` adds to the remote login's environment (from its home),
+    ``forwarding`` False makes the host's sshd refuse forwarding (no warm path there)."""
     missing = missing_tools()
     if missing:
         need(missing)
-    running = start_sshd(isolated / "sshd", extra=extra)
+    running = start_sshd(isolated / "sshd", extra=extra, forwarding=forwarding)
     # The local state dir holds the control sockets, whose path must stay under 90 bytes: a short one.
     short = Path(tempfile.mkdtemp(prefix="ds-ssh-", dir="/tmp"))
     monkeypatch.setenv("DEV_SESSIONS_HOME", str(short / "state"))

@@ -24,6 +24,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         from dev_sessions.cli.call import call
 
         sys.exit(call())
+    if args == ["call", "--serve"]:  # from a client here: start the warm call server (remote/serve.py)
+        from dev_sessions.cli.call import serve
+
+        sys.exit(serve())
     sys.exit(run(args))
 
 

@@ -10,6 +10,7 @@ per host), and the host's dev-sessions does the work: its tmux, its agents, its 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -31,10 +32,15 @@ QUICK_TIMEOUT_S = 120.0  # a call that does not block on an agent's turn
 
 
 class SshTransport:
-    """API calls on a host: ``dev-sessions call`` there, the request on stdin, the answer on stdout."""
+    """API calls on a host: its warm call server when it answers (:mod:`dev_sessions.remote.warm`),
+    else ``dev-sessions call`` there over ssh, the request on stdin, the answer on stdout (and then
+    the warm path is made for the next call)."""
 
     def __init__(self, settings: Settings, target: str) -> None:
+        from dev_sessions.remote.warm import WarmPath
+
         self.ssh = Ssh(settings, target)
+        self.warm = WarmPath(self.ssh)
 
     def call(
         self,
@@ -49,14 +55,22 @@ class SshTransport:
 
         request = json.dumps({"api": api, "method": method, "args": args}, ensure_ascii=False).encode()
         limit = timeout if timeout is not None else (None if long else QUICK_TIMEOUT_S)
-        result = self.ssh.run(["call"], stdin=request, timeout=limit)
-        try:
-            answer = json.loads(result.stdout) if result.ok else None
-        except ValueError:
-            answer = None
-        if not isinstance(answer, dict) or not ("result" in answer or "error" in answer):
-            self.explain(result.error_line() or "no answer it could read")
-        assert isinstance(answer, dict)
+        started = time.monotonic()
+        answer = self.warm.call(request, limit)
+        if answer is not None:
+            if not ("result" in answer or "error" in answer):
+                self.explain("no answer it could read, from its call server")
+        else:
+            left = None if limit is None else max(0.001, limit - (time.monotonic() - started))
+            result = self.ssh.run(["call"], stdin=request, timeout=left)
+            try:
+                answer = json.loads(result.stdout) if result.ok else None
+            except ValueError:
+                answer = None
+            if not isinstance(answer, dict) or not ("result" in answer or "error" in answer):
+                self.explain(result.error_line() or "no answer it could read")
+            assert isinstance(answer, dict)
+            self.warm.arrange()
         if "error" in answer:
             error = revive(answer["error"])
             if isinstance(error, NoSuchCall):

@@ -257,7 +257,7 @@ class Ssh:
         control = self.control_path()
         if control is None:
             return None
-        proc = self._control("check")
+        proc = self.control("check")
         match = re.search(r"pid=(\d+)", proc.stderr.decode("utf-8", "replace"))
         return int(match.group(1)) if proc.returncode == 0 and match else None
 
@@ -265,10 +265,12 @@ class Ssh:
         """Close this host's shared connection; False when none was open."""
         if self.control_path() is None:
             return False
-        return self._control("exit").returncode == 0
+        return self.control("exit").returncode == 0
 
-    def _control(self, command: str) -> subprocess.CompletedProcess[bytes]:
-        argv = ["ssh", *self.options(), "-O", command, self.target]
+    def control(self, command: str, *args: str) -> subprocess.CompletedProcess[bytes]:
+        """``ssh -O COMMAND ARGS... TARGET``: a request to this host's shared connection (``check``,
+        ``exit``, ``forward -L ...``, ``cancel -L ...``)."""
+        argv = ["ssh", *self.options(), "-O", command, *args, self.target]
         try:
             return subprocess.run(
                 argv, stdin=subprocess.DEVNULL, capture_output=True, env=self._env(), timeout=10, check=False

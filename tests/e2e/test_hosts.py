@@ -16,6 +16,7 @@ import pytest
 
 from dev_sessions.config import Settings
 from dev_sessions.errors import HostUnreachable
+from dev_sessions.remote.host import SshTransport
 from dev_sessions.remote.ssh import Ssh
 from dev_sessions.selftest.fakes.anthropic import FakeAnthropic
 from dev_sessions.selftest.fakes.openai_responses import FakeResponses
@@ -63,6 +64,19 @@ def host(
         subprocess.run(
             ["tmux", "-L", running.remote.tmux_socket, "kill-server"], capture_output=True, check=False
         )
+
+
+def calls_on(server: int) -> list[int]:
+    """The calls the host's call server is serving now (its live children)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[1] == str(server) and fields[0] != "Z":
+            found.append(int(entry))
+    return found
 
 
 def remote_store(host: Sshd) -> dict[str, dict[str, object]]:
@@ -267,3 +281,32 @@ def test_killing_the_shared_connection_mid_command(
     fake_anthropic.release()
     done = cli("wait", sid, "--timeout", "120")
     assert done.returncode == 0 and done.stdout.startswith(f"{sid}: completed"), done.stderr
+
+
+def test_commands_to_a_host_go_to_its_warm_server_and_ctrl_c_of_a_wait_stops_it_there(
+    cli: DevSessions, host: Sshd, fake_anthropic: FakeAnthropic
+) -> None:
+    sid = cli.ok("create", "-q", "--host", ALIAS).strip()  # over ssh; then the warm path is made
+    started = host.remote.started()
+    hello = SshTransport(Settings.from_env(), ALIAS).warm.hello()
+    assert hello is not None
+    server = hello["server"]
+    cli.ok("send", sid, "<<hold:warm>> held over the warm path")
+    eventually(lambda: fake_anthropic.holding("warm") == 1)
+    waiting = cli.start("wait", sid, "--timeout", "120")
+    eventually(lambda: len(calls_on(server)) == 1)  # the wait, forked by the server
+    waiting.process.send_signal(signal.SIGINT)
+    stopped = waiting.finish()
+    assert stopped.returncode == 130 and "Traceback" not in stopped.stderr, stopped
+    eventually(lambda: calls_on(server) == [])  # the wait there stopped with it
+    assert cli.ok("status", sid).strip() == "working"
+    fake_anthropic.release("warm")
+    waited = cli("wait", sid, "--timeout", "120")
+    assert waited.returncode == 0 and waited.stdout.startswith(f"{sid}: completed"), waited
+    assert cli.ok("last-message", sid) == "<<hold:warm>> held over the warm path\n"
+    assert cli.ok("status", sid).strip() == "idle"
+    # None of these started a process on the host: its server answered them all.
+    assert host.remote.started() == started and calls_on(server) == []
+    again = SshTransport(Settings.from_env(), ALIAS).warm.hello()
+    assert again is not None and again["server"] == server  # the same server all along
+    assert cli.ok("kill", sid) == f"{sid}: killed\n"

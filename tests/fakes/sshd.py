@@ -89,6 +89,15 @@ class RemoteWorld:
         text = self.pids.read_text() if self.pids.exists() else ""
         return [int(line) for line in text.split()]
 
+    def running(self) -> list[int]:
+        """The pids of the Python processes that run now in this world (its dev-sessions commands,
+        its call server and the calls it serves; not tmux, not the agents)."""
+        found = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and _is_ours(int(entry), self.state) and _is_python(int(entry)):
+                found.append(int(entry))
+        return sorted(found)
+
 
 @dataclass
 class Sshd:
@@ -129,6 +138,9 @@ class Sshd:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 if _is_ours(pid, self.remote.state):
                     os.kill(pid, signal.SIGTERM)
+        for pid in self.remote.running():  # what those started: the call server and its calls
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGTERM)
 
 
 def _is_ours(pid: int, state: Path) -> bool:
@@ -137,6 +149,13 @@ def _is_ours(pid: int, state: Path) -> bool:
     except OSError:
         return False
     return f"DEV_SESSIONS_HOME={state}".encode() in environ.split(b"\0")
+
+
+def _is_python(pid: int) -> bool:
+    try:
+        return os.path.realpath(f"/proc/{pid}/exe") == os.path.realpath(sys.executable)
+    except OSError:
+        return False
 
 
 def _keygen(path: Path, comment: str) -> None:
@@ -194,7 +213,7 @@ def _remote_world(root: Path) -> RemoteWorld:
     return world
 
 
-def _sshd_config(root: Path, port: int, user: str, world: RemoteWorld) -> str:
+def _sshd_config(root: Path, port: int, user: str, world: RemoteWorld, forwarding: bool) -> str:
     setenv = " ".join(f"{key}={value}" for key, value in world.environ.items())
     return "\n".join(
         [
@@ -221,9 +240,11 @@ def _sshd_config(root: Path, port: int, user: str, world: RemoteWorld) -> str:
             "PrintLastLog no",
             "UseDNS no",
             "X11Forwarding no",
-            "AllowTcpForwarding no",
+            # Unix-socket forwarding from the client (the warm path to the call server); sshd also
+            # refuses that one when TCP forwarding is off, so both say "local" (never "remote").
+            f"AllowTcpForwarding {'local' if forwarding else 'no'}",
             "AllowAgentForwarding no",
-            "AllowStreamLocalForwarding no",
+            f"AllowStreamLocalForwarding {'local' if forwarding else 'no'}",
             "PermitTunnel no",
             "LogLevel INFO",
             f"SetEnv {setenv}",
@@ -261,10 +282,14 @@ def _client_config(root: Path, user: str, ports: dict[str, int]) -> str:
 
 
 def start_sshd(
-    root: Path, timeout: float = 10.0, extra: Callable[[Path], Mapping[str, str]] | None = None
+    root: Path,
+    timeout: float = 10.0,
+    extra: Callable[[Path], Mapping[str, str]] | None = None,
+    forwarding: bool = True,
 ) -> Sshd:
     """sshd on 127.0.0.1 and a free port, the remote world and a client config, all under ``root``.
-    ``extra`` gives more of the remote login's environment, from the remote home."""
+    ``extra`` gives more of the remote login's environment, from the remote home; ``forwarding``
+    False refuses the client's Unix-socket forwards, as a locked-down host does."""
     began = time.monotonic()
     root.mkdir(parents=True, exist_ok=True)
     user = pwd.getpwuid(os.getuid()).pw_name
@@ -282,7 +307,7 @@ def start_sshd(
     for _attempt in range(5):
         port = _free_port()
         config = root / "sshd_config"
-        config.write_text(_sshd_config(root, port, user, world))
+        config.write_text(_sshd_config(root, port, user, world, forwarding))
         with log.open("wb") as err:
             process = subprocess.Popen(
                 [str(SSHD), "-D", "-e", "-f", str(config)],

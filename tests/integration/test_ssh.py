@@ -23,14 +23,16 @@ from dev_sessions.config import Settings
 from dev_sessions.errors import (
     DevSessionsError,
     HostUnreachable,
+    NoMessage,
     RemoteFailed,
     RemoteMissing,
     SessionNotFound,
     revive,
 )
 from dev_sessions.messaging.messenger import MAX_BODY
+from dev_sessions.remote.host import SshTransport
 from dev_sessions.remote.ssh import RemoteResult, Ssh, run_many
-from tests.conftest import SLOW, eventually
+from tests.conftest import SLOW, eventually, need, serving_sshd
 from tests.fakes.sshd import ALIAS, SILENT, UNREACHABLE, Sshd
 
 # Every byte that can appear in UTF-8 text: ASCII (NUL included), continuation bytes, and the lead
@@ -328,3 +330,326 @@ def test_local_commands_do_not_import_the_ssh_transport(args: list[str], tmp_pat
     imported = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if "|" in line]
     assert "dev_sessions.cli" in imported  # the list is read right
     assert [name for name in imported if name.startswith("dev_sessions.remote")] == []
+
+
+# -- the warm path: the host's call server, through the shared connection ---------------------------
+
+
+def transport(**env: str) -> SshTransport:
+    return SshTransport(Settings.from_env({**os.environ, **env}), ALIAS)
+
+
+def warm_up(sshd: Sshd, t: SshTransport) -> dict[str, object]:
+    """The first call goes over ssh (``call``) and makes the warm path (``call --serve``); the host's
+    server answers after that. Its hello."""
+    before = len(sshd.remote.started())
+    t.call("messages", "register", {"name": "someagent"})
+    assert len(sshd.remote.started()) == before + 2, "one `call` and one `call --serve` over ssh"
+    hello = t.warm.hello()
+    assert hello is not None, "no warm path after the first call"
+    return hello
+
+
+def alive(pid: object) -> bool:
+    assert isinstance(pid, int)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+def test_calls_after_the_first_are_answered_by_the_hosts_warm_server_without_a_new_process(
+    sshd: Sshd,
+) -> None:
+    t = transport()
+    hello = warm_up(sshd, t)
+    started = sshd.remote.started()
+    body = "line one\n$(touch pwned) `nor this` ; é☃\n"
+    sent = t.call("messages", "send", {"to": "someagent", "body": body, "sender": "me"})
+    assert (sent.body, sent.sender) == (body, "me")  # type: ignore[attr-defined]
+    [read] = t.call("messages", "read", {"reader": "someagent"})  # type: ignore[misc]
+    assert read.body == body
+    with pytest.raises(SessionNotFound) as caught:
+        t.call("sessions", "status", {"session_id": "nope-top"})
+    one_line(caught.value, "nope-top: no such session")
+    assert t.call("sessions", "list_sessions", {}) == []
+    # No dev-sessions started on the host for these: its server (the same one) answered them.
+    assert sshd.remote.started() == started
+    again = t.warm.hello()
+    assert again is not None and (again["server"], again["code"]) == (hello["server"], hello["code"])
+    assert sshd.logins() == 1
+    # The host's socket: 0600 in a 0700 directory of its state dir; ours: made by ssh, the same.
+    there = sshd.remote.state / "serve" / "call.sock"
+    here = t.warm.local
+    for path in (there, here):
+        info = path.lstat()
+        assert stat.S_ISSOCK(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o600, path
+        assert stat.S_IMODE(path.parent.lstat().st_mode) == 0o700, path.parent
+    assert here.parent == Path(os.environ["DEV_SESSIONS_HOME"]) / "ssh"
+    log = (sshd.remote.state / "serve" / "serve.log").read_text()
+    assert f"pid {hello['server']} listening on {there}" in log
+    assert body.strip() not in log and "pwned" not in log  # bodies never logged
+
+
+def test_the_server_runs_with_the_hosts_login_environment_and_directory(sshd: Sshd) -> None:
+    (sshd.remote.home / ".bashrc").write_text("export DEV_SESSIONS_AGENT=from-the-bashrc\n")
+    t = transport(DEV_SESSIONS_AGENT="")
+    warm_up(sshd, t)
+    pid = t.warm.hello()["server"]  # type: ignore[index]
+    environ = dict(
+        item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in item
+    )
+    for key, value in sshd.remote.environ.items():
+        assert environ[key] == value, key
+    if Path(environ.get("SHELL", "")).name == "bash":
+        assert environ["DEV_SESSIONS_AGENT"] == "from-the-bashrc"
+    assert os.readlink(f"/proc/{pid}/cwd") == str(sshd.remote.home)
+
+
+def test_a_killed_server_is_replaced_and_the_call_still_answered(sshd: Sshd) -> None:
+    t = transport()
+    first = warm_up(sshd, t)["server"]
+    os.kill(first, signal.SIGKILL)  # type: ignore[arg-type]
+    eventually(lambda: not alive(first))
+    before = len(sshd.remote.started())
+    assert t.call("messages", "agents", {})  # over ssh, and the server started again
+    assert len(sshd.remote.started()) == before + 2
+    second = t.warm.hello()["server"]  # type: ignore[index]
+    assert second != first and alive(second)
+    t.call("messages", "agents", {})
+    assert len(sshd.remote.started()) == before + 2
+
+
+def test_a_lost_forward_or_master_falls_back_to_ssh_and_is_made_again(sshd: Sshd) -> None:
+    t = transport()
+    server = warm_up(sshd, t)["server"]
+    # The forward cancelled: its socket is gone here.
+    remote_socket = sshd.remote.state / "serve" / "call.sock"
+    cancelled = t.ssh.control("cancel", "-L", f"{t.warm.local}:{remote_socket}")
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert t.warm.hello() is None
+    before = len(sshd.remote.started())
+    assert t.call("sessions", "list_sessions", {}) == []
+    assert len(sshd.remote.started()) == before + 2
+    assert t.warm.hello()["server"] == server  # type: ignore[index]  # the same server, forwarded again
+    # The master killed: the forward's socket stays behind, and nothing listens on it.
+    master = t.ssh.master_pid()
+    assert master is not None
+    os.kill(master, signal.SIGKILL)
+    eventually(lambda: t.ssh.master_pid() is None)
+    assert t.warm.local.exists() and t.warm.hello() is None
+    assert t.call("sessions", "list_sessions", {}) == []
+    assert len(sshd.remote.started()) == before + 4
+    assert t.warm.hello()["server"] == server  # type: ignore[index]
+    assert sshd.logins() == 2
+
+
+def test_a_change_of_the_hosts_code_replaces_its_server_before_a_call_runs_on_the_old_one(
+    sshd: Sshd, tmp_path: Path
+) -> None:
+    # The host's dev-sessions from a copy of this checkout, which the test may change.
+    code = tmp_path / "code"
+    shutil.copytree(
+        Path(__file__).resolve().parents[2] / "dev_sessions",
+        code / "dev_sessions",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    wrapper = sshd.remote.bin / "dev-sessions-copy"
+    wrapper.write_text(
+        (sshd.remote.bin / "dev-sessions").read_text().replace("exec ", f"PYTHONPATH={code} exec ", 1)
+    )
+    wrapper.chmod(0o755)
+    t = transport(DEV_SESSIONS_REMOTE_BIN="dev-sessions-copy")
+    old = warm_up(sshd, t)
+    # An upgrade on the host: the server must not answer with the code it has loaded.
+    marker = "upgraded-" + os.urandom(4).hex()
+    (code / "dev_sessions" / "remote" / "serve.py").write_text(
+        (code / "dev_sessions" / "remote" / "serve.py").read_text() + f"\nPROTOCOL_NOTE = {marker!r}\n"
+    )
+    before = len(sshd.remote.started())
+    assert t.call("messages", "agents", {})
+    assert len(sshd.remote.started()) == before + 2  # the call over ssh, then a new server
+    new = t.warm.hello()
+    assert new is not None and new["server"] != old["server"] and new["code"] != old["code"]
+    eventually(lambda: not alive(old["server"]))
+    served = Path(f"/proc/{new['server']}/environ").read_text()
+    assert f"PYTHONPATH={code}" in served.split("\0")
+
+
+def test_a_host_that_refuses_forwarding_is_served_over_ssh_one_process_per_call(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with serving_sshd(isolated, monkeypatch, forwarding=False) as sshd:
+        t = transport()
+        t.call("messages", "register", {"name": "someagent"})
+        assert len(sshd.remote.started()) == 2  # the call, and one try at the warm path
+        assert t.warm.hello() is None
+        assert "does the host's sshd allow forwarding?" in t.warm.off.read_text()
+        assert "refused" in sshd.said() or "denied" in sshd.said()
+        for n in range(3):
+            assert t.call("messages", "send", {"to": "someagent", "body": f"m{n}", "sender": "me"})
+        assert len(sshd.remote.started()) == 5  # one each, not two: the host is left to plain ssh
+        [*_, last] = t.call("messages", "read", {"reader": "someagent"})  # type: ignore[misc]
+        assert last.body == "m2"
+
+
+def test_an_old_host_without_call_serve_is_left_to_plain_ssh(sshd: Sshd) -> None:
+    # An older dev-sessions there: `call --serve` is a usage error (as typer says it).
+    wrapper = sshd.remote.bin / "dev-sessions-old"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f"echo $$ >> {sshd.remote.pids}\n"
+        'if [ "$2" = --serve ]; then echo "dev-sessions: No such option: --serve" >&2; exit 2; fi\n'
+        f'exec {sshd.remote.bin}/dev-sessions "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    t = transport(DEV_SESSIONS_REMOTE_BIN="dev-sessions-old")
+    assert t.call("sessions", "list_sessions", {}) == []
+    assert "No such option: --serve" in t.warm.off.read_text()
+    before = len(sshd.remote.started())
+    assert t.call("sessions", "list_sessions", {}) == []
+    assert len(sshd.remote.started()) == before + 2  # the wrapper, and the dev-sessions it runs
+    assert t.warm.hello() is None
+
+
+def test_a_wait_through_the_warm_path_gets_the_same_answer_and_a_message_wakes_it(sshd: Sshd) -> None:
+    t = transport()
+    warm_up(sshd, t)
+    started = sshd.remote.started()
+    server = t.warm.hello()["server"]  # type: ignore[index]
+    outcome: list[object] = []
+
+    def waiting() -> None:
+        try:
+            outcome.append(t.call("messages", "wait", {"reader": "someagent", "timeout": 30}, long=True))
+        except DevSessionsError as err:
+            outcome.append(err)
+
+    waiter = threading.Thread(target=waiting)
+    waiter.start()
+    eventually(lambda: len(sshd.remote.running()) == 2)  # the server and the call it forked
+    t.call("messages", "send", {"to": "someagent", "body": "wake up", "sender": "me"})
+    waiter.join(20 * SLOW)
+    [messages] = outcome
+    assert [m.body for m in messages] == ["wake up"]  # type: ignore[attr-defined]
+    with pytest.raises(NoMessage) as caught:  # and a timeout is the same error as over ssh
+        t.call("messages", "wait", {"reader": "someagent", "timeout": 0.2}, long=True)
+    one_line(caught.value, "someagent")
+    assert sshd.remote.started() == started
+    assert sshd.remote.running() == [server]
+
+
+WAITER = """
+import os, sys
+from dev_sessions.config import Settings
+from dev_sessions.remote.host import SshTransport
+t = SshTransport(Settings.from_env(), sys.argv[1])
+print("waiting", flush=True)
+t.call("messages", "wait", {"reader": "someagent"}, long=True)
+"""
+
+
+def test_a_local_wait_stopped_by_ctrl_c_leaves_nothing_running_on_the_host(sshd: Sshd) -> None:
+    t = transport()
+    warm_up(sshd, t)
+    server = t.warm.hello()["server"]  # type: ignore[index]
+    waiter = subprocess.Popen(
+        [sys.executable, "-c", WAITER, ALIAS], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert waiter.stdout is not None and waiter.stdout.readline() == "waiting\n"
+        eventually(lambda: len(sshd.remote.running()) == 2)  # its call runs on the host (no timeout)
+        [call] = [pid for pid in sshd.remote.running() if pid != server]
+        waiter.send_signal(signal.SIGINT)
+        assert waiter.wait(10 * SLOW) != 0
+        assert "KeyboardInterrupt" in waiter.stderr.read()  # type: ignore[union-attr]
+    finally:
+        waiter.kill()
+    eventually(lambda: not alive(call))
+    assert sshd.remote.running() == [server]
+    # and the server still answers (a message sent now is not taken by a wait that is gone)
+    t.call("messages", "send", {"to": "someagent", "body": "later", "sender": "me"})
+    [later] = t.call("messages", "read", {"reader": "someagent"})  # type: ignore[misc]
+    assert later.body == "later"
+
+
+def test_a_lost_connection_during_a_warm_call_is_host_unreachable_and_not_made_again(sshd: Sshd) -> None:
+    t = transport()
+    warm_up(sshd, t)
+    started = len(sshd.remote.started())
+    outcome: list[object] = []
+
+    def waiting() -> None:
+        try:
+            outcome.append(t.call("messages", "wait", {"reader": "someagent", "timeout": 30}, long=True))
+        except DevSessionsError as err:
+            outcome.append(err)
+
+    waiter = threading.Thread(target=waiting)
+    waiter.start()
+    eventually(lambda: len(sshd.remote.running()) == 2)
+    master = t.ssh.master_pid()
+    assert master is not None
+    os.kill(master, signal.SIGKILL)
+    waiter.join(10 * SLOW)
+    assert not waiter.is_alive()
+    [error] = outcome
+    assert isinstance(error, HostUnreachable), error
+    one_line(error, f"{ALIAS}: no ssh connection (the connection was lost during the call")
+    assert len(sshd.remote.started()) == started  # not made again over ssh
+
+
+def test_the_server_lingers_then_exits_and_the_next_call_starts_it_again(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with serving_sshd(isolated, monkeypatch, extra=lambda home: {"DEV_SESSIONS_SERVE_LINGER": "1"}) as sshd:
+        t = transport()
+        first = warm_up(sshd, t)["server"]
+        eventually(lambda: not alive(first), timeout=10 * SLOW)
+        assert not (sshd.remote.state / "serve" / "call.sock").exists()
+        assert t.call("messages", "agents", {})
+        assert t.warm.hello()["server"] != first  # type: ignore[index]
+
+
+PEER = """
+import os, socket, sys
+os.setgid(65534)
+os.setuid(65534)
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+try:
+    sock.connect(sys.argv[1])
+except PermissionError:
+    print("refused by the file system")
+    sys.exit(0)
+sock.settimeout(20)
+print(repr(sock.recv(100)))
+"""
+
+
+def test_the_servers_socket_refuses_another_user(sshd: Sshd) -> None:
+    if os.geteuid() != 0:
+        need("a client of another uid needs root to start")
+    t = transport()
+    warm_up(sshd, t)
+    path = sshd.remote.state / "serve" / "call.sock"
+    assert stat.S_IMODE(path.parent.lstat().st_mode) == 0o700
+    # The socket itself, reached through a link in a directory the peer may enter (the test's own
+    # directories are closed to it): its 0600 refuses first.
+    open_dir = Path(tempfile.mkdtemp(prefix="ds-peer-", dir="/tmp"))
+    try:
+        open_dir.chmod(0o711)
+        os.link(path, open_dir / "call.sock")
+
+        def peer() -> str:
+            argv = [sys.executable, "-c", PEER, str(open_dir / "call.sock")]
+            return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True).stdout
+
+        assert peer() == "refused by the file system\n"
+        # Opened up: the server's own check refuses it, before a word.
+        path.chmod(0o666)
+        assert peer() == "b''\n"
+    finally:
+        shutil.rmtree(open_dir)
+    assert "refused a connection from uid 65534" in (path.parent / "serve.log").read_text()
+    assert t.call("sessions", "list_sessions", {}) == []  # its owner still served

@@ -30,6 +30,7 @@ from dev_sessions.errors import (
     revive,
 )
 from dev_sessions.remote.ssh import RemoteResult, Ssh, check_target, compatible, remote_command, run_many
+from dev_sessions.remote.warm import WarmPath
 
 HOSTILE = [
     "two words",
@@ -377,3 +378,39 @@ def test_run_many_answers_every_host_within_its_timeout(fake_ssh: Settings) -> N
     assert "no answer within 1 s" in str(answers["silent"])
     assert isinstance(answers["-x"], UsageError)
     assert run_many(s, {}, 1.0) == {}
+
+
+# -- the warm path's name and when there is none --------------------------------------------------
+
+
+def warm(home: Path, **env: str) -> WarmPath:
+    settings = Settings.from_env({"HOME": str(home), "DEV_SESSIONS_HOME": str(home / "state"), **env})
+    return WarmPath(Ssh(settings, "box"))
+
+
+def test_the_warm_socket_is_one_per_target_binary_and_config_in_the_control_dir(tmp_path: Path) -> None:
+    base = Path(tempfile.mkdtemp(prefix="ds-", dir="/tmp"))
+    try:
+        path = warm(base).local
+        assert path.parent == base / "state" / "ssh" and path.name.startswith("wc-")
+        assert warm(base).usable
+        assert warm(base).local == path
+        assert warm(base, DEV_SESSIONS_REMOTE_BIN="~/bin/dev-sessions").local != path
+        assert warm(base, DEV_SESSIONS_SSH_CONFIG=str(tmp_path / "cfg")).local != path
+        assert (
+            WarmPath(Ssh(Settings.from_env({"DEV_SESSIONS_HOME": str(base / "state")}), "other")).local
+            != path
+        )
+    finally:
+        shutil.rmtree(base)
+
+
+def test_no_warm_path_without_a_shared_connection(tmp_path: Path) -> None:
+    base = Path(tempfile.mkdtemp(prefix="ds-", dir="/tmp"))
+    try:
+        assert not warm(base, DEV_SESSIONS_SSH_PERSIST="0").usable  # the master goes with the command
+        assert not warm(base / ("d" * 60)).usable  # too deep for a control socket
+        assert not warm(tmp_path / "a:b").usable  # ssh would split -L at the colon
+        assert warm(base, DEV_SESSIONS_SSH_PERSIST="0").call(b"{}", 1.0) is None  # nothing tried
+    finally:
+        shutil.rmtree(base)
