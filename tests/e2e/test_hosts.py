@@ -264,9 +264,10 @@ def test_killing_the_shared_connection_mid_command(
     ssh = Ssh(Settings.from_env(), ALIAS)
     master = ssh.master_pid()
     assert master is not None  # left by the commands above, and shared by the next one
-    before = len(host.remote.started())
+    hello = SshTransport(Settings.from_env(), ALIAS).warm.hello()
+    assert hello is not None  # the calls go through the master to the host's warm server
     waiter = cli.start("wait", sid, "--timeout", "300")
-    eventually(lambda: len(host.remote.started()) > before)  # the host's `dev-sessions call` (wait) runs
+    eventually(lambda: len(calls_on(hello["server"])) == 1)  # the wait runs there, over the master
     assert waiter.process.poll() is None
     os.kill(master, signal.SIGKILL)
     killed_at = time.monotonic()
