@@ -10,7 +10,17 @@ from collections.abc import Callable, Sequence
 
 import typer
 
-from dev_sessions.cli import call, doctor, gateway, lifecycle, messaging, selftest, sessions, skills
+from dev_sessions.cli import (
+    call,
+    doctor,
+    gateway,
+    install_mcp,
+    lifecycle,
+    messaging,
+    selftest,
+    sessions,
+    skills,
+)
 
 HELP = "Spawn, instruct, wait on and read other coding-agent sessions (Claude Code, Codex), and message them."
 
@@ -19,6 +29,7 @@ GROUPS: dict[str, tuple[Callable[[typer.Typer], None], frozenset[str]]] = {
     "lifecycle": (lifecycle.register, lifecycle.COMMANDS),
     "messaging": (messaging.register, frozenset({"msg", "space", "agents"})),
     "skills": (skills.register, frozenset({"install-skill"})),
+    "install-mcp": (install_mcp.register, frozenset({"install-mcp", "uninstall-mcp"})),
     "gateway": (gateway.register, frozenset({"gateway"})),
     "doctor": (doctor.register, frozenset({"doctor"})),
     "selftest": (selftest.register, frozenset({"selftest"})),
