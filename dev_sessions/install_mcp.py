@@ -337,11 +337,10 @@ def codex_install(path: Path, scope: Scope, server: Server) -> Registered:
     lines = text.splitlines(keepends=True)
     spans = _our_tables(lines)
     if spans:
-        start = spans[0][0]
-        kept = _drop(lines, spans)
-        # Our table goes back where its first header was.
-        offset = sum(1 for s, e in spans for i in range(s, e) if i < start)
-        new = [*kept[: start - offset], block, *kept[start - offset :]]
+        # Our table is rewritten where it is; its sub-tables (all after it) go.
+        (start, end), later = spans[0], spans[1:]
+        kept = _drop(lines, later)
+        new = [*kept[:start], block, *kept[end:]]
     else:
         if lines and not lines[-1].endswith("\n"):
             lines[-1] += "\n"
@@ -429,27 +428,33 @@ def _header(line: str) -> tuple[str, ...] | None:
 
 def _our_tables(lines: Sequence[str]) -> list[tuple[int, int]]:
     """Line spans ``[start, end)`` of ``[mcp_servers.dev-sessions]`` and its sub-tables, each up to
-    the next header; comments just before that next header belong to it and stay."""
+    the next header; the blank lines and comments just before that next header belong to it."""
     headers = [(i, h) for i, line in enumerate(lines) if (h := _header(line)) is not None]
     spans = []
     for n, (start, path) in enumerate(headers):
         if path[:2] != ("mcp_servers", NAME):
             continue
         end = headers[n + 1][0] if n + 1 < len(headers) else len(lines)
-        while end > start + 1 and lines[end - 1].lstrip().startswith("#"):
+        while end > start + 1 and (not lines[end - 1].strip() or lines[end - 1].lstrip().startswith("#")):
             end -= 1
         spans.append((start, end))
     return spans
 
 
 def _drop(lines: Sequence[str], spans: Sequence[tuple[int, int]]) -> list[str]:
-    gone = {i for start, end in spans for i in range(start, end)}
-    kept = [line for i, line in enumerate(lines) if i not in gone]
-    if spans and spans[-1][1] == len(lines):
-        # Our table was last: the blank lines that set it apart go with it.
-        while kept and not kept[-1].strip():
-            kept.pop()
-    return kept
+    """``lines`` without the spans, each with the blank lines that set it apart (those before it, or
+    after it when it opens the file), so that removing what we appended gives the old text back."""
+    gone: set[int] = set()
+    for start, end in spans:
+        first, last = start, end
+        while first > 0 and not lines[first - 1].strip():
+            first -= 1
+        if first == 0:
+            first = start
+            while last < len(lines) and not lines[last].strip():
+                last += 1
+        gone.update(range(first, last))
+    return [line for i, line in enumerate(lines) if i not in gone]
 
 
 def _write_checked(path: Path, text: str, expected: dict[str, object], scope: Scope) -> None:
