@@ -12,7 +12,8 @@ in the library and in its command line and nowhere else:
 * values travel as the dataclasses of their return types (``gateway.protocol.encode``), and errors as
   their own class (``errors.to_wire`` / ``errors.revive``).
 
-``@call`` also says what the gateway's policy looks at: ``long`` calls block (served by the library's
+``@call`` also names the call as an MCP tool (``tool``, ``about``: :mod:`dev_sessions.mcp`), and says
+what the gateway's policy looks at: ``long`` calls block (served by the library's
 ``<name>_async`` coroutine, with keep-alive lines); ``paths`` name a directory on the host (translated
 from the container's, and checked against the served roots); ``identity`` says who acts (filled in
 from ``DEV_SESSIONS_AGENT`` / ``DEV_SESSIONS_ID`` in a container, or by the gateway); ``owns`` holds
@@ -69,6 +70,10 @@ class Call(NamedTuple):
     owns: str | None = None
     scope: frozenset[str] = frozenset()
     order: tuple[str, ...] = ()
+    tool: str = ""
+    """Its name as an MCP tool (``dev-sessions mcp``): the method's, unless two APIs share it."""
+    about: str = ""
+    """What it does, in one line for an agent (the MCP tool's description)."""
 
     def bind(self, args: Sequence[object], kwargs: dict[str, object]) -> dict[str, object]:
         """The arguments of one call made in Python (positional or by name), by name."""
@@ -85,7 +90,7 @@ class Call(NamedTuple):
         return named
 
 
-_Spec = tuple[bool, tuple[str, ...], str | None, str | None, tuple[str, ...]]
+_Spec = tuple[bool, tuple[str, ...], str | None, str | None, tuple[str, ...], str | None, str]
 F = TypeVar("F", bound=Callable[..., object])
 
 
@@ -96,11 +101,13 @@ def call(
     identity: str | None = None,
     owns: str | None = None,
     scope: tuple[str, ...] = (),
+    tool: str | None = None,
+    about: str = "",
 ) -> Callable[[F], F]:
     """Marks a library method as a call of the API, which every face then serves."""
 
     def mark(function: F) -> F:
-        spec: _Spec = (long, paths, identity, owns, scope)
+        spec: _Spec = (long, paths, identity, owns, scope, tool, about)
         function.__dict__["__api_call__"] = spec
         return function
 
@@ -115,7 +122,7 @@ def calls(cls: type) -> dict[str, Call]:
         spec: _Spec | None = getattr(function, "__api_call__", None)
         if spec is None:
             continue
-        long, paths, identity, owns, scope = spec
+        long, paths, identity, owns, scope, tool, about = spec
         parameters = [p for p in inspect.signature(function).parameters.values() if p.name != "self"]
         args = frozenset(p.name for p in parameters) - set(scope)
         found[name] = Call(
@@ -134,6 +141,8 @@ def calls(cls: type) -> dict[str, Call]:
                 for p in parameters
                 if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name in args
             ),
+            tool=tool or name,
+            about=about,
         )
     return found
 

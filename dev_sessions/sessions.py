@@ -48,7 +48,11 @@ class SessionManager:
 
     # -- lookups ------------------------------------------------------------------------------------
 
-    @call(owns="session_id")
+    @call(
+        owns="session_id",
+        tool="session",
+        about="The stored record of a session: its cli, path, parent, worktree, host.",
+    )
     def get(self, session_id: str) -> Session:
         if not ids.is_valid(session_id):
             raise SessionNotFound(session_id=session_id)
@@ -77,7 +81,11 @@ class SessionManager:
 
     # -- create -------------------------------------------------------------------------------------
 
-    @call(paths=("path",), identity="parent")
+    @call(
+        paths=("path",),
+        identity="parent",
+        about="Start a Claude Code (cli=claude) or Codex (cli=codex) session in a directory; returns its id.",
+    )
     def create(
         self,
         *,
@@ -161,7 +169,10 @@ class SessionManager:
 
     # -- talking to a session -------------------------------------------------------------------------
 
-    @call(owns="session_id")
+    @call(
+        owns="session_id",
+        about="Send a prompt to a session; returns at once (use wait, or ask, for the reply).",
+    )
     def send(self, session_id: str, text: str, *, steer: bool = False, plan: bool | None = None) -> Session:
         """Deliver a prompt. ``plan`` (Codex): True puts the thread in Plan mode from this prompt on,
         False back in Default mode; None leaves the mode as it is."""
@@ -195,7 +206,11 @@ class SessionManager:
             groups.setdefault(session.host or session.cli, []).append(session)
         return unique, groups
 
-    @call(long=True, owns="session_ids")
+    @call(
+        long=True,
+        owns="session_ids",
+        about="Wait until each session's turn ends (or `timeout` seconds pass); says how each ended.",
+    )
     def wait(
         self, session_ids: Sequence[str], timeout: float | None = None, *, goal: bool = False
     ) -> list[WaitResult]:
@@ -226,7 +241,11 @@ class SessionManager:
         by_id = {r.session_id: r for batch in batches for r in batch}
         return [by_id[sid] for sid in unique]
 
-    @call(long=True, owns="session_id")
+    @call(
+        long=True,
+        owns="session_id",
+        about="Send a prompt and wait for the turn to end; returns the outcome and the reply.",
+    )
     def ask(self, session_id: str, text: str, timeout: float | None = None) -> tuple[WaitResult, list[str]]:
         self.send(session_id, text)
         (result,) = self.wait([session_id], timeout)
@@ -247,19 +266,29 @@ class SessionManager:
             return self.last_messages(session_id, 1)
         return []
 
-    @call(owns="session_id")
+    @call(
+        owns="session_id",
+        tool="last_message",
+        about="The last reply (or the last `count` replies) of a session, as text.",
+    )
     def last_messages(self, session_id: str, count: int = 1) -> list[str]:
         if count < 1:
             raise UsageError("-n must be at least 1")
         session = self.get(session_id)
         return self.backend_of(session).last_messages(session, count)
 
-    @call(owns="session_id")
+    @call(
+        owns="session_id",
+        about="One word: idle, working, waiting_for_input, exited or starting, with any open question.",
+    )
     def status(self, session_id: str) -> Status:
         session = self.get(session_id)
         return self.backend_of(session).status(session)
 
-    @call(owns="session_id")
+    @call(
+        owns="session_id",
+        about="Codex: get, set, pause, resume or clear a session's thread goal (objective, token budget).",
+    )
     def goal(
         self, session_id: str, action: str = "get", objective: str | None = None, budget: int | None = None
     ) -> Goal | None:
@@ -276,29 +305,35 @@ class SessionManager:
 
         return None if record is None else Goal.from_record(cast(JsonObject, record))
 
-    @call(owns="session_id")
+    @call(owns="session_id", about="Stop the session's current turn (like Esc); the session stays.")
     def interrupt(self, session_id: str) -> bool:
         session = self.get(session_id)
         return self.backend_of(session).interrupt(session)
 
-    @call(owns="session_id")
+    @call(
+        owns="session_id",
+        about="Answer the question or permission prompt a session waits on (an option's number or label).",
+    )
     def respond(self, session_id: str, answer: str) -> str:
         session = self.get(session_id)
         chosen = self.backend_of(session).respond(session, answer)
         self._update(session_id, last_used=now_iso())
         return chosen
 
-    @call(owns="session_id")
+    @call(owns="session_id", about="The session's conversation so far: prompts, replies and tool calls.")
     def logs(self, session_id: str) -> list[LogItem]:
         session = self.get(session_id)
         return self.backend_of(session).log(session)
 
-    @call(owns="session_id")
+    @call(owns="session_id", about="What the session's terminal shows now (Claude sessions), as text.")
     def screen(self, session_id: str) -> str:
         session = self.get(session_id)
         return self.backend_of(session).screen(session)
 
-    @call(owns="session_id")
+    @call(
+        owns="session_id",
+        about="Everything known about a session: record, live status, transcript, tmux, worktree.",
+    )
     def inspect(self, session_id: str) -> Inspection:
         session = self.get(session_id)
         facts = dict(self.backend_of(session).inspect(session))
@@ -309,7 +344,7 @@ class SessionManager:
 
         return Inspection(session, status, cast(JsonObject, json_safe(facts)))
 
-    @call(scope=("parent",))
+    @call(scope=("parent",), tool="list", about="Every session with its live status.")
     def list_sessions(self, parent: str | None = None) -> list[tuple[Session, Status]]:
         sessions = self.sessions(parent)
         groups: dict[str, list[Session]] = {}
@@ -334,7 +369,10 @@ class SessionManager:
 
     # -- kill ---------------------------------------------------------------------------------------
 
-    @call(owns="session_ids")
+    @call(
+        owns="session_ids",
+        about="Stop sessions and forget them (a clean worktree is removed, one with changes kept).",
+    )
     def kill(
         self, session_ids: Sequence[str], *, keep_worktree: bool = False, forget: bool = False
     ) -> list[Killed]:
@@ -346,13 +384,13 @@ class SessionManager:
         # One id: its error is the command's. Several: each is killed if it can be, as with --all.
         return self._kill(sessions, keep_worktree, forget, go_on=len(sessions) > 1)
 
-    @call(scope=("parent",))
+    @call(scope=("parent",), about="Stop every session (only yours when called from a session).")
     def kill_all(self, parent: str | None = None, *, keep_worktree: bool = False) -> list[Killed]:
         """Stop every session (or ``parent``'s). One that cannot be killed (its host does not
         answer) does not stop the others: it comes back with its ``error``, and its record stays."""
         return self._kill(self.sessions(parent), keep_worktree, go_on=True)
 
-    @call(scope=("parent",))
+    @call(scope=("parent",), about="Stop the sessions created more than `seconds` ago.")
     def kill_older_than(
         self, seconds: float, parent: str | None = None, *, keep_worktree: bool = False
     ) -> list[Killed]:

@@ -16,6 +16,7 @@ from dev_sessions.cli import (
     gateway,
     install_mcp,
     lifecycle,
+    mcp_server,
     messaging,
     selftest,
     sessions,
@@ -34,6 +35,7 @@ GROUPS: dict[str, tuple[Callable[[typer.Typer], None], frozenset[str]]] = {
     "doctor": (doctor.register, frozenset({"doctor"})),
     "selftest": (selftest.register, frozenset({"selftest"})),
     "call": (call.register, frozenset({"call"})),
+    "mcp": (mcp_server.register, frozenset({"mcp"})),
 }
 
 

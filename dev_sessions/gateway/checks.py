@@ -109,7 +109,8 @@ def _hints_of(function: Callable[..., Any]) -> Mapping[str, Any]:
     return typing.get_type_hints(parameters, localns={"JsonValue": api.JsonValue})
 
 
-def _hints(function: Callable[..., Any]) -> Mapping[str, Any]:
+def hints(function: Callable[..., Any]) -> Mapping[str, Any]:
+    """The types of a library method's parameters (what a value must be to be passed)."""
     return _hints_of(_plain(function))
 
 
@@ -132,12 +133,12 @@ def _required_of(function: Callable[..., Any]) -> frozenset[str]:
 
 def check_args(function: Callable[..., Any], args: Mapping[str, Any], call: str) -> None:
     """Every argument of the types the library method declares, and none it requires missing."""
-    hints = _hints(function)
+    types_ = hints(function)
     missing = sorted(required(function) - set(args))
     if missing:
         raise BadRequest(f"{call}: missing {', '.join(missing)}")
     for name, value in args.items():
-        hint = hints.get(name, Any)
+        hint = types_.get(name, Any)
         if not _fits(value, hint):
             raise BadRequest(f"{call}: {name} must be {_describe(hint)}")
 

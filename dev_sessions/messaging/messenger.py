@@ -107,7 +107,10 @@ class Messenger:
             raise RecipientNotFound(name="parent", detail=f"{sender} is not a session, so it has no parent")
         return session.parent or USER
 
-    @call()
+    @call(
+        tool="register_agent",
+        about="Register an outside agent name (not a session) so that it can receive messages.",
+    )
     def register(self, name: str) -> Agent:
         check_name(name, "agent name")
         if name in RESERVED:
@@ -121,7 +124,11 @@ class Messenger:
 
     # -- messages ------------------------------------------------------------------------------------
 
-    @call(identity="sender")
+    @call(
+        identity="sender",
+        tool="send_message",
+        about="Send a message to a session, an agent, a space, or 'parent' (who created you); returns it.",
+    )
     def send(
         self,
         to: str,
@@ -155,7 +162,7 @@ class Messenger:
         )
         return self._after_send(message, recipients, sessions)
 
-    @call(identity="sender")
+    @call(identity="sender", about="Answer a message (goes to its sender; marks it read).")
     def reply(
         self, message_id: int, body: str, *, sender: str | None = None, priority: str = "normal"
     ) -> Message:
@@ -199,7 +206,7 @@ class Messenger:
             return replace(message, receipt=self.store.receipt(message.id, remote[0]))
         return message
 
-    @call(identity="reader")
+    @call(identity="reader", tool="read_messages", about="Your messages (or `reader`'s), oldest first.")
     def read(
         self,
         reader: str | None = None,
@@ -221,7 +228,12 @@ class Messenger:
             self.store.mark_read(me, [m.id for m in messages])
         return messages
 
-    @call(long=True, identity="reader")
+    @call(
+        long=True,
+        identity="reader",
+        tool="wait_for_message",
+        about="Wait until a message for you is unread and return it (marked read unless mark_read is false).",
+    )
     def wait(
         self, reader: str | None = None, timeout: float | None = None, *, mark_read: bool = True
     ) -> list[Message]:
@@ -280,7 +292,7 @@ class Messenger:
             ensure_deliverer(self.settings, self.environ)  # a copy for a session here goes into it
         return True
 
-    @call(scope=("viewer",))
+    @call(scope=("viewer",), about="A message's whole thread, with full bodies.")
     def thread(self, message_id: int, viewer: str | None = None) -> list[Message]:
         """The whole thread of a message; with ``viewer``, only what that agent sent or received."""
         if viewer is not None:
@@ -293,7 +305,7 @@ class Messenger:
             raise MessageNotFound(message_id=message_id)
         return message
 
-    @call(identity="reader")
+    @call(identity="reader", about="Mark messages read (all of yours when message_ids is null).")
     def mark_read(self, message_ids: list[int] | None, reader: str | None = None) -> int:
         me = self.me(reader)
         if message_ids is not None:
@@ -301,7 +313,11 @@ class Messenger:
                 self.store.message(message_id)
         return self.store.mark_read(me, message_ids)
 
-    @call(scope=("viewer",))
+    @call(
+        scope=("viewer",),
+        tool="message_status",
+        about="A message's delivery state for each recipient: queued, delivered, read or failed.",
+    )
     def status(self, message_id: int, viewer: str | None = None) -> tuple[Message, list[Receipt]]:
         message = self.store.message(message_id) if viewer is None else self._visible(message_id, viewer)
         receipts = self.store.receipts(message_id)
@@ -330,13 +346,17 @@ class Messenger:
         with ThreadPoolExecutor(min(len(receipts), 16), thread_name_prefix="status") as pool:
             return list(pool.map(one, receipts))
 
-    @call(scope=("viewer",))
+    @call(
+        scope=("viewer",),
+        tool="search_messages",
+        about="Full-text search of the messages (SQLite FTS5 syntax).",
+    )
     def search(self, query: str, limit: int = 50, viewer: str | None = None) -> list[Message]:
         if not query.strip():
             raise UsageError("search: the query is empty")
         return self.store.search(query, limit, viewer)
 
-    @call(scope=("viewer",))
+    @call(scope=("viewer",), about="The latest messages of everyone (since an age like 2h, or an ISO time).")
     def feed(
         self, since: str | None = None, limit: int | None = None, viewer: str | None = None
     ) -> list[Message]:
@@ -344,7 +364,7 @@ class Messenger:
 
     # -- spaces --------------------------------------------------------------------------------------
 
-    @call(identity="creator")
+    @call(identity="creator", about="Create a space (a channel; nests up to 3 levels).")
     def create_space(
         self, name: str, parent: str | None = None, description: str = "", creator: str | None = None
     ) -> Space:
@@ -356,23 +376,23 @@ class Messenger:
             raise UsageError(f"{name}: a {kind} has that name; spaces and agents share one namespace")
         return self.store.create_space(name, parent, description, self.me(creator))
 
-    @call()
+    @call(about="Every space, with its member count.")
     def spaces(self) -> list[Space]:
         return self.store.spaces()
 
-    @call(identity="agent")
+    @call(identity="agent", tool="join_space", about="Join a space (you, or `agent`).")
     def join(self, space: str, agent: str | None = None) -> bool:
         return self.store.join(space, self.me(agent))
 
-    @call(identity="agent")
+    @call(identity="agent", tool="leave_space", about="Leave a space.")
     def leave(self, space: str, agent: str | None = None) -> bool:
         return self.store.leave(space, self.me(agent))
 
-    @call()
+    @call(tool="space_members", about="The members of a space, with when each joined.")
     def members(self, space: str) -> list[tuple[str, str]]:
         return self.store.members(space)
 
-    @call(identity="sender")
+    @call(identity="sender", about="Send a message to every member of a space.")
     def space_send(
         self,
         space: str,
@@ -393,7 +413,7 @@ class Messenger:
         )
         return self._after_send(message, recipients, sessions)
 
-    @call(identity="reader")
+    @call(identity="reader", about="A space's messages, oldest first.")
     def space_read(
         self,
         space: str,
@@ -413,13 +433,13 @@ class Messenger:
 
     # -- agents --------------------------------------------------------------------------------------
 
-    @call(identity="agent")
+    @call(identity="agent", about="Say that an outside agent is alive, with an optional short status.")
     def heartbeat(self, agent: str | None = None, status: str | None = None) -> str:
         me = self.me(agent)
         self.store.heartbeat(me, status)
         return me
 
-    @call()
+    @call(about="Every session with its live status, and every outside agent with when it was last seen.")
     def agents(self, online: bool = False) -> list[AgentInfo]:
         """Every session with its live status, and every outside agent with when it was last seen."""
         from dev_sessions.sessions import SessionManager

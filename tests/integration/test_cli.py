@@ -364,7 +364,7 @@ def test_module_and_script_entry_points_agree(cli: DevSessions) -> None:
 
 
 @pytest.mark.parametrize("args", [["status", "fizz-top"], ["list"], ["msg", "read"], ["--help"]])
-def test_other_commands_do_not_import_the_selftest(cli: DevSessions, args: list[str]) -> None:
+def test_other_commands_do_not_import_the_selftest_or_the_mcp_sdk(cli: DevSessions, args: list[str]) -> None:
     # The selftest's runner and fake model servers are imported only when `selftest` runs.
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "dev_sessions", *args],
@@ -372,6 +372,9 @@ def test_other_commands_do_not_import_the_selftest(cli: DevSessions, args: list[
     )  # fmt: skip
     imported = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if "|" in line]
     assert [name for name in imported if name.startswith("dev_sessions.selftest")] == []
+    # Nor the MCP server and its SDK (half a second of imports), nor pydantic, which it brings.
+    heavy = ("mcp", "mcp_types", "pydantic", "dev_sessions.mcp", "starlette", "anyio")
+    assert [name for name in imported if name.split(".")[0] in heavy or name.startswith(heavy)] == []
 
 
 @pytest.mark.parametrize(
