@@ -37,7 +37,7 @@ from typing import Literal
 import orjson
 
 from dev_sessions.config import Settings
-from dev_sessions.errors import DevSessionsError, UsageError
+from dev_sessions.errors import AgentConfigError, DevSessionsError, UsageError
 from dev_sessions.files import write_atomic
 
 if sys.version_info >= (3, 11):
@@ -112,10 +112,6 @@ class Registered:
         verb = {"removed": "removed from"}.get(self.action, f"{self.action} in")
         extra = f": {self.detail}" if self.detail else ""
         return f"{self.agent}: {NAME} {verb} {self.where}{extra}"
-
-
-class AgentConfigError(DevSessionsError):
-    """An agent's configuration cannot be read or changed safely (reported per agent, exit 1)."""
 
 
 def server_command(argv0: str | None = None, python: str | None = None) -> Server:
@@ -201,17 +197,17 @@ class Claude:
             return {}
         except OSError as err:
             raise AgentConfigError(
-                f"{self.config}: cannot read it ({err.strerror}); nothing was changed"
+                detail=f"{self.config}: cannot read it ({err.strerror}); nothing was changed"
             ) from err
         try:
             parsed = orjson.loads(data) if data.strip() else {}
         except orjson.JSONDecodeError as err:
             raise AgentConfigError(
-                f"{self.config}: not valid JSON ({err}); fix or move it, then run this again "
+                detail=f"{self.config}: not valid JSON ({err}); fix or move it, then run this again "
                 "(nothing was changed)"
             ) from err
         if not isinstance(parsed, dict):
-            raise AgentConfigError(f"{self.config}: not a JSON object; nothing was changed")
+            raise AgentConfigError(detail=f"{self.config}: not a JSON object; nothing was changed")
         return parsed
 
     def current(self, scope: Scope) -> object:
@@ -249,13 +245,14 @@ class Claude:
         said = (done.stderr + done.stdout).strip()
         if "No MCP server" in said or "not found" in said.lower():
             return False
-        raise AgentConfigError(f"`claude mcp remove` failed: {_first_line(said, done.returncode)}")
+        raise AgentConfigError(detail=f"`claude mcp remove` failed: {_first_line(said, done.returncode)}")
 
     def _binary(self) -> str:
         found = shutil.which(self.settings.claude_bin, path=self.settings.environ.get("PATH"))
         if not found:
             raise AgentConfigError(
-                f"`{self.settings.claude_bin}` not found on PATH; install Claude Code, or leave out --claude"
+                detail=f"`{self.settings.claude_bin}` not found on PATH; "
+                "install Claude Code, or leave out --claude"
             )
         return found
 
@@ -279,17 +276,17 @@ class Claude:
             )
         except subprocess.TimeoutExpired as err:
             raise AgentConfigError(
-                f"`claude {' '.join(args[:2])}` did not finish in {AGENT_TIMEOUT:.0f} s"
+                detail=f"`claude {' '.join(args[:2])}` did not finish in {AGENT_TIMEOUT:.0f} s"
             ) from err
         except OSError as err:
-            raise AgentConfigError(f"{binary}: cannot run it ({err.strerror})") from err
+            raise AgentConfigError(detail=f"{binary}: cannot run it ({err.strerror})") from err
 
     def _run(self, binary: str, *args: str) -> None:
         done = self._call(binary, *args)
         if done.returncode != 0:
             said = (done.stderr + done.stdout).strip()
             raise AgentConfigError(
-                f"`claude {' '.join(args[:2])}` failed: {_first_line(said, done.returncode)}"
+                detail=f"`claude {' '.join(args[:2])}` failed: {_first_line(said, done.returncode)}"
             )
 
 
@@ -374,13 +371,16 @@ def _read_toml(path: Path) -> tuple[str, dict[str, object]]:
     except FileNotFoundError:
         return "", {}
     except OSError as err:
-        raise AgentConfigError(f"{path}: cannot read it ({err.strerror}); nothing was changed") from err
+        raise AgentConfigError(
+            detail=f"{path}: cannot read it ({err.strerror}); nothing was changed"
+        ) from err
     try:
         text = data.decode("utf-8")
         return text, tomllib.loads(text)
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
         raise AgentConfigError(
-            f"{path}: not valid TOML ({err}); fix or move it, then run this again (nothing was changed)"
+            detail=f"{path}: not valid TOML ({err}); "
+            "fix or move it, then run this again (nothing was changed)"
         ) from err
 
 
@@ -470,7 +470,7 @@ def _write_checked(path: Path, text: str, expected: dict[str, object], scope: Sc
         got.pop("mcp_servers", None)
     if got != expected:
         raise AgentConfigError(
-            f"{path}: mcp_servers.{NAME} is written in a form install-mcp does not edit (an inline "
+            detail=f"{path}: mcp_servers.{NAME} is written in a form install-mcp does not edit (an inline "
             "table or dotted keys); change it by hand (nothing was changed)"
         )
     target = path.resolve() if path.is_symlink() else path  # a linked dotfile stays a link

@@ -10,7 +10,8 @@ from typing import NamedTuple
 
 import pytest
 
-from dev_sessions.install_mcp import AgentConfigError, Server, codex_install, codex_uninstall, server_command
+from dev_sessions.errors import AgentConfigError
+from dev_sessions.install_mcp import Server, codex_install, codex_uninstall, server_command
 
 SERVER = Server("/opt/ds/bin/dev-sessions", ("mcp",), ("DEV_SESSIONS_HOME",))
 OURS = (
