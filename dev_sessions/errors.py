@@ -28,6 +28,8 @@ Exit 1, everything else:
 * ``WriteFailed``: a file could not be written (a full disk); the old file is untouched.
 * ``IdsExhausted``: every session id is taken; ``IdTaken`` (exit 2): the id asked for is.
 * ``ToolMissing``: tmux or an agent binary is not installed where we look.
+* ``AgentConfigError``: (``install-mcp``) an agent's configuration cannot be read or changed safely
+  (a corrupt file, an entry in a form we do not edit, the agent's own ``mcp`` command failing).
 * ``TmuxError``: a tmux command failed.
 * ``SessionExited``: the agent process of a session is gone.
 * ``SessionFailed``: the agent reports an error (a turn that failed on the model API).
@@ -175,6 +177,12 @@ class ToolMissing(DevSessionsError):
     def __init__(self, *, tool: str, hint: str) -> None:
         self.tool = tool
         super().__init__(f"{tool}: not found; {hint}")
+
+
+class AgentConfigError(DevSessionsError):
+    def __init__(self, *, detail: str) -> None:
+        self.detail = detail
+        super().__init__(detail)
 
 
 class TmuxError(DevSessionsError):

@@ -377,6 +377,22 @@ def test_other_commands_do_not_import_the_selftest_or_the_mcp_sdk(cli: DevSessio
     assert [name for name in imported if name.split(".")[0] in heavy or name.startswith(heavy)] == []
 
 
+@pytest.mark.parametrize(
+    "args", [["status", "fizz-top"], ["list"], ["msg", "read"], ["install-skill", "--help"]]
+)
+def test_other_commands_do_not_import_install_mcp(cli: DevSessions, args: list[str]) -> None:
+    # install-mcp's module (and the TOML parser) is imported only when install-mcp / uninstall-mcp run.
+    def imported(argv: list[str]) -> list[str]:
+        proc = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "dev_sessions", *argv],
+            capture_output=True, text=True, cwd=cli.cwd, check=False,
+        )  # fmt: skip
+        return [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if "|" in line]
+
+    assert [n for n in imported(args) if n in ("dev_sessions.install_mcp", "tomllib", "tomli")] == []
+    assert "dev_sessions.install_mcp" in imported(["uninstall-mcp", "--global", "--local"])
+
+
 def test_worktree_from_the_command_line(cli: DevSessions, fake_claude: Path, workdir: Path) -> None:
     repo = workdir / "repo"
     git_repo(repo)

@@ -105,3 +105,36 @@ def test_a_title_request_is_answered_before_its_markers_and_is_no_prompt() -> No
             else:
                 assert message["content"][0]["name"] == "AskUserQuestion"
         assert fake.prompts() == [SESSION_TEXT]
+
+
+def test_the_tool_marker_calls_any_tool_and_loads_a_deferred_one_first() -> None:
+    from dev_sessions.selftest.fakes import anthropic
+
+    prompt = '<<tool:mcp__x__send:{"to": "a"}>>'
+    offered = {"messages": [{"role": "user", "content": prompt}], "tools": [{"name": "mcp__x__send"}]}
+    (block,) = anthropic.script(offered).blocks
+    assert (block["name"], block["input"]) == ("mcp__x__send", {"to": "a"})
+    deferred = {"messages": [{"role": "user", "content": prompt}], "tools": [{"name": "ToolSearch"}]}
+    (search,) = anthropic.script(deferred).blocks
+    assert (search["name"], search["input"]) == ("ToolSearch", {"query": "select:mcp__x__send"})
+    loaded = {
+        "tools": [{"name": "ToolSearch"}],
+        "messages": [
+            {"role": "user", "content": prompt},
+            {"role": "assistant", "content": [search]},
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": search["id"], "content": "ok"}],
+            },
+        ],
+    }
+    (call,) = anthropic.script(loaded).blocks
+    assert (call["name"], call["input"]) == ("mcp__x__send", {"to": "a"})
+
+
+def test_the_tool_marker_calls_a_namespaced_codex_tool() -> None:
+    from dev_sessions.selftest.fakes import openai_responses
+
+    body = {"input": [{"type": "message", "role": "user", "content": '<<tool:mcp__x.send:{"to": "a"}>>'}]}
+    (item,) = openai_responses.script(body).items
+    assert (item["namespace"], item["name"], item["arguments"]) == ("mcp__x", "send", '{"to": "a"}')

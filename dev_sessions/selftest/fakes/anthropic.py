@@ -10,6 +10,12 @@ Markers inside the prompt pick other behaviours (route by keyword, like websocke
 ``<<ask>>``         call AskUserQuestion ("Which colour?" Red / Blue); the answer is echoed back as
                     ``ANSWER: <tool result>``
 ``<<bash:CMD>>``    call the Bash tool with CMD; the tool's output is echoed back as ``OUTPUT: <result>``
+``<<tool:NAME:JSON>>`` call the tool NAME (any tool Claude offers, e.g. an MCP server's
+                    ``mcp__dev-sessions__send_message``) with the JSON object as its input; the result
+                    is echoed back as ``OUTPUT: <result>``. A tool Claude defers (2.1.332 lists MCP
+                    tools by name only, behind ``ToolSearch``) is first loaded the way a model would,
+                    with ``ToolSearch`` ``select:NAME``. ``tool_names()`` lists the tools offered,
+                    ``deferred_tool_names()`` those named for ToolSearch
 ``<<error:CODE>>``  fail with HTTP CODE and an Anthropic error body
 ``<<multi>>``       answer with one message of three blocks: thinking, text ``first part``, text
                     ``second part``
@@ -34,8 +40,10 @@ from dev_sessions.selftest.fakes._server import FakeHandler, FakeServer, pieces,
 
 # Claude Code 2.1.197's title side request says this in its system prompt; 2.1.332's does not.
 TITLE_MARKER = "Generate a concise, sentence-case title"
-MARKER = re.compile(r"<<(slow|hold|ask|bash|error|multi)(?::(.*?))?>>", re.DOTALL)
+MARKER = re.compile(r"<<(slow|hold|ask|bash|tool|error|multi)(?::(.*?))?>>", re.DOTALL)
 ASK_QUESTION = "Which colour?"
+# How Claude Code 2.1.332 introduces the names of the tools it defers (MCP tools among them).
+DEFERRED = "The following deferred tools are now available via ToolSearch."
 ASK_OPTIONS = ("Red", "Blue")
 
 
@@ -66,6 +74,25 @@ def is_title_request(body: dict[str, Any]) -> bool:
     wrapped = _text_of(users[0].get("content", ""))
     asks_title = '"title"' in json.dumps(body.get("output_config") or body.get("output_format") or {})
     return asks_title and wrapped.startswith("<session>") and "</session>" in wrapped
+
+
+def _all_text(body: dict[str, Any]) -> str:
+    """Every text of a request (system prompt and messages), one after another."""
+    out: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            out.append(value)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+        elif isinstance(value, dict):
+            walk(value.get("text", ""))
+            walk(value.get("content", ""))
+
+    walk(body.get("system", ""))
+    walk(body.get("messages", []))
+    return "\n".join(out)
 
 
 def _tool_result_text(block: dict[str, Any]) -> str:
@@ -113,6 +140,9 @@ def script(body: dict[str, Any]) -> Reply:
         if results:
             tool = _last_tool_use(messages)
             result = _tool_result_text(results[-1])
+            wanted = _asked_tool(messages)
+            if tool == "ToolSearch" and wanted is not None:
+                return Reply([_tool_use(*wanted)], stop_reason="tool_use")
             prefix = "ANSWER: " if tool == "AskUserQuestion" else "OUTPUT: "
             return Reply([text(prefix + result)])
 
@@ -143,6 +173,12 @@ def script(body: dict[str, Any]) -> Reply:
             "multiSelect": False,
         }
         return Reply([_tool_use("AskUserQuestion", {"questions": [question]})], stop_reason="tool_use")
+    if kind == "tool":
+        name, _, arguments = arg.partition(":")
+        offered = {str(t.get("name")) for t in body.get("tools") or []}
+        if name not in offered and "ToolSearch" in offered:
+            return Reply([_tool_use("ToolSearch", {"query": f"select:{name}"})], stop_reason="tool_use")
+        return Reply([_tool_use(name, json.loads(arguments or "{}"))], stop_reason="tool_use")
     # bash
     return Reply(
         [_tool_use("Bash", {"command": arg, "description": "Run the requested command"})],
@@ -152,6 +188,22 @@ def script(body: dict[str, Any]) -> Reply:
 
 def _tool_use(name: str, tool_input: dict[str, Any]) -> dict[str, Any]:
     return {"type": "tool_use", "id": "toolu_" + uuid.uuid4().hex[:24], "name": name, "input": tool_input}
+
+
+def _asked_tool(messages: list[dict[str, Any]]) -> tuple[str, dict[str, Any]] | None:
+    """The ``<<tool:NAME:JSON>>`` of the last prompt typed (not a tool result), if it has one."""
+    for message in reversed(messages):
+        if message.get("role") != "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, list) and any(b.get("type") == "tool_result" for b in content):
+            continue
+        match = MARKER.search(_text_of(content or ""))
+        if match is None or match.group(1) != "tool":
+            return None
+        name, _, arguments = (match.group(2) or "").partition(":")
+        return name, json.loads(arguments or "{}")
+    return None
 
 
 def _last_tool_use(messages: list[dict[str, Any]]) -> str:
@@ -272,6 +324,26 @@ class FakeAnthropic(FakeServer):
             if users:
                 found.append(_text_of(users[-1].get("content", "")))
         return found
+
+    def tool_names(self) -> list[str]:
+        """The names of the tools offered in the last main-conversation request (title requests,
+        which offer none, excluded); empty before the first one."""
+        for body in reversed([r["body"] for r in self.recorded()]):
+            if is_title_request(body) or not body.get("messages"):
+                continue
+            return [str(tool.get("name")) for tool in body.get("tools") or []]
+        return []
+
+    def deferred_tool_names(self) -> list[str]:
+        """The tools the last main-conversation request names as deferred (loaded through
+        ToolSearch; Claude Code 2.1.332 lists MCP tools this way), from its system text."""
+        for body in reversed([r["body"] for r in self.recorded()]):
+            if is_title_request(body) or not body.get("messages"):
+                continue
+            # Claude repeats the announcement as more tools arrive (MCP servers connect later).
+            found = re.findall(re.escape(DEFERRED) + r"[^\n]*\n((?:[^\n]+(?:\n|$))+)", _all_text(body))
+            return sorted({name for block in found for name in block.split()})
+        return []
 
 
 def main() -> None:

@@ -17,6 +17,11 @@ like websockets' test server; an argument may contain ``>`` but not ``>>``):
                     ``function_call_output`` back, its output (Codex's text: ``Chunk ID: ...``,
                     ``Process exited with code N``, ``Output:`` and the command's output, or the
                     rejection message) is echoed back as ``OUTPUT: <output>``
+``<<tool:NAME:JSON>>`` call the function tool NAME (any tool Codex offers) with the JSON object as
+                    its arguments; ``NAMESPACE.NAME`` calls a tool of a namespace (Codex 0.171.0 offers
+                    an MCP server's tools as the namespace ``mcp__<server>``, ``-`` made ``_``); the
+                    output is echoed back as ``OUTPUT: <output>``; ``tool_names()`` lists the tools
+                    offered
 ``<<ask:N>>``       call the ``request_user_input`` tool with N questions (default 1, at most 3), each
                     with two options: ``colour`` "Which colour?" (Red / Blue), ``size`` "Which size?"
                     (Small / Large), ``shape`` "Which shape?" (Round / Square). Codex offers the tool
@@ -58,7 +63,7 @@ from typing import Any
 
 from dev_sessions.selftest.fakes._server import FakeHandler, FakeServer, pieces, serve_from_shell
 
-MARKER = re.compile(r"<<(slow|hold|ask|bash|error)(?::(.*?))?>>", re.DOTALL)
+MARKER = re.compile(r"<<(slow|hold|ask|bash|tool|error)(?::(.*?))?>>", re.DOTALL)
 ASK_TOOL = "request_user_input"
 # What <<ask:N>> asks, in order: (id, header, question, option labels).
 ASK_QUESTIONS = (
@@ -198,6 +203,13 @@ def script(body: dict[str, Any]) -> Reply:
     if kind == "ask":
         questions = ask_questions(int(arg) if arg.isdigit() else 1)
         return Reply([function_call(ASK_TOOL, {"questions": questions})])
+    if kind == "tool":
+        name, _, arguments = arg.partition(":")
+        namespace, _, inner = name.rpartition(".")
+        call = function_call(inner, json.loads(arguments or "{}"))
+        if namespace:
+            call["namespace"] = namespace
+        return Reply([call])
     # bash
     return Reply([function_call("exec_command", {"cmd": arg})])
 
@@ -312,6 +324,20 @@ class FakeResponses(FakeServer):
             if not prompt.startswith(GOAL_MARKER):
                 found.append(prompt)
         return found
+
+    def tool_names(self) -> list[str]:
+        """The names of the tools offered in the last Responses request (a function tool's ``name``;
+        a namespace's tools as ``NAMESPACE.NAME``); empty before the first one."""
+        bodies = [r["body"] for r in self.recorded() if r["path"].split("?")[0].endswith("/responses")]
+        if not bodies:
+            return []
+        names = []
+        for tool in bodies[-1].get("tools") or []:
+            if tool.get("type") == "namespace":
+                names += [f"{tool.get('name')}.{inner.get('name')}" for inner in tool.get("tools") or []]
+            elif tool.get("name"):
+                names.append(str(tool["name"]))
+        return names
 
 
 def main() -> None:
