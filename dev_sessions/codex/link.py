@@ -247,4 +247,10 @@ def socket_dir(environ: Mapping[str, str] | None = None) -> Path:
     """
     env = os.environ if environ is None else environ
     base = Path(env.get("XDG_RUNTIME_DIR") or "/tmp") / f"dev-sessions-{os.getuid()}"
+    if len(os.fsencode(base)) + _LONGEST_NAME >= 100:  # a deep runtime dir is no help: /tmp is short
+        base = Path("/tmp") / f"dev-sessions-{os.getuid()}"
     return files.owned_private_dir(base)
+
+
+_LONGEST_NAME = len("/0123456789abcdef-call.sock")
+"""The longest socket name put in :func:`socket_dir` (a 16-hex digest and a suffix)."""

@@ -41,6 +41,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -81,8 +82,9 @@ def serve_dir(home: Path) -> Path:
     return home / "serve"
 
 
-def socket_path(home: Path) -> Path:
-    """The server's socket; outside the state dir when that path would be too long for a Unix socket."""
+def socket_path(home: Path, environ: Mapping[str, str] | None = None) -> Path:
+    """The server's socket; outside the state dir when that path would be too long for a Unix socket
+    (in ``environ``'s runtime dir, or /tmp: :func:`~dev_sessions.codex.link.socket_dir`)."""
     path = serve_dir(home) / "call.sock"
     if len(os.fsencode(path)) < 100:
         return path
@@ -91,7 +93,7 @@ def socket_path(home: Path) -> Path:
     from dev_sessions.codex.link import socket_dir
 
     digest = hashlib.sha256(os.fsencode(home.resolve())).hexdigest()[:16]
-    return socket_dir() / f"{digest}-call.sock"
+    return socket_dir(environ) / f"{digest}-call.sock"
 
 
 # -- ``dev-sessions call --serve`` --------------------------------------------------------------------

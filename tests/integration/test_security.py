@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import signal
 import stat
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -259,11 +261,25 @@ def test_a_full_disk_leaves_the_store_as_it_was(
 
 
 @pytest.fixture
-def runtime_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    run = tmp_path / "xdg-run"
-    run.mkdir()
+def runtime_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    # Short, as a real one is (/run/user/UID): a deep one is passed over for /tmp (see below).
+    run = Path(tempfile.mkdtemp(prefix="xdg-", dir="/tmp"))
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(run))
-    return run / f"dev-sessions-{os.getuid()}"
+    yield run / f"dev-sessions-{os.getuid()}"
+    shutil.rmtree(run, ignore_errors=True)
+
+
+def test_a_runtime_dir_too_deep_for_a_socket_is_passed_over_for_tmp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, long_home: Path
+) -> None:
+    from dev_sessions.codex.link import socket_path
+
+    deep = tmp_path / ("r" * 80)
+    deep.mkdir()
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(deep))
+    path = socket_path(long_home)
+    assert path.parent == Path("/tmp") / f"dev-sessions-{os.getuid()}"
+    assert len(os.fsencode(path)) < 100
 
 
 @pytest.fixture
@@ -316,8 +332,6 @@ def test_a_fresh_socket_directory_is_private(runtime_dir: Path, long_home: Path)
 def test_the_client_refuses_a_bridge_run_by_another_user() -> None:
     if os.geteuid() != 0:
         need("a server of another uid needs root to start")
-    import shutil
-    import tempfile
 
     from dev_sessions.codex.link import BridgeLink, BridgeUnavailable
 

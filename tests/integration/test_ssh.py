@@ -104,6 +104,13 @@ def real_home_marks() -> dict[str, object]:
 # -- a command over ssh ------------------------------------------------------------------------------
 
 
+def host_socket(sshd: Sshd) -> Path:
+    """Where the host's call server listens (its state dir, or its runtime dir when that is too deep)."""
+    from dev_sessions.remote.serve import socket_path
+
+    return socket_path(sshd.remote.state, sshd.remote.environ)
+
+
 def test_the_remote_answers_with_its_version(sshd: Sshd) -> None:
     ssh = remote()
     assert ssh.check_version() == __version__
@@ -380,7 +387,7 @@ def test_calls_after_the_first_are_answered_by_the_hosts_warm_server_without_a_n
     assert again is not None and (again["server"], again["code"]) == (hello["server"], hello["code"])
     assert sshd.logins() == 1
     # The host's socket: 0600 in a 0700 directory of its state dir; ours: made by ssh, the same.
-    there = sshd.remote.state / "serve" / "call.sock"
+    there = host_socket(sshd)
     here = t.warm.local
     for path in (there, here):
         info = path.lstat()
@@ -425,7 +432,7 @@ def test_a_lost_forward_or_master_falls_back_to_ssh_and_is_made_again(sshd: Sshd
     t = transport()
     server = warm_up(sshd, t)["server"]
     # The forward cancelled: its socket is gone here.
-    remote_socket = sshd.remote.state / "serve" / "call.sock"
+    remote_socket = host_socket(sshd)
     cancelled = t.ssh.control("cancel", "-L", f"{t.warm.local}:{remote_socket}")
     assert cancelled.returncode == 0, cancelled.stderr
     assert t.warm.hello() is None
@@ -607,7 +614,7 @@ def test_the_server_lingers_then_exits_and_the_next_call_starts_it_again(
         t = transport()
         first = warm_up(sshd, t)["server"]
         eventually(lambda: not alive(first), timeout=10 * SLOW)
-        assert not (sshd.remote.state / "serve" / "call.sock").exists()
+        assert not host_socket(sshd).exists()
         assert t.call("messages", "agents", {})
         assert t.warm.hello()["server"] != first  # type: ignore[index]
 
@@ -632,7 +639,7 @@ def test_the_servers_socket_refuses_another_user(sshd: Sshd) -> None:
         need("a client of another uid needs root to start")
     t = transport()
     warm_up(sshd, t)
-    path = sshd.remote.state / "serve" / "call.sock"
+    path = host_socket(sshd)
     assert stat.S_IMODE(path.parent.lstat().st_mode) == 0o700
     # The socket itself, reached through a link in a directory the peer may enter (the test's own
     # directories are closed to it): its 0600 refuses first.
@@ -651,5 +658,5 @@ def test_the_servers_socket_refuses_another_user(sshd: Sshd) -> None:
         assert peer() == "b''\n"
     finally:
         shutil.rmtree(open_dir)
-    assert "refused a connection from uid 65534" in (path.parent / "serve.log").read_text()
+    assert "refused a connection from uid 65534" in (sshd.remote.state / "serve" / "serve.log").read_text()
     assert t.call("sessions", "list_sessions", {}) == []  # its owner still served
