@@ -59,11 +59,17 @@ def host(
 
     with serving_sshd(isolated, monkeypatch, extra=agents_there) as running:
         prepare_claude_home(running.remote.home, trusted=running.remote.home)
-        yield running
-        stop_codex(running.remote.state)
-        subprocess.run(
-            ["tmux", "-L", running.remote.tmux_socket, "kill-server"], capture_output=True, check=False
-        )
+        try:
+            yield running
+        finally:  # the host's tmux server goes whatever else failed
+            try:
+                stop_codex(running.remote.state)
+            finally:
+                subprocess.run(
+                    ["tmux", "-L", running.remote.tmux_socket, "kill-server"],
+                    capture_output=True,
+                    check=False,
+                )
 
 
 def calls_on(server: int) -> list[int]:
