@@ -10,6 +10,10 @@ nothing. A bad argument, an unknown id or an oversized body is a tool error carr
 line as the command line (``isError``, and ``{"error": {"type", "message", "exitCode"}}``); an
 unknown tool is a protocol error; nothing a client sends stops the server.
 
+Who acts is the command line's rule (``DEV_SESSIONS_AGENT``, else ``DEV_SESSIONS_ID``, else ``user``),
+with one addition: a Codex thread calling names itself in each call's ``_meta`` (one server serves
+every thread of the app-server), and the session of that thread acts.
+
 Resources: a session's conversation (``dev-sessions://sessions/{id}/conversation``) and an agent's
 inbox (``dev-sessions://agents/{name}/inbox``), as JSON.
 
@@ -137,6 +141,28 @@ def _states(ids: list[str]) -> dict[str, str]:
     return found
 
 
+def _calling_session(ctx: ServerRequestContext[Any]) -> str | None:
+    """The session making this call, when the client says which and this server cannot know it
+    otherwise: Codex runs one MCP server for all the threads of its app-server (shared by every Codex
+    session here), so its environment names none of them, but each call's ``_meta`` carries its thread
+    (``threadId``, and ``x-codex-turn-metadata.thread_id``): the session whose thread it is acts.
+    (Claude Code starts one server per session, with the session's ``DEV_SESSIONS_ID``.)"""
+    meta = dict(ctx.meta or {})
+    turn = meta.get("x-codex-turn-metadata")
+    thread = meta.get("threadId") or (turn.get("thread_id") if isinstance(turn, dict) else None)
+    if not isinstance(thread, str) or not thread:
+        return None
+    from dev_sessions.config import Settings
+
+    settings = Settings.from_env()
+    if settings.sandbox:
+        return None  # the sessions are the host's; the container's own identity stands
+    from dev_sessions.store import SessionStore
+
+    found = [s.id for s in SessionStore(settings.store_path).sessions() if s.internal_id == thread]
+    return found[0] if len(found) == 1 else None
+
+
 async def list_tools(
     ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
 ) -> types.ListToolsResult:
@@ -156,6 +182,11 @@ async def call_tool(
         raise MCPError(code=types.INVALID_PARAMS, message=f"no tool named {params.name!r}")
     try:
         args = _arguments(tool, params.arguments)
+        who = tool.call.identity
+        if who is not None and args.get(who) is None:
+            caller = await anyio.to_thread.run_sync(lambda: _calling_session(ctx))
+            if caller is not None:
+                args[who] = caller
         value = await _run(tool, args, ctx)
     except DevSessionsError as err:
         return _error(err)

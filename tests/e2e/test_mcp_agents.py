@@ -120,3 +120,6 @@ def test_a_codex_turn_calling_send_message_delivers_it_to_another_session(
     cli.ok("wait", receiver, "--timeout", "60")
     notice = eventually(lambda: next((p for p in prompts_seen(cli, receiver) if p.startswith(NOTICE)), None))
     assert "hello through the MCP tool" in str(notice)
+    # From the session whose turn called the tool: one server serves every Codex thread, and each
+    # call names its thread (its _meta), which is the sending session's.
+    assert f" from {sender} " in str(notice), notice
