@@ -41,9 +41,17 @@ _FIELDS = (
 )
 _FORMAT = "\t".join("#{%s}" % name for name in _FIELDS)  # noqa: UP031 - tmux's own braces
 _GONE = ("can't find session", "can't find pane", "can't find window", "no such session")
-# A server with no session at all (just starting, or its last session just ended) answers
-# "no current target" to list-panes -a: the same as no server for us.
-_NO_SERVER = ("no server running", "error connecting to", "No such file or directory", "no current target")
+# What a server answers when it has no panes for us: not there at all; alive with no session (just
+# started, or its last session just ended: it refuses list-panes -a with "no current target"); or
+# exiting as we ask ("server exited unexpectedly", "lost server"). The same as no server for us.
+_NO_SERVER = (
+    "no server running",
+    "error connecting to",
+    "No such file or directory",
+    "no current target",
+    "server exited unexpectedly",
+    "lost server",
+)
 
 
 @dataclass(frozen=True)

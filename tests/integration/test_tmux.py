@@ -106,4 +106,5 @@ def test_a_server_with_no_session_counts_as_no_server(tmux: Tmux) -> None:
     answer = tmux.run_all([["start-server"], ["list-panes", "-a"]], check=False)
     assert answer.returncode == 1 and "no current target" in answer.stderr
     assert _matches(answer.stderr, _NO_SERVER)
-    assert tmux.panes() == {}
+    assert tmux.panes() == {}  # whether it still lives, or is exiting as asked (no session keeps it)
+    assert _matches("server exited unexpectedly", _NO_SERVER) and _matches("lost server", _NO_SERVER)
