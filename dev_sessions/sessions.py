@@ -349,8 +349,7 @@ class SessionManager:
 
     @call(
         scope=("parent",),
-        about="Tokens (input, output, cache read/write), turns and time worked per session and in "
-        "total; a cost only from the user's price table.",
+        about="Tokens (input, output, cache read/write), turns and time worked, per session and in total.",
     )
     def usage(self, session_ids: Sequence[str] = (), parent: str | None = None) -> UsageReport:
         """Each session's usage (``session_ids``, or every session, or ``parent``'s) and the total.
