@@ -14,6 +14,7 @@ from typing import Any, Literal, Protocol
 from dev_sessions.api import JsonObject
 from dev_sessions.errors import BadAnswer, UsageError
 from dev_sessions.store import Session
+from dev_sessions.usage import Usage
 
 State = Literal["idle", "working", "waiting_for_input", "exited", "starting", "error", "unreachable"]
 Outcome = Literal["completed", "interrupted", "failed", "waiting_for_input", "idle", "exited", "timeout"]
@@ -166,6 +167,10 @@ class Backend(Protocol):
         """Thread goals, where the agent has them."""
 
     def screen(self, session: Session) -> str: ...
+
+    def usage(self, sessions: Sequence[Session]) -> dict[str, Usage]:
+        """Tokens, turns and time worked of each session (quick: for ``list --json``)."""
+        ...
 
     def inspect(self, session: Session) -> dict[str, Any]: ...
 

@@ -24,6 +24,7 @@ from dev_sessions.store import Session, SessionStore, now_iso, parse_iso
 
 if TYPE_CHECKING:  # loaded by the commands that need them (see dev_sessions.results)
     from dev_sessions.results import Created, Goal, Inspection, Killed
+    from dev_sessions.usage import UsageReport
     from dev_sessions.worktrees import Plan
 
 MAX_TEXT = 64 * 1024 * 1024
@@ -342,7 +343,56 @@ class SessionManager:
             status = self.backend_of(session).status(session)
         from dev_sessions.results import Inspection, json_safe
 
+        (row,) = self.usage([session.id]).sessions
+        facts["usage"] = row.to_json()
         return Inspection(session, status, cast(JsonObject, json_safe(facts)))
+
+    @call(
+        scope=("parent",),
+        about="Tokens (input, output, cache read/write), turns and time worked, per session and in total.",
+    )
+    def usage(self, session_ids: Sequence[str] = (), parent: str | None = None) -> UsageReport:
+        """Each session's usage (``session_ids``, or every session, or ``parent``'s) and the total.
+        Claude's from its transcript, Codex's from the app-server; a cost only when
+        ``$DEV_SESSIONS_HOME/prices.json`` exists (:mod:`dev_sessions.usage`). A host that does not
+        answer gives its sessions an ``error`` and leaves them out of the total."""
+        from dev_sessions import usage as usages
+
+        if session_ids:
+            known = {s.id: s for s in self.sessions(parent)}
+            for sid in session_ids:
+                if sid not in known:
+                    raise SessionNotFound(session_id=sid)
+            sessions = [known[sid] for sid in dict.fromkeys(session_ids)]
+        else:
+            sessions = self.sessions(parent)
+        prices = usages.load_prices(self.settings.home)
+        groups: dict[str, list[Session]] = {}
+        for session in sessions:
+            groups.setdefault(session.host or session.cli, []).append(session)
+
+        def of(group: list[Session]) -> dict[str, usages.Usage | str]:
+            try:
+                return dict(self.backend_of(group[0]).usage(group))
+            except DevSessionsError as err:
+                return {s.id: str(err) for s in group}
+
+        found: dict[str, usages.Usage | str] = {}
+        if any(s.host for s in sessions):
+            with ThreadPoolExecutor(len(groups)) as pool:
+                for part in pool.map(of, groups.values()):
+                    found.update(part)
+        else:
+            for group in groups.values():
+                found.update(of(group))
+        rows = []
+        for s in sessions:
+            got = found.get(s.id, f"{s.host or s.cli} did not report {s.id}")
+            if isinstance(got, str):
+                rows.append(usages.SessionUsage(s.id, s.cli, usages.Usage(), error=got))
+            else:
+                rows.append(usages.SessionUsage(s.id, s.cli, got))
+        return usages.report(rows, prices)
 
     @call(scope=("parent",), tool="list", about="Every session with its live status.")
     def list_sessions(self, parent: str | None = None) -> list[tuple[Session, Status]]:

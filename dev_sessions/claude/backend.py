@@ -41,6 +41,7 @@ from dev_sessions.errors import StartFailed, ToolMissing, UsageError
 from dev_sessions.poll import poll_until
 from dev_sessions.store import Session
 from dev_sessions.tmux import Pane, Tmux
+from dev_sessions.usage import Usage, of_transcript
 from dev_sessions.watch import Watcher, run_steps, run_steps_async
 
 log = logging.getLogger(__name__)
@@ -238,6 +239,11 @@ class ClaudeBackend:
     def screen(self, session: Session) -> str:
         """The pane's scrollback and screen, as a person attached to it would have seen them."""
         return self.tmux(session).scrollback(ids.tmux_name(session.id))
+
+    def usage(self, sessions: Sequence[Session]) -> dict[str, Usage]:
+        """From each transcript, read again only when it changed (``usage.of_transcript``)."""
+        cache = self.settings.home / "cache" / "usage"
+        return {s.id: of_transcript(self.transcript(s), cache) for s in sessions}
 
     def inspect(self, session: Session) -> dict[str, Any]:
         live = self.facts.live(session)

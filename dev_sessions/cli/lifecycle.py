@@ -14,6 +14,7 @@ from dev_sessions.durations import format_age, parse_duration
 from dev_sessions.errors import EXIT_ERROR, EXIT_OK, UsageError
 from dev_sessions.store import parse_iso
 from dev_sessions.terminal import cell
+from dev_sessions.usage import Usage
 
 
 def create(
@@ -100,9 +101,16 @@ def create(
 
 def list_(as_json: JsonOpt = False) -> int:
     """List sessions with their live status."""
-    rows = sessions_api().list_sessions()
+    manager = sessions_api()
+    rows = manager.list_sessions()
     if as_json:
-        emit_json([{**s.to_record(), "live": st.state, "detail": st.detail or None} for s, st in rows])
+        used = {u.id: u.to_json() for u in manager.usage().sessions} if rows else {}
+        emit_json(
+            [
+                {**s.to_record(), "live": st.state, "detail": st.detail or None, "usage": used.get(s.id)}
+                for s, st in rows
+            ]
+        )
         return 0
     if not rows:
         note("no sessions")
@@ -167,6 +175,44 @@ def kill(
     return max((k.exit_code or EXIT_ERROR for k in killed if k.error), default=EXIT_OK)
 
 
+def usage(
+    session_ids: Annotated[
+        list[str] | None, typer.Argument(metavar="[ID...]", help="These sessions (default: all).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> int:
+    """Tokens, turns and time worked per session and in total (a cost from $DEV_SESSIONS_HOME/prices.json)."""
+    found = sessions_api().usage(session_ids or [])
+    if as_json:
+        emit_json(found.to_json())
+        return 0
+    priced = found.priced
+    head = ("ID", "CLI", "INPUT", "OUTPUT", "CACHE-READ", "CACHE-WRITE", "TURNS", "TIME")
+    table: list[tuple[str, ...]] = [(*head, "COST") if priced else head]
+
+    def money(value: float | None) -> str:
+        return "?" if value is None else f"{value:.2f}"
+
+    def cells(used: Usage, cost: float | None) -> tuple[str, ...]:
+        counts = (used.input, used.output, used.cache_read, used.cache_write, used.turns)
+        row = (*(f"{n:,}" for n in counts), f"{used.seconds:,.1f}s")
+        return (*row, money(cost)) if priced else row
+
+    for row in found.sessions:
+        if row.error:
+            note(f"dev-sessions: {row.id}: {row.error}")
+        table.append((row.id, row.cli, *cells(row.usage, row.cost)))
+    table.append(("TOTAL", "", *cells(found.total, found.cost)))
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    for line in table:
+        print(
+            "  ".join(
+                t.ljust(w) if i < 2 else t.rjust(w) for i, (t, w) in enumerate(zip(line, widths, strict=True))
+            )
+        )
+    return EXIT_ERROR if any(r.error for r in found.sessions) else EXIT_OK
+
+
 OPTIONAL_VALUES = {"create": ("--worktree", "-w")}
 
 
@@ -186,10 +232,11 @@ def optional_values(args: list[str]) -> list[str]:
     return out
 
 
-COMMANDS = frozenset({"create", "list", "kill"})
+COMMANDS = frozenset({"create", "list", "kill", "usage"})
 
 
 def register(app: typer.Typer) -> None:
     app.command()(create)
     app.command("list")(list_)
     app.command()(kill)
+    app.command()(usage)

@@ -8,6 +8,7 @@ brought back by the next command that needs it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -21,6 +22,7 @@ from dev_sessions.codex.link import BridgeLink
 from dev_sessions.config import Settings
 from dev_sessions.errors import DevSessionsError, SessionExited, UsageError
 from dev_sessions.store import LastSend, Session, now_iso
+from dev_sessions.usage import Usage
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +213,42 @@ class CodexBackend:
         raise UsageError(
             f"{session.id}: a Codex session has no terminal; use `dev-sessions logs {session.id}`"
         )
+
+    def usage(self, sessions: Sequence[Session]) -> dict[str, Usage]:
+        """The app-server's token totals and finished turns of each thread, through the bridge. The
+        last answer is kept (``cache/usage/codex-<thread>.json``), so that a thread at rest, or one
+        whose bridge was replaced since its last turn, still shows what it used."""
+        up = self._server_up()
+        return {s.id: self._usage(s, up) for s in sessions}
+
+    def _usage(self, session: Session, up: bool) -> Usage:
+        import json
+
+        from dev_sessions import files
+        from dev_sessions.usage import from_codex
+
+        kept = self.settings.home / "cache" / "usage" / f"codex-{session.internal_id}.json"
+        before: dict[str, Any] = {}
+        with contextlib.suppress(ValueError, TypeError):
+            before = json.loads(files.read_bytes(kept) or b"{}")
+        if not isinstance(before, dict):
+            before = {}
+        found = dict(before)
+        if up:
+            try:
+                now = self._call("usage", session)
+            except DevSessionsError as err:
+                log.info("%s: usage: %s", session.id, err)
+            else:
+                found["tokens"] = now.get("tokens") or before.get("tokens")
+                if now.get("turns") or not before.get("turns"):
+                    found.update(turns=now.get("turns"), seconds=now.get("seconds"))
+        found["model"] = session.model or "unknown"
+        if found != before:
+            with contextlib.suppress(OSError):
+                files.private_dir(kept.parent)
+                files.write_atomic(kept, json.dumps(found).encode())
+        return from_codex(found)
 
     def inspect(self, session: Session) -> dict[str, Any]:
         state = self.app.running()

@@ -52,6 +52,7 @@ class ThreadOps:
             "respond": self.op_respond,
             "goal": self.op_goal,
             "archive": self.op_archive,
+            "usage": self.op_usage,
         }
 
     # -- starting and sending ---------------------------------------------------------------------------
@@ -240,6 +241,23 @@ class ThreadOps:
         async for page in self.conn.turn_pages(spec.id, newest_first=False, full=True, page=50):
             listed += page
         return {"items": [item.__dict__ for item in model.log_items(listed)]}
+
+    async def op_usage(self, p: JsonObject) -> JsonObject:
+        """The thread's token totals (the last ``thread/tokenUsage/updated`` this bridge received;
+        None when it has received none) and its finished turns with their durations. Never starts the
+        app-server."""
+        spec = ThreadSpec.from_json(p["thread"])
+        watch = self.conn.watch(spec.id)
+        finished, millis = 0, 0
+        if await self.conn.connection(start=False) is not None:
+            try:
+                async for page in self.conn.turn_pages(spec.id, page=100):
+                    done = [t for t in page if t.get("status") in ("completed", "interrupted", "failed")]
+                    finished += len(done)
+                    millis += sum(t["durationMs"] for t in done if isinstance(t.get("durationMs"), int))
+            except AppServerError as err:  # a thread this app-server has not loaded
+                log.info("usage of %s: %s", spec.id, err.detail)
+        return {"tokens": watch.tokens, "turns": finished, "seconds": millis / 1000}
 
     # -- acting on a turn -------------------------------------------------------------------------------
 

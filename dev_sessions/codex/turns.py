@@ -69,6 +69,7 @@ class Thread:
     client_turns: dict[str, str] = field(default_factory=dict)
     last_error: str | None = None
     goal: JsonObject | None = None
+    tokens: JsonObject | None = None  # the last thread/tokenUsage/updated total
 
     def apply(self, event: Notification | ServerRequest) -> bool:
         """Take in one notification or server request about this thread; True when a waiter should
@@ -94,6 +95,11 @@ class Thread:
             error = params.get("error") or {}
             if not params.get("willRetry"):
                 self.last_error = str(error.get("message") or "error")
+            return False
+        elif method == "thread/tokenUsage/updated":
+            total = (params.get("tokenUsage") or {}).get("total")
+            if isinstance(total, dict):
+                self.tokens = total
             return False
         elif method == "thread/goal/updated":
             self.goal = params.get("goal")

@@ -22,6 +22,7 @@ from dev_sessions.errors import DevSessionsError, NoSuchCall, RemoteIncompatible
 from dev_sessions.remote.calls import Remote
 from dev_sessions.remote.ssh import Ssh
 from dev_sessions.store import Session
+from dev_sessions.usage import Usage
 
 if TYPE_CHECKING:
     from dev_sessions.api import SessionsAPI
@@ -186,6 +187,11 @@ class HostBackend:
 
     def screen(self, session: Session) -> str:
         return self.remote.screen(session.id)
+
+    def usage(self, sessions: Sequence[Session]) -> dict[str, Usage]:
+        """One call for all of them (the host's own ``usage``)."""
+        found = self.remote.usage([s.id for s in sessions])
+        return {row.id: row.usage for row in found.sessions if row.error is None}
 
     def inspect(self, session: Session) -> dict[str, Any]:
         found = self.remote.inspect(session.id)

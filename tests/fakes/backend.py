@@ -17,6 +17,7 @@ from typing import Any
 from dev_sessions.backend import Dialog, LogItem, Outcome, Started, Status, WaitResult, choose
 from dev_sessions.errors import NoDialog, SessionExited
 from dev_sessions.store import Session
+from dev_sessions.usage import ModelTokens, Usage
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,18 @@ class FakeBackend:
 
     def screen(self, session: Session) -> str:
         return f"> {self.agent(session).prompts[-1] if self.agents[session.id].prompts else ''}\n"
+
+    def usage(self, sessions: Sequence[Session]) -> dict[str, Usage]:
+        """A token per character: input the prompts, output the replies; a turn per reply, a second each."""
+        found = {}
+        for s in sessions:
+            agent = self.agents.get(s.id, _Agent())
+            tokens = ModelTokens(
+                "fake-model", sum(len(p) for p in agent.prompts), sum(len(r) for r in agent.replies)
+            )
+            n = len(agent.replies)
+            found[s.id] = Usage(tokens.input, tokens.output, turns=n, seconds=float(n), models=(tokens,))
+        return found
 
     def inspect(self, session: Session) -> dict[str, Any]:
         return {"tmux": {"session": f"dev-{session.id}", "pane": "%1"}, "status": self.status(session)}

@@ -46,6 +46,7 @@ from tests.fixtures.codex_notifications import (
     note,
     started,
     status,
+    token_usage,
     turn,
     user,
 )
@@ -604,3 +605,31 @@ async def test_archive_forgets_the_thread_even_when_the_app_server_had(bridge: R
     assert await bridge.ok("archive", **on_thread()) == {}
     await bridge.ok("send", **on_thread(text="again"))
     assert len(bridge.app.called("thread/resume")) == 2, "an archived thread is resumed afresh"
+
+
+# -- usage ------------------------------------------------------------------------------------------------
+
+
+async def test_usage_is_the_last_token_total_and_the_finished_turns(bridge: Running) -> None:
+    bridge.app.answer("turn/start", {"turn": {"id": TURN, "status": "inProgress"}})
+    await bridge.ok("send", **on_thread(text="hello", clientId="c-1"))
+    bridge.app.answer("thread/turns/list", {"data": []})
+    assert await bridge.ok("usage", **on_thread()) == {"tokens": None, "turns": 0, "seconds": 0.0}
+    # Two updates: the total is the thread's running sum, so the last one counts, not their sum.
+    bridge.push(token_usage(TURN, 10, 0, 5), token_usage(TURN, 30, 8, 12, reasoning=2))
+    bridge.push(*ended(TURN, "completed", agent("hello")))
+    finished = [turn(NEXT, "interrupted"), turn(TURN, "completed"), turn("t-run", "inProgress")]
+    bridge.app.answer("thread/turns/list", {"data": finished})
+    await until(lambda: bridge.bridge.conn.watch(THREAD).tokens is not None)
+    answer = await bridge.ok("usage", **on_thread())
+    assert answer == {
+        "tokens": {
+            "inputTokens": 30,
+            "cachedInputTokens": 8,
+            "outputTokens": 12,
+            "reasoningOutputTokens": 2,
+            "totalTokens": 42,
+        },
+        "turns": 2,
+        "seconds": 0.128,
+    }

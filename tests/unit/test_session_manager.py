@@ -246,7 +246,9 @@ def test_logs_screen_and_inspect(manager: SessionManager, claude: FakeBackend) -
     found = manager.inspect(sid)
     assert isinstance(found, Inspection)
     assert found.session.id == sid and found.status.state == "idle"
+    usage = found.facts.pop("usage")
     assert found.facts == {"tmux": {"session": f"dev-{sid}", "pane": "%1"}}
+    assert isinstance(usage, dict) and (usage["input"], usage["output"], usage["turns"]) == (5, 8, 1)
 
 
 # -- lookups, lists, kills -----------------------------------------------------------------------------------

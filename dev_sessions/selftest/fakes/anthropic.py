@@ -124,6 +124,26 @@ def text(value: str) -> dict[str, Any]:
     return {"type": "text", "text": value}
 
 
+CACHE_READ = 4
+CACHE_WRITE = 2
+
+
+def usage(body: dict[str, Any], reply: Reply) -> dict[str, int]:
+    """Deterministic token counts for one answer: input the characters of the last user message's own
+    text (none for a tool result), output the characters of the reply's text blocks, and a constant
+    ``CACHE_READ`` / ``CACHE_WRITE``. ``message_start`` already carries the final output count (the real
+    API sends 1 there and the count in ``message_delta``), so that whichever Claude records is the same."""
+    users = [m for m in body.get("messages", []) if m.get("role") == "user"]
+    prompt = _text_of(users[-1].get("content") or "") if users else ""
+    output = sum(len(b.get("text", "")) for b in reply.blocks if b.get("type") == "text")
+    return {
+        "input_tokens": len(prompt),
+        "output_tokens": output,
+        "cache_read_input_tokens": CACHE_READ,
+        "cache_creation_input_tokens": CACHE_WRITE,
+    }
+
+
 def script(body: dict[str, Any]) -> Reply:
     """Decide the reply to one Messages API request."""
     messages = body.get("messages", [])
@@ -230,12 +250,14 @@ class _Handler(FakeHandler):
             if body.get("stream"):
                 self._stream(body, reply)
             else:
-                self._json(200, self._message(body, reply.blocks, reply.stop_reason))
+                self._json(200, self._message(body, reply.blocks, reply.stop_reason, usage(body, reply)))
         except (BrokenPipeError, ConnectionResetError):
             # Claude drops the stream when a turn is interrupted.
             pass
 
-    def _message(self, body: dict[str, Any], blocks: list[dict[str, Any]], stop: str) -> dict[str, Any]:
+    def _message(
+        self, body: dict[str, Any], blocks: list[dict[str, Any]], stop: str, usage: dict[str, int]
+    ) -> dict[str, Any]:
         return {
             "id": "msg_" + uuid.uuid4().hex[:24],
             "type": "message",
@@ -244,7 +266,7 @@ class _Handler(FakeHandler):
             "content": blocks,
             "stop_reason": stop,
             "stop_sequence": None,
-            "usage": {"input_tokens": 10, "output_tokens": 10},
+            "usage": usage,
         }
 
     def _error(self, status: int, kind: str, message: str) -> None:
@@ -252,7 +274,8 @@ class _Handler(FakeHandler):
 
     def _stream(self, body: dict[str, Any], reply: Reply) -> None:
         self.begin_stream()
-        message = self._message(body, [], reply.stop_reason)
+        counted = usage(body, reply)
+        message = self._message(body, [], reply.stop_reason, counted)
         message["stop_reason"] = None
         self.sse("message_start", {"type": "message_start", "message": message})
         if reply.hold is not None:
@@ -284,7 +307,7 @@ class _Handler(FakeHandler):
             {
                 "type": "message_delta",
                 "delta": {"stop_reason": reply.stop_reason, "stop_sequence": None},
-                "usage": {"output_tokens": 10},
+                "usage": {"output_tokens": counted["output_tokens"]},
             },
         )
         self.sse("message_stop", {"type": "message_stop"})

@@ -214,6 +214,29 @@ def script(body: dict[str, Any]) -> Reply:
     return Reply([function_call("exec_command", {"cmd": arg})])
 
 
+CACHED = 4
+
+
+def usage(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
+    """Deterministic token counts for one response: input the characters of the last user message's
+    text plus ``CACHED`` tokens read from the cache (OpenAI counts cached input inside
+    ``input_tokens``), output the characters of the reply's message text."""
+    inputs = len(last_user_text(body)) + CACHED
+    output = sum(
+        len(part.get("text", ""))
+        for item in reply.items
+        if item.get("type") == "message"
+        for part in item.get("content", [])
+    )
+    return {
+        "input_tokens": inputs,
+        "input_tokens_details": {"cached_tokens": CACHED},
+        "output_tokens": output,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": inputs + output,
+    }
+
+
 class _Handler(FakeHandler):
     def do_GET(self) -> None:
         if self.path.rstrip("/").endswith("/models"):
@@ -264,13 +287,7 @@ class _Handler(FakeHandler):
             self._item(index, item, steps, reply.delay / max(1, len(reply.items)))
         done = self._response(body, response_id, "completed")
         done["output"] = reply.items
-        done["usage"] = {
-            "input_tokens": 10,
-            "input_tokens_details": {"cached_tokens": 0},
-            "output_tokens": 10,
-            "output_tokens_details": {"reasoning_tokens": 0},
-            "total_tokens": 20,
-        }
+        done["usage"] = usage(body, reply)
         self._event("response.completed", {"response": done})
         self.end_stream()
 
