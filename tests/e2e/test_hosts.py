@@ -272,6 +272,9 @@ def test_killing_the_shared_connection_mid_command(
     assert master is not None  # left by the commands above, and shared by the next one
     hello = SshTransport(Settings.from_env(), ALIAS).warm.hello()
     assert hello is not None  # the calls go through the master to the host's warm server
+    # The calls before it are done there (a call's child can outlive its answer by a moment, and
+    # would pass for the wait's): then the one call running is the wait.
+    eventually(lambda: calls_on(hello["server"]) == [])
     waiter = cli.start("wait", sid, "--timeout", "300")
     eventually(lambda: len(calls_on(hello["server"])) == 1)  # the wait runs there, over the master
     assert waiter.process.poll() is None
@@ -300,6 +303,7 @@ def test_commands_to_a_host_go_to_its_warm_server_and_ctrl_c_of_a_wait_stops_it_
     server = hello["server"]
     cli.ok("send", sid, "<<hold:warm>> held over the warm path")
     eventually(lambda: fake_anthropic.holding("warm") == 1)
+    eventually(lambda: calls_on(server) == [])  # the send's call is over there: the next one is the wait
     waiting = cli.start("wait", sid, "--timeout", "120")
     eventually(lambda: len(calls_on(server)) == 1)  # the wait, forked by the server
     waiting.process.send_signal(signal.SIGINT)
