@@ -299,10 +299,12 @@ def test_a_killed_connection_mid_command_is_host_unreachable_and_the_next_comman
         error,
         f"{ALIAS}: no ssh connection (ssh exited with 255 and said nothing: no connection, or one lost)",
     )
-    # The next command finds the dead master's socket, replaces it and goes through.
+    # The next command goes through, and a new shared connection serves the commands after it: ssh
+    # replaces the dead master's socket (when it still finds it bound, that one command goes alone
+    # and the next one makes the master: two logins at most).
     assert ssh.check_version() == __version__
-    assert ssh.master_pid() not in (None, master)
-    assert sshd.logins() == 2
+    eventually(lambda: ssh.check_version() == __version__ and ssh.master_pid() not in (None, master))
+    assert sshd.logins() in (2, 3)
 
 
 def test_the_deepest_state_dir_that_holds_a_control_socket(sshd: Sshd) -> None:
