@@ -23,7 +23,6 @@ this command.
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 import time
@@ -72,19 +71,11 @@ def _arguments(tool: Tool, given: dict[str, Any] | None) -> dict[str, Any]:
     unknown = sorted(set(args) - tool.call.args)
     if unknown:
         raise UsageError(f"{tool.name}: no argument {', '.join(unknown)} (see the tool's schema)")
-    function = getattr(_library(tool.api), tool.call.name)
     try:
-        checks.check_args(function, args, tool.name)
+        checks.check_args(tool.function, args, tool.name)
     except BadRequest as err:
         raise UsageError(str(err)) from None
     return args
-
-
-@functools.cache
-def _library(api: str) -> type:
-    from dev_sessions.api import library
-
-    return library(api)
 
 
 async def _run(tool: Tool, args: dict[str, Any], ctx: ServerRequestContext[Any]) -> object:

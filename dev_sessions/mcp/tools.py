@@ -71,6 +71,8 @@ class Tool(NamedTuple):
     call: Call
     description: str
     input_schema: dict[str, Any]
+    function: Any
+    """The library's method (unbound): what the arguments are checked against."""
 
 
 @cache
@@ -91,6 +93,7 @@ def tools() -> dict[str, Tool]:
                 spec,
                 spec.about or _first_line(function),
                 _schema(spec, function, hints(function)),
+                function,
             )
     return found
 

@@ -33,7 +33,7 @@ from dev_sessions.errors import DevSessionsError, SessionExited
 from dev_sessions.files import private_dir
 from dev_sessions.messaging.notice import frame
 from dev_sessions.messaging.records import Message, Receipt
-from dev_sessions.messaging.relay import PULL_EVERY_S, retry_at
+from dev_sessions.messaging.relay import PULL_EVERY_S, hosts_of, retry_at
 from dev_sessions.messaging.store import MessageStore, now_ms
 from dev_sessions.store import Session, SessionStore
 
@@ -125,7 +125,7 @@ class Deliverer:
         """{host: the live sessions here whose answers may wait there}: the parents of its sessions, and
         whoever relayed a message there."""
         local = {sid: s for sid, s in sessions.items() if not s.host}
-        hosts = {s.host for s in sessions.values() if s.host}
+        hosts = hosts_of(sessions)
         pairs = {(s.host, s.parent) for s in sessions.values() if s.host and s.parent in local}
         relayed = self.store.relay_senders()
         pairs |= {(host, sender) for sender, host in relayed if sender in local and host in hosts}

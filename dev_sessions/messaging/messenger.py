@@ -23,7 +23,7 @@ from dev_sessions.config import Settings
 from dev_sessions.durations import parse_duration
 from dev_sessions.errors import MessageNotFound, NoMessage, RecipientNotFound, SpaceNotFound, UsageError
 from dev_sessions.messaging.records import Agent, AgentInfo, Message, Receipt, Space
-from dev_sessions.messaging.relay import PULL_EVERY_S
+from dev_sessions.messaging.relay import PULL_EVERY_S, hosts_of
 from dev_sessions.messaging.store import PRIORITIES, MessageStore
 from dev_sessions.store import Session, SessionStore, parse_iso
 from dev_sessions.watch import Watcher, run_steps, run_steps_async
@@ -280,7 +280,7 @@ class Messenger:
         """Bring ``reader``'s answers from our sessions on other hosts into this store; False when this
         store has no session on another host (then nothing is ever looked for)."""
         sessions = self._sessions()
-        hosts = {s.host for s in sessions.values() if s.host}
+        hosts = hosts_of(sessions)
         if not hosts:
             return False
         from dev_sessions.messaging.relay import pull

@@ -451,7 +451,9 @@ def test_a_lost_forward_or_master_falls_back_to_ssh_and_is_made_again(sshd: Sshd
     assert t.call("sessions", "list_sessions", {}) == []
     assert len(sshd.remote.started()) == before + 4
     assert t.warm.hello()["server"] == server  # type: ignore[index]
-    assert sshd.logins() == 2
+    # One new login for the new master; two when ssh, still finding the dead master's socket, ran
+    # the fallback call alone (the forward then needs the master the next command makes).
+    assert sshd.logins() in (2, 3)
 
 
 def test_a_change_of_the_hosts_code_replaces_its_server_before_a_call_runs_on_the_old_one(
@@ -522,11 +524,8 @@ def test_an_old_host_without_call_serve_is_left_to_plain_ssh(sshd: Sshd) -> None
     assert t.warm.hello() is None
 
 
-def test_a_wait_through_the_warm_path_gets_the_same_answer_and_a_message_wakes_it(sshd: Sshd) -> None:
-    t = transport()
-    warm_up(sshd, t)
-    started = sshd.remote.started()
-    server = t.warm.hello()["server"]  # type: ignore[index]
+def waiting_for_someagent(t: SshTransport) -> tuple[threading.Thread, list[object]]:
+    """A `msg wait` for someagent (30 s) through ``t``, in a thread; its answer or error lands in the list."""
     outcome: list[object] = []
 
     def waiting() -> None:
@@ -537,6 +536,15 @@ def test_a_wait_through_the_warm_path_gets_the_same_answer_and_a_message_wakes_i
 
     waiter = threading.Thread(target=waiting)
     waiter.start()
+    return waiter, outcome
+
+
+def test_a_wait_through_the_warm_path_gets_the_same_answer_and_a_message_wakes_it(sshd: Sshd) -> None:
+    t = transport()
+    warm_up(sshd, t)
+    started = sshd.remote.started()
+    server = t.warm.hello()["server"]  # type: ignore[index]
+    waiter, outcome = waiting_for_someagent(t)
     eventually(lambda: len(sshd.remote.running()) == 2)  # the server and the call it forked
     t.call("messages", "send", {"to": "someagent", "body": "wake up", "sender": "me"})
     waiter.join(20 * SLOW)
@@ -587,16 +595,7 @@ def test_a_lost_connection_during_a_warm_call_is_host_unreachable_and_not_made_a
     t = transport()
     warm_up(sshd, t)
     started = len(sshd.remote.started())
-    outcome: list[object] = []
-
-    def waiting() -> None:
-        try:
-            outcome.append(t.call("messages", "wait", {"reader": "someagent", "timeout": 30}, long=True))
-        except DevSessionsError as err:
-            outcome.append(err)
-
-    waiter = threading.Thread(target=waiting)
-    waiter.start()
+    waiter, outcome = waiting_for_someagent(t)
     eventually(lambda: len(sshd.remote.running()) == 2)
     master = t.ssh.master_pid()
     assert master is not None
