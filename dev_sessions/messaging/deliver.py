@@ -142,6 +142,12 @@ class Deliverer:
                 found.setdefault(str(host), set()).add(str(name))
         return found
 
+    def has_work(self) -> bool:
+        """Something to deliver or retry now or later, or answers to pull for a live session here."""
+        if self.store.due() or self.store.next_retry_ms() is not None:
+            return True
+        return bool(self.talking({s.id: s for s in self.sessions.sessions()}))
+
     @staticmethod
     def _retry_at(attempts: int) -> int | None:
         return retry_at(attempts, now_ms())
@@ -165,7 +171,8 @@ class Deliverer:
                     if talking:
                         from dev_sessions.messaging.relay import pull
 
-                        pull(self.settings, self.store, talking, sessions)
+                        for copy in pull(self.settings, self.store, talking, sessions):
+                            log.info("message %d pulled from %s", copy.id, (copy.metadata or {}).get("host"))
                     pull_at = time.monotonic() + PULL_EVERY_S
                 for message, receipt in due:
                     if receipt.recipient in blocked:
@@ -184,7 +191,6 @@ class Deliverer:
                 if not blocked and next_retry is None and not talking:
                     idle_since = idle_since or time.monotonic()
                     if time.monotonic() - idle_since >= self.linger:
-                        log.info("nothing left to deliver; exiting")
                         return
                 else:
                     idle_since = None
@@ -205,12 +211,8 @@ def main() -> None:
     settings = Settings.from_env(environ)
     private_dir(settings.home)
     fd = files.open_private(_lock_path(settings), os.O_RDWR | os.O_CREAT)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    if not _hold(fd):
         return  # another deliverer runs: never two at once
-    os.ftruncate(fd, 0)
-    os.write(fd, str(os.getpid()).encode())
     files.check_not_link(settings.home / "deliverer.log")
     handler = logging.handlers.RotatingFileHandler(
         settings.home / "deliverer.log", maxBytes=1 << 20, backupCount=2
@@ -220,10 +222,31 @@ def main() -> None:
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if settings.debug else logging.INFO)
     try:
-        Deliverer(settings, environ).run()
+        deliverer = Deliverer(settings, environ)
+        while True:
+            deliverer.run()
+            # Nothing was left. Let go of the lock first, then look once more: work queued after the
+            # last look but while the lock was still held found "a deliverer runs" and started none.
+            # Either that look sees it here, or its writer sees the lock free and starts a deliverer.
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            if not deliverer.has_work() or not _hold(fd):
+                break
+            log.info("work came in while stopping; going on")
     except Exception:
         log.exception("deliverer stopped by an error")
         sys.exit(1)
+    log.info("nothing left to deliver; exiting")
+
+
+def _hold(fd: int) -> bool:
+    """Take the deliverer's lock (never waiting) and write this pid into it; False if it is held."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return True
 
 
 if __name__ == "__main__":

@@ -199,9 +199,18 @@ def test_messages_reach_a_remote_session_and_its_answers_come_back(
         found = [p for p in prompts_seen(cli, local) if f"pong-from-{remote}" in p]
         return found[0] if found else None
 
-    notice = str(eventually(pong, timeout=90))
+    try:
+        notice = str(eventually(pong, timeout=90))
+    except AssertionError as err:  # say what each side's deliverer did (a rare miss in CI)
+        logs = {"here": Settings.from_env().home, "there": host.remote.state}
+        told = "".join(f"\n--- {side}:\n{tail(home / 'deliverer.log')}" for side, home in logs.items())
+        raise AssertionError(f"{err}{told}") from None
     assert notice.startswith("[dev-sessions] Message ") and f" from {remote} " in notice
     cli.ok("wait", local, remote, "--timeout", "60")
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    return "\n".join(path.read_text().splitlines()[-lines:]) if path.exists() else "(no log)"
 
 
 def test_codex_and_a_worktree_on_a_remote_host(

@@ -9,6 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from dev_sessions.messaging.store import MessageStore
 from tests.conftest import ROOT, SLOW, DevSessions, eventually
 
@@ -153,6 +155,42 @@ def test_never_two_deliverers(cli: DevSessions) -> None:
     assert deliver.ensure_deliverer(settings, os.environ) is False
     first.wait(timeout=30 * SLOW)  # nothing to deliver: it goes after its linger
     assert not deliver.running(settings)
+
+
+def test_work_queued_while_the_deliverer_stops_is_not_lost(
+    cli: DevSessions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deliverer has found nothing left, but still holds its lock when a message is queued: the
+    sender finds "a deliverer runs" and starts none. That deliverer must take the message itself."""
+    import logging
+
+    from dev_sessions.config import Settings
+    from dev_sessions.messaging import deliver
+
+    monkeypatch.setenv("DEV_SESSIONS_DELIVERER_LINGER", "0.1")
+    settings = Settings.from_env()
+    real_run = deliver.Deliverer.run
+    runs: list[int] = []
+
+    def run(self: deliver.Deliverer) -> None:
+        real_run(self)
+        runs.append(len(runs) + 1)
+        if len(runs) == 1:  # between its last look and letting go: the race
+            queued = self.store.send("me", {"ghost": "conversation"}, "late")
+            assert deliver.ensure_deliverer(settings, os.environ) is False  # "one runs": none started
+            runs.append(queued.id)
+
+    monkeypatch.setattr(deliver.Deliverer, "run", run)
+    handlers = list(logging.getLogger("dev_sessions").handlers)
+    try:
+        deliver.main()
+    finally:
+        logging.getLogger("dev_sessions").handlers = handlers
+    assert len(runs) == 3, runs  # it looked again, and went on
+    (receipt,) = MessageStore(settings.home / "messages.db").receipts(runs[1])
+    assert (receipt.state, receipt.reason) == ("failed", "no session named ghost any more")
+    assert not deliver.running(settings)
+    assert "work came in while stopping; going on" in (settings.home / "deliverer.log").read_text()
 
 
 def bodies(out: str) -> list[str]:
