@@ -81,3 +81,12 @@ find_python() {
   done
   die "Python 3.10 or newer (with venv) is needed"
 }
+
+# A headless Chromium for the dashboard's browser tests (driven through Playwright's Python API with
+# the system's binary; Playwright downloads no browser). DEV_SESSIONS_CHROMIUM names one elsewhere.
+ensure_chromium() {
+  [ -n "${DEV_SESSIONS_CHROMIUM:-}" ] && [ -x "$DEV_SESSIONS_CHROMIUM" ] && return
+  command -v chromium >/dev/null 2>&1 && return
+  command -v chromium-browser >/dev/null 2>&1 && return
+  ensure_command chromium chromium
+}

@@ -1,0 +1,105 @@
+"""Keeping a face current: a wake-up whenever what it shows may have changed.
+
+The dashboard and the TUI show the sessions, a session's conversation and the messages, and redraw
+them as they change. They are woken by the signals that end a ``wait``, never by polling a screen:
+
+* file-system events in the state directory (the session store ``sessions.json``, the message
+  database ``messages.db`` and its journal), in its ``events/`` directory (the hook events each Claude
+  session writes at every prompt, tool call and turn end), in each local Claude session's state
+  directory and in its transcript's directory (a reply landing);
+* the one fallback: a Codex thread's state lives in its app-server, reached through the bridge, so
+  while a Codex session is busy the face looks again every ``CODEX_EVERY_S``; and no event crosses
+  ssh, so while there are sessions on remote hosts it looks again every ``REMOTE_EVERY_S``.
+
+An idle fleet costs nothing: with every session idle and local, a face sleeps until a file changes.
+A wake-up only means "look again" (as for :class:`~dev_sessions.watch.Watcher`): the face re-reads
+what it shows, and a burst of writes is one wake-up (``SETTLE_S``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from dev_sessions.backend import Status
+from dev_sessions.config import Settings
+from dev_sessions.store import Session
+from dev_sessions.watch import Watcher
+
+CODEX_EVERY_S = 0.5
+REMOTE_EVERY_S = 5.0
+SETTLE_S = 0.02
+"""After a wake-up, how long more writes are gathered into it (a turn end writes several files)."""
+
+
+class Changes:
+    """What a live face sleeps on. ``follow`` the sessions shown after each look, then ``wait``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._watcher = Watcher()
+        self._pending: set[Path] = set()
+        self._every: float | None = None
+        for directory in (settings.home, settings.home / "events"):
+            self._watch(directory)
+
+    def _watch(self, directory: Path) -> None:
+        if not self._watcher.watch_dir(directory):
+            self._pending.add(directory)  # not there yet: its nearest parent is, until it is
+        else:
+            self._pending.discard(directory)
+
+    def follow(self, sessions: Iterable[tuple[Session, Status]]) -> None:
+        """Watch what these sessions write (their state and transcripts), and set how soon the next
+        ``wait`` must look again by hand (busy Codex threads, remote hosts)."""
+        from dev_sessions.claude.facts import Facts
+
+        for directory in list(self._pending):
+            self._watch(directory)
+        every: float | None = None
+        facts = Facts(self.settings)
+        for session, status in sessions:
+            if session.host:
+                every = min(every or REMOTE_EVERY_S, REMOTE_EVERY_S)
+            elif session.cli == "codex":
+                if status.state not in ("idle", "exited"):
+                    every = CODEX_EVERY_S
+            elif status.state != "exited":
+                self._watch(facts.config_dir(session) / "sessions")
+                self._watch(facts.transcript(session).parent)
+        self._every = every
+
+    @property
+    def every(self) -> float | None:
+        """How soon a ``wait`` looks again without an event (None: only on events)."""
+        return self._every
+
+    def wait(self, timeout: float) -> None:
+        """Sleep until something followed may have changed, or ``timeout`` seconds pass."""
+        self._watcher.wait(self._bound(timeout))
+        self._settle()
+
+    async def wait_async(self, timeout: float) -> None:
+        """``wait`` for an asyncio loop (the dashboard): the loop watches the descriptors."""
+        import asyncio
+
+        await self._watcher.wait_async(self._bound(timeout))
+        await asyncio.sleep(SETTLE_S)
+        self._watcher.drain()
+
+    def _bound(self, timeout: float) -> float:
+        return timeout if self._every is None else min(timeout, self._every)
+
+    def _settle(self) -> None:
+        time.sleep(SETTLE_S)
+        self._watcher.drain()
+
+    def close(self) -> None:
+        self._watcher.close()
+
+    def __enter__(self) -> Changes:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
