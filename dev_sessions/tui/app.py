@@ -419,6 +419,10 @@ class DevSessionsApp(App[None]):
         table.show(
             [(s.id, views.session_row(s, st, look.usage.get(s.id), self.clock)) for s, st in look.rows]
         )
+        if look.rows and not table.display:
+            table.display = True
+            if self.focused is None:  # it lost the focus when it was hidden: it has it back
+                table.focus()
         table.display = bool(look.rows)
         self.query_one("#no-sessions").display = not look.rows
         waiting = sum(1 for _, st in look.rows if st.state == "waiting_for_input")

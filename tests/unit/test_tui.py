@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input, RichLog
+from textual.widgets import DataTable, Input
 
 from dev_sessions.backend import Dialog, Option
 from dev_sessions.config import Settings
@@ -25,8 +25,8 @@ from dev_sessions.store import Session
 from dev_sessions.tui.app import Conversation, DevSessionsApp, attach_argv
 from dev_sessions.tui.modals import Answer, Confirm
 from dev_sessions.tui.views import Clock
-from tests.conftest import SLOW
 from tests.fakes.backend import FakeBackend, Turn
+from tests.fakes.tui import conversation, looked, notes, open_session, shown_text, until
 
 NOW = datetime(2026, 11, 29, 10, 5, 0, tzinfo=timezone.utc)
 CLOCK = Clock(now=lambda: NOW, zone=timezone.utc)
@@ -116,32 +116,6 @@ def fleet(world: World) -> None:
     world.touch("lux-sup", 0)
 
 
-async def until(pilot: Pilot[None], predicate: Callable[[], object], timeout: float = 10.0) -> None:
-    """Let the app run until ``predicate`` holds (fail after ``timeout`` seconds, times SLOW)."""
-    for _ in range(int(timeout * SLOW / 0.02)):
-        if predicate():
-            return
-        await pilot.pause(0.02)
-    raise AssertionError(f"not met within {timeout * SLOW:.1f} s: {predicate}")
-
-
-async def looked(pilot: Pilot[None], after: int = 0) -> None:
-    """Until the app has shown a look taken after ``after`` looks (and the screen is drawn)."""
-    app = pilot.app
-    assert isinstance(app, DevSessionsApp)
-    await until(pilot, lambda: app.looks > after)
-    await pilot.pause()
-
-
-def conversation(app: DevSessionsApp) -> Conversation:
-    assert isinstance(app.screen, Conversation)
-    return app.screen
-
-
-def shown_text(app: DevSessionsApp) -> str:
-    return "\n".join(line.text for line in conversation(app).query_one(RichLog).lines)
-
-
 def run_before(*steps: Callable[[Pilot[None]], Awaitable[None]]) -> Callable[[Pilot[None]], Awaitable[None]]:
     async def run(pilot: Pilot[None]) -> None:
         await looked(pilot)
@@ -216,21 +190,6 @@ def test_snapshot_messages(world: World, snap_compare: Any) -> None:
 
 
 # -- keys, against the scripted backends ---------------------------------------------------------------
-
-
-def notes(app: DevSessionsApp) -> list[str]:
-    return [n.message for n in app._notifications]
-
-
-async def open_session(pilot: Pilot[None], sid: str) -> DevSessionsApp:
-    app = pilot.app
-    assert isinstance(app, DevSessionsApp)
-    await until(pilot, lambda: app.last is not None and any(s.id == sid for s, _ in app.last.rows))
-    table = app.query_one("#sessions-table", DataTable)
-    table.move_cursor(row=[k.value for k in table.rows].index(sid))
-    await pilot.press("enter")
-    await until(pilot, lambda: isinstance(app.screen, Conversation) and app.screen.session_id == sid)
-    return app
 
 
 async def test_a_prompt_typed_in_the_conversation_is_sent_and_the_reply_shows(world: World) -> None:
@@ -326,13 +285,15 @@ async def test_interrupt_stops_a_running_turn(world: World) -> None:
 
 
 async def test_a_session_made_elsewhere_appears_without_a_key(world: World) -> None:
-    world.create("fizz-top")
     app = world.app(live=True)
     async with app.run_test(size=SIZE) as pilot:
-        await looked(pilot)
-        world.create("lux-sup")  # another process would do the same: the store changes on disk
+        await looked(pilot)  # no session yet: the table is hidden behind a line that says so
+        world.create("fizz-top")  # another process would do the same: the store changes on disk
+        world.create("lux-sup")
         table = app.query_one("#sessions-table", DataTable)
         await until(pilot, lambda: [k.value for k in table.rows] == ["fizz-top", "lux-sup"])
+        await pilot.press("enter")  # the table has the keys again
+        await until(pilot, lambda: isinstance(app.screen, Conversation))
 
 
 async def test_a_library_error_is_one_line(world: World) -> None:
