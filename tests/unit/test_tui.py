@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input
+from textual.widgets import DataTable, Input, RichLog
 
 from dev_sessions.backend import Dialog, Option
 from dev_sessions.config import Settings
@@ -366,3 +366,54 @@ def test_the_tui_refuses_sandbox_mode(isolated: Path) -> None:
         proc.stderr
         == "dev-sessions: tui: run it on the host (in a sandbox, the sessions and their files are not here)\n"
     )
+
+
+async def test_the_conversation_follows_the_end_only_when_at_the_end(world: World) -> None:
+    world.create("fizz-top")
+    for n in range(30):
+        world.claude.enqueue(f"reply {n}\n" + "more\n" * 3)
+        world.sessions.send("fizz-top", f"prompt {n}")
+    app = world.app(live=True)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await open_session(pilot, "fizz-top")
+        log = conversation(app).query_one(RichLog)
+        await until(pilot, lambda: "reply 29" in shown_text(app) and log.max_scroll_y > 0)
+        await until(pilot, lambda: log.is_vertical_scroll_end)  # it opens at the end
+        world.claude.enqueue("reply 30")
+        world.sessions.send("fizz-top", "prompt 30")
+        await until(pilot, lambda: "reply 30" in shown_text(app))
+        await until(pilot, lambda: log.is_vertical_scroll_end)  # and follows it
+        log.scroll_home(animate=False)
+        await pilot.pause()
+        world.claude.enqueue("reply 31")
+        world.sessions.send("fizz-top", "prompt 31")
+        await until(pilot, lambda: "reply 31" in shown_text(app))
+        await pilot.pause()
+        assert log.scroll_y == 0  # scrolled up to read: it stays there
+
+
+async def test_markup_and_control_characters_from_an_agent_are_only_text(world: World) -> None:
+    world.create("fizz-top", description="[bold]desc[/bold]")
+    world.claude.enqueue("[red]not red[/red] \x1b]0;title\x07 \x1b[31mplain")
+    world.sessions.send("fizz-top", "[link=http://x]y[/link]")
+    app = world.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_session(pilot, "fizz-top")
+        await until(pilot, lambda: "not red" in shown_text(app))
+        shown = shown_text(app)
+        assert "[red]not red[/red] ␛]0;title␇ ␛[31mplain" in shown
+        assert "[link=http://x]y[/link]" in shown
+        assert "\x1b" not in shown and "\x07" not in shown
+        header = conversation(app).query_one("#session-header").render()
+        assert "[bold]desc[/bold]" in str(header)
+
+
+async def test_a_codex_session_has_no_pane_to_attach_to(world: World) -> None:
+    world.create("ahri-mid", "codex")
+    app = world.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await looked(pilot)
+        await pilot.press("t")
+        await until(
+            pilot, lambda: "ahri-mid: a codex session has no terminal; its conversation is here" in notes(app)
+        )
