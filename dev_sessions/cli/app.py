@@ -21,6 +21,7 @@ from dev_sessions.cli import (
     selftest,
     sessions,
     skills,
+    tui,
 )
 
 HELP = "Spawn, instruct, wait on and read other coding-agent sessions (Claude Code, Codex), and message them."
@@ -36,6 +37,7 @@ GROUPS: dict[str, tuple[Callable[[typer.Typer], None], frozenset[str]]] = {
     "selftest": (selftest.register, frozenset({"selftest"})),
     "call": (call.register, frozenset({"call"})),
     "mcp": (mcp_server.register, frozenset({"mcp"})),
+    "tui": (tui.register, frozenset({"tui"})),
 }
 
 
