@@ -12,6 +12,7 @@ import typer
 
 from dev_sessions.cli import (
     call,
+    dashboard,
     doctor,
     gateway,
     install_mcp,
@@ -36,6 +37,7 @@ GROUPS: dict[str, tuple[Callable[[typer.Typer], None], frozenset[str]]] = {
     "selftest": (selftest.register, frozenset({"selftest"})),
     "call": (call.register, frozenset({"call"})),
     "mcp": (mcp_server.register, frozenset({"mcp"})),
+    "dashboard": (dashboard.register, frozenset({"dashboard"})),
 }
 
 
