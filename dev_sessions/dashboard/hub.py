@@ -18,7 +18,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dev_sessions.backend import LogItem, Status
@@ -134,7 +134,15 @@ class Hub:
                 self._poke.clear()
                 watched = {s.session_id for s in self.streams if s.kind == "conversation"}
                 try:
-                    look = await asyncio.to_thread(self._look, watched, self.last)
+                    # A reply first: the conversations shown (one transcript read each) go out
+                    # before the list and the usage of every session are read.
+                    logs = await asyncio.to_thread(self._logs, watched, self.last)
+                    if self.last is not None and logs:
+                        early = replace(self.last, conversations={**self.last.conversations, **logs})
+                        for stream in list(self.streams):
+                            if stream.kind == "conversation":
+                                self._send(stream, early)
+                    look = await asyncio.to_thread(self._look, watched, self.last, logs)
                 except Exception:
                     # The one broad catch of the loop: a failure of one look (a bug, a vanished file)
                     # must not end every page's updates; it is logged and the next wake-up tries again.
@@ -157,7 +165,25 @@ class Hub:
 
     # -- reading (in a worker thread) ---------------------------------------------------------------
 
-    def _look(self, watched: set[str], before: Look | None) -> Look:
+    def _logs(self, watched: set[str], before: Look | None) -> dict[str, Conversation]:
+        """The conversations shown, read again (with the session and status of the last look)."""
+        if before is None:
+            return {}
+        manager = self.sessions()
+        found: dict[str, Conversation] = {}
+        for sid in sorted(watched):
+            had = before.conversations.get(sid)
+            if had is None or had.session is None:
+                continue
+            try:
+                found[sid] = replace(had, items=manager.logs(sid), error="")
+            except DevSessionsError as err:
+                found[sid] = replace(had, error=str(err))
+        return found
+
+    def _look(
+        self, watched: set[str], before: Look | None, logs: dict[str, Conversation] | None = None
+    ) -> Look:
         manager = self.sessions()
         try:
             rows = manager.list_sessions()
@@ -170,6 +196,10 @@ class Hub:
             found = Conversation()
             if sid in known:
                 found.session, found.status = known[sid]
+                if logs and sid in logs and not logs[sid].error:
+                    found.items = logs[sid].items
+                    conversations[sid] = found
+                    continue
                 try:
                     found.items = manager.logs(sid)
                 except DevSessionsError as err:
