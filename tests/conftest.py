@@ -175,6 +175,11 @@ class Running:
         with self._lock:
             return "".join(self._err)
 
+    @property
+    def stdout(self) -> str:
+        with self._lock:
+            return "".join(self._out)
+
     def said(self, needle: str, timeout: float = 20.0) -> None:
         """Wait until ``needle`` shows on its stderr; fail at once if it ends without saying it."""
 

@@ -12,6 +12,7 @@ import typer
 
 from dev_sessions.cli import (
     call,
+    dashboard,
     doctor,
     gateway,
     install_mcp,
@@ -38,6 +39,7 @@ GROUPS: dict[str, tuple[Callable[[typer.Typer], None], frozenset[str]]] = {
     "call": (call.register, frozenset({"call"})),
     "mcp": (mcp_server.register, frozenset({"mcp"})),
     "tui": (tui.register, frozenset({"tui"})),
+    "dashboard": (dashboard.register, frozenset({"dashboard"})),
 }
 
 

@@ -16,7 +16,7 @@ import math
 import re
 import types
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from dev_sessions.errors import BadRequest
@@ -49,6 +49,41 @@ def host_name(header: str | None) -> str:
         except ValueError:
             raise BadRequest("the Host header's IPv6 address is malformed") from None
     return match.group("name").lower().rstrip(".")
+
+
+def host_refusal(values: Sequence[str], allowed: Collection[str]) -> tuple[int, str] | None:
+    """Why a request's ``Host`` header(s) are refused (status, one line), or None.
+
+    ``allowed``: the host names (normalised as :func:`normal_host` does) this server answers to; any
+    other (DNS rebinding) is a 403. Never ask aiohttp for ``request.host``: without a Host header it
+    falls back to a blocking DNS lookup.
+    """
+    if len(values) > 1:
+        return 400, "the request has more than one Host header"
+    host = host_name(values[0] if values else None)
+    if host not in allowed:
+        return 403, f"Host {host!r} is not one of this server's names"
+    return None
+
+
+def origin_refusal(origin: str | None, fetch_site: str | None, own: Collection[str] = ()) -> str | None:
+    """Why a request is refused as cross-origin, or None. ``own``: the origins of the server's own
+    pages (``http://127.0.0.1:7433``), which browsers name on every POST; the gateway has none, so any
+    request that names an origin (a page in a browser) is refused. ``Sec-Fetch-Site`` must say the
+    request came from no page (typed, a program) or from one of this server's own."""
+    if origin and origin not in own:
+        return "cross-origin requests are refused"
+    if (fetch_site or "none") not in ("none", "same-origin"):
+        return "cross-origin requests are refused"
+    return None
+
+
+def normal_host(name: str) -> str:
+    """A host name as ``host_name`` gives it (an IP address in its canonical form, a name lower-cased)."""
+    try:
+        return str(ipaddress.ip_address(name.strip("[]")))
+    except ValueError:
+        return name.lower().rstrip(".")
 
 
 def _no_constants(name: str) -> Any:

@@ -73,7 +73,7 @@ class Gateway:
         self.libraries = dict(libraries or {"sessions": self._sessions, "messages": self._messages})
         self.token = check_owner_token(token, "given to the gateway")
         self.registry = TokenRegistry(settings)
-        self.hosts = {_normal_host(n) for n in (*LOOPBACK_NAMES, *binds, *allow_hosts)}
+        self.hosts = {checks.normal_host(n) for n in (*LOOPBACK_NAMES, *binds, *allow_hosts)}
         self.roots = [Path(r).resolve() for r in roots]
         self.max_body = max_body
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="gateway")
@@ -113,18 +113,12 @@ class Gateway:
         return response
 
     def _refusal(self, request: web.Request) -> web.Response | None:
-        # Never request.host: without a Host header aiohttp falls back to a (blocking) DNS lookup.
-        hosts = request.headers.getall("Host", [])
-        if len(hosts) > 1:
-            return _refuse(400, "the request has more than one Host header")
-        host = checks.host_name(hosts[0] if hosts else None)
-        if host not in self.hosts:
-            return _refuse(403, f"Host {host!r} is not one of this gateway's names")
-        if request.headers.get("Origin") or request.headers.get("Sec-Fetch-Site", "none") not in (
-            "none",
-            "same-origin",
-        ):
-            return _refuse(403, "cross-origin requests are refused")
+        refused = checks.host_refusal(request.headers.getall("Host", []), self.hosts)
+        if refused is not None:
+            return _refuse(*refused)
+        why = checks.origin_refusal(request.headers.get("Origin"), request.headers.get("Sec-Fetch-Site"))
+        if why is not None:
+            return _refuse(403, why)
         if request.path == "/health":
             return None
         principal = authenticate(request.headers.get("Authorization"), self.token, self.registry)
@@ -291,13 +285,6 @@ def _refuse(status: int, message: str, *, close: bool = False) -> web.Response:
 
 def _under(path: Path, roots: Iterable[Path]) -> bool:
     return any(path == root or root in path.parents for root in roots)
-
-
-def _normal_host(name: str) -> str:
-    try:
-        return str(ipaddress.ip_address(name.strip("[]")))
-    except ValueError:
-        return name.lower().rstrip(".")
 
 
 def interface_address(name: str) -> str:

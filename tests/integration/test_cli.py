@@ -373,7 +373,9 @@ def test_other_commands_do_not_import_the_selftest_or_the_mcp_sdk(cli: DevSessio
     imported = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if "|" in line]
     assert [name for name in imported if name.startswith("dev_sessions.selftest")] == []
     # Nor the MCP server and its SDK (half a second of imports), nor pydantic, which it brings.
-    heavy = ("mcp", "mcp_types", "pydantic", "dev_sessions.mcp", "starlette", "anyio")
+    # Nor the dashboard's web server (aiohttp), nor the TUI's Textual.
+    heavy = ("mcp", "mcp_types", "pydantic", "dev_sessions.mcp", "starlette", "anyio", "aiohttp")
+    heavy += ("dev_sessions.dashboard",)
     assert [name for name in imported if name.split(".")[0] in heavy or name.startswith(heavy)] == []
 
 

@@ -1,0 +1,173 @@
+"""End to end: the dashboard in a real headless browser (the system's Chromium driven by Playwright's
+Python API; Playwright's own browser downloads are never used) with the real Claude Code against the
+fake model: log in, see a session appear, send it a prompt and see the reply come without a reload,
+answer its AskUserQuestion with a button, kill it after confirming, and be refused without the cookie.
+
+With ``DEV_SESSIONS_DASHBOARD_SHOTS=DIR`` it also saves PNG screenshots of the pages there (the ones
+in ``docs/`` come from such a run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dev_sessions.selftest.fakes.anthropic import FakeAnthropic
+from tests.conftest import SLOW, DevSessions, need
+from tests.fakes.dashboard import Served, start
+
+pytestmark = pytest.mark.e2e
+
+TIMEOUT_MS = 60_000 * SLOW
+
+
+def chromium() -> str:
+    path = os.environ.get("DEV_SESSIONS_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        need(f"no Chromium at {path} (scripts/test installs it; DEV_SESSIONS_CHROMIUM names another)")
+    return path
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    executable = chromium()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        need("Playwright's Python package is not installed (pip install -e '.[test]')")
+    with sync_playwright() as playwright:
+        args = ["--no-sandbox"] if os.geteuid() == 0 else []
+        browser = playwright.chromium.launch(executable_path=executable, args=args, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def dashboard(claude: FakeAnthropic, cli: DevSessions) -> Iterator[Served]:
+    served = start(cli)
+    yield served
+    served.process.process.terminate()
+    served.process.finish()
+
+
+def shoot(page: Any, name: str) -> None:
+    where = os.environ.get("DEV_SESSIONS_DASHBOARD_SHOTS")
+    if where:
+        Path(where).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(where) / f"dashboard-{name}.png"), full_page=False)
+
+
+def test_the_dashboard_in_a_browser(
+    claude: FakeAnthropic, cli: DevSessions, dashboard: Served, browser: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+
+    # Without the cookie: the login page, with a 401, for pages and streams alike.
+    refused = page.goto(dashboard.base + "/")
+    assert refused is not None and refused.status == 401
+    expect(page.locator("h1")).to_have_text("Log in")
+    assert page.request.get(dashboard.base + "/events/sessions").status == 401
+
+    # The printed URL logs in and lands on the overview, without the code in the address.
+    page.goto(f"{dashboard.base}/login?code={dashboard.code}")
+    assert page.url == dashboard.base + "/"
+    expect(page.locator("#sessions")).to_contain_text("No sessions")
+    expect(page.locator("#live.on")).to_have_count(1)  # its event stream is open
+    page.evaluate("window.notReloaded = true")
+
+    # A session created elsewhere appears by itself.
+    sid = cli.ok("create", "-q", "--description", "a <test> of the dashboard").strip()
+    if os.environ.get("DEV_SESSIONS_DASHBOARD_SHOTS"):  # a fuller picture for the screenshots
+        for description, prompt in (
+            ("port the parser to Rust", "Port src/parser.py to Rust; keep the public API."),
+            ("fix the flaky CI test", "Find why test_upload fails one run in ten and fix it."),
+        ):
+            other = cli.ok("create", "-q", "--description", description).strip()
+            cli.ok("send", other, prompt)
+            cli.ok("wait", other)
+        cli.ok("space", "create", "reviewers", "--description", "code review")
+    row = page.locator(f"#row-{sid}")
+    expect(row).to_contain_text("a <test> of the dashboard")
+    expect(row.locator(".state")).to_have_text("idle")
+    assert page.evaluate("window.notReloaded") is True
+
+    # Its conversation: a prompt sent from the page, the reply streamed in.
+    row.locator("a").first.click()
+    page.wait_for_url(f"{dashboard.base}/s/{sid}")
+    expect(page.locator("#live.on")).to_have_count(1)
+    page.evaluate("window.notReloaded = true")
+    page.fill("#text", "Hello from the browser ✓")
+    page.click("#send button")
+    expect(page.locator(".role-user .text").last).to_have_text("Hello from the browser ✓")
+    expect(page.locator(".role-assistant .text").last).to_have_text("Hello from the browser ✓")
+    assert claude.prompts()[-1] == "Hello from the browser ✓"
+
+    # A question: its options are buttons; the answer goes back to Claude.
+    page.fill("#text", "choose <<ask>>")
+    page.click("#send button")
+    dialog = page.locator("#status .dialog")
+    expect(dialog.locator("h2")).to_have_text("Which colour?")
+    shoot(page, "conversation")
+    if os.environ.get("DEV_SESSIONS_DASHBOARD_SHOTS"):
+        overview = context.new_page()
+        overview.goto(dashboard.base + "/")
+        expect(overview.locator(f"#row-{sid} .state")).to_have_text("waiting for input")
+        shoot(overview, "sessions")
+        overview.close()
+    dialog.locator("button.option", has_text="Blue").click()
+    expect(page.locator(".role-assistant .text").last).to_contain_text('"Which colour?"="Blue"')
+    expect(page.locator("#status .state")).to_have_text("idle")
+    expect(page.locator("#status .dialog")).to_have_count(0)
+    assert page.evaluate("window.notReloaded") is True
+
+    # Messages: sent as a chosen identity, seen in the inbox.
+    cli.ok("agents", "register", "boss")
+    page.goto(f"{dashboard.base}/messages?as=boss")
+    page.fill("input[name=to]", sid)
+    page.fill("textarea[name=body]", "Status report, please.")
+    page.click("form.compose button")
+    expect(page.locator("#flash")).to_contain_text("as boss")
+    cli.ok("msg", "send", "--from", sid, "--to", "boss", "All tests pass.")
+    if os.environ.get("DEV_SESSIONS_DASHBOARD_SHOTS"):
+        cli.ok("space", "join", "reviewers", "--as", "boss")
+        cli.ok(
+            "msg",
+            "send",
+            "--from",
+            sid,
+            "--to",
+            "boss",
+            "--priority",
+            "high",
+            "The parser port needs a review.",
+        )
+    page.goto(f"{dashboard.base}/messages?as=boss")
+    expect(page.locator("#messages")).to_contain_text("All tests pass.")
+    shoot(page, "messages")
+
+    # Kill, after a confirmation: back to the overview, the session gone.
+    page.goto(f"{dashboard.base}/s/{sid}")
+    kill = page.locator("details.kill")
+    expect(kill.locator("button.danger")).not_to_be_visible()
+    kill.locator("summary").click()
+    kill.locator("button.danger").click()
+    page.wait_for_url(dashboard.base + "/")
+    expect(page.locator(f"#row-{sid}")).to_have_count(0)
+    assert sid not in [s["championId"] for s in json.loads(cli.ok("list", "--json"))]
+
+    # A browser without the cookie is refused, and the used login URL does not let it in.
+    stranger = browser.new_context().new_page()
+    again = stranger.goto(f"{dashboard.base}/login?code={dashboard.code}")
+    assert again is not None and again.status == 401
+    assert stranger.goto(f"{dashboard.base}/s/{sid}").status == 401
+    context.close()
