@@ -160,8 +160,10 @@ class Hub:
                 finally:
                     for task in (sleeper, poked):
                         task.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await task
+                    # gather, not `await task` under suppress(CancelledError): a stop that lands
+                    # while the two are being reaped must end this loop, not be swallowed with
+                    # theirs (it was: the dashboard then outlived SIGTERM until it was killed).
+                    await asyncio.gather(sleeper, poked, return_exceptions=True)
 
     # -- reading (in a worker thread) ---------------------------------------------------------------
 
