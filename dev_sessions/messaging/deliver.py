@@ -34,7 +34,7 @@ from dev_sessions.files import private_dir
 from dev_sessions.messaging.notice import frame
 from dev_sessions.messaging.records import Message, Receipt
 from dev_sessions.messaging.relay import PULL_EVERY_S, hosts_of, retry_at
-from dev_sessions.messaging.store import MessageStore, now_ms
+from dev_sessions.messaging.store import now_ms, store_for
 from dev_sessions.store import Session, SessionStore
 
 log = logging.getLogger("dev_sessions.messaging.deliver")
@@ -87,7 +87,7 @@ class Deliverer:
         self.environ = dict(environ)
         self.manager = SessionManager(settings)
         self.sessions = SessionStore(settings.store_path)
-        self.store = MessageStore(settings.home / "messages.db")
+        self.store = store_for(settings)
         self.linger = settings.deliverer_linger
 
     def attempt(self, message: Message, receipt: Receipt, sessions: Mapping[str, Session]) -> str:
@@ -203,6 +203,8 @@ class Deliverer:
                     timeout = min(timeout, max(0.0, pull_at - time.monotonic()))
                 if idle_since is not None:
                     timeout = min(timeout, self.linger)
+                if self.store.poll_s is not None:  # a server: nothing on this disk says mail came
+                    timeout = min(timeout, self.store.poll_s)
                 watcher.wait(timeout)
 
 
