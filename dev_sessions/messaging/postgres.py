@@ -27,7 +27,7 @@ import functools
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from dev_sessions.errors import MessagesUnavailable, StoreTooNew, ToolMissing
 from dev_sessions.messaging.fts import to_tsquery
@@ -134,7 +134,8 @@ def redact(url: str) -> str:
         if query:
             pairs = parse_qsl(query, keep_blank_values=True)
             query = urlencode([(k, "***" if k == "password" else v) for k, v in pairs], safe="/:*")
-        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        # Not urlunsplit: it drops the empty authority of postgresql:///db?host=/socket/dir.
+        return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
     except ValueError:
         return "postgresql://(unreadable URL)"
 

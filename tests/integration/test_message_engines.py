@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from dev_sessions.messaging.store import MessageStore, open_store
-from tests.conftest import DevSessions, Result, one_line_error
+from tests.conftest import ROOT, SLOW, DevSessions, Result, one_line_error
+from tests.fakes.postgres import Postgres
 
 
 def test_sqlite_colon_is_the_local_file(cli: DevSessions, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -77,3 +78,34 @@ def test_without_psycopg_a_postgresql_url_says_how_to_install_it(
     result = Result(proc.returncode, proc.stdout, proc.stderr)
     one_line_error(result, 1, "psycopg: not found", "pip install 'dev-sessions[postgres]'")
     assert "s3cret-pw" not in result.stderr
+
+
+def test_machines_starting_at_once_migrate_the_server_once(postgres_server: Postgres) -> None:
+    url = postgres_server.database()
+    # Each one loads everything, says so, and opens the store when the test lets them all go at once.
+    opener = (
+        "import sys; from dev_sessions.messaging import postgres; from dev_sessions.messaging.store import "
+        "open_store; print('ready', flush=True); sys.stdin.readline(); "
+        "s = open_store(sys.argv[1]); s.send('me', {'you': 'mailbox'}, 'hi'); print(s.version)"
+    )
+    pipe = subprocess.PIPE
+    starters = [
+        subprocess.Popen([sys.executable, "-c", opener, url], cwd=ROOT, stdin=pipe, stdout=pipe, stderr=pipe)
+        for _ in range(6)
+    ]
+    for starter in starters:
+        assert starter.stdout is not None and starter.stdout.readline() == b"ready\n"
+    for starter in starters:
+        assert starter.stdin is not None
+        starter.stdin.write(b"go\n")
+        starter.stdin.flush()
+    results = [p.communicate(timeout=60 * SLOW) for p in starters]
+    assert [(p.returncode, err) for p, (_, err) in zip(starters, results, strict=True)] == [(0, b"")] * 6
+    from dev_sessions.messaging.postgres import MIGRATIONS
+
+    assert {out.strip() for out, _ in results} == {str(MIGRATIONS[-1][0]).encode()}
+    store = open_store(url)
+    assert len(store.inbox("you")) == 6
+    assert store.db.execute("SELECT count(*) FROM dev_sessions_schema").fetchone()[0] == 1
+    store.close()
+    postgres_server.drop(url)
