@@ -142,11 +142,24 @@ class Deliverer:
                 found.setdefault(str(host), set()).add(str(name))
         return found
 
+    def due(self, sessions: Mapping[str, Session]) -> list[tuple[Message, Receipt]]:
+        """What is due for delivery by this deliverer. On a store shared with other machines, only
+        what goes to a session of this machine: one unknown here is another machine's to deliver."""
+        due = self.store.due()
+        if self.store.shared:
+            due = [(m, r) for m, r in due if r.recipient in sessions]
+        return due
+
+    def next_retry_ms(self, sessions: Mapping[str, Session]) -> int | None:
+        """When a failed delivery of this deliverer's is due again (see ``due``)."""
+        return self.store.next_retry_ms(sorted(sessions) if self.store.shared else None)
+
     def has_work(self) -> bool:
         """Something to deliver or retry now or later, or answers to pull for a live session here."""
-        if self.store.due() or self.store.next_retry_ms() is not None:
+        sessions = {s.id: s for s in self.sessions.sessions()}
+        if self.due(sessions) or self.next_retry_ms(sessions) is not None:
             return True
-        return bool(self.talking({s.id: s for s in self.sessions.sessions()}))
+        return bool(self.talking(sessions))
 
     @staticmethod
     def _retry_at(attempts: int) -> int | None:
@@ -165,7 +178,7 @@ class Deliverer:
                 waiting_codex = False
                 blocked: set[str] = set()
                 # Urgent messages first: they may be steered into a running turn.
-                due = sorted(self.store.due(), key=lambda item: (item[0].priority != "urgent", item[0].id))
+                due = sorted(self.due(sessions), key=lambda item: (item[0].priority != "urgent", item[0].id))
                 if time.monotonic() >= pull_at:
                     talking = self.talking(sessions)
                     if talking:
@@ -187,7 +200,7 @@ class Deliverer:
                         for directory in signals:
                             watcher.watch_dir(directory)
                         waiting_codex = waiting_codex or not signals
-                next_retry = self.store.next_retry_ms()
+                next_retry = self.next_retry_ms(sessions)
                 if not blocked and next_retry is None and not talking:
                     idle_since = idle_since or time.monotonic()
                     if time.monotonic() - idle_since >= self.linger:

@@ -238,6 +238,7 @@ class PostgresMessageStore(MessageStore):
     """The messages on a PostgreSQL server: :class:`MessageStore`'s queries, this engine's ways."""
 
     engine = "postgres"
+    shared = True
     poll_s: float | None = 0.2
     """Nothing on this machine's disk changes when another machine writes: waiters look again."""
 

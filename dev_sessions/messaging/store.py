@@ -125,6 +125,8 @@ class MessageStore:
     """The messages in ``messages.db`` (SQLite); the base of the PostgreSQL store too."""
 
     engine = "sqlite"
+    shared = False
+    """Whether other machines use this store too (then a session unknown here may be one of theirs)."""
     poll_s: float | None = None
     """How often a waiter looks again by itself (None: file-system events on the database wake it)."""
 
@@ -454,10 +456,12 @@ class MessageStore:
         ).fetchall()
         return [(message_of(row[:9]), _receipt(row[9:])) for row in rows]
 
-    def next_retry_ms(self) -> int | None:
-        row = self.db.execute(
-            "SELECT min(retry_at_ms) FROM receipts WHERE state = 'failed' AND retry_at_ms IS NOT NULL"
-        ).fetchone()
+    def next_retry_ms(self, recipients: Sequence[str] | None = None) -> int | None:
+        """When the next failed delivery is due again (to one of ``recipients``, when given)."""
+        query = "SELECT min(retry_at_ms) FROM receipts WHERE state = 'failed' AND retry_at_ms IS NOT NULL"
+        if recipients is not None:
+            query += f" AND recipient IN ({', '.join('?' * len(recipients)) or 'NULL'})"
+        row = self.db.execute(query, tuple(recipients or ())).fetchone()
         return int(row[0]) if row and row[0] is not None else None
 
     def delivered(self, message_id: int, recipient: str) -> None:

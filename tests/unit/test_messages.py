@@ -279,3 +279,13 @@ def test_long_bodies_are_cut_with_a_pointer(store: MessageStore) -> None:
     assert len(text.encode()) < 4096 + 400
     assert "more bytes" in text
     assert f"dev-sessions msg thread {message.id}" in text
+
+
+def test_the_next_retry_of_some_recipients(store: MessageStore) -> None:
+    # A deliverer on a store shared by several machines waits only for its own sessions' retries.
+    message = store.send("a", {"here": "conversation", "there": "conversation"}, "go")
+    store.failed(message.id, "here", "busy", retry_at_ms=2000)
+    store.failed(message.id, "there", "busy", retry_at_ms=1000)
+    assert store.next_retry_ms() == 1000
+    assert store.next_retry_ms(["here"]) == 2000
+    assert store.next_retry_ms([]) is None
