@@ -31,7 +31,15 @@ a ``Settings`` (and, where a child process inherits it, ``settings.environ``). T
                                 directory mounted there
 ``DEV_SESSIONS_WORKTREES``       where ``create --worktree`` makes worktrees (default: ``.worktrees``
                                 beside the repository's root)
+``DEV_SESSIONS_MESSAGES_URL``    where messages live: unset or ``sqlite:``, the local file
+                                ``$DEV_SESSIONS_HOME/messages.db``; ``postgresql://...``, a PostgreSQL
+                                server shared by several machines (libpq's URL: ``sslmode``,
+                                ``PGPASSFILE``, ``service=`` work; needs ``dev-sessions[postgres]``)
 ``DEV_SESSIONS_DEBUG``           ``1`` shows tracebacks
+
+One setting may also come from ``$DEV_SESSIONS_HOME/config.json`` (a JSON object, keys named as the
+variables), read only when the variable is unset: ``DEV_SESSIONS_MESSAGES_URL``, so that every command
+of a machine uses the team's server without exporting it in each shell.
 """
 
 from __future__ import annotations
@@ -44,6 +52,9 @@ from typing import NamedTuple
 
 DEFAULT_GATEWAY_URL = "http://host.docker.internal:6767"
 DEFAULT_WORKSPACE = "/workspace"
+CONFIG_FILE = "config.json"
+BROKEN_CONFIG = "broken-config:"
+"""A setting's value when ``config.json`` is not a JSON object of strings: this, then the file's path."""
 
 
 def _float(environ: Mapping[str, str], name: str, default: float) -> float:
@@ -57,6 +68,24 @@ def _float(environ: Mapping[str, str], name: str, default: float) -> float:
 def _path(environ: Mapping[str, str], name: str) -> Path | None:
     raw = environ.get(name, "")
     return Path(raw).expanduser() if raw else None
+
+
+def _from_file(home: str, name: str) -> str | None:
+    """``name`` in ``$DEV_SESSIONS_HOME/config.json``, if that file exists and sets it to a string."""
+    try:
+        raw = (Path(home).expanduser() / CONFIG_FILE).read_bytes()
+    except OSError:
+        return None  # no file (the usual case): nothing set there
+    import json
+
+    try:
+        value = json.loads(raw).get(name, "")
+    except (ValueError, AttributeError):
+        value = None
+    if not isinstance(value, str):
+        # Not silently the default: the command that needs the value says what is wrong with the file.
+        return f"{BROKEN_CONFIG}{Path(home).expanduser() / CONFIG_FILE}"
+    return value or None
 
 
 def _flag(environ: Mapping[str, str], name: str) -> bool:
@@ -91,6 +120,8 @@ class Settings(NamedTuple):
     host_path: str | None = None
     worktrees: Path | None = None
     """Where ``create --worktree`` makes worktrees (None: ``.worktrees`` beside the repository)."""
+    messages_url: str | None = None
+    """Where messages live (None or ``sqlite:``: ``messages.db`` here; ``postgresql://...``: a server)."""
     environ: Mapping[str, str] = MappingProxyType({})
     """The environment these settings were read from: what a process we start inherits."""
 
@@ -127,6 +158,8 @@ class Settings(NamedTuple):
             container_workspace=Path(env.get("CONTAINER_WORKSPACE") or DEFAULT_WORKSPACE),
             host_path=env.get("HOST_PATH") or None,
             worktrees=_path(env, "DEV_SESSIONS_WORKTREES"),
+            messages_url=env.get("DEV_SESSIONS_MESSAGES_URL")
+            or _from_file(home, "DEV_SESSIONS_MESSAGES_URL"),
             environ=env,
         )
 

@@ -24,6 +24,8 @@ Exit 1, everything else:
 * ``StoreCorrupt``: ``sessions.json`` is not readable; it was moved aside, not replaced.
 * ``StoreTooNew``: ``sessions.json`` was written by a newer dev-sessions.
 * ``LockTimeout``: another process held a lock for too long.
+* ``MessagesUnavailable``: the messages server (``DEV_SESSIONS_MESSAGES_URL``) cannot be reached or
+  refused us; nothing was stored. Its URL is shown without the password.
 * ``UnsafePath``: a file or directory of ours is a symbolic link, another user's, or open to others.
 * ``WriteFailed``: a file could not be written (a full disk); the old file is untouched.
 * ``IdsExhausted``: every session id is taken; ``IdTaken`` (exit 2): the id asked for is.
@@ -142,6 +144,13 @@ class StoreTooNew(DevSessionsError):
         super().__init__(
             f"{path}: written by a newer dev-sessions (store version {version}); upgrade dev-sessions"
         )
+
+
+class MessagesUnavailable(DevSessionsError):
+    def __init__(self, *, where: str, detail: str) -> None:
+        self.where = where
+        self.detail = detail
+        super().__init__(f"{where}: {detail}")
 
 
 class LockTimeout(DevSessionsError, TimeoutError):

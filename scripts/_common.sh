@@ -69,6 +69,38 @@ ensure_sshd() {
   [ -x /usr/sbin/sshd ] || die "/usr/sbin/sshd still not found after installing openssh-server"
 }
 
+# PostgreSQL's server binaries, for the messaging tests' own throw-away server (tests/fakes/postgres.py
+# runs initdb and postgres in a temp dir). Only the binaries are wanted: the system's cluster is
+# neither started nor needed (Debian's package would make and start one; policy-rc.d stops that).
+ensure_postgres() {
+  if [ -n "${DEV_SESSIONS_TEST_PG_BIN:-}" ] && [ -x "$DEV_SESSIONS_TEST_PG_BIN/postgres" ]; then return; fi
+  compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null && return
+  command -v postgres >/dev/null 2>&1 && command -v initdb >/dev/null 2>&1 && return
+  if ! command -v apt-get >/dev/null 2>&1; then
+    command -v brew >/dev/null 2>&1 && { brew install postgresql; return; }
+    die "PostgreSQL's server (postgres, initdb) is needed for the messaging tests: install it (it need not run)"
+  fi
+  say "installing postgresql (for initdb and postgres; the system's cluster is not started)"
+  local policy=/usr/sbin/policy-rc.d ours=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# dev-sessions scripts/test: no service starts while postgresql installs\nexit 101\n' |
+      as_root tee "$policy" >/dev/null
+    as_root chmod 755 "$policy"
+    ours=1
+  fi
+  local failed=""
+  { as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      postgresql postgresql-contrib >/dev/null; } || failed=1
+  [ -z "$ours" ] || as_root rm -f "$policy"
+  [ -z "$failed" ] || die "installing postgresql failed"
+  if [ -d /run/systemd/system ]; then
+    as_root systemctl disable --now --quiet postgresql.service 2>/dev/null || true
+  fi
+  compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null ||
+    die "postgres still not found after installing postgresql"
+}
+
 # A Python 3.10+ to build virtual environments with.
 find_python() {
   for candidate in "${PYTHON:-}" python3 python3.13 python3.12 python3.11 python3.10; do

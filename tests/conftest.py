@@ -27,10 +27,12 @@ from typing import IO, NoReturn
 import pytest
 from libtmux.server import Server
 
+from dev_sessions.messaging.store import MessageStore, open_store
 from dev_sessions.selftest.fakes.anthropic import FakeAnthropic
 from dev_sessions.selftest.fakes.openai_responses import FakeResponses
 from dev_sessions.selftest.offline import claude_env, prepare_claude_home, prepare_codex_home
 from tests.fakes.agents import AgentSet, agent_sets
+from tests.fakes.postgres import Postgres, binaries, running_postgres
 from tests.fakes.sshd import Sshd, missing_tools, start_sshd
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,6 +84,47 @@ def need(what: str) -> NoReturn:
     if os.environ.get("CI") == "true":
         pytest.fail(f"{what} (CI=true: a test that cannot run fails)")
     pytest.skip(what)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Postgres]:
+    """A real PostgreSQL server for this test process (each xdist worker has its own), on a private
+    socket, stopped at the end (tests/fakes/postgres.py)."""
+    bindir = binaries()
+    if bindir is None:
+        need("PostgreSQL is not installed (scripts/test installs Debian's postgresql)")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        need("psycopg is not installed (scripts/test installs the test extra, which has it)")
+    with running_postgres(bindir) as server:
+        yield server
+
+
+ENGINES = ("sqlite", "postgres")
+
+
+@pytest.fixture(params=ENGINES)
+def messages_url(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str | None]:
+    """Each messaging test runs once per engine: None for SQLite (the default, ``messages.db`` in the
+    test's state dir), else the URL of a new database on the tests' PostgreSQL server, also set as
+    ``DEV_SESSIONS_MESSAGES_URL`` for the library and every command the test runs."""
+    if request.param == "sqlite":
+        yield None
+        return
+    server: Postgres = request.getfixturevalue("postgres_server")
+    url = server.database()
+    monkeypatch.setenv("DEV_SESSIONS_MESSAGES_URL", url)
+    yield url
+    server.drop(url)
+
+
+@pytest.fixture
+def message_store(messages_url: str | None, isolated: Path) -> Iterator[MessageStore]:
+    """The message store of the engine under test (see ``messages_url``), closed afterwards."""
+    store = open_store(messages_url or isolated / "state" / "messages.db")
+    yield store
+    store.close()
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ from dev_sessions.files import private_dir
 from dev_sessions.messaging.notice import frame
 from dev_sessions.messaging.records import Message, Receipt
 from dev_sessions.messaging.relay import PULL_EVERY_S, hosts_of, retry_at
-from dev_sessions.messaging.store import MessageStore, now_ms
+from dev_sessions.messaging.store import now_ms, store_for
 from dev_sessions.store import Session, SessionStore
 
 log = logging.getLogger("dev_sessions.messaging.deliver")
@@ -87,7 +87,7 @@ class Deliverer:
         self.environ = dict(environ)
         self.manager = SessionManager(settings)
         self.sessions = SessionStore(settings.store_path)
-        self.store = MessageStore(settings.home / "messages.db")
+        self.store = store_for(settings)
         self.linger = settings.deliverer_linger
 
     def attempt(self, message: Message, receipt: Receipt, sessions: Mapping[str, Session]) -> str:
@@ -142,11 +142,24 @@ class Deliverer:
                 found.setdefault(str(host), set()).add(str(name))
         return found
 
+    def due(self, sessions: Mapping[str, Session]) -> list[tuple[Message, Receipt]]:
+        """What is due for delivery by this deliverer. On a store shared with other machines, only
+        what goes to a session of this machine: one unknown here is another machine's to deliver."""
+        due = self.store.due()
+        if self.store.shared:
+            due = [(m, r) for m, r in due if r.recipient in sessions]
+        return due
+
+    def next_retry_ms(self, sessions: Mapping[str, Session]) -> int | None:
+        """When a failed delivery of this deliverer's is due again (see ``due``)."""
+        return self.store.next_retry_ms(sorted(sessions) if self.store.shared else None)
+
     def has_work(self) -> bool:
         """Something to deliver or retry now or later, or answers to pull for a live session here."""
-        if self.store.due() or self.store.next_retry_ms() is not None:
+        sessions = {s.id: s for s in self.sessions.sessions()}
+        if self.due(sessions) or self.next_retry_ms(sessions) is not None:
             return True
-        return bool(self.talking({s.id: s for s in self.sessions.sessions()}))
+        return bool(self.talking(sessions))
 
     @staticmethod
     def _retry_at(attempts: int) -> int | None:
@@ -165,7 +178,7 @@ class Deliverer:
                 waiting_codex = False
                 blocked: set[str] = set()
                 # Urgent messages first: they may be steered into a running turn.
-                due = sorted(self.store.due(), key=lambda item: (item[0].priority != "urgent", item[0].id))
+                due = sorted(self.due(sessions), key=lambda item: (item[0].priority != "urgent", item[0].id))
                 if time.monotonic() >= pull_at:
                     talking = self.talking(sessions)
                     if talking:
@@ -187,7 +200,7 @@ class Deliverer:
                         for directory in signals:
                             watcher.watch_dir(directory)
                         waiting_codex = waiting_codex or not signals
-                next_retry = self.store.next_retry_ms()
+                next_retry = self.next_retry_ms(sessions)
                 if not blocked and next_retry is None and not talking:
                     idle_since = idle_since or time.monotonic()
                     if time.monotonic() - idle_since >= self.linger:
@@ -203,6 +216,8 @@ class Deliverer:
                     timeout = min(timeout, max(0.0, pull_at - time.monotonic()))
                 if idle_since is not None:
                     timeout = min(timeout, self.linger)
+                if self.store.poll_s is not None:  # a server: nothing on this disk says mail came
+                    timeout = min(timeout, self.store.poll_s)
                 watcher.wait(timeout)
 
 

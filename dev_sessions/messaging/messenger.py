@@ -24,7 +24,7 @@ from dev_sessions.durations import parse_duration
 from dev_sessions.errors import MessageNotFound, NoMessage, RecipientNotFound, SpaceNotFound, UsageError
 from dev_sessions.messaging.records import Agent, AgentInfo, Message, Receipt, Space
 from dev_sessions.messaging.relay import PULL_EVERY_S, hosts_of
-from dev_sessions.messaging.store import PRIORITIES, MessageStore
+from dev_sessions.messaging.store import PRIORITIES, MessageStore, store_for
 from dev_sessions.store import Session, SessionStore, parse_iso
 from dev_sessions.watch import Watcher, run_steps, run_steps_async
 
@@ -64,7 +64,7 @@ class Messenger:
     @property
     def store(self) -> MessageStore:
         if self._store is None:
-            self._store = MessageStore(self.settings.home / "messages.db")
+            self._store = store_for(self.settings)
         return self._store
 
     @property
@@ -272,6 +272,8 @@ class Messenger:
                     log.debug("%s: waiting for a message", me)  # once, as the wait starts to block
                     announced = True
                 nap = 2.0 if remaining is None else min(remaining, 2.0)
+                if self.store.poll_s is not None:  # a server: no file here changes when mail comes
+                    nap = min(nap, self.store.poll_s)
                 if remote:  # answers on a host are looked for there, nothing here announces them
                     nap = min(nap, max(0.05, pulled_at + PULL_EVERY_S - time.monotonic()))
                 yield watcher, nap

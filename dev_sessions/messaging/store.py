@@ -16,6 +16,13 @@ replied to), ``failed`` (with its reason; retried until ``retry_at_ms`` is null)
 ``relays`` links a message here to the same message in a host's store, both ways: one relayed to a
 session there, and one copied here from there (a reply of a remote session), so that a copy is
 never made twice and a reply names the message it answers on the side it lands on.
+
+Two engines hold the same tables: this SQLite file, the default, and a PostgreSQL server shared by
+several machines (``DEV_SESSIONS_MESSAGES_URL=postgresql://...``, :func:`store_for`). The queries here
+are written once, in the SQL both understand; :class:`MessageStore` runs them on SQLite, and
+:class:`~dev_sessions.messaging.postgres.PostgresMessageStore` (imported only for such a URL) on the
+server, with what differs (inserting and learning the id, full-text search, transactions, the schema)
+its own.
 """
 
 from __future__ import annotations
@@ -23,11 +30,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
+from dev_sessions.config import BROKEN_CONFIG, Settings
 from dev_sessions.errors import MessageNotFound, SpaceNotFound, UsageError
 from dev_sessions.messaging.records import Agent, Message, Receipt, Space
 from dev_sessions.messaging.schema import MIGRATIONS, migrate, open_database, transaction, user_version
@@ -38,7 +46,7 @@ Priority = Literal["low", "normal", "high", "urgent"]
 MAX_SPACE_DEPTH = 3
 
 
-_MESSAGE_COLUMNS = (
+MESSAGE_COLUMNS = (
     "m.id, m.sender, m.space, m.priority, m.body, m.metadata, m.reply_to, m.thread, m.created_at"
 )
 _RECEIPT_COLUMNS = (
@@ -46,7 +54,25 @@ _RECEIPT_COLUMNS = (
 )
 
 
-def _message(row: Sequence[Any], receipt: Receipt | None = None) -> Message:
+class Rows(Protocol):
+    """What a query returns on either engine (a ``sqlite3.Cursor``, a ``psycopg.Cursor``)."""
+
+    @property
+    def rowcount(self) -> int: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Database(Protocol):
+    """A connection as the queries use it: ``sqlite3.Connection``, or the PostgreSQL store's."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Rows: ...
+    def executemany(self, sql: str, parameters: Sequence[Sequence[Any]], /) -> object: ...
+    def close(self) -> None: ...
+
+
+def message_of(row: Sequence[Any], receipt: Receipt | None = None) -> Message:
     metadata = json.loads(row[5]) if row[5] else None
     return Message(row[0], row[1], row[2], row[3], row[4], metadata, row[6], row[7], row[8], receipt)
 
@@ -55,12 +81,40 @@ def _receipt(row: Sequence[Any]) -> Receipt:
     return Receipt(*row)
 
 
-def _visible_to(viewer: str | None) -> tuple[str, tuple[str, ...]]:
+def visible_to(viewer: str | None) -> tuple[str, tuple[str, ...]]:
     """A WHERE clause for the messages ``viewer`` sent or received (all of them for None)."""
     if viewer is None:
-        return "1", ()
+        return "TRUE", ()
     clause = "(m.sender = ? OR EXISTS (SELECT 1 FROM receipts r WHERE r.message = m.id AND r.recipient = ?))"
     return clause, (viewer, viewer)
+
+
+def store_for(settings: Settings) -> MessageStore:
+    """The store ``settings`` name: ``messages.db`` here, or the PostgreSQL server of
+    ``DEV_SESSIONS_MESSAGES_URL`` (psycopg imported only then)."""
+    url = settings.messages_url
+    if url is None or url == "sqlite:":
+        return MessageStore(settings.home / "messages.db")
+    return open_store(url)
+
+
+def open_store(where: Path | str, migrations: list[tuple[int, list[str]]] | None = None) -> MessageStore:
+    """A store at a path (SQLite) or a ``postgresql://`` URL (UsageError for anything else)."""
+    if isinstance(where, Path):
+        return MessageStore(where, migrations)
+    if where.startswith(("postgresql://", "postgres://")):
+        from dev_sessions.messaging.postgres import PostgresMessageStore
+
+        return PostgresMessageStore(where, migrations)
+    if where.startswith(BROKEN_CONFIG):
+        path = where[len(BROKEN_CONFIG) :]
+        raise UsageError(
+            f"{path}: not a JSON object of strings (DEV_SESSIONS_MESSAGES_URL); fix it or remove it"
+        )
+    scheme = where.split(":", 1)[0] if ":" in where else "no scheme"
+    raise UsageError(
+        f"DEV_SESSIONS_MESSAGES_URL: a {scheme!r} URL; use sqlite: (this machine's file) or postgresql://..."
+    )
 
 
 def now_ms() -> int:
@@ -68,19 +122,33 @@ def now_ms() -> int:
 
 
 class MessageStore:
+    """The messages in ``messages.db`` (SQLite); the base of the PostgreSQL store too."""
+
+    engine = "sqlite"
+    shared = False
+    """Whether other machines use this store too (then a session unknown here may be one of theirs)."""
+    poll_s: float | None = None
+    """How often a waiter looks again by itself (None: file-system events on the database wake it)."""
+
     def __init__(self, path: Path, migrations: list[tuple[int, list[str]]] | None = None) -> None:
-        self.path = path
+        self.path: Path | None = path
+        self.where = str(path)
         self.migrations = MIGRATIONS if migrations is None else migrations
-        self.db = open_database(path)
-        migrate(self.db, path, self.migrations)
+        self.sqlite = open_database(path)
+        self.db: Database = self.sqlite
+        migrate(self.sqlite, path, self.migrations)
 
     @property
     def version(self) -> int:
-        return user_version(self.db)
+        return user_version(self.sqlite)
 
-    def write(self) -> AbstractContextManager[sqlite3.Connection]:
+    def write(self) -> AbstractContextManager[Database]:
         """One write transaction (BEGIN IMMEDIATE: writers queue on the busy timeout, never fail)."""
-        return transaction(self.db)
+        return transaction(self.sqlite)
+
+    def _insert(self, db: Database, sql: str, args: Sequence[Any]) -> int:
+        """Run an INSERT of one row into a table with an ``id`` column; the new row's id."""
+        return int(db.execute(sql, args).lastrowid or 0)  # type: ignore[attr-defined]
 
     def close(self) -> None:
         self.db.close()
@@ -228,12 +296,12 @@ class MessageStore:
                 if row is None:
                     raise MessageNotFound(message_id=reply_to)
                 thread = row[0]
-            cursor = db.execute(
+            message_id = self._insert(
+                db,
                 """INSERT INTO messages (sender, space, priority, body, metadata, reply_to, thread, created_at, created_ms)
-                   VALUES (?, ?, ?, ?, ?, ?, coalesce(?, 0), ?, ?)""",
-                (sender, space, priority, body, meta, reply_to, thread, stamp, stamp_ms),
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                (sender, space, priority, body, meta, reply_to, thread or 0, stamp, stamp_ms),
             )
-            message_id = int(cursor.lastrowid or 0)
             if thread is None:
                 db.execute("UPDATE messages SET thread = id WHERE id = ?", (message_id,))
             db.executemany(
@@ -258,11 +326,11 @@ class MessageStore:
 
     def message(self, message_id: int) -> Message:
         row = self.db.execute(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages m WHERE m.id = ?", (message_id,)
+            f"SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.id = ?", (message_id,)
         ).fetchone()
         if row is None:
             raise MessageNotFound(message_id=message_id)
-        return _message(row)
+        return message_of(row)
 
     def receipts(self, message_id: int) -> list[Receipt]:
         self.message(message_id)
@@ -300,12 +368,12 @@ class MessageStore:
         if after_id is not None:
             clauses.append("m.id > ?")
             args.append(after_id)
-        query = f"""SELECT {_MESSAGE_COLUMNS}, {_RECEIPT_COLUMNS} FROM receipts r JOIN messages m ON m.id = r.message
+        query = f"""SELECT {MESSAGE_COLUMNS}, {_RECEIPT_COLUMNS} FROM receipts r JOIN messages m ON m.id = r.message
                     WHERE {" AND ".join(clauses)} ORDER BY m.id DESC"""
         if limit is not None:
             query += f" LIMIT {int(limit)}"
         rows = self.db.execute(query, args).fetchall()
-        return [_message(row[:9], _receipt(row[9:])) for row in reversed(rows)]
+        return [message_of(row[:9], _receipt(row[9:])) for row in reversed(rows)]
 
     def mark_read(self, reader: str, message_ids: Iterable[int] | None) -> int:
         """Mark messages to ``reader`` read (all of them when ``message_ids`` is None); how many changed."""
@@ -328,29 +396,29 @@ class MessageStore:
 
     def thread(self, message_id: int, viewer: str | None = None) -> list[Message]:
         root = self.message(message_id).thread
-        where, args = _visible_to(viewer)
+        where, args = visible_to(viewer)
         rows = self.db.execute(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages m WHERE m.thread = ? AND {where} ORDER BY m.id",
+            f"SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.thread = ? AND {where} ORDER BY m.id",
             (root, *args),
         )
-        return [_message(row) for row in rows]
+        return [message_of(row) for row in rows]
 
     def search(self, query: str, limit: int = 50, viewer: str | None = None) -> list[Message]:
-        where, args = _visible_to(viewer)
+        where, args = visible_to(viewer)
         try:
             rows = self.db.execute(
-                f"""SELECT {_MESSAGE_COLUMNS} FROM messages_fts f JOIN messages m ON m.id = f.rowid
+                f"""SELECT {MESSAGE_COLUMNS} FROM messages_fts f JOIN messages m ON m.id = f.rowid
                     WHERE messages_fts MATCH ? AND {where} ORDER BY f.rank LIMIT ?""",
                 (query, *args, limit),
             ).fetchall()
         except sqlite3.OperationalError as err:
             raise UsageError(f"search: {query!r} is not a search query ({err})") from None
-        return [_message(row) for row in rows]
+        return [message_of(row) for row in rows]
 
     def feed(
         self, since_ms: int | None = None, limit: int | None = None, viewer: str | None = None
     ) -> list[Message]:
-        where, args = _visible_to(viewer)
+        where, args = visible_to(viewer)
         return self._latest(where, list(args), since_ms, limit)
 
     def space_messages(
@@ -362,14 +430,14 @@ class MessageStore:
 
     def _latest(self, where: str, args: list[Any], since_ms: int | None, limit: int | None) -> list[Message]:
         """The newest ``limit`` messages matching ``where`` (since ``since_ms``), oldest first."""
-        query = f"SELECT {_MESSAGE_COLUMNS} FROM messages m WHERE {where}"
+        query = f"SELECT {MESSAGE_COLUMNS} FROM messages m WHERE {where}"
         if since_ms is not None:
             query += " AND m.created_ms >= ?"
             args = [*args, since_ms]
         query += " ORDER BY m.id DESC"
         if limit is not None:
             query += f" LIMIT {int(limit)}"
-        return [_message(row) for row in reversed(self.db.execute(query, args).fetchall())]
+        return [message_of(row) for row in reversed(self.db.execute(query, args).fetchall())]
 
     def last_id(self) -> int:
         row = self.db.execute("SELECT max(id) FROM messages").fetchone()
@@ -381,17 +449,19 @@ class MessageStore:
         """Receipts waiting for delivery into a conversation: queued ones, and failed ones due a retry."""
         at = now_ms() if at_ms is None else at_ms
         rows = self.db.execute(
-            f"""SELECT {_MESSAGE_COLUMNS}, {_RECEIPT_COLUMNS} FROM receipts r JOIN messages m ON m.id = r.message
+            f"""SELECT {MESSAGE_COLUMNS}, {_RECEIPT_COLUMNS} FROM receipts r JOIN messages m ON m.id = r.message
                 WHERE r.state = 'queued' OR (r.state = 'failed' AND r.retry_at_ms IS NOT NULL AND r.retry_at_ms <= ?)
                 ORDER BY m.id""",
             (at,),
         ).fetchall()
-        return [(_message(row[:9]), _receipt(row[9:])) for row in rows]
+        return [(message_of(row[:9]), _receipt(row[9:])) for row in rows]
 
-    def next_retry_ms(self) -> int | None:
-        row = self.db.execute(
-            "SELECT min(retry_at_ms) FROM receipts WHERE state = 'failed' AND retry_at_ms IS NOT NULL"
-        ).fetchone()
+    def next_retry_ms(self, recipients: Sequence[str] | None = None) -> int | None:
+        """When the next failed delivery is due again (to one of ``recipients``, when given)."""
+        query = "SELECT min(retry_at_ms) FROM receipts WHERE state = 'failed' AND retry_at_ms IS NOT NULL"
+        if recipients is not None:
+            query += f" AND recipient IN ({', '.join('?' * len(recipients)) or 'NULL'})"
+        row = self.db.execute(query, tuple(recipients or ())).fetchone()
         return int(row[0]) if row and row[0] is not None else None
 
     def delivered(self, message_id: int, recipient: str) -> None:
@@ -406,7 +476,7 @@ class MessageStore:
         """A message handed to ``recipient``'s host, where it is message ``remote_id``."""
         with self.write() as db:
             db.execute(
-                "INSERT OR IGNORE INTO relays (message, host, remote, recipient) VALUES (?, ?, ?, ?)",
+                "INSERT INTO relays (message, host, remote, recipient) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (message_id, host, remote_id, recipient),
             )
             db.execute(
@@ -427,7 +497,7 @@ class MessageStore:
         the one it was copied from, else any one relayed there."""
         row = self.db.execute(
             """SELECT remote FROM relays WHERE message = ? AND host = ?
-               ORDER BY recipient IS ? DESC, recipient IS NULL DESC, remote LIMIT 1""",
+               ORDER BY CASE WHEN recipient = ? THEN 0 WHEN recipient IS NULL THEN 1 ELSE 2 END, remote LIMIT 1""",
             (message_id, host, recipient),
         ).fetchone()
         return int(row[0]) if row else None

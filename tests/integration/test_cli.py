@@ -372,10 +372,12 @@ def test_other_commands_do_not_import_the_selftest_or_the_mcp_sdk(cli: DevSessio
     )  # fmt: skip
     imported = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if "|" in line]
     assert [name for name in imported if name.startswith("dev_sessions.selftest")] == []
-    # Nor the MCP server and its SDK (half a second of imports), nor pydantic, which it brings.
-    # Nor the dashboard's web server (aiohttp), nor the TUI's Textual.
+    # Nor the MCP server and its SDK (half a second of imports), nor pydantic, which it brings; nor
+    # the dashboard's web server (aiohttp), nor the TUI's Textual; nor PostgreSQL's driver, which only
+    # a postgresql:// DEV_SESSIONS_MESSAGES_URL needs.
     heavy = ("mcp", "mcp_types", "pydantic", "dev_sessions.mcp", "starlette", "anyio", "aiohttp")
-    heavy += ("dev_sessions.dashboard",)
+    heavy += ("dev_sessions.dashboard", "psycopg")
+    assert "dev_sessions.messaging.postgres" not in imported
     assert [name for name in imported if name.split(".")[0] in heavy or name.startswith(heavy)] == []
 
 

@@ -1,7 +1,10 @@
-"""The message store, identities and notices, on real SQLite files."""
+"""The message store, identities and notices, on both engines: real SQLite files and a real
+PostgreSQL server (each test that takes ``store``, ``messages_url`` or ``engine_migrations`` runs once
+per engine)."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -12,12 +15,17 @@ from dev_sessions.errors import MessageNotFound, RecipientNotFound, SpaceNotFoun
 from dev_sessions.messaging.messenger import Messenger, parse_message_id, parse_since
 from dev_sessions.messaging.notice import frame
 from dev_sessions.messaging.schema import MIGRATIONS
-from dev_sessions.messaging.store import MessageStore
+from dev_sessions.messaging.store import MessageStore, open_store
 from dev_sessions.store import Session, SessionStore
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> MessageStore:
+def store(message_store: MessageStore) -> MessageStore:
+    return message_store
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> MessageStore:
     return MessageStore(tmp_path / "messages.db")
 
 
@@ -102,20 +110,20 @@ def test_due_deliveries_and_retries(store: MessageStore) -> None:
     assert store.next_retry_ms() is None
 
 
-def test_migrations_run_in_order_and_keep_data(tmp_path: Path) -> None:
-    path = tmp_path / "m.db"
-    old = MessageStore(path)
+def test_migrations_run_in_order_and_keep_data(messages_url: str | None, tmp_path: Path) -> None:
+    where = messages_url or tmp_path / "m.db"
+    old = open_store(where)
     old.send("a", {"b": "mailbox"}, "kept")
+    latest = old.version
     old.close()
-    later = [*MIGRATIONS, (3, ["ALTER TABLE messages ADD COLUMN topic TEXT"])]
-    upgraded = MessageStore(path, migrations=later)
-    assert upgraded.version == 3
+    later = [*open_store(where).migrations, (latest + 1, ["ALTER TABLE messages ADD COLUMN topic TEXT"])]
+    upgraded = open_store(where, migrations=later)
+    assert upgraded.version == latest + 1
     assert [m.body for m in upgraded.inbox("b")] == ["kept"]
-    columns = [row[1] for row in upgraded.db.execute("PRAGMA table_info(messages)")]
-    assert "topic" in columns
+    assert upgraded.db.execute("SELECT topic FROM messages").fetchall() == [(None,)]
     upgraded.close()
-    with pytest.raises(StoreTooNew):
-        MessageStore(path)  # the older code refuses a newer database
+    with pytest.raises(StoreTooNew, match=f"store version {latest + 1}"):
+        open_store(where)  # the older code refuses a newer database
 
 
 def test_a_version_1_database_keeps_its_receipts_and_learns_relays(tmp_path: Path) -> None:
@@ -149,16 +157,21 @@ def test_relays_link_messages_both_ways_and_a_copy_is_made_once(store: MessageSt
     assert store.remote_id(first.id, "box") == 9 and store.relay_senders() == {("user", "box"), ("s1", "box")}
 
 
-def test_the_database_is_private_and_in_wal_mode(store: MessageStore) -> None:
-    assert store.path.stat().st_mode & 0o777 == 0o600
-    assert sqlite3.connect(store.path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+def test_the_database_is_private_and_in_wal_mode(sqlite_store: MessageStore) -> None:
+    assert sqlite_store.path is not None
+    assert sqlite_store.path.stat().st_mode & 0o777 == 0o600
+    assert sqlite3.connect(sqlite_store.path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 # -- identities and the messenger ---------------------------------------------------------------------
 
 
 def messenger(tmp_path: Path, **env: str) -> Messenger:
+    """A messenger on the test's engine (``messages_url`` sets DEV_SESSIONS_MESSAGES_URL for postgres)."""
     environ = {"DEV_SESSIONS_HOME": str(tmp_path / "state"), "HOME": str(tmp_path), **env}
+    url = os.environ.get("DEV_SESSIONS_MESSAGES_URL")
+    if url:
+        environ["DEV_SESSIONS_MESSAGES_URL"] = url
     return Messenger(Settings.from_env(environ))
 
 
@@ -176,14 +189,14 @@ def test_who_am_i(tmp_path: Path) -> None:
         messenger(tmp_path).me("has space")
 
 
-def test_unknown_recipient_is_refused_and_nothing_is_stored(tmp_path: Path) -> None:
+def test_unknown_recipient_is_refused_and_nothing_is_stored(tmp_path: Path, messages_url: str | None) -> None:
     m = messenger(tmp_path)
     with pytest.raises(RecipientNotFound, match="agents register ghost"):
         m.send("ghost", "boo")
     assert m.store.last_id() == 0
 
 
-def test_parent_is_the_creator_of_the_sending_session(tmp_path: Path) -> None:
+def test_parent_is_the_creator_of_the_sending_session(tmp_path: Path, messages_url: str | None) -> None:
     m = messenger(tmp_path, DEV_SESSIONS_ID="child-top")
     m.register("boss")
     add_session(m, "child-top", parent="boss")
@@ -193,7 +206,7 @@ def test_parent_is_the_creator_of_the_sending_session(tmp_path: Path) -> None:
         messenger(tmp_path).send("parent", "from the user, who has no parent")
 
 
-def test_names_are_one_namespace(tmp_path: Path) -> None:
+def test_names_are_one_namespace(tmp_path: Path, messages_url: str | None) -> None:
     m = messenger(tmp_path)
     add_session(m, "fizz-top")
     m.register("boss")
@@ -208,7 +221,7 @@ def test_names_are_one_namespace(tmp_path: Path) -> None:
         m.register("parent")
 
 
-def test_space_messages_go_to_the_members_but_the_sender(tmp_path: Path) -> None:
+def test_space_messages_go_to_the_members_but_the_sender(tmp_path: Path, messages_url: str | None) -> None:
     m = messenger(tmp_path)
     m.register("a")
     m.register("b")
@@ -222,7 +235,7 @@ def test_space_messages_go_to_the_members_but_the_sender(tmp_path: Path) -> None
     assert [x.body for x in m.space_read("team", "a", unread=True)] == ["standup in 5"]
 
 
-def test_reply_goes_to_the_sender_even_if_it_is_gone(tmp_path: Path) -> None:
+def test_reply_goes_to_the_sender_even_if_it_is_gone(tmp_path: Path, messages_url: str | None) -> None:
     m = messenger(tmp_path)
     m.register("boss")
     question = m.send("user", "hi", sender="boss")
@@ -266,3 +279,13 @@ def test_long_bodies_are_cut_with_a_pointer(store: MessageStore) -> None:
     assert len(text.encode()) < 4096 + 400
     assert "more bytes" in text
     assert f"dev-sessions msg thread {message.id}" in text
+
+
+def test_the_next_retry_of_some_recipients(store: MessageStore) -> None:
+    # A deliverer on a store shared by several machines waits only for its own sessions' retries.
+    message = store.send("a", {"here": "conversation", "there": "conversation"}, "go")
+    store.failed(message.id, "here", "busy", retry_at_ms=2000)
+    store.failed(message.id, "there", "busy", retry_at_ms=1000)
+    assert store.next_retry_ms() == 1000
+    assert store.next_retry_ms(["here"]) == 2000
+    assert store.next_retry_ms([]) is None

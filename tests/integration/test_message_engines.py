@@ -1,0 +1,111 @@
+"""Which store DEV_SESSIONS_MESSAGES_URL (or ``config.json``) names, and what only a server brings:
+its URL shown without a password, a server that does not answer, a machine without psycopg."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dev_sessions.messaging.store import MessageStore, open_store
+from tests.conftest import ROOT, SLOW, DevSessions, Result, one_line_error
+from tests.fakes.postgres import Postgres
+
+
+def test_sqlite_colon_is_the_local_file(cli: DevSessions, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEV_SESSIONS_MESSAGES_URL", "sqlite:")
+    cli.ok("msg", "send", "--to", "user", "to myself")
+    state = Path(os.environ["DEV_SESSIONS_HOME"])
+    assert [m.body for m in MessageStore(state / "messages.db").inbox("user")] == ["to myself"]
+
+
+def test_the_url_may_come_from_config_json(
+    cli: DevSessions, messages_url: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = Path(os.environ["DEV_SESSIONS_HOME"])
+    state.mkdir(mode=0o700, exist_ok=True)
+    monkeypatch.delenv("DEV_SESSIONS_MESSAGES_URL", raising=False)
+    (state / "config.json").write_text(json.dumps({"DEV_SESSIONS_MESSAGES_URL": messages_url or "sqlite:"}))
+    sent = int(cli.ok("msg", "send", "--to", "user", "configured").strip())
+    store = open_store(messages_url) if messages_url else MessageStore(state / "messages.db")
+    assert store.message(sent).body == "configured"
+    assert (state / "messages.db").exists() is (messages_url is None), "a server's messages stay there"
+
+
+def test_a_broken_config_json_is_one_line(cli: DevSessions, monkeypatch: pytest.MonkeyPatch) -> None:
+    state = Path(os.environ["DEV_SESSIONS_HOME"])
+    state.mkdir(mode=0o700, exist_ok=True)
+    monkeypatch.delenv("DEV_SESSIONS_MESSAGES_URL", raising=False)
+    (state / "config.json").write_text('["not", "an object"]')
+    one_line_error(cli("msg", "read"), 2, str(state / "config.json"), "not a JSON object")
+    assert not (state / "messages.db").exists(), "not silently the local file"
+
+
+def test_an_unknown_scheme_is_refused_without_showing_the_url(
+    cli: DevSessions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEV_SESSIONS_MESSAGES_URL", "mysql://me:hunter2@db/team")
+    result = cli("msg", "read")
+    one_line_error(result, 2, "DEV_SESSIONS_MESSAGES_URL", "'mysql'", "postgresql://")
+    assert "hunter2" not in result.stderr
+
+
+def test_a_server_that_does_not_answer_is_one_line_without_the_password(
+    cli: DevSessions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"postgresql://someone:s3cret-pw@/team?host={tmp_path}/no-server&connect_timeout=2"
+    monkeypatch.setenv("DEV_SESSIONS_MESSAGES_URL", url)
+    for args in (["msg", "send", "--to", "user", "hello"], ["msg", "read"]):
+        result = cli(*args)
+        one_line_error(result, 1, "postgresql://someone:***@/team", "the messages server failed")
+        assert "s3cret-pw" not in result.stderr + result.stdout
+    assert not (Path(os.environ["DEV_SESSIONS_HOME"]) / "messages.db").exists(), "nothing written here"
+
+
+def test_without_psycopg_a_postgresql_url_says_how_to_install_it(
+    cli: DevSessions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEV_SESSIONS_MESSAGES_URL", "postgresql://someone:s3cret-pw@db.example/team")
+    # The interpreter as it is where psycopg is not installed: importing it fails.
+    run = "import sys; sys.modules['psycopg'] = None; from dev_sessions.cli import main; main()"
+    proc = subprocess.run(
+        [sys.executable, "-c", run, "msg", "read"], capture_output=True, text=True, cwd=cli.cwd, check=False
+    )
+    result = Result(proc.returncode, proc.stdout, proc.stderr)
+    one_line_error(result, 1, "psycopg: not found", "pip install 'dev-sessions[postgres]'")
+    assert "s3cret-pw" not in result.stderr
+
+
+def test_machines_starting_at_once_migrate_the_server_once(postgres_server: Postgres) -> None:
+    url = postgres_server.database()
+    # Each one loads everything, says so, and opens the store when the test lets them all go at once.
+    opener = (
+        "import sys; from dev_sessions.messaging import postgres; from dev_sessions.messaging.store import "
+        "open_store; print('ready', flush=True); sys.stdin.readline(); "
+        "s = open_store(sys.argv[1]); s.send('me', {'you': 'mailbox'}, 'hi'); print(s.version)"
+    )
+    pipe = subprocess.PIPE
+    starters = [
+        subprocess.Popen([sys.executable, "-c", opener, url], cwd=ROOT, stdin=pipe, stdout=pipe, stderr=pipe)
+        for _ in range(6)
+    ]
+    for starter in starters:
+        assert starter.stdout is not None and starter.stdout.readline() == b"ready\n"
+    for starter in starters:
+        assert starter.stdin is not None
+        starter.stdin.write(b"go\n")
+        starter.stdin.flush()
+    results = [p.communicate(timeout=60 * SLOW) for p in starters]
+    assert [(p.returncode, err) for p, (_, err) in zip(starters, results, strict=True)] == [(0, b"")] * 6
+    from dev_sessions.messaging.postgres import MIGRATIONS
+
+    assert {out.strip() for out, _ in results} == {str(MIGRATIONS[-1][0]).encode()}
+    store = open_store(url)
+    assert len(store.inbox("you")) == 6
+    assert store.db.execute("SELECT count(*) FROM dev_sessions_schema").fetchone()[0] == 1
+    store.close()
+    postgres_server.drop(url)
