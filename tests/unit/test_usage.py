@@ -107,6 +107,83 @@ def test_a_transcript_is_read_again_only_when_it_changed(tmp_path: Path) -> None
     assert of_transcript(tmp_path / "none.jsonl", cache) == Usage()
 
 
+def append(path: Path, *lines: bytes, end: bytes = b"\n") -> None:
+    with path.open("ab") as handle:
+        handle.write(b"\n".join(lines) + end)
+
+
+def kept(cache: Path, path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((cache / (path.stem + ".json")).read_text())
+    return data
+
+
+def test_a_transcript_that_grew_is_read_on_from_where_the_last_read_stopped(tmp_path: Path) -> None:
+    path, cache = tmp_path / "t.jsonl", tmp_path / "cache"
+    append(path, assistant("m1", input_tokens=5, output_tokens=6), turn_end(1000))
+    assert (of_transcript(path, cache).input, of_transcript(path, cache).turns) == (5, 1)
+    assert kept(cache, path)["offset"] == path.stat().st_size
+    # The kept totals are built upon, not worked out again: a tally changed in the cache shows through
+    # once the transcript grows (a whole read would count 1 turn, not 10).
+    record = kept(cache, path)
+    record["tally"]["turns"] = 9
+    (cache / "t.json").write_text(json.dumps(record))
+    append(path, assistant("m2", input_tokens=1, output_tokens=1), turn_end(500))
+    found = of_transcript(path, cache)
+    assert (found.input, found.output, found.turns) == (6, 7, 10)
+    assert kept(cache, path)["offset"] == path.stat().st_size
+    assert of_transcript(path, cache) == found  # unchanged since: the kept answer
+
+
+def test_a_message_written_across_two_reads_is_counted_once(tmp_path: Path) -> None:
+    path, cache = tmp_path / "t.jsonl", tmp_path / "cache"
+    # Claude writes one API message as an entry per content block, each with its id and usage.
+    append(path, assistant("m1", "thinking", input_tokens=3, output_tokens=7))
+    assert of_transcript(path, cache).output == 7
+    text = assistant("m1", "text", input_tokens=3, output_tokens=7)
+    append(path, text[:20], end=b"")  # half a line: not counted, not skipped
+    assert of_transcript(path, cache).output == 7
+    append(path, text[20:], assistant("m2", input_tokens=1, output_tokens=2), turn_end(900))
+    found = of_transcript(path, cache)
+    assert (found.input, found.output, found.turns) == (4, 9, 1)
+    assert found == from_transcript(path.read_bytes().split(b"\n"))
+    append(path, assistant("m2", "text", input_tokens=1, output_tokens=2))
+    assert of_transcript(path, cache) == found
+
+
+def test_a_transcript_cut_short_is_read_again_from_the_start(tmp_path: Path) -> None:
+    path, cache = tmp_path / "t.jsonl", tmp_path / "cache"
+    append(path, assistant("m1", input_tokens=50), assistant("m2", input_tokens=60))
+    assert of_transcript(path, cache).input == 110
+    inode = path.stat().st_ino
+    path.write_bytes(assistant("m3", input_tokens=1) + b"\n")  # truncated in place, shorter
+    assert path.stat().st_ino == inode
+    assert of_transcript(path, cache).input == 1
+
+
+def test_a_transcript_rewritten_in_place_is_read_again_from_the_start(tmp_path: Path) -> None:
+    path, cache = tmp_path / "t.jsonl", tmp_path / "cache"
+    append(path, assistant("m1", input_tokens=5))
+    assert of_transcript(path, cache).input == 5
+    # The same inode, longer than before, other bytes where the last read stopped.
+    path.write_bytes(assistant("m1", input_tokens=7) + b"\n" + assistant("m2", input_tokens=1) + b"\n")
+    assert of_transcript(path, cache).input == 8
+
+
+def test_a_replaced_transcript_is_read_again_from_the_start(tmp_path: Path) -> None:
+    path, cache = tmp_path / "t.jsonl", tmp_path / "cache"
+    tail = assistant("m2", input_tokens=1)
+    append(path, assistant("m1", input_tokens=5), tail)
+    assert of_transcript(path, cache).input == 6
+    # Another file in its place (another inode), longer, and ending where the last read stopped in
+    # the same bytes: only the inode tells (read on, it would count 5 + 1 + 2).
+    fresh = tmp_path / "new.jsonl"
+    fresh.write_bytes(
+        b"\n".join([assistant("m1", input_tokens=7), tail, assistant("m3", input_tokens=2)]) + b"\n"
+    )
+    os.replace(fresh, path)
+    assert of_transcript(path, cache).input == 10
+
+
 # -- Codex ------------------------------------------------------------------------------------------------
 
 
