@@ -75,6 +75,18 @@ class Usage:
         return data
 
 
+def compact(count: int) -> str:
+    """A token count in a few characters: 950, 12.3k, 456k, 1.2M, 3B."""
+    if count < 1000:
+        return str(count)
+    for unit, scale in (("k", 1e3), ("M", 1e6), ("B", 1e9)):
+        value = count / scale
+        text = f"{value:.1f}" if value < 99.95 else f"{value:.0f}"
+        if float(text) < 1000 or unit == "B":
+            return text.removesuffix(".0") + unit
+    raise AssertionError("unreachable")
+
+
 def _add_model(a: ModelTokens, b: ModelTokens) -> ModelTokens:
     return ModelTokens(a.model, *(getattr(a, k) + getattr(b, k) for k in KINDS))
 

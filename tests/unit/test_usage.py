@@ -13,10 +13,12 @@ import pytest
 from dev_sessions.config import Settings
 from dev_sessions.errors import SessionNotFound, UsageError
 from dev_sessions.sessions import SessionManager
+from dev_sessions.store import Session
 from dev_sessions.usage import (
     ModelTokens,
     SessionUsage,
     Usage,
+    compact,
     cost,
     from_codex,
     from_transcript,
@@ -229,6 +231,18 @@ def test_a_bad_price_table_is_a_usage_error_naming_the_file(tmp_path: Path, text
         load_prices(tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("count", "shown"),
+    [
+        (0, "0"), (999, "999"), (1000, "1k"), (12_345, "12.3k"), (99_949, "99.9k"), (99_950, "100k"),
+        (456_789, "457k"), (999_499, "999k"), (999_500, "1M"), (1_234_567, "1.2M"),
+        (999_999_999, "1B"), (3_000_000_000_000, "3000B"),
+    ],
+)  # fmt: skip
+def test_token_counts_are_shown_in_a_few_characters(count: int, shown: str) -> None:
+    assert compact(count) == shown
+
+
 # -- the library ------------------------------------------------------------------------------------------
 
 
@@ -269,3 +283,14 @@ def test_usage_of_an_unknown_session_is_refused(tmp_path: Path) -> None:
     sessions = manager(tmp_path, FakeBackend("claude"), FakeBackend("codex"))
     with pytest.raises(SessionNotFound):
         sessions.usage(["nope-nope"])
+
+
+def test_usage_of_this_machine_only_leaves_remote_sessions_out(tmp_path: Path) -> None:
+    claude = FakeBackend("claude")
+    sessions = manager(tmp_path, claude, FakeBackend("codex"))
+    here = sessions.create(cli="claude").session.id
+    with sessions.store.transaction() as doc:
+        doc.put(Session(id="far-away", internal_id="x", cli="claude", path="/", host="elsewhere"))
+    found = sessions.usage(remote=False)  # no host is asked: none is set up to answer
+    assert [row.id for row in found.sessions] == [here]
+    assert [row.id for row in sessions.usage([here, "far-away"], remote=False).sessions] == [here]
