@@ -1,9 +1,12 @@
 """Claude sessions, whole-process: the figures issue 2 names, against the original tool's.
 
-    python bench/claude_sessions.py [--runs N] [--only TEXT]
+    python bench/claude_sessions.py [--runs N] [--only TEXT] [--against CHECKOUT]
 
 Prints a table: median and p95 of each command as a user runs it (a new process each time), the
 target, the original TypeScript tool's figure measured on this machine kind, and the ratio.
+``--against`` times `list` with another checkout's code too (say, a worktree of the commit before),
+run for run in turn with this checkout's (both through PYTHONPATH), so that a change is measured
+under the same load.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common import Stats, World, ms, table, timed, world
+from common import ROOT, Stats, World, ms, table, timed, timed_pair, world
 
 # Measured side by side with the original TypeScript tool (node) on this machine kind (issue 2).
 ORIGINAL: dict[str, float | None] = {
@@ -91,6 +94,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--only", metavar="TEXT", help="Only the measures whose name holds TEXT.")
+    parser.add_argument("--against", type=Path, metavar="CHECKOUT", help="Also time list with this code.")
     args = parser.parse_args()
     runs = args.runs
 
@@ -106,13 +110,25 @@ def main() -> None:
         sid = ids[0]
         if wanted("status"):
             results["status"] = timed(lambda: w.run("status", sid), runs)
+
+        def time_list(name: str) -> None:
+            if args.against is None:
+                results[name] = timed(lambda: w.run("list"), runs)
+                return
+            # Both from their source trees (byte code compiled before timing), to be alike.
+            w.run("list", code=ROOT)
+            w.run("list", code=args.against)
+            results[name], results[f"{name}, {args.against}"] = timed_pair(
+                lambda: w.run("list", code=ROOT), lambda: w.run("list", code=args.against), runs
+            )
+
         if wanted("list (20 live sessions)"):
-            results["list (20 live sessions)"] = timed(lambda: w.run("list"), runs)
+            time_list("list (20 live sessions)")
         if wanted("list (20 sessions, a turn each)"):
             # Each transcript holds a turn, so that list has tokens to read (its TOKENS column).
             with ThreadPoolExecutor(4) as pool:
                 list(pool.map(lambda s: w.run("ask", s, "a short prompt", "--timeout", "60"), ids))
-            results["list (20 sessions, a turn each)"] = timed(lambda: w.run("list"), runs)
+            time_list("list (20 sessions, a turn each)")
         w.run("kill", *ids[1:])
 
         def settle() -> None:
@@ -149,13 +165,13 @@ def main() -> None:
 
     rows = []
     for name, stats in results.items():
-        original = ORIGINAL[name]
+        original = ORIGINAL.get(name)
         rows.append(
             [
                 name,
                 ms(stats.median),
                 ms(stats.p95),
-                TARGET[name],
+                TARGET.get(name, "-"),
                 ms(original) if original else "-",
                 f"{original / stats.median:.1f}x" if original else "-",
             ]
