@@ -1,9 +1,12 @@
 """Claude sessions, whole-process: the figures issue 2 names, against the original tool's.
 
-    python bench/claude_sessions.py [--runs N]
+    python bench/claude_sessions.py [--runs N] [--only TEXT] [--against CHECKOUT]
 
 Prints a table: median and p95 of each command as a user runs it (a new process each time), the
 target, the original TypeScript tool's figure measured on this machine kind, and the ratio.
+``--against`` times `list` with another checkout's code too (say, a worktree of the commit before),
+run for run in turn with this checkout's (both through PYTHONPATH), so that a change is measured
+under the same load.
 """
 
 from __future__ import annotations
@@ -17,13 +20,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common import Stats, World, ms, table, timed, world
+from common import ROOT, Stats, World, ms, table, timed, timed_pair, world
 
 # Measured side by side with the original TypeScript tool (node) on this machine kind (issue 2).
 ORIGINAL: dict[str, float | None] = {
     "--version": 0.128,
     "status": 0.133,
     "list (20 live sessions)": 0.228,
+    "list (20 sessions, a turn each)": None,
     "send (session ready)": 0.466,
     "send + wait (instant model)": 0.635,
     "send 50 lines, 4 KB (editor key)": None,
@@ -34,6 +38,7 @@ TARGET = {
     "--version": "< 100 ms",
     "status": "< 100 ms",
     "list (20 live sessions)": "< 150 ms",
+    "list (20 sessions, a turn each)": "< 150 ms",
     "send (session ready)": "< 150 ms",
     "send + wait (instant model)": "< 318 ms",
     "send 50 lines, 4 KB (editor key)": "-",
@@ -88,59 +93,92 @@ def wait_lateness(w: World, sid: str, runs: int) -> tuple[Stats, float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--only", metavar="TEXT", help="Only the measures whose name holds TEXT.")
+    parser.add_argument("--against", type=Path, metavar="CHECKOUT", help="Also time list with this code.")
     args = parser.parse_args()
     runs = args.runs
+
+    def wanted(name: str) -> bool:
+        return args.only is None or args.only in name
+
     results: dict[str, Stats] = {}
     with world() as w:
-        results["--version"] = timed(lambda: w.run("--version"), runs)
+        if wanted("--version"):
+            results["--version"] = timed(lambda: w.run("--version"), runs)
         with ThreadPoolExecutor(4) as pool:
             ids = list(pool.map(lambda _: w.create(), range(20)))
         sid = ids[0]
-        results["status"] = timed(lambda: w.run("status", sid), runs)
-        results["list (20 live sessions)"] = timed(lambda: w.run("list"), runs)
+        if wanted("status"):
+            results["status"] = timed(lambda: w.run("status", sid), runs)
+
+        def time_list(name: str) -> None:
+            if args.against is None:
+                results[name] = timed(lambda: w.run("list"), runs)
+                return
+            # Both from their source trees (byte code compiled before timing), to be alike.
+            w.run("list", code=ROOT)
+            w.run("list", code=args.against)
+            results[name], results[f"{name}, {args.against}"] = timed_pair(
+                lambda: w.run("list", code=ROOT), lambda: w.run("list", code=args.against), runs
+            )
+
+        if wanted("list (20 live sessions)"):
+            time_list("list (20 live sessions)")
+        if wanted("list (20 sessions, a turn each)"):
+            # Each transcript holds a turn, so that list has tokens to read (its TOKENS column).
+            with ThreadPoolExecutor(4) as pool:
+                list(pool.map(lambda s: w.run("ask", s, "a short prompt", "--timeout", "60"), ids))
+            time_list("list (20 sessions, a turn each)")
         w.run("kill", *ids[1:])
 
         def settle() -> None:
             w.run("wait", sid, "--timeout", "30")
 
-        results["send (session ready)"] = timed(
-            lambda: w.run("send", sid, "a short prompt"), runs, before=settle
-        )
-        settle()
+        if wanted("send (session ready)"):
+            results["send (session ready)"] = timed(
+                lambda: w.run("send", sid, "a short prompt"), runs, before=settle
+            )
+            settle()
 
         def send_and_wait() -> None:
             w.run("send", sid, "a short prompt")
             w.run("wait", sid, "--timeout", "30")
 
-        results["send + wait (instant model)"] = timed(send_and_wait, runs)
+        if wanted("send + wait (instant model)"):
+            results["send + wait (instant model)"] = timed(send_and_wait, runs)
         block = "\n".join(f"line {n}: {'x' * 70}" for n in range(50))
-        results["send 50 lines, 4 KB (editor key)"] = timed(
-            lambda: w.run("send", sid, block), runs, before=settle
-        )
-        settle()
+        if wanted("send 50 lines, 4 KB (editor key)"):
+            results["send 50 lines, 4 KB (editor key)"] = timed(
+                lambda: w.run("send", sid, block), runs, before=settle
+            )
+            settle()
         created: list[str] = []
-        results["create (until input box ready)"] = timed(
-            lambda: created.append(w.create()),
-            max(3, runs // 3),
-            before=lambda: created and w.run("kill", created.pop()),
-        )
-        results["wait: late after the turn ends"], wait_cpu = wait_lateness(w, sid, max(5, runs // 2))
+        if wanted("create (until input box ready)"):
+            results["create (until input box ready)"] = timed(
+                lambda: created.append(w.create()),
+                max(3, runs // 3),
+                before=lambda: created and w.run("kill", created.pop()),
+            )
+        wait_cpu = None
+        if wanted("wait: late after the turn ends"):
+            results["wait: late after the turn ends"], wait_cpu = wait_lateness(w, sid, max(5, runs // 2))
 
     rows = []
     for name, stats in results.items():
-        original = ORIGINAL[name]
+        original = ORIGINAL.get(name)
         rows.append(
             [
                 name,
                 ms(stats.median),
                 ms(stats.p95),
-                TARGET[name],
+                TARGET.get(name, "-"),
                 ms(original) if original else "-",
                 f"{original / stats.median:.1f}x" if original else "-",
             ]
         )
     print(table(["measure", "median", "p95", "target", "original", "faster"], rows))
-    print(f"\nCPU used by a 10 s wait beyond a quick command's start-up: {wait_cpu * 1000:.0f} ms")
+    if wait_cpu is not None:
+        print(f"\nCPU used by a 10 s wait beyond a quick command's start-up: {wait_cpu * 1000:.0f} ms")
     print(f"runs per measure: {runs} (create: {max(3, runs // 3)}, wait: {max(5, runs // 2)})")
 
 

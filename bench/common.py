@@ -76,11 +76,12 @@ class World:
     tool: Path
 
     def run(
-        self, *args: str, stdin: bytes | None = None, check: bool = True
+        self, *args: str, stdin: bytes | None = None, check: bool = True, code: Path | None = None
     ) -> subprocess.CompletedProcess[str]:
+        """``code``: run another checkout's dev_sessions (through PYTHONPATH) with the same install."""
         proc = subprocess.run(
             [str(self.tool), *args],
-            env=self.env,
+            env=self.env if code is None else {**self.env, "PYTHONPATH": str(code)},
             cwd=self.workdir,
             input=stdin.decode() if stdin is not None else None,
             capture_output=True,
@@ -152,6 +153,17 @@ def timed(action: Callable[[], object], runs: int, before: Callable[[], object] 
         action()
         samples.append(time.perf_counter() - started)
     return Stats(samples)
+
+
+def timed_pair(a: Callable[[], object], b: Callable[[], object], runs: int) -> tuple[Stats, Stats]:
+    """Two actions timed in turn, run after run, so that both see the same load."""
+    first, second = [], []
+    for _ in range(runs):
+        for action, samples in ((a, first), (b, second)):
+            started = time.perf_counter()
+            action()
+            samples.append(time.perf_counter() - started)
+    return Stats(first), Stats(second)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -351,11 +351,14 @@ class SessionManager:
         scope=("parent",),
         about="Tokens (input, output, cache read/write), turns and time worked, per session and in total.",
     )
-    def usage(self, session_ids: Sequence[str] = (), parent: str | None = None) -> UsageReport:
+    def usage(
+        self, session_ids: Sequence[str] = (), parent: str | None = None, *, remote: bool = True
+    ) -> UsageReport:
         """Each session's usage (``session_ids``, or every session, or ``parent``'s) and the total.
         Claude's from its transcript, Codex's from the app-server; a cost only when
         ``$DEV_SESSIONS_HOME/prices.json`` exists (:mod:`dev_sessions.usage`). A host that does not
-        answer gives its sessions an ``error`` and leaves them out of the total."""
+        answer gives its sessions an ``error`` and leaves them out of the total. ``remote=False``
+        leaves out the sessions on other hosts (no ssh call: what the text ``list`` shows)."""
         from dev_sessions import usage as usages
 
         if session_ids:
@@ -366,6 +369,8 @@ class SessionManager:
             sessions = [known[sid] for sid in dict.fromkeys(session_ids)]
         else:
             sessions = self.sessions(parent)
+        if not remote:
+            sessions = [s for s in sessions if not s.host]
         prices = usages.load_prices(self.settings.home)
         groups: dict[str, list[Session]] = {}
         for session in sessions:

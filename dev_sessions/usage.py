@@ -75,6 +75,18 @@ class Usage:
         return data
 
 
+def compact(count: int) -> str:
+    """A token count in a few characters: 950, 12.3k, 456k, 1.2M, 3B."""
+    if count < 1000:
+        return str(count)
+    for unit, scale in (("k", 1e3), ("M", 1e6), ("B", 1e9)):
+        value = count / scale
+        text = f"{value:.1f}" if value < 99.95 else f"{value:.0f}"
+        if float(text) < 1000 or unit == "B":
+            return text.removesuffix(".0") + unit
+    raise AssertionError("unreachable")
+
+
 def _add_model(a: ModelTokens, b: ModelTokens) -> ModelTokens:
     return ModelTokens(a.model, *(getattr(a, k) + getattr(b, k) for k in KINDS))
 
@@ -91,50 +103,75 @@ def total(usages: Iterable[Usage]) -> Usage:
 _WANTED = (b'"usage"', b'"turn_duration"')
 
 
-def from_transcript(lines: Iterable[bytes]) -> Usage:
-    """A Claude session's usage from its transcript's lines: each API message's ``message.usage`` once
-    (Claude writes one assistant entry per content block, each with the message's id and usage), and
-    a turn per ``turn_duration`` entry, its ``durationMs`` the time worked. Sidechain entries (a
-    subagent's) count too: their tokens were spent for this session. Only lines that can hold these
-    are parsed."""
-    from dev_sessions.claude.transcript import parse_lines
+class Tally:
+    """A Claude transcript's usage so far, fed its lines in order, a few at a time if need be
+    (:func:`of_transcript` feeds only the lines written since its last read). ``seen`` holds the API
+    message ids already counted: Claude writes one message over several lines, and a file may end
+    between two of them."""
 
-    seen: set[str] = set()
-    counts = dict.fromkeys(KINDS, 0)
-    per_model: dict[str, dict[str, int]] = {}
-    turns = 0
-    millis = 0
-    wanted = (line for line in lines if any(w in line for w in _WANTED))
-    for entry in parse_lines(wanted):
-        kind = entry.get("type")
-        if kind == "system" and entry.get("subtype") == "turn_duration":
-            if not entry.get("isSidechain"):
-                turns += 1
-                duration = entry.get("durationMs")
-                millis += duration if isinstance(duration, int) else 0
-            continue
-        message = entry.get("message")
-        if kind != "assistant" or not isinstance(message, dict):
-            continue
-        usage = message.get("usage")
-        if not isinstance(usage, dict) or entry.get("isApiErrorMessage"):
-            continue
-        key = str(message.get("id") or entry.get("requestId") or entry.get("uuid") or "")
-        if key in seen:
-            continue
-        seen.add(key)
-        tokens = {
-            "input": _int(usage.get("input_tokens")),
-            "output": _int(usage.get("output_tokens")),
-            "cache_read": _int(usage.get("cache_read_input_tokens")),
-            "cache_write": _int(usage.get("cache_creation_input_tokens")),
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        self.per_model: dict[str, dict[str, int]] = {}
+        self.turns = 0
+        self.millis = 0
+
+    def feed(self, lines: Iterable[bytes]) -> None:
+        """Each API message's ``message.usage`` once (Claude writes one assistant entry per content
+        block, each with the message's id and usage), and a turn per ``turn_duration`` entry, its
+        ``durationMs`` the time worked. Sidechain entries (a subagent's) count too: their tokens were
+        spent for this session. Only lines that can hold these are parsed."""
+        from dev_sessions.claude.transcript import parse_lines
+
+        wanted = (line for line in lines if any(w in line for w in _WANTED))
+        for entry in parse_lines(wanted):
+            kind = entry.get("type")
+            if kind == "system" and entry.get("subtype") == "turn_duration":
+                if not entry.get("isSidechain"):
+                    self.turns += 1
+                    duration = entry.get("durationMs")
+                    self.millis += duration if isinstance(duration, int) else 0
+                continue
+            message = entry.get("message")
+            if kind != "assistant" or not isinstance(message, dict):
+                continue
+            usage = message.get("usage")
+            if not isinstance(usage, dict) or entry.get("isApiErrorMessage"):
+                continue
+            key = str(message.get("id") or entry.get("requestId") or entry.get("uuid") or "")
+            if key in self.seen:
+                continue
+            self.seen.add(key)
+            model = self.per_model.setdefault(str(message.get("model") or "unknown"), dict.fromkeys(KINDS, 0))
+            model["input"] += _int(usage.get("input_tokens"))
+            model["output"] += _int(usage.get("output_tokens"))
+            model["cache_read"] += _int(usage.get("cache_read_input_tokens"))
+            model["cache_write"] += _int(usage.get("cache_creation_input_tokens"))
+
+    def usage(self) -> Usage:
+        models = tuple(ModelTokens(name, **self.per_model[name]) for name in sorted(self.per_model))
+        counts = {k: sum(m[k] for m in self.per_model.values()) for k in KINDS}
+        return Usage(**counts, turns=self.turns, seconds=self.millis / 1000, models=models)
+
+    def to_json(self) -> dict[str, Any]:
+        """All but ``seen`` (kept apart: only a transcript that grew needs it)."""
+        return {"models": self.per_model, "turns": self.turns, "millis": self.millis}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], seen: Iterable[str]) -> Tally:
+        tally = cls()
+        tally.seen = {str(key) for key in seen}
+        tally.per_model = {
+            str(name): {k: int(counts[k]) for k in KINDS} for name, counts in data["models"].items()
         }
-        model = per_model.setdefault(str(message.get("model") or "unknown"), dict.fromkeys(KINDS, 0))
-        for name, value in tokens.items():
-            counts[name] += value
-            model[name] += value
-    models = tuple(ModelTokens(name, **per_model[name]) for name in sorted(per_model))
-    return Usage(**counts, turns=turns, seconds=millis / 1000, models=models)
+        tally.turns, tally.millis = int(data["turns"]), int(data["millis"])
+        return tally
+
+
+def from_transcript(lines: Iterable[bytes]) -> Usage:
+    """A Claude session's usage from its transcript's lines (:class:`Tally`)."""
+    tally = Tally()
+    tally.feed(lines)
+    return tally.usage()
 
 
 def _int(value: object) -> int:
@@ -261,48 +298,74 @@ def report(found: Iterable[SessionUsage], prices: Prices | None) -> UsageReport:
     return UsageReport(rows, summed, prices is not None, None if prices is None else cost(summed, prices))
 
 
-# -- Claude's usage, cached by transcript size and mtime ----------------------------------------------
+# -- Claude's usage, kept per transcript and read on from where it stopped ----------------------------
+
+_CACHE_VERSION = 2
+_MARK = 64  # bytes before the offset kept to recognise the file next time
 
 
 def of_transcript(path: Path, cache_dir: Path) -> Usage:
-    """The usage in a Claude transcript; read again only when its size or mtime changed (the answer
-    is kept in ``cache_dir``, one small file per transcript)."""
+    """The usage in a Claude transcript. What was read is kept in ``cache_dir`` (per transcript: the
+    totals, the offset read to and the file's stamp in ``<name>.json``; the message ids counted in
+    ``<name>.ids.json``), so that an unchanged transcript is not read at all and one that grew is read
+    only from where the last read stopped (its complete lines). A transcript that shrank, was replaced
+    (another inode) or no longer ends where it did at the offset is read again from the start."""
+    from dev_sessions.watch import Tail
+
+    tail = Tail(path)
     try:
-        stat = path.stat()
-    except FileNotFoundError:
-        return Usage()
-    stamp = f"{stat.st_size}:{stat.st_mtime_ns}"
-    cached = cache_dir / (path.stem + ".json")
+        stat = tail.stat()
+        if stat is None:
+            return Usage()
+        stamp = [stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns]
+        meta_path = cache_dir / (path.stem + ".json")
+        ids_path = cache_dir / (path.stem + ".ids.json")
+        meta = _load(meta_path)
+        tally: Tally | None = None
+        try:
+            if meta.get("v") == _CACHE_VERSION and meta.get("path") == str(path):
+                if meta["stamp"] == stamp:
+                    return Tally.from_json(meta["tally"], ()).usage()
+                offset = int(meta["offset"])
+                same_file = meta["stamp"][:2] == stamp[:2] and offset <= stat.st_size
+                if same_file and tail.before(offset, _MARK).hex() == meta["mark"]:
+                    ids = _load(ids_path)
+                    if ids.get("at") == [*stamp[:2], offset]:
+                        tally = Tally.from_json(meta["tally"], ids["ids"])
+                        tail.offset = offset
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError):
+            tally = None  # a cache of another shape: read the whole transcript
+        fresh = tally is None
+        if tally is None:
+            tally, tail.offset = Tally(), 0
+        lines = tail.read_lines(upto=stat.st_size)  # what the stamp describes, not what came since
+        if tail.rewound:  # cut short since we looked: its lines are the whole file's again
+            tally = Tally()
+        counted = fresh or tail.rewound or bool(lines)
+        tally.feed(lines)
+        offset = tail.complete
+        mark = tail.before(offset, _MARK).hex()
+    finally:
+        tail.close()
+    from dev_sessions import files
+    from dev_sessions.errors import WriteFailed
+
+    try:
+        if counted:  # the ids first: a kept offset whose ids are not there is read again from the start
+            at = [*stamp[:2], offset]
+            files.write_atomic(ids_path, json.dumps({"at": at, "ids": list(tally.seen)}).encode())
+        record = {"v": _CACHE_VERSION, "path": str(path), "stamp": stamp, "offset": offset, "mark": mark}
+        files.write_atomic(meta_path, json.dumps({**record, "tally": tally.to_json()}).encode())
+    except (OSError, WriteFailed):
+        pass  # a cache that cannot be written costs time, not the answer
+    return tally.usage()
+
+
+def _load(path: Path) -> dict[str, Any]:
     from dev_sessions import files
 
-    raw = files.read_bytes(cached)
-    if raw:
-        try:
-            data = json.loads(raw)
-            if data.get("stamp") == stamp and data.get("path") == str(path):
-                return _from_json(data["usage"])
-        except (ValueError, KeyError, TypeError, AttributeError):
-            pass
-    with path.open("rb") as handle:
-        data_bytes = handle.read(stat.st_size)  # what the stamp describes, not what came since
-    found = from_transcript(data_bytes.split(b"\n"))
     try:
-        files.private_dir(cache_dir)
-        files.write_atomic(
-            cached, json.dumps({"path": str(path), "stamp": stamp, "usage": _to_json(found)}).encode()
-        )
-    except OSError:
-        pass  # a cache that cannot be written costs time, not the answer
-    return found
-
-
-def _to_json(usage: Usage) -> dict[str, Any]:
-    data: dict[str, Any] = {k: getattr(usage, k) for k in (*KINDS, "turns", "seconds")}
-    data["models"] = [[m.model, *(getattr(m, k) for k in KINDS)] for m in usage.models]
-    return data
-
-
-def _from_json(data: dict[str, Any]) -> Usage:
-    models = tuple(ModelTokens(str(m[0]), *(int(v) for v in m[1:5])) for m in data["models"])
-    counts = {k: int(data[k]) for k in KINDS}
-    return Usage(**counts, turns=int(data["turns"]), seconds=float(data["seconds"]), models=models)
+        data = json.loads(files.read_bytes(path) or b"{}")
+    except (ValueError, OSError):
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -201,27 +201,54 @@ async def run_steps_async(steps: Steps[T]) -> T:
 
 
 class Tail:
-    """New complete lines of a file that only grows, from a byte offset on."""
+    """New complete lines of a file that only grows, from a byte offset on.
+
+    A file that shrank below the offset is read again from the start (``rewound`` says so): what was
+    read before cannot be trusted to line up. ``complete`` is where the last complete line read ends,
+    the offset to start from next time (another process may keep it, with ``before`` to recognise the
+    file by)."""
 
     def __init__(self, path: Path, offset: int = 0) -> None:
         self.path = path
         self.offset = offset
+        self.rewound = False
         self._partial = b""
         self._fd: int | None = None
 
-    def read_lines(self) -> list[bytes]:
+    @property
+    def complete(self) -> int:
+        return self.offset - len(self._partial)
+
+    def stat(self) -> os.stat_result | None:
+        """The open file's status (it is opened now if it was not); None while it does not exist."""
         if self._fd is None:
             try:
                 self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
             except FileNotFoundError:
-                return []
-        size = os.fstat(self._fd).st_size
-        if size < self.offset:
+                return None
+        return os.fstat(self._fd)
+
+    def before(self, offset: int, count: int) -> bytes:
+        """Up to ``count`` bytes of the open file that end at ``offset``."""
+        if self._fd is None or offset <= 0:
+            return b""
+        start = max(0, offset - count)
+        return os.pread(self._fd, offset - start, start)
+
+    def read_lines(self, upto: int | None = None) -> list[bytes]:
+        """The complete lines written since the last read, up to byte ``upto`` at most (a size the
+        caller saw, so that what was read is what that size describes)."""
+        found = self.stat()
+        if found is None:
+            return []
+        assert self._fd is not None
+        size = found.st_size if upto is None else min(upto, found.st_size)
+        if found.st_size < self.offset:
             # The file was replaced by a shorter one: nothing we read so far can be trusted to line up.
             log.debug(
                 "%s shrank from %d to %d bytes; reading again from the start", self.path, self.offset, size
             )
-            self.offset, self._partial = 0, b""
+            self.offset, self._partial, self.rewound = 0, b"", True
         chunks = []
         while self.offset < size:
             chunk = os.pread(self._fd, min(size - self.offset, 1 << 22), self.offset)

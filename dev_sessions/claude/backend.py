@@ -241,9 +241,17 @@ class ClaudeBackend:
         return self.tmux(session).scrollback(ids.tmux_name(session.id))
 
     def usage(self, sessions: Sequence[Session]) -> dict[str, Usage]:
-        """From each transcript, read again only when it changed (``usage.of_transcript``)."""
+        """From each transcript, read on from where the last read stopped (``usage.of_transcript``).
+        A transcript that cannot be read leaves its session out (the library reports it unread)."""
         cache = self.settings.home / "cache" / "usage"
-        return {s.id: of_transcript(self.transcript(s), cache) for s in sessions}
+        found = {}
+        for session in sessions:
+            path = self.transcript(session)
+            try:
+                found[session.id] = of_transcript(path, cache)
+            except OSError as err:
+                log.info("%s: usage: cannot read %s: %s", session.id, path, err.strerror or err)
+        return found
 
     def inspect(self, session: Session) -> dict[str, Any]:
         live = self.facts.live(session)

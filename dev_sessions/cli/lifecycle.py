@@ -11,10 +11,10 @@ from dev_sessions.cli.context import sessions_api
 from dev_sessions.cli.output import dialog_lines, emit_json, note
 from dev_sessions.cli.sessions import JsonOpt
 from dev_sessions.durations import format_age, parse_duration
-from dev_sessions.errors import EXIT_ERROR, EXIT_OK, UsageError
+from dev_sessions.errors import EXIT_ERROR, EXIT_OK, DevSessionsError, UsageError
 from dev_sessions.store import parse_iso
 from dev_sessions.terminal import cell
-from dev_sessions.usage import Usage
+from dev_sessions.usage import Usage, compact
 
 
 def create(
@@ -115,15 +115,25 @@ def list_(as_json: JsonOpt = False) -> int:
     if not rows:
         note("no sessions")
         return 0
+    # Tokens of this machine's sessions only: a remote one's would cost an ssh call per host more.
+    try:
+        tallied = {u.id: u for u in manager.usage(remote=False).sessions}
+    except DevSessionsError as err:  # a bad price table, say: the list all the same, without tokens
+        note(f"dev-sessions: tokens not shown: {err}")
+        tallied = {}
     now = time.time()
     hosts = any(session.host for session, _ in rows)  # a HOST column only when there is a remote one
-    table = [("ID", "CLI", *(("HOST",) if hosts else ()), "STATUS", "AGE", "PATH", "DESCRIPTION")]
+    table = [("ID", "CLI", *(("HOST",) if hosts else ()), "STATUS", "AGE", "TOKENS", "PATH", "DESCRIPTION")]
     for session, found in rows:
         created = parse_iso(session.created_at)
         age = format_age(now - created.timestamp()) if created else "?"
         where = cell(session.path) + (f" [{cell(session.branch)}]" if session.branch else "")
         host = (cell(session.host or "local"),) if hosts else ()
-        table.append((session.id, session.cli, *host, found.state, age, where, cell(session.description)))
+        mine = tallied.get(session.id)
+        tokens = "-" if mine is None or mine.error else compact(mine.usage.tokens)
+        table.append(
+            (session.id, session.cli, *host, found.state, age, tokens, where, cell(session.description))
+        )
     columns = len(table[0]) - 1
     widths = [max(len(row[i]) for row in table) for i in range(columns)]
     for row in table:

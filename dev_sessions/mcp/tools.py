@@ -62,6 +62,7 @@ ARGUMENTS: dict[str, str] = {
     "steer": "Codex: add it to the running turn instead of queueing it.",
     "keep_worktree": "Keep the worktree even when it has no changes.",
     "forget": "Drop a session whose host does not answer from the list anyway.",
+    "remote": "Include sessions on other hosts (one ssh call per host); false: only this machine's.",
 }
 
 

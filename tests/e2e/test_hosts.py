@@ -18,9 +18,11 @@ from dev_sessions.config import Settings
 from dev_sessions.errors import HostUnreachable
 from dev_sessions.remote.host import SshTransport
 from dev_sessions.remote.ssh import Ssh
+from dev_sessions.selftest.fakes import anthropic
 from dev_sessions.selftest.fakes.anthropic import FakeAnthropic
 from dev_sessions.selftest.fakes.openai_responses import FakeResponses
 from dev_sessions.selftest.offline import claude_env, prepare_claude_home, prepare_codex_home
+from dev_sessions.usage import compact
 from tests.conftest import (
     SLOW,
     DevSessions,
@@ -155,6 +157,46 @@ def test_wait_across_hosts_and_an_unreachable_one(
     assert forgotten.returncode == 0 and forgotten.stdout == f"{remote}: killed\n"
     assert f"{remote}: forgotten here; {ALIAS} did not answer" in forgotten.stderr
     assert [r["championId"] for r in json.loads(cli.ok("list", "--json"))] == [local]
+
+
+def on_the_host(host: Sshd, *args: str) -> str:
+    """The host's own dev-sessions, run there as a person logged in there would (not from here)."""
+    done = subprocess.run(
+        [str(host.remote.bin / "dev-sessions"), *args],
+        env=host.remote.environ,
+        cwd=host.remote.home,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_usage_of_a_remote_session_is_the_hosts_own(
+    cli: DevSessions, host: Sshd, fake_anthropic: FakeAnthropic, claude: FakeAnthropic
+) -> None:
+    far = cli.ok("create", "-q", "--host", ALIAS).strip()
+    near = cli.ok("create", "-q").strip()
+    cli.ok("ask", far, "count these tokens", "--timeout", "120")
+    cli.ok("ask", far, "think <<multi>>", "--timeout", "120")  # one API message over three entries
+    cli.ok("ask", near, "count these tokens", "--timeout", "120")
+    theirs = json.loads(on_the_host(host, "usage", far, "--json"))
+    (row,) = theirs["sessions"]
+    # The fake's counts (see e2e/test_usage.py): the prompts' and replies' characters, fixed caches.
+    tokens = (row["input"], row["output"], row["cache_read"], row["cache_write"], row["turns"])
+    assert tokens == (33, 39, 2 * anthropic.CACHE_READ, 2 * anthropic.CACHE_WRITE, 2)
+    assert json.loads(cli.ok("usage", far, "--json")) == theirs
+    listed = {r["championId"]: r["usage"] for r in json.loads(cli.ok("list", "--json"))}
+    assert listed[far] == row
+    assert json.loads(cli.ok("inspect", far))["usage"] == row
+    both = json.loads(cli.ok("usage", "--json"))
+    assert both["total"]["tokens"] == row["tokens"] + listed[near]["tokens"]
+    # The text list: tokens for the session here; the remote one's would cost an ssh call more.
+    table = [line.split() for line in cli.ok("list").splitlines()]
+    column = table[0].index("TOKENS")
+    rows = {cells[0]: cells for cells in table[1:]}
+    assert rows[near][column] == compact(listed[near]["tokens"]) and rows[far][column] == "-"
 
 
 def test_doctor_checks_a_host(cli: DevSessions, host: Sshd, agents: AgentSet) -> None:

@@ -54,6 +54,9 @@ def test_claude_usage_after_two_turns(cli: DevSessions, claude: FakeAnthropic) -
     (listed,) = json.loads(cli.ok("list", "--json"))
     assert counts(listed["usage"]) == wanted
     assert counts(json.loads(cli.ok("inspect", sid))["usage"]) == wanted
+    head, line = cli.ok("list").splitlines()
+    assert head.split() == ["ID", "CLI", "STATUS", "AGE", "TOKENS", "PATH", "DESCRIPTION"]
+    assert line.split()[4] == str(sum(wanted[:4])) == "84"
     table = cli.ok("usage").splitlines()
     assert table[0].split() == ["ID", "CLI", "INPUT", "OUTPUT", "CACHE-READ", "CACHE-WRITE", "TURNS", "TIME"]
     assert table[1].split()[:7] == [sid, "claude", "33", "39", "8", "4", "2"]
@@ -77,5 +80,6 @@ def test_codex_usage_after_two_turns(cli: DevSessions, codex: FakeResponses) -> 
     (listed,) = json.loads(cli.ok("list", "--json"))
     assert counts(listed["usage"]) == wanted
     assert counts(json.loads(cli.ok("inspect", sid))["usage"]) == wanted
+    assert cli.ok("list").splitlines()[1].split()[4] == str(sum(wanted[:4])) == "62"
     priced(2_000_000.0)
     assert json.loads(cli.ok("usage", "--json"))["total"]["cost"] == 2 * sum(wanted[:4])

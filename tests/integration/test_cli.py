@@ -128,6 +128,21 @@ def test_create_list_status_inspect_kill(
     assert json.loads(cli.ok("list", "--json")) == []
 
 
+def test_list_shows_tokens_and_lists_without_them_past_a_bad_price_table(
+    cli: DevSessions, fake_claude: Path
+) -> None:
+    sid = cli.ok("create", "-q", "--description", "fake one").strip()
+    head, row = cli.ok("list").splitlines()
+    assert head.split() == ["ID", "CLI", "STATUS", "AGE", "TOKENS", "PATH", "DESCRIPTION"]
+    cells = row.split()
+    assert cells[:3] == [sid, "claude", "idle"] and cells[4] == "0"  # no transcript yet: no tokens
+    (Path(os.environ["DEV_SESSIONS_HOME"]) / "prices.json").write_text("{")
+    listed = cli("list")
+    assert listed.returncode == 0
+    assert listed.stdout.splitlines()[1].split()[4] == "-"
+    assert listed.stderr.count("\n") == 1 and "prices.json" in listed.stderr, listed.stderr
+
+
 def test_agent_gets_the_callers_environment_and_its_flags(
     cli: DevSessions, fake_claude: Path, monkeypatch: pytest.MonkeyPatch, tmux_server: Server, workdir: Path
 ) -> None:

@@ -13,10 +13,12 @@ import pytest
 from dev_sessions.config import Settings
 from dev_sessions.errors import SessionNotFound, UsageError
 from dev_sessions.sessions import SessionManager
+from dev_sessions.store import Session
 from dev_sessions.usage import (
     ModelTokens,
     SessionUsage,
     Usage,
+    compact,
     cost,
     from_codex,
     from_transcript,
@@ -107,6 +109,83 @@ def test_a_transcript_is_read_again_only_when_it_changed(tmp_path: Path) -> None
     assert of_transcript(tmp_path / "none.jsonl", cache) == Usage()
 
 
+def append(path: Path, *lines: bytes, end: bytes = b"\n") -> None:
+    with path.open("ab") as handle:
+        handle.write(b"\n".join(lines) + end)
+
+
+def kept(cache: Path, path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((cache / (path.stem + ".json")).read_text())
+    return data
+
+
+def test_a_transcript_that_grew_is_read_on_from_where_the_last_read_stopped(tmp_path: Path) -> None:
+    path, cache = tmp_path / "t.jsonl", tmp_path / "cache"
+    append(path, assistant("m1", input_tokens=5, output_tokens=6), turn_end(1000))
+    assert (of_transcript(path, cache).input, of_transcript(path, cache).turns) == (5, 1)
+    assert kept(cache, path)["offset"] == path.stat().st_size
+    # The kept totals are built upon, not worked out again: a tally changed in the cache shows through
+    # once the transcript grows (a whole read would count 1 turn, not 10).
+    record = kept(cache, path)
+    record["tally"]["turns"] = 9
+    (cache / "t.json").write_text(json.dumps(record))
+    append(path, assistant("m2", input_tokens=1, output_tokens=1), turn_end(500))
+    found = of_transcript(path, cache)
+    assert (found.input, found.output, found.turns) == (6, 7, 10)
+    assert kept(cache, path)["offset"] == path.stat().st_size
+    assert of_transcript(path, cache) == found  # unchanged since: the kept answer
+
+
+def test_a_message_written_across_two_reads_is_counted_once(tmp_path: Path) -> None:
+    path, cache = tmp_path / "t.jsonl", tmp_path / "cache"
+    # Claude writes one API message as an entry per content block, each with its id and usage.
+    append(path, assistant("m1", "thinking", input_tokens=3, output_tokens=7))
+    assert of_transcript(path, cache).output == 7
+    text = assistant("m1", "text", input_tokens=3, output_tokens=7)
+    append(path, text[:20], end=b"")  # half a line: not counted, not skipped
+    assert of_transcript(path, cache).output == 7
+    append(path, text[20:], assistant("m2", input_tokens=1, output_tokens=2), turn_end(900))
+    found = of_transcript(path, cache)
+    assert (found.input, found.output, found.turns) == (4, 9, 1)
+    assert found == from_transcript(path.read_bytes().split(b"\n"))
+    append(path, assistant("m2", "text", input_tokens=1, output_tokens=2))
+    assert of_transcript(path, cache) == found
+
+
+def test_a_transcript_cut_short_is_read_again_from_the_start(tmp_path: Path) -> None:
+    path, cache = tmp_path / "t.jsonl", tmp_path / "cache"
+    append(path, assistant("m1", input_tokens=50), assistant("m2", input_tokens=60))
+    assert of_transcript(path, cache).input == 110
+    inode = path.stat().st_ino
+    path.write_bytes(assistant("m3", input_tokens=1) + b"\n")  # truncated in place, shorter
+    assert path.stat().st_ino == inode
+    assert of_transcript(path, cache).input == 1
+
+
+def test_a_transcript_rewritten_in_place_is_read_again_from_the_start(tmp_path: Path) -> None:
+    path, cache = tmp_path / "t.jsonl", tmp_path / "cache"
+    append(path, assistant("m1", input_tokens=5))
+    assert of_transcript(path, cache).input == 5
+    # The same inode, longer than before, other bytes where the last read stopped.
+    path.write_bytes(assistant("m1", input_tokens=7) + b"\n" + assistant("m2", input_tokens=1) + b"\n")
+    assert of_transcript(path, cache).input == 8
+
+
+def test_a_replaced_transcript_is_read_again_from_the_start(tmp_path: Path) -> None:
+    path, cache = tmp_path / "t.jsonl", tmp_path / "cache"
+    tail = assistant("m2", input_tokens=1)
+    append(path, assistant("m1", input_tokens=5), tail)
+    assert of_transcript(path, cache).input == 6
+    # Another file in its place (another inode), longer, and ending where the last read stopped in
+    # the same bytes: only the inode tells (read on, it would count 5 + 1 + 2).
+    fresh = tmp_path / "new.jsonl"
+    fresh.write_bytes(
+        b"\n".join([assistant("m1", input_tokens=7), tail, assistant("m3", input_tokens=2)]) + b"\n"
+    )
+    os.replace(fresh, path)
+    assert of_transcript(path, cache).input == 10
+
+
 # -- Codex ------------------------------------------------------------------------------------------------
 
 
@@ -152,6 +231,18 @@ def test_a_bad_price_table_is_a_usage_error_naming_the_file(tmp_path: Path, text
         load_prices(tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("count", "shown"),
+    [
+        (0, "0"), (999, "999"), (1000, "1k"), (12_345, "12.3k"), (99_949, "99.9k"), (99_950, "100k"),
+        (456_789, "457k"), (999_499, "999k"), (999_500, "1M"), (1_234_567, "1.2M"),
+        (999_999_999, "1B"), (3_000_000_000_000, "3000B"),
+    ],
+)  # fmt: skip
+def test_token_counts_are_shown_in_a_few_characters(count: int, shown: str) -> None:
+    assert compact(count) == shown
+
+
 # -- the library ------------------------------------------------------------------------------------------
 
 
@@ -192,3 +283,14 @@ def test_usage_of_an_unknown_session_is_refused(tmp_path: Path) -> None:
     sessions = manager(tmp_path, FakeBackend("claude"), FakeBackend("codex"))
     with pytest.raises(SessionNotFound):
         sessions.usage(["nope-nope"])
+
+
+def test_usage_of_this_machine_only_leaves_remote_sessions_out(tmp_path: Path) -> None:
+    claude = FakeBackend("claude")
+    sessions = manager(tmp_path, claude, FakeBackend("codex"))
+    here = sessions.create(cli="claude").session.id
+    with sessions.store.transaction() as doc:
+        doc.put(Session(id="far-away", internal_id="x", cli="claude", path="/", host="elsewhere"))
+    found = sessions.usage(remote=False)  # no host is asked: none is set up to answer
+    assert [row.id for row in found.sessions] == [here]
+    assert [row.id for row in sessions.usage([here, "far-away"], remote=False).sessions] == [here]
