@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("dev_sessions.messaging.deliver")
 
 CODEX_POLL_S = 0.5
+CLAIMED_ELSEWHERE_S = 1.0
 LOST_ROUND_S = 0.5
 """How soon a deliverer whose messages server went away looks again."""
 
@@ -197,6 +198,7 @@ class Deliverer:
         nothing was left for the linger, time to go)."""
         sessions = {s.id: s for s in self.sessions.sessions()}
         waiting_codex = False
+        claimed_elsewhere = False
         blocked: set[str] = set()
         # Urgent messages first: they may be steered into a running turn.
         due = sorted(self.due(sessions), key=lambda item: (item[0].priority != "urgent", item[0].id))
@@ -216,6 +218,7 @@ class Deliverer:
                     # Another machine's deliverer holds it, or has just delivered it: not this one's.
                     log.debug("message %d to %s: claimed elsewhere", message.id, receipt.recipient)
                     blocked.add(receipt.recipient)
+                    claimed_elsewhere = True
                     continue
                 outcome = self.attempt(message, receipt, sessions)
             if outcome in ("waiting", "delivered"):
@@ -239,6 +242,8 @@ class Deliverer:
             timeout = min(timeout, max(0.0, (next_retry - now_ms()) / 1000))
         if waiting_codex:
             timeout = min(timeout, CODEX_POLL_S)
+        if claimed_elsewhere:  # look again soon, in case that deliverer let it go undelivered
+            timeout = min(timeout, CLAIMED_ELSEWHERE_S)
         if self._talking:
             timeout = min(timeout, max(0.0, self._pull_at - time.monotonic()))
         if self._idle_since is not None:
