@@ -8,7 +8,11 @@ measures our code and the protocol, not a disk). Per engine:
 
 * messages per second sent through the library by one process (one transaction each);
 * ``msg send`` and ``msg read --unread`` as whole processes, with ``--messages`` stored;
-* how long after a send commits a waiting ``msg wait`` process prints it.
+* how long after a send commits a waiting ``msg wait`` process prints it, and a waiting
+  ``Messenger.wait`` in a process of its own (another machine: its own ``DEV_SESSIONS_HOME``) returns
+  it: on PostgreSQL the server's NOTIFY wakes it (before: it looked every 0.2 s).
+
+``--only-wait`` measures the wake-ups alone.
 """
 
 from __future__ import annotations
@@ -16,12 +20,13 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
-from common import VENV, Stats, ms, table, timed, world
+from common import VENV, Stats, World, ms, table, timed, world
 
-from dev_sessions.messaging.store import open_store
+from dev_sessions.messaging.store import MessageStore, open_store
 from tests.fakes.postgres import binaries, running_postgres
 
 
@@ -32,7 +37,48 @@ def _with_driver() -> None:
         subprocess.run([str(python), "-m", "pip", "install", "--quiet", "psycopg[binary]>=3.1"], check=True)
 
 
-def measure(engine: str, url: str | None, runs: int, messages: int) -> list[list[str]]:
+LIBRARY_WAITER = textwrap.dedent(
+    """
+    import sys, time
+    from dev_sessions.messaging.messenger import Messenger
+    messenger = Messenger()
+    messenger.store  # connected before the rounds start
+    for line in sys.stdin:
+        messenger.wait("listener", timeout=30)
+        print(time.time(), flush=True)
+    """
+)
+
+
+def library_wake(w: World, url: str | None, store: MessageStore, runs: int) -> Stats:
+    """A Messenger.wait in a process of its own returns this long after the send commits."""
+    env = dict(w.env)
+    if url is not None:
+        # Another machine: its own state dir, the same server.
+        other = Path(env["DEV_SESSIONS_HOME"]).with_name("other-machine")
+        other.mkdir(mode=0o700, exist_ok=True)
+        env["DEV_SESSIONS_HOME"] = str(other)
+    waiter = subprocess.Popen(
+        [str(VENV / "bin" / "python"), "-c", LIBRARY_WAITER], env=env, cwd=w.workdir,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert waiter.stdin is not None and waiter.stdout is not None
+    late = []
+    for _ in range(runs):
+        waiter.stdin.write("go\n")
+        waiter.stdin.flush()
+        time.sleep(0.3)  # let it block
+        store.send("bench", {"listener": "mailbox"}, "wake up")
+        committed = time.time()
+        late.append(float(waiter.stdout.readline()) - committed)
+    waiter.stdin.close()
+    waiter.wait()
+    return Stats(late)
+
+
+def measure(
+    engine: str, url: str | None, runs: int, messages: int, only_wait: bool = False
+) -> list[list[str]]:
     rows = []
     with world() as w:
         if url is not None:
@@ -40,16 +86,20 @@ def measure(engine: str, url: str | None, runs: int, messages: int) -> list[list
         for name in ("bench", "reader", "listener"):
             w.run("agents", "register", name)
         store = open_store(url or Path(w.env["DEV_SESSIONS_HOME"]) / "messages.db")
+        if only_wait:
+            messages = 0
         started = time.perf_counter()
         text = "the quick brown fox jumps over the lazy dog"
         for n in range(messages):
             store.send("bench", {"reader" if n % 2000 == 0 else "bench": "mailbox"}, f"message {n}: {text}")
-        rate = messages / (time.perf_counter() - started)
-        rows.append([engine, "library send (one process, one transaction each)", f"{rate:,.0f} msg/s", ""])
-        send = timed(lambda: w.run("msg", "send", "--to", "bench", "--from", "reader", "hello"), runs)
-        rows.append([engine, f"msg send ({messages:,} stored)", ms(send.median), ms(send.p95)])
-        read = timed(lambda: w.run("msg", "read", "--as", "reader", "--unread"), runs)
-        rows.append([engine, f"msg read --unread ({messages:,} stored)", ms(read.median), ms(read.p95)])
+        if not only_wait:
+            rate = messages / (time.perf_counter() - started)
+            each = "library send (one process, one transaction each)"
+            rows.append([engine, each, f"{rate:,.0f} msg/s", ""])
+            send = timed(lambda: w.run("msg", "send", "--to", "bench", "--from", "reader", "hello"), runs)
+            rows.append([engine, f"msg send ({messages:,} stored)", ms(send.median), ms(send.p95)])
+            read = timed(lambda: w.run("msg", "read", "--as", "reader", "--unread"), runs)
+            rows.append([engine, f"msg read --unread ({messages:,} stored)", ms(read.median), ms(read.p95)])
         late = []
         for _ in range(runs):
             waiter = subprocess.Popen(
@@ -65,6 +115,10 @@ def measure(engine: str, url: str | None, runs: int, messages: int) -> list[list
             waiter.wait()
         wake = Stats(late)
         rows.append([engine, "msg wait: prints after the send commits", ms(wake.median), ms(wake.p95)])
+        wake = library_wake(w, url, store, runs)
+        where = " on another machine" if url else ""
+        label = f"Messenger.wait{where}: returns after the commit"
+        rows.append([engine, label, ms(wake.median), ms(wake.p95)])
         store.close()
     return rows
 
@@ -73,14 +127,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--messages", type=int, default=10_000)
+    parser.add_argument("--only-wait", action="store_true", help="measure the wake-ups alone")
     args = parser.parse_args()
     bindir = binaries()
     if bindir is None:
         sys.exit("PostgreSQL is not installed (Debian: apt-get install postgresql; it need not run)")
-    rows = measure("sqlite", None, args.runs, args.messages)
+    rows = measure("sqlite", None, args.runs, args.messages, args.only_wait)
     _with_driver()
     with running_postgres(bindir) as server:
-        rows += measure("postgres", server.database(), args.runs, args.messages)
+        rows += measure("postgres", server.database(), args.runs, args.messages, args.only_wait)
     print(table(["engine", "measure", "median", "p95"], rows))
     print(f"\nruns per measure: {args.runs}; PostgreSQL from {bindir}, on a Unix socket")
 

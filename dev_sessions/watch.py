@@ -1,4 +1,5 @@
-"""Waiting without polling: file-system events for directories, process exits for pids.
+"""Waiting without polling: file-system events for directories, process exits for pids, and any
+other :class:`Source` of wake-ups (a PostgreSQL server's LISTEN connection).
 
 On Linux, directories are watched with inotify (through ctypes; no dependency) and processes with
 ``pidfd_open``, and ``Watcher.wait`` sleeps in one ``select`` on all of them, so a waiter costs no CPU
@@ -20,7 +21,7 @@ import select
 import sys
 from collections.abc import Generator
 from pathlib import Path
-from typing import TypeVar, cast
+from typing import Protocol, TypeVar, cast
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,24 @@ class _Inotify:
         os.close(self.fd)
 
 
+class Source(Protocol):
+    """Something else that wakes a :class:`Watcher`: a descriptor that becomes readable when it has news."""
+
+    def fileno(self) -> int | None:
+        """The descriptor to sleep on; None while there is none (a connection being made again)."""
+
+    def longest_sleep(self, timeout: float) -> float:
+        """How long the watcher may sleep before :meth:`drain` must run (0: news is already waiting)."""
+
+    def drain(self) -> None:
+        """Take in what woke the watcher, without blocking (and try again what failed, when due)."""
+
+    def close(self) -> None: ...
+
+
 class Watcher:
-    """Sleeps until a watched directory changes, a watched process exits, or time runs out."""
+    """Sleeps until a watched directory changes, a watched process exits, a source has news, or time
+    runs out."""
 
     def __init__(self) -> None:
         self._inotify: _Inotify | None = None
@@ -70,6 +87,11 @@ class Watcher:
         self._dirs: set[Path] = set()
         self._pidfds: dict[int, int] = {}
         self._polled_pids: set[int] = set()
+        self._sources: list[Source] = []
+
+    def watch_source(self, source: Source) -> None:
+        """Wake on ``source`` too; it is closed with the watcher."""
+        self._sources.append(source)
 
     def watch_dir(self, path: Path) -> bool:
         """Watch a directory (or, while it does not exist, its nearest existing ancestor).
@@ -116,10 +138,13 @@ class Watcher:
         fds = list(self._pidfds.values())
         if self._inotify is not None:
             fds.append(self._inotify.fd)
+        fds.extend(fd for source in self._sources if (fd := source.fileno()) is not None)
         return fds
 
     def longest_sleep(self, timeout: float) -> float:
         """How long one may sleep on ``fds()`` alone before looking again by hand."""
+        for source in self._sources:
+            timeout = source.longest_sleep(timeout)
         if self._inotify is None:
             return min(timeout, POLL_INTERVAL)
         return min(timeout, 1.0) if self._polled_pids else timeout
@@ -127,11 +152,14 @@ class Watcher:
     def drain(self) -> None:
         if self._inotify is not None:
             self._inotify.drain()
+        for source in self._sources:
+            source.drain()
 
     def wait(self, timeout: float) -> None:
         """Sleep until something watched happens or ``timeout`` seconds pass."""
         timeout = self.longest_sleep(timeout)
         if timeout <= 0:
+            self.drain()
             return
         select.select(self.fds(), [], [], timeout)
         self.drain()
@@ -142,6 +170,7 @@ class Watcher:
 
         timeout = self.longest_sleep(timeout)
         if timeout <= 0:
+            self.drain()
             return
         loop = asyncio.get_running_loop()
         woke = asyncio.Event()
@@ -158,6 +187,9 @@ class Watcher:
         self.drain()
 
     def close(self) -> None:
+        for source in self._sources:
+            source.close()
+        self._sources.clear()
         for fd in self._pidfds.values():
             os.close(fd)
         self._pidfds.clear()

@@ -26,10 +26,11 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dev_sessions import files
 from dev_sessions.config import Settings
-from dev_sessions.errors import DevSessionsError, SessionExited
+from dev_sessions.errors import DevSessionsError, MessagesUnavailable, SessionExited
 from dev_sessions.files import private_dir
 from dev_sessions.messaging.notice import frame
 from dev_sessions.messaging.records import Message, Receipt
@@ -37,9 +38,15 @@ from dev_sessions.messaging.relay import PULL_EVERY_S, hosts_of, retry_at
 from dev_sessions.messaging.store import now_ms, store_for
 from dev_sessions.store import Session, SessionStore
 
+if TYPE_CHECKING:
+    from dev_sessions.watch import Watcher
+
 log = logging.getLogger("dev_sessions.messaging.deliver")
 
 CODEX_POLL_S = 0.5
+CLAIMED_ELSEWHERE_S = 1.0
+LOST_ROUND_S = 0.5
+"""How soon a deliverer whose messages server went away looks again."""
 
 
 def _lock_path(settings: Settings) -> Path:
@@ -168,57 +175,80 @@ class Deliverer:
     def run(self) -> None:
         from dev_sessions.watch import Watcher
 
-        idle_since: float | None = None
-        pull_at = 0.0
-        talking: dict[str, set[str]] = {}
+        self._idle_since: float | None = None
+        self._pull_at = 0.0
+        self._talking: dict[str, set[str]] = {}
         with Watcher() as watcher:
             watcher.watch_dir(self.settings.home)
+            self.store.watch_mail(watcher)  # on a server, its notifications (the files above on SQLite)
             while True:
-                sessions = {s.id: s for s in self.sessions.sessions()}
-                waiting_codex = False
-                blocked: set[str] = set()
-                # Urgent messages first: they may be steered into a running turn.
-                due = sorted(self.due(sessions), key=lambda item: (item[0].priority != "urgent", item[0].id))
-                if time.monotonic() >= pull_at:
-                    talking = self.talking(sessions)
-                    if talking:
-                        from dev_sessions.messaging.relay import pull
-
-                        for copy in pull(self.settings, self.store, talking, sessions):
-                            log.info("message %d pulled from %s", copy.id, (copy.metadata or {}).get("host"))
-                    pull_at = time.monotonic() + PULL_EVERY_S
-                for message, receipt in due:
-                    if receipt.recipient in blocked:
-                        continue  # one at a time per session, in order
-                    outcome = self.attempt(message, receipt, sessions)
-                    if outcome in ("waiting", "delivered"):
-                        # The next message to this session waits for its next idle point (a delivered
-                        # one has just started a turn there).
-                        blocked.add(receipt.recipient)
-                        session = sessions[receipt.recipient]
-                        signals = self.manager.backend(session.cli).idle_signals(session)
-                        for directory in signals:
-                            watcher.watch_dir(directory)
-                        waiting_codex = waiting_codex or not signals
-                next_retry = self.next_retry_ms(sessions)
-                if not blocked and next_retry is None and not talking:
-                    idle_since = idle_since or time.monotonic()
-                    if time.monotonic() - idle_since >= self.linger:
-                        return
-                else:
-                    idle_since = None
-                timeout = 30.0
-                if next_retry is not None:
-                    timeout = min(timeout, max(0.0, (next_retry - now_ms()) / 1000))
-                if waiting_codex:
-                    timeout = min(timeout, CODEX_POLL_S)
-                if talking:
-                    timeout = min(timeout, max(0.0, pull_at - time.monotonic()))
-                if idle_since is not None:
-                    timeout = min(timeout, self.linger)
-                if self.store.poll_s is not None:  # a server: nothing on this disk says mail came
-                    timeout = min(timeout, self.store.poll_s)
+                try:
+                    timeout = self._round(watcher)
+                except MessagesUnavailable as err:
+                    # The server went away: the listener connects again with back-off, and a later round
+                    # catches up from the receipts (a claim held died with the connection).
+                    log.warning("%s; trying again", err)
+                    timeout = LOST_ROUND_S
+                if timeout is None:
+                    return
                 watcher.wait(timeout)
+
+    def _round(self, watcher: Watcher) -> float | None:
+        """One look at what is due and one delivery attempt per session; how long to sleep then (None:
+        nothing was left for the linger, time to go)."""
+        sessions = {s.id: s for s in self.sessions.sessions()}
+        waiting_codex = False
+        claimed_elsewhere = False
+        blocked: set[str] = set()
+        # Urgent messages first: they may be steered into a running turn.
+        due = sorted(self.due(sessions), key=lambda item: (item[0].priority != "urgent", item[0].id))
+        if time.monotonic() >= self._pull_at:
+            self._talking = self.talking(sessions)
+            if self._talking:
+                from dev_sessions.messaging.relay import pull
+
+                for copy in pull(self.settings, self.store, self._talking, sessions):
+                    log.info("message %d pulled from %s", copy.id, (copy.metadata or {}).get("host"))
+            self._pull_at = time.monotonic() + PULL_EVERY_S
+        for message, receipt in due:
+            if receipt.recipient in blocked:
+                continue  # one at a time per session, in order
+            with self.store.claim(message.id, receipt.recipient) as mine:
+                if not mine:
+                    # Another machine's deliverer holds it, or has just delivered it: not this one's.
+                    log.debug("message %d to %s: claimed elsewhere", message.id, receipt.recipient)
+                    blocked.add(receipt.recipient)
+                    claimed_elsewhere = True
+                    continue
+                outcome = self.attempt(message, receipt, sessions)
+            if outcome in ("waiting", "delivered"):
+                # The next message to this session waits for its next idle point (a delivered one has
+                # just started a turn there).
+                blocked.add(receipt.recipient)
+                session = sessions[receipt.recipient]
+                signals = self.manager.backend(session.cli).idle_signals(session)
+                for directory in signals:
+                    watcher.watch_dir(directory)
+                waiting_codex = waiting_codex or not signals
+        next_retry = self.next_retry_ms(sessions)
+        if not blocked and next_retry is None and not self._talking:
+            self._idle_since = self._idle_since or time.monotonic()
+            if time.monotonic() - self._idle_since >= self.linger:
+                return None
+        else:
+            self._idle_since = None
+        timeout = 30.0
+        if next_retry is not None:
+            timeout = min(timeout, max(0.0, (next_retry - now_ms()) / 1000))
+        if waiting_codex:
+            timeout = min(timeout, CODEX_POLL_S)
+        if claimed_elsewhere:  # look again soon, in case that deliverer let it go undelivered
+            timeout = min(timeout, CLAIMED_ELSEWHERE_S)
+        if self._talking:
+            timeout = min(timeout, max(0.0, self._pull_at - time.monotonic()))
+        if self._idle_since is not None:
+            timeout = min(timeout, self.linger)
+        return timeout
 
 
 def main() -> None:

@@ -21,7 +21,14 @@ from pathlib import Path
 from dev_sessions.api import USER, JsonObject, call, check_name
 from dev_sessions.config import Settings
 from dev_sessions.durations import parse_duration
-from dev_sessions.errors import MessageNotFound, NoMessage, RecipientNotFound, SpaceNotFound, UsageError
+from dev_sessions.errors import (
+    MessageNotFound,
+    MessagesUnavailable,
+    NoMessage,
+    RecipientNotFound,
+    SpaceNotFound,
+    UsageError,
+)
 from dev_sessions.messaging.records import Agent, AgentInfo, Message, Receipt, Space
 from dev_sessions.messaging.relay import PULL_EVERY_S, hosts_of
 from dev_sessions.messaging.store import PRIORITIES, MessageStore, store_for
@@ -34,6 +41,11 @@ PARENT = "parent"
 RESERVED = {PARENT, "all", "everyone"}
 MAX_BODY = 1024 * 1024
 ONLINE_WINDOW_S = 300
+LOOK_EVERY_S = 2.0
+"""A waiter looks at its inbox this often even when nothing told it of mail (a writer of an older
+dev-sessions that does not announce its messages on a server is seen that late, not never)."""
+LOST_LOOK_S = 0.5
+"""How often a waiter whose server went away tries its look again."""
 _MESSAGE_ID = re.compile(r"(?:m|#)?([0-9]{1,18})")
 
 
@@ -248,32 +260,53 @@ class Messenger:
     def _wait_steps(
         self, reader: str | None, timeout: float | None, mark_read: bool
     ) -> Generator[tuple[Watcher, float], None, list[Message]]:
-        """Rounds of looking at the inbox; each yields how long to sleep (on database changes)."""
+        """Rounds of looking at the inbox; each yields how long to sleep (until the store says mail may
+        have come: the database file changing, or the server's notification)."""
         me = self.me(reader)
         deadline = None if timeout is None else time.monotonic() + timeout
         announced = False
         pulled_at: float | None = None
         remote = False
+        looked_at: float | None = None
+        lost = False
         with Watcher() as watcher:
-            watcher.watch_dir(self.db_path.parent)
+            # Told of mail before the first look, so that nothing committed in between goes unseen.
+            news = self.store.watch_mail(watcher, {me})
             while True:
                 if pulled_at is None or time.monotonic() - pulled_at >= PULL_EVERY_S:
                     remote = self._pull(me)
                     pulled_at = time.monotonic()
-                found = self.store.inbox(me, unread=True)
-                if found:
-                    if mark_read:
-                        self.store.mark_read(me, [m.id for m in found])
-                    return found
                 remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
+                expired = remaining is not None and remaining <= 0
+                if (
+                    news.heard()
+                    or lost
+                    or expired
+                    or looked_at is None
+                    or time.monotonic() - looked_at >= LOOK_EVERY_S
+                ):
+                    try:
+                        found = self.store.inbox(me, unread=True)
+                        lost = False
+                    except MessagesUnavailable as err:
+                        if looked_at is None or expired:
+                            raise
+                        # The server went away mid-wait: the next look, when it is back, catches up.
+                        log.debug("%s: %s", me, err)
+                        found, lost = [], True
+                    looked_at = time.monotonic()
+                    if found:
+                        if mark_read:
+                            self.store.mark_read(me, [m.id for m in found])
+                        return found
+                if expired:
                     raise NoMessage(reader=me, timeout=timeout or 0)
                 if not announced:
                     log.debug("%s: waiting for a message", me)  # once, as the wait starts to block
                     announced = True
-                nap = 2.0 if remaining is None else min(remaining, 2.0)
-                if self.store.poll_s is not None:  # a server: no file here changes when mail comes
-                    nap = min(nap, self.store.poll_s)
+                nap = LOOK_EVERY_S if remaining is None else min(remaining, LOOK_EVERY_S)
+                if lost:
+                    nap = min(nap, LOST_LOOK_S)
                 if remote:  # answers on a host are looked for there, nothing here announces them
                     nap = min(nap, max(0.05, pulled_at + PULL_EVERY_S - time.monotonic()))
                 yield watcher, nap

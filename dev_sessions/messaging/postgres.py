@@ -19,12 +19,29 @@ written once for both engines; what differs lives here:
   configuration (words lower-cased and without accents, no stemming: what SQLite's ``unicode61
   remove_diacritics 2`` does), a GIN index on it, and FTS5's query syntax translated by
   :mod:`dev_sessions.messaging.fts`.
+* Being told of new mail: every message is announced with a ``NOTIFY`` on :data:`CHANNEL` in the
+  transaction that stores it (payload: its recipients, or null when they would not fit), delivered
+  only once it commits. A waiter (``msg wait``, the deliverer) listens on a connection of its own
+  (:class:`Listener`, a :class:`~dev_sessions.watch.Source`: its socket wakes the watcher), opened
+  before its first look so that nothing committed in between is missed. A lost connection (a server
+  restarted, a backend terminated) is made again with back-off (:data:`RECONNECT_S`), and the first
+  wake-up after it says "look" so that what was sent in the gap is caught up from the tables. The
+  store's own connection is made again too when it is found lost before a statement (a statement cut
+  off half-way is one-line :class:`MessagesUnavailable`, never retried: it may have been done).
+* Delivery claims: a deliverer holds a session-level advisory lock per receipt while it delivers
+  (:meth:`PostgresMessageStore.claim`), and looks at the receipt again under it; the lock goes with
+  its connection, so a deliverer killed mid-delivery leaves the receipt to the next one at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Iterator, Sequence
+import json
+import logging
+import select
+import time
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -32,7 +49,15 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from dev_sessions.errors import MessagesUnavailable, StoreTooNew, ToolMissing
 from dev_sessions.messaging.fts import to_tsquery
 from dev_sessions.messaging.records import Message
-from dev_sessions.messaging.store import MESSAGE_COLUMNS, Database, MessageStore, message_of, visible_to
+from dev_sessions.messaging.store import (
+    MESSAGE_COLUMNS,
+    Database,
+    MailNews,
+    MessageStore,
+    message_of,
+    visible_to,
+)
+from dev_sessions.watch import Watcher
 
 try:
     import psycopg
@@ -42,6 +67,15 @@ except ImportError as err:  # psycopg is an optional extra
         hint="DEV_SESSIONS_MESSAGES_URL names a PostgreSQL server; install its driver with "
         "`pip install 'dev-sessions[postgres]'` (or `scripts/install --postgres`)",
     ) from err
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "dev_sessions_mail"
+"""The LISTEN/NOTIFY channel every message is announced on."""
+MAX_PAYLOAD = 4000
+"""Bytes of recipients a notification carries (the server's limit is 8000); more is sent as null."""
+RECONNECT_S = (0.0, 0.1, 0.2, 0.5, 1.0, 2.0)
+"""Back-off between attempts to make a lost connection again (the last one repeats)."""
 
 # Advisory lock keys (any 64-bit numbers, constant across versions): one for migrating, one for writes.
 MIGRATE_LOCK = 0x64657673_6D696772  # "devsmigr"
@@ -148,6 +182,17 @@ def _password(url: str) -> str | None:
         return None
 
 
+def unavailable(url: str, err: BaseException) -> MessagesUnavailable:
+    """The one line for a server that failed us: the URL and psycopg's words, without the password."""
+    detail = " ".join(str(err).split()) or type(err).__name__
+    password = _password(url)
+    if password:
+        detail = detail.replace(password, "***")
+    return MessagesUnavailable(
+        where=redact(url), detail=f"the messages server failed: {detail} (see DEV_SESSIONS_MESSAGES_URL)"
+    )
+
+
 @functools.lru_cache(maxsize=256)
 def _placeholders(sql: str) -> str:
     """SQLite's ``?`` as psycopg's ``%s`` (a literal ``%`` doubled). Our SQL has no ``?`` in a string."""
@@ -160,21 +205,39 @@ class Connection:
     def __init__(self, url: str) -> None:
         self.url = url
         self.where = redact(url)
+        self.writing = False
+        self.pg = self._connect()
+
+    def _connect(self) -> psycopg.Connection[Any]:
         try:
-            self.pg = psycopg.connect(url, autocommit=True, application_name="dev-sessions")
+            return psycopg.connect(self.url, autocommit=True, application_name="dev-sessions")
         except psycopg.Error as err:
             raise self.unavailable(err) from None
 
+    def _alive(self) -> None:
+        """Make the connection again if it is found lost (a restarted server, a terminated backend):
+        before a statement, never in the middle of a transaction. What a lost connection left to read
+        is there already (the server's farewell, or end of file), so this costs no round trip."""
+        if not self.pg.closed and not self.pg.broken:
+            try:
+                readable, _, _ = select.select([self.pg.pgconn.socket], [], [], 0)
+                if not readable:
+                    return
+                self.pg.pgconn.consume_input()
+                if self.pg.pgconn.status == psycopg.pq.ConnStatus.OK:
+                    return
+            except (psycopg.OperationalError, OSError, ValueError):
+                pass
+        log.info("%s: the connection was lost; connecting again", self.where)
+        self.pg.close()
+        self.pg = self._connect()
+
     def unavailable(self, err: BaseException) -> MessagesUnavailable:
-        detail = " ".join(str(err).split()) or type(err).__name__
-        password = _password(self.url)
-        if password:
-            detail = detail.replace(password, "***")
-        return MessagesUnavailable(
-            where=self.where, detail=f"the messages server failed: {detail} (see DEV_SESSIONS_MESSAGES_URL)"
-        )
+        return unavailable(self.url, err)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
+        if not self.writing:
+            self._alive()
         try:
             return self.pg.execute(_placeholders(sql), params)
         except psycopg.OperationalError as err:
@@ -190,12 +253,16 @@ class Connection:
     @contextmanager
     def write(self, lock: int = WRITE_LOCK) -> Iterator[Connection]:
         """One transaction, writers queued on an advisory lock as SQLite's ``BEGIN IMMEDIATE`` queues them."""
+        self._alive()
         try:
             with self.pg.transaction():
                 self.pg.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
+                self.writing = True
                 yield self
         except psycopg.OperationalError as err:
             raise self.unavailable(err) from None
+        finally:
+            self.writing = False
 
     def close(self) -> None:
         self.pg.close()
@@ -234,13 +301,102 @@ def migrate(db: Connection, migrations: list[tuple[int, list[str]]]) -> None:
             db.execute("UPDATE dev_sessions_schema SET version = ?", (latest,))
 
 
+def _payload(recipients: list[str], space: str | None) -> str:
+    text = json.dumps({"to": recipients, "space": space}, ensure_ascii=False)
+    if len(text.encode()) > MAX_PAYLOAD:
+        text = json.dumps({"to": None, "space": None})  # too many to name: anyone may look
+    return text
+
+
+class Listener:
+    """A connection of its own that LISTENs on :data:`CHANNEL`: a :class:`~dev_sessions.watch.Source`
+    for a watcher, and the :class:`~dev_sessions.messaging.store.MailNews` of a waiter (whether a
+    notification named one of ``names``, anyone's for None, or the connection was made again)."""
+
+    def __init__(self, url: str, names: Collection[str] | None) -> None:
+        self.url = url
+        self.where = redact(url)
+        self.names = None if names is None else set(names)
+        self.pg: psycopg.Connection[Any] | None = None
+        self.attempts = 0
+        self.retry_at = 0.0
+        self.news = True
+        self._connect()
+
+    def _connect(self) -> None:
+        pg = None
+        try:
+            pg = psycopg.connect(self.url, autocommit=True, application_name="dev-sessions")
+            pg.execute(f"LISTEN {CHANNEL}")
+        except psycopg.Error as err:
+            if pg is not None:
+                pg.close()
+            raise unavailable(self.url, err) from None
+        self.pg, self.attempts, self.news = pg, 0, True  # a new connection: catch up from the tables
+
+    def _lost(self, why: object) -> None:
+        if self.pg is not None:
+            log.warning("%s: lost the connection told of new mail (%s); connecting again", self.where, why)
+            self.pg.close()
+            self.pg = None
+        self.retry_at = time.monotonic() + RECONNECT_S[min(self.attempts, len(RECONNECT_S) - 1)]
+        self.attempts += 1
+
+    def fileno(self) -> int | None:
+        return None if self.pg is None else self.pg.pgconn.socket
+
+    def longest_sleep(self, timeout: float) -> float:
+        if self.pg is None:
+            return min(timeout, max(0.0, self.retry_at - time.monotonic()))
+        return timeout
+
+    def drain(self) -> None:
+        if self.pg is None:
+            if time.monotonic() >= self.retry_at:
+                try:
+                    self._connect()
+                    log.info("%s: connected again; catching up", self.where)
+                except MessagesUnavailable as err:
+                    self._lost(err)
+            return
+        pgconn = self.pg.pgconn
+        try:
+            readable, _, _ = select.select([pgconn.socket], [], [], 0)
+            if not readable:
+                return
+            pgconn.consume_input()
+            while (notice := pgconn.notifies()) is not None:
+                self._note(notice.extra)
+        except (psycopg.OperationalError, OSError, ValueError) as err:
+            self._lost(" ".join(str(err).split()))
+            return
+        if pgconn.status != psycopg.pq.ConnStatus.OK:
+            self._lost("the server closed it")
+
+    def _note(self, payload: bytes) -> None:
+        try:
+            to = json.loads(payload)["to"]
+        except (ValueError, KeyError, TypeError):
+            to = None
+        if self.names is None or to is None or not self.names.isdisjoint(to):
+            log.debug("told of new mail for %s", ", ".join(to) if to else "anyone")
+            self.news = True
+
+    def heard(self) -> bool:
+        news, self.news = self.news, False
+        return news
+
+    def close(self) -> None:
+        if self.pg is not None:
+            self.pg.close()
+            self.pg = None
+
+
 class PostgresMessageStore(MessageStore):
     """The messages on a PostgreSQL server: :class:`MessageStore`'s queries, this engine's ways."""
 
     engine = "postgres"
     shared = True
-    poll_s: float | None = 0.2
-    """Nothing on this machine's disk changes when another machine writes: waiters look again."""
 
     def __init__(self, url: str, migrations: list[tuple[int, list[str]]] | None = None) -> None:
         self.path = None
@@ -256,6 +412,33 @@ class PostgresMessageStore(MessageStore):
 
     def write(self) -> AbstractContextManager[Database]:
         return self.server.write()
+
+    def _announce(self, db: Database, recipients: list[str], space: str | None) -> None:
+        db.execute("SELECT pg_notify(?, ?)", (CHANNEL, _payload(recipients, space)))
+
+    def watch_mail(self, watcher: Watcher, names: Collection[str] | None = None) -> MailNews:
+        """Nothing on this machine's disk changes when mail comes: a :class:`Listener` wakes ``watcher``."""
+        listener = Listener(self.server.url, names)
+        watcher.watch_source(listener)
+        return listener
+
+    @contextmanager
+    def claim(self, message_id: int, recipient: str) -> Iterator[bool]:
+        """The receipt's advisory lock (a key from the recipient and the message), held by this
+        connection while it delivers; then the look of SQLite's ``claim``, under it. Another machine's
+        deliverer that saw the same receipt queued either finds the lock held, or takes it after this
+        one marked the receipt and finds it no longer due. A deliverer killed mid-delivery loses the
+        lock with its connection."""
+        key = "hashtextextended(?, ?)"
+        row = self.server.execute(f"SELECT pg_try_advisory_lock({key})", (recipient, message_id)).fetchone()
+        if not (row and row[0]):
+            yield False
+            return
+        try:
+            yield self._still_due(message_id, recipient)
+        finally:
+            with contextlib.suppress(MessagesUnavailable):  # a lost connection took the lock with it
+                self.server.execute(f"SELECT pg_advisory_unlock({key})", (recipient, message_id))
 
     def _insert(self, db: Database, sql: str, args: Sequence[Any]) -> int:
         return int(db.execute(sql + " RETURNING id", args).fetchone()[0])

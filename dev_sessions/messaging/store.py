@@ -30,16 +30,19 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from dev_sessions.config import BROKEN_CONFIG, Settings
 from dev_sessions.errors import MessageNotFound, SpaceNotFound, UsageError
 from dev_sessions.messaging.records import Agent, Message, Receipt, Space
 from dev_sessions.messaging.schema import MIGRATIONS, migrate, open_database, transaction, user_version
 from dev_sessions.store import now_iso
+
+if TYPE_CHECKING:
+    from dev_sessions.watch import Watcher
 
 PRIORITIES = ("low", "normal", "high", "urgent")
 Priority = Literal["low", "normal", "high", "urgent"]
@@ -117,6 +120,22 @@ def open_store(where: Path | str, migrations: list[tuple[int, list[str]]] | None
     )
 
 
+class MailNews(Protocol):
+    def heard(self) -> bool:
+        """Whether mail for the watched names may have come since the last call (and at the first)."""
+        ...
+
+
+class _Always:
+    """SQLite's news: any change of the database's directory may be mail, so every wake-up is worth a look."""
+
+    def heard(self) -> bool:
+        return True
+
+
+ALWAYS: MailNews = _Always()
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -127,8 +146,6 @@ class MessageStore:
     engine = "sqlite"
     shared = False
     """Whether other machines use this store too (then a session unknown here may be one of theirs)."""
-    poll_s: float | None = None
-    """How often a waiter looks again by itself (None: file-system events on the database wake it)."""
 
     def __init__(self, path: Path, migrations: list[tuple[int, list[str]]] | None = None) -> None:
         self.path: Path | None = path
@@ -152,6 +169,19 @@ class MessageStore:
 
     def close(self) -> None:
         self.db.close()
+
+    # -- being told of new mail ----------------------------------------------------------------------
+
+    def _announce(self, db: Database, recipients: list[str], space: str | None) -> None:
+        """Tell waiters, in the transaction that stores it, that mail came for ``recipients``. Nothing to
+        do on SQLite: the database file changing is what wakes them (see :meth:`watch_mail`)."""
+
+    def watch_mail(self, watcher: Watcher, names: Collection[str] | None = None) -> MailNews:
+        """Make ``watcher`` wake when mail may have come for one of ``names`` (anyone's for None); the
+        returned :class:`MailNews` says, after a wake-up, whether the store is worth a look."""
+        assert self.path is not None
+        watcher.watch_dir(self.path.parent)
+        return ALWAYS
 
     # -- agents ------------------------------------------------------------------------------------------
 
@@ -316,6 +346,7 @@ class MessageStore:
                 db.execute(
                     "INSERT INTO relays (message, host, remote) VALUES (?, ?, ?)", (message_id, *origin)
                 )
+            self._announce(db, list(recipients), space)
             if reply_to is not None:
                 # Answering a message is reading it.
                 db.execute(
@@ -463,6 +494,25 @@ class MessageStore:
             query += f" AND recipient IN ({', '.join('?' * len(recipients)) or 'NULL'})"
         row = self.db.execute(query, tuple(recipients or ())).fetchone()
         return int(row[0]) if row and row[0] is not None else None
+
+    @contextmanager
+    def claim(self, message_id: int, recipient: str) -> Iterator[bool]:
+        """Hold the delivery of one receipt while it is made: yields True when it is still due (queued,
+        or failed and due a retry) and no other deliverer holds it; deliver and mark it before leaving.
+
+        SQLite's store has one deliverer (``deliverer.lock``), so the look is all there is to it; on a
+        server several machines' deliverers may see the same receipt, and the PostgreSQL store holds
+        a lock there too (see its ``claim``)."""
+        yield self._still_due(message_id, recipient)
+
+    def _still_due(self, message_id: int, recipient: str) -> bool:
+        row = self.db.execute(
+            "SELECT state, retry_at_ms FROM receipts WHERE message = ? AND recipient = ?",
+            (message_id, recipient),
+        ).fetchone()
+        if row is None:
+            return False
+        return row[0] == "queued" or (row[0] == "failed" and row[1] is not None and row[1] <= now_ms())
 
     def delivered(self, message_id: int, recipient: str) -> None:
         with self.write() as db:

@@ -74,7 +74,11 @@ class Postgres:
             ),
             check=True, capture_output=True, cwd=self.root, env=_clean_env(),
         )  # fmt: skip
-        with self.log.open("wb") as log:
+        self.resume()
+
+    def resume(self) -> None:
+        """Run the server on its data directory (again, after :meth:`halt`), and wait until it answers."""
+        with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 self._argv(
                     str(self.bindir / "postgres"), "-D", str(self.data), "-k", str(self.root),
@@ -118,7 +122,8 @@ class Postgres:
         with psycopg.connect(self.url("postgres"), autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
-    def stop(self) -> None:
+    def halt(self) -> None:
+        """Stop the server and keep its data: a server going down (:meth:`resume` brings it back)."""
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)  # a "fast" shutdown (SIGTERM waits for clients)
             try:
@@ -126,6 +131,9 @@ class Postgres:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+    def stop(self) -> None:
+        self.halt()
         shutil.rmtree(self.root, ignore_errors=True)
 
 
