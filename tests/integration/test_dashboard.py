@@ -164,6 +164,17 @@ def test_nothing_secret_reaches_the_log(served: Served) -> None:
     assert "GET /login 401" in log and "Traceback" not in log
 
 
+def test_a_request_path_cannot_write_control_characters_into_the_log(served: Served) -> None:
+    # Any web page can make the browser ask the dashboard for a path (an <img>), cookie or not, and
+    # aiohttp decodes %1b in it: the log line, printed on the user's terminal, must show it as text.
+    served.request("GET", "/%1b]0;pwned%07%1b%5b2J%0d%0aforged%20200%200ms")
+    eventually(lambda: "pwned" in served.process.stderr)
+    log = served.process.stderr
+    assert "\x1b" not in log and "\x07" not in log and "\r" not in log
+    assert "␛]0;pwned␇␛[2J␍␊forged" in log
+    assert not any(line.startswith("forged") for line in log.splitlines())
+
+
 def test_sessions_and_messages_are_pushed_to_open_streams(
     fake_claude: Path, cli: DevSessions, served: Served
 ) -> None:
