@@ -55,10 +55,14 @@ class Stream:
             self.queue.put_nowait((event, data))
         except asyncio.QueueFull:
             # A page that does not read: end its stream (the browser reconnects and starts afresh).
-            with contextlib.suppress(asyncio.QueueEmpty):
-                while True:
-                    self.queue.get_nowait()
-            self.queue.put_nowait(None)
+            self.end()
+
+    def end(self) -> None:
+        """End the stream: nothing queued is sent any more, the response ends."""
+        with contextlib.suppress(asyncio.QueueEmpty):
+            while True:
+                self.queue.get_nowait()
+        self.queue.put_nowait(None)
 
 
 @dataclass
@@ -107,6 +111,14 @@ class Hub:
     def leave(self, stream: Stream) -> None:
         self.streams.discard(stream)
 
+    def end_visit(self, csrf: str) -> None:
+        """End the streams of a visit that ended (logged out, or logged in again): a page left open
+        in another tab gets nothing more."""
+        for stream in list(self.streams):
+            if stream.csrf == csrf:
+                self.streams.discard(stream)
+                stream.end()
+
     def poke(self) -> None:
         """Look again now (a page joined, or the dashboard itself changed something)."""
         self._poke.set()
@@ -122,7 +134,7 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         for stream in list(self.streams):
-            stream.queue.put_nowait(None)
+            stream.end()
 
     async def run(self) -> None:
         from dev_sessions.live import Changes

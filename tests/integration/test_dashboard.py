@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -101,6 +102,45 @@ def test_a_second_dashboard_gives_a_new_login_url_for_the_running_one(
     assert f"http://127.0.0.1:{served.port}" in result.stderr
     assert second.code != served.code
     assert served.login(second.code).startswith(f"dev_sessions_{served.port}=")
+
+
+def test_log_out_ends_the_cookie_and_its_open_streams(served: Served) -> None:
+    cookie = served.login()
+    token = served.csrf(cookie)
+    conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=30)
+    conn.request("GET", "/events/sessions", headers={"Host": f"127.0.0.1:{served.port}", "Cookie": cookie})
+    stream = conn.getresponse()
+    seen = ""
+    while "event: sessions" not in seen:
+        seen += stream.read1(65536).decode()
+    status, headers, _ = served.request("POST", "/logout", cookie=cookie, headers={"X-CSRF-Token": token})
+    assert status == 200 and headers["set-cookie"].startswith(f'dev_sessions_{served.port}=""')
+    # The page left open in another tab gets nothing more: its stream ends (then it is refused).
+    after: list[bytes] = []
+    reader = threading.Thread(target=lambda: after.extend(iter(lambda: stream.read1(65536), b"")))
+    reader.start()
+    try:
+        assert eventually(lambda: not reader.is_alive(), 30), "the stream outlived the log out"
+    finally:
+        if conn.sock is not None:
+            conn.sock.shutdown(socket.SHUT_RDWR)
+        reader.join()
+        conn.close()
+    assert b"event:" not in b"".join(after)
+    assert served.request("GET", "/", cookie=cookie)[0] == 401
+    assert served.request("GET", "/events/sessions", cookie=cookie)[0] == 401
+
+
+def test_a_new_login_ends_the_browser_s_old_cookie(served: Served, cli: DevSessions) -> None:
+    old = served.login()
+    second = start(cli)
+    second.process.finish()
+    status, headers, _ = served.request("GET", f"/login?code={second.code}", cookie=old)
+    assert status == 303
+    new = headers["set-cookie"].split(";", 1)[0]
+    assert new != old
+    assert served.request("GET", "/", cookie=new)[0] == 200
+    assert served.request("GET", "/", cookie=old)[0] == 401
 
 
 def test_every_post_needs_the_csrf_token(served: Served) -> None:
