@@ -1,14 +1,14 @@
 """The one task per dashboard that keeps every open page current.
 
 It sleeps on :class:`dev_sessions.live.Changes` (the file-system events that end a ``wait``: the
-stores, the hook events, the Claude sessions' state and transcripts; a look by hand only for busy
-Codex threads and remote hosts). After each wake-up it re-reads, in a worker thread, the session list,
-the conversations that some page shows and the usage, renders what it shows, and hands each connected
-stream only what changed for it: the overview's rows when they differ, a conversation's new items
-(each stream knows how many it has), its status panel when it differs, and "changed" to the messages
-pages when the message database moved. However many pages are open, there is one watcher and one
-look per wake-up. With no page open it does nothing at all; with pages open and nothing happening it
-sleeps on inotify (and looks once every ``IDLE_LOOK_S`` in case a change came without a file event).
+stores, the hook events, the Claude sessions' state and transcripts; a look by hand only for busy Codex
+threads and remote hosts). After each wake-up it re-reads, in a worker thread, the session list, the
+conversations that some page shows and the usage, renders what it shows, and hands each connected
+stream only what changed for it: the overview's rows when they differ, a conversation's new items (each
+stream knows how many it has), its status panel and token count when they differ, and "changed" to the
+messages pages when the message database moved. However many pages are open, there is one watcher and
+one look per wake-up. With no page open it does nothing at all; with pages open and nothing happening
+it sleeps on inotify (and looks once every ``IDLE_LOOK_S`` in case a change came without a file event).
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ class Stream:
     sent: int = 0  # conversation: items the page has
     status_html: str = ""
     rows_html: str = ""
+    tokens_html: str = ""
     queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = field(
         default_factory=lambda: asyncio.Queue(QUEUE_SIZE)
     )
@@ -265,6 +266,11 @@ class Hub:
             if status_html != stream.status_html:
                 stream.status_html = status_html
                 stream.push("status", {"html": status_html})
+            if stream.session_id in look.usage:  # the early look (a reply first) has no usage
+                tokens_html = pages.tokens_cell(look.usage[stream.session_id])
+                if tokens_html != stream.tokens_html:
+                    stream.tokens_html = tokens_html
+                    stream.push("tokens", {"html": tokens_html})
         elif stream.kind == "messages":
             stamp = "-".join(map(str, look.messages_stamp))
             if stamp != stream.rows_html:

@@ -73,6 +73,11 @@
       const box = document.getElementById("status");
       if (box) { box.innerHTML = data.html; times(box); }
     });
+    source.addEventListener("tokens", function (e) {
+      const data = JSON.parse(e.data);
+      const box = document.getElementById("tokens");
+      if (box) box.innerHTML = data.html;
+    });
     source.addEventListener("changed", function () {
       fetch(location.href, { headers: { "X-Fragment": "1" }, credentials: "same-origin" })
         .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
