@@ -47,6 +47,7 @@ class Stream:
     status_html: str = ""
     rows_html: str = ""
     tokens_html: str = ""
+    shown: list[LogItem] | None = None  # conversation: the items sent (None: not known yet)
     queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = field(
         default_factory=lambda: asyncio.Queue(QUEUE_SIZE)
     )
@@ -255,13 +256,22 @@ class Hub:
             if conversation is None:
                 return
             items = conversation.items
-            if len(items) < stream.sent:  # a new conversation (/clear): start again
-                stream.sent = 0
-                stream.push("reset", {"html": "", "count": 0})
-            if len(items) > stream.sent:
-                fresh = pages.log_items(items[stream.sent :], stream.sent)
-                stream.sent = len(items)
-                stream.push("items", {"html": fresh, "count": stream.sent})
+            # What the page has: the items sent, or (first look after a (re)connect) as many as it
+            # says it has. A log is not only appended to: Codex's changes in place while a turn
+            # runs, and /clear starts a new one. The page drops its items from the first that
+            # differs (``from``) and takes the rest.
+            had = stream.shown if stream.shown is not None else items[: stream.sent]
+            same = 0
+            for old, new in zip(had, items, strict=False):
+                if old != new:
+                    break
+                same += 1
+            if same < len(had) or len(items) > len(had):
+                stream.push(
+                    "items",
+                    {"html": pages.log_items(items[same:], same), "count": len(items), "from": same},
+                )
+            stream.sent, stream.shown = len(items), items
             status_html = pages.status_panel(conversation.session, conversation.status, stream.csrf)
             if status_html != stream.status_html:
                 stream.status_html = status_html

@@ -63,11 +63,14 @@
       const data = JSON.parse(e.data);
       if (!log) return;
       const follow = nearBottom();
+      // The items from `from` on are sent again (a log that changed in place, or a new one).
+      log.querySelectorAll("article[data-index]").forEach(function (a) {
+        if (Number(a.dataset.index) >= data.from) a.remove();
+      });
       log.insertAdjacentHTML("beforeend", data.html);
       times(log);
       if (follow) toBottom();
     });
-    source.addEventListener("reset", function () { if (log) log.innerHTML = ""; });
     source.addEventListener("status", function (e) {
       const data = JSON.parse(e.data);
       const box = document.getElementById("status");
