@@ -14,10 +14,14 @@ ESC), never sent, so nothing is silently dropped and nothing acts.
   and descriptions are other agents' text, and could carry OSC, CSI or BEL sequences that retitle,
   recolour or rewrite the terminal. On a terminal every control character but line feed and tab is
   shown as a picture; ``--json`` stays exact (:func:`json_text` escapes, never replaces).
+* Into a log on the user's terminal (:func:`log_to_terminal`): a log line names what arrived (a
+  request's path, which any web page can make a browser send with ``%1b`` or ``%0a`` in it, and which
+  aiohttp decodes), so each record is one line with every control character shown.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any, TextIO
 
@@ -90,3 +94,24 @@ class TerminalStream:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
+
+
+class LogFormatter(logging.Formatter):
+    """Log records for a terminal: the message on one line, every control character shown (a line
+    break in a value cannot forge a record); a traceback keeps its lines but nothing in it acts."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return cell(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:
+        return for_terminal(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return for_terminal(super().formatStack(stack_info))
+
+
+def log_to_terminal(level: int, fmt: str, stream: TextIO | None = None) -> None:
+    """``logging.basicConfig`` for a long-running command whose log goes to the user's terminal."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(LogFormatter(fmt))
+    logging.basicConfig(level=level, handlers=[handler])

@@ -57,7 +57,9 @@ def _run(args: list[str]) -> int:
     if debug:
         import logging
 
-        logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        from dev_sessions.terminal import log_to_terminal
+
+        log_to_terminal(logging.DEBUG, "%(asctime)s %(name)s %(levelname)s %(message)s")
     import typer
 
     from dev_sessions.cli.app import build_app

@@ -34,11 +34,12 @@ def dashboard(
     from dev_sessions.config import Settings
     from dev_sessions.dashboard.server import Dashboard, bind, running, serve
     from dev_sessions.errors import UsageError
+    from dev_sessions.terminal import log_to_terminal
 
     if not 0 <= port <= 65535:
         raise UsageError(f"--port {port}: not a TCP port (0 to 65535)")
     settings = Settings.from_env()
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
+    log_to_terminal(logging.INFO, "%(asctime)s %(name)s %(message)s", sys.stderr)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     already = running(settings)
     if already is not None:

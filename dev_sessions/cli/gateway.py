@@ -51,8 +51,9 @@ def gateway(
     from dev_sessions.config import Settings
     from dev_sessions.gateway.server import DEFAULT_MAX_BODY, Gateway, interface_address, listen, serve
     from dev_sessions.gateway.tokens import owner_path, owner_token
+    from dev_sessions.terminal import log_to_terminal
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
+    log_to_terminal(logging.INFO, "%(asctime)s %(name)s %(message)s", sys.stderr)
     settings = Settings.from_env()
     binds = ["127.0.0.1", *(interface_address(b) for b in bind or [])]
     binds = list(dict.fromkeys(binds))

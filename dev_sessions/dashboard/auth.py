@@ -107,9 +107,9 @@ class Visits:
         visit.seen = now
         return visit
 
-    def end(self, cookie: str | None) -> None:
-        if cookie:
-            self._visits.pop(cookie, None)
+    def end(self, cookie: str | None) -> Visit | None:
+        """End a session (log out); the visit it was, if it was one."""
+        return self._visits.pop(cookie, None) if cookie else None
 
     def _expire(self) -> None:
         now = time.monotonic()

@@ -1,14 +1,14 @@
 """The one task per dashboard that keeps every open page current.
 
 It sleeps on :class:`dev_sessions.live.Changes` (the file-system events that end a ``wait``: the
-stores, the hook events, the Claude sessions' state and transcripts; a look by hand only for busy
-Codex threads and remote hosts). After each wake-up it re-reads, in a worker thread, the session list,
-the conversations that some page shows and the usage, renders what it shows, and hands each connected
-stream only what changed for it: the overview's rows when they differ, a conversation's new items
-(each stream knows how many it has), its status panel when it differs, and "changed" to the messages
-pages when the message database moved. However many pages are open, there is one watcher and one
-look per wake-up. With no page open it does nothing at all; with pages open and nothing happening it
-sleeps on inotify (and looks once every ``IDLE_LOOK_S`` in case a change came without a file event).
+stores, the hook events, the Claude sessions' state and transcripts; a look by hand only for busy Codex
+threads and remote hosts). After each wake-up it re-reads, in a worker thread, the session list, the
+conversations that some page shows and the usage, renders what it shows, and hands each connected
+stream only what changed for it: the overview's rows when they differ, a conversation's new items (each
+stream knows how many it has), its status panel and token count when they differ, and "changed" to the
+messages pages when the message database moved. However many pages are open, there is one watcher and
+one look per wake-up. With no page open it does nothing at all; with pages open and nothing happening
+it sleeps on inotify (and looks once every ``IDLE_LOOK_S`` in case a change came without a file event).
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ class Stream:
     sent: int = 0  # conversation: items the page has
     status_html: str = ""
     rows_html: str = ""
+    tokens_html: str = ""
+    shown: list[LogItem] | None = None  # conversation: the items sent (None: not known yet)
     queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = field(
         default_factory=lambda: asyncio.Queue(QUEUE_SIZE)
     )
@@ -55,10 +57,14 @@ class Stream:
             self.queue.put_nowait((event, data))
         except asyncio.QueueFull:
             # A page that does not read: end its stream (the browser reconnects and starts afresh).
-            with contextlib.suppress(asyncio.QueueEmpty):
-                while True:
-                    self.queue.get_nowait()
-            self.queue.put_nowait(None)
+            self.end()
+
+    def end(self) -> None:
+        """End the stream: nothing queued is sent any more, the response ends."""
+        with contextlib.suppress(asyncio.QueueEmpty):
+            while True:
+                self.queue.get_nowait()
+        self.queue.put_nowait(None)
 
 
 @dataclass
@@ -107,6 +113,14 @@ class Hub:
     def leave(self, stream: Stream) -> None:
         self.streams.discard(stream)
 
+    def end_visit(self, csrf: str) -> None:
+        """End the streams of a visit that ended (logged out, or logged in again): a page left open
+        in another tab gets nothing more."""
+        for stream in list(self.streams):
+            if stream.csrf == csrf:
+                self.streams.discard(stream)
+                stream.end()
+
     def poke(self) -> None:
         """Look again now (a page joined, or the dashboard itself changed something)."""
         self._poke.set()
@@ -122,7 +136,7 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         for stream in list(self.streams):
-            stream.queue.put_nowait(None)
+            stream.end()
 
     async def run(self) -> None:
         from dev_sessions.live import Changes
@@ -242,17 +256,31 @@ class Hub:
             if conversation is None:
                 return
             items = conversation.items
-            if len(items) < stream.sent:  # a new conversation (/clear): start again
-                stream.sent = 0
-                stream.push("reset", {"html": "", "count": 0})
-            if len(items) > stream.sent:
-                fresh = pages.log_items(items[stream.sent :], stream.sent)
-                stream.sent = len(items)
-                stream.push("items", {"html": fresh, "count": stream.sent})
+            # What the page has: the items sent, or (first look after a (re)connect) as many as it
+            # says it has. A log is not only appended to: Codex's changes in place while a turn
+            # runs, and /clear starts a new one. The page drops its items from the first that
+            # differs (``from``) and takes the rest.
+            had = stream.shown if stream.shown is not None else items[: stream.sent]
+            same = 0
+            for old, new in zip(had, items, strict=False):
+                if old != new:
+                    break
+                same += 1
+            if same < len(had) or len(items) > len(had):
+                stream.push(
+                    "items",
+                    {"html": pages.log_items(items[same:], same), "count": len(items), "from": same},
+                )
+            stream.sent, stream.shown = len(items), items
             status_html = pages.status_panel(conversation.session, conversation.status, stream.csrf)
             if status_html != stream.status_html:
                 stream.status_html = status_html
                 stream.push("status", {"html": status_html})
+            if stream.session_id in look.usage:  # the early look (a reply first) has no usage
+                tokens_html = pages.tokens_cell(look.usage[stream.session_id])
+                if tokens_html != stream.tokens_html:
+                    stream.tokens_html = tokens_html
+                    stream.push("tokens", {"html": tokens_html})
         elif stream.kind == "messages":
             stamp = "-".join(map(str, look.messages_stamp))
             if stamp != stream.rows_html:

@@ -220,7 +220,8 @@ def conversation(
     return (
         f'<section class="conversation" data-session="{esc(sid)}">'
         f"<h1>{esc(sid)} <small class=muted>{esc(session.cli)} · {esc(session.host or 'local')} · "
-        f"tokens {tokens_cell(usage)}</small></h1>{description}<p class=path>{where(session)}</p>"
+        f'tokens <span id="tokens">{tokens_cell(usage)}</span></small></h1>'
+        f"{description}<p class=path>{where(session)}</p>"
         f'<div id="status" class="status">{status_panel(session, status, csrf)}</div>'
         f'<div id="log" class="log">{log_items(items)}</div>'
         f'<form method="post" action="{base}/send" class="act send" id="send">{hidden_csrf(csrf)}'

@@ -174,6 +174,8 @@ class Dashboard:
             if self.visits.get(request.cookies.get(self.cookie_name)) is not None:
                 return _redirect("/")  # logged in already: the used link just opens the page
             return _html(pages.login_needed("This login link is used up, expired, or not one of ours."), 401)
+        # A new cookie each login, and the browser's old one (if any) ends with its streams.
+        self._end_visit(request.cookies.get(self.cookie_name))
         cookie, _ = self.visits.start()
         response = _redirect("/")
         response.set_cookie(
@@ -183,12 +185,17 @@ class Dashboard:
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
         await self._form(request)
-        self.visits.end(request.cookies.get(self.cookie_name))
+        self._end_visit(request.cookies.get(self.cookie_name))
         response: web.Response = _redirect("/login")
         if request.headers.get("X-CSRF-Token"):
             response = web.json_response({"ok": True, "redirect": "/login"})
         response.del_cookie(self.cookie_name, path="/")
         return response
+
+    def _end_visit(self, cookie: str | None) -> None:
+        ended = self.visits.end(cookie)
+        if ended is not None:
+            self.hub.end_visit(ended.csrf)
 
     async def static_file(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]

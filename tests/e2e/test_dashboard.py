@@ -2,6 +2,7 @@
 Python API; Playwright's own browser downloads are never used) with the real Claude Code against the
 fake model: log in, see a session appear, send it a prompt and see the reply come without a reload,
 answer its AskUserQuestion with a button, kill it after confirming, and be refused without the cookie.
+And a real Codex session: a prompt from the page, its reply and its token count live.
 
 With ``DEV_SESSIONS_DASHBOARD_SHOTS=DIR`` it also saves PNG screenshots of the pages there (the ones
 in ``docs/`` come from such a run).
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,13 +20,17 @@ from typing import Any
 
 import pytest
 
+from dev_sessions.dashboard.pages import number
+from dev_sessions.selftest.fakes import openai_responses
 from dev_sessions.selftest.fakes.anthropic import FakeAnthropic
+from dev_sessions.selftest.fakes.openai_responses import FakeResponses
 from tests.conftest import SLOW, DevSessions, need
 from tests.fakes.dashboard import Served, start
 
 pytestmark = pytest.mark.e2e
 
 TIMEOUT_MS = 60_000 * SLOW
+TOKENS = ("input", "output", "cache_read", "cache_write")
 
 
 def chromium() -> str:
@@ -111,6 +117,11 @@ def test_the_dashboard_in_a_browser(
     expect(page.locator(".role-user .text").last).to_have_text("Hello from the browser ✓")
     expect(page.locator(".role-assistant .text").last).to_have_text("Hello from the browser ✓")
     assert claude.prompts()[-1] == "Hello from the browser ✓"
+    expect(page.locator("#status .state")).to_have_text("idle")
+    # The token count follows the transcript too (what `usage` counts once the turn is over).
+    (used,) = json.loads(cli.ok("usage", "--json", sid))["sessions"]
+    assert used["input"] > 0
+    expect(page.locator("#tokens")).to_have_text(number(sum(used[k] for k in TOKENS)))
 
     # A question: its options are buttons; the answer goes back to Claude.
     page.fill("#text", "choose <<ask>>")
@@ -171,3 +182,36 @@ def test_the_dashboard_in_a_browser(
     assert again is not None and again.status == 401
     assert stranger.goto(f"{dashboard.base}/s/{sid}").status == 401
     context.close()
+
+
+def test_a_codex_session_in_the_browser(codex: FakeResponses, cli: DevSessions, browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    served = start(cli)
+    try:
+        sid = cli.ok("create", "--cli", "codex", "-q", "--description", "codex in the browser").strip()
+        page = browser.new_context().new_page()
+        page.goto(f"{served.base}/login?code={served.code}")
+        row = page.locator(f"#row-{sid}")
+        expect(row.locator("td[data-label=cli]")).to_have_text("codex")
+        expect(row.locator(".state")).to_have_text("idle")
+        row.locator("a").first.click()
+        page.wait_for_url(f"{served.base}/s/{sid}")
+        expect(page.locator("#live.on")).to_have_count(1)
+        page.evaluate("window.notReloaded = true")
+
+        prompt = "Hello Codex from the browser ✓"
+        page.fill("#text", prompt)
+        page.click("#send button")
+        expect(page.locator("#status .state")).to_have_text("idle")
+        # Codex's log changes in place while a turn runs: the page ends with exactly the log.
+        expect(page.locator("#log .item .text")).to_have_text([prompt, prompt, re.compile("^turn completed")])
+        expect(page.locator("#log .item.role-user .text")).to_have_text([prompt])
+        assert codex.prompts()[-1] == prompt
+        # The fake reports input and output as the prompt's characters, and CACHED cache read.
+        expect(page.locator("#tokens")).to_have_text(number(2 * len(prompt) + openai_responses.CACHED))
+        assert page.evaluate("window.notReloaded") is True
+    finally:
+        served.process.process.terminate()
+        served.process.finish()

@@ -12,6 +12,7 @@ from textual.widgets import DataTable, Input
 
 from dev_sessions.messaging.messenger import Messenger
 from dev_sessions.selftest.fakes.anthropic import FakeAnthropic
+from dev_sessions.selftest.fakes.openai_responses import FakeResponses
 from dev_sessions.sessions import SessionManager
 from dev_sessions.tui.app import DevSessionsApp
 from dev_sessions.tui.modals import Answer, Confirm
@@ -72,3 +73,22 @@ async def test_the_tui_drives_a_real_claude(cli: DevSessions, claude: FakeAnthro
         assert [k.value for k in table.rows] == []
     messages.close()
     assert json.loads(cli.ok("list", "--json")) == []
+
+
+async def test_the_tui_drives_a_real_codex(cli: DevSessions, codex: FakeResponses) -> None:
+    messages = Messenger()
+    app = DevSessionsApp(SessionManager(), messages)
+    async with app.run_test(size=SIZE) as pilot:
+        await looked(pilot)
+        sid = (await asyncio.to_thread(cli.ok, "create", "--cli", "codex", "-q")).strip()
+        await until(pilot, lambda: status_of(app, sid) == "idle", 60)
+
+        await open_session(pilot, sid)
+        await pilot.press("s")
+        prompt = conversation(app).query_one("#prompt", Input)
+        prompt.value = "hello codex from the tui ✓"
+        await pilot.press("enter")
+        await until(pilot, lambda: shown_text(app).count("hello codex from the tui ✓") == 2, 60)
+        assert codex.prompts()[-1] == "hello codex from the tui ✓"
+        await until(pilot, lambda: status_of(app, sid) == "idle", 60)
+    messages.close()

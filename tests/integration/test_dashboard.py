@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,6 +104,45 @@ def test_a_second_dashboard_gives_a_new_login_url_for_the_running_one(
     assert served.login(second.code).startswith(f"dev_sessions_{served.port}=")
 
 
+def test_log_out_ends_the_cookie_and_its_open_streams(served: Served) -> None:
+    cookie = served.login()
+    token = served.csrf(cookie)
+    conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=30)
+    conn.request("GET", "/events/sessions", headers={"Host": f"127.0.0.1:{served.port}", "Cookie": cookie})
+    stream = conn.getresponse()
+    seen = ""
+    while "event: sessions" not in seen:
+        seen += stream.read1(65536).decode()
+    status, headers, _ = served.request("POST", "/logout", cookie=cookie, headers={"X-CSRF-Token": token})
+    assert status == 200 and headers["set-cookie"].startswith(f'dev_sessions_{served.port}=""')
+    # The page left open in another tab gets nothing more: its stream ends (then it is refused).
+    after: list[bytes] = []
+    reader = threading.Thread(target=lambda: after.extend(iter(lambda: stream.read1(65536), b"")))
+    reader.start()
+    try:
+        assert eventually(lambda: not reader.is_alive(), 30), "the stream outlived the log out"
+    finally:
+        if conn.sock is not None:
+            conn.sock.shutdown(socket.SHUT_RDWR)
+        reader.join()
+        conn.close()
+    assert b"event:" not in b"".join(after)
+    assert served.request("GET", "/", cookie=cookie)[0] == 401
+    assert served.request("GET", "/events/sessions", cookie=cookie)[0] == 401
+
+
+def test_a_new_login_ends_the_browser_s_old_cookie(served: Served, cli: DevSessions) -> None:
+    old = served.login()
+    second = start(cli)
+    second.process.finish()
+    status, headers, _ = served.request("GET", f"/login?code={second.code}", cookie=old)
+    assert status == 303
+    new = headers["set-cookie"].split(";", 1)[0]
+    assert new != old
+    assert served.request("GET", "/", cookie=new)[0] == 200
+    assert served.request("GET", "/", cookie=old)[0] == 401
+
+
 def test_every_post_needs_the_csrf_token(served: Served) -> None:
     cookie = served.login()
     token = served.csrf(cookie)
@@ -162,6 +202,17 @@ def test_nothing_secret_reaches_the_log(served: Served) -> None:
     for secret in (served.code, cookie.split("=", 1)[1], token, "secret-search", "b0dy"):
         assert secret not in log
     assert "GET /login 401" in log and "Traceback" not in log
+
+
+def test_a_request_path_cannot_write_control_characters_into_the_log(served: Served) -> None:
+    # Any web page can make the browser ask the dashboard for a path (an <img>), cookie or not, and
+    # aiohttp decodes %1b in it: the log line, printed on the user's terminal, must show it as text.
+    served.request("GET", "/%1b]0;pwned%07%1b%5b2J%0d%0aforged%20200%200ms")
+    eventually(lambda: "pwned" in served.process.stderr)
+    log = served.process.stderr
+    assert "\x1b" not in log and "\x07" not in log and "\r" not in log
+    assert "␛]0;pwned␇␛[2J␍␊forged" in log
+    assert not any(line.startswith("forged") for line in log.splitlines())
 
 
 def test_sessions_and_messages_are_pushed_to_open_streams(

@@ -137,6 +137,20 @@ def test_the_log_names_calls_but_never_bodies_or_tokens(gateway: GatewayProcess,
     assert gateway.token not in log
 
 
+def test_a_request_path_cannot_write_control_characters_into_the_log(gateway: GatewayProcess) -> None:
+    # Any web page can make a browser ask the gateway for a path (refused, but logged), and aiohttp
+    # decodes %1b in it: the log line, on the user's terminal, must show it as text.
+    parts = urlsplit(gateway.url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
+    connection.request("GET", "/%1b]0;pwned%07%0d%0aforged%20200", headers={"Host": "127.0.0.1"})
+    assert connection.getresponse().status == 401
+    connection.close()
+    log = gateway.log()
+    assert "\x1b" not in log and "\x07" not in log and "\r" not in log
+    assert "␛]0;pwned␇␍␊forged 200" in log
+    assert not any(line.startswith("forged") for line in log.splitlines())
+
+
 def test_errors_keep_their_message_and_exit_code(gateway: GatewayProcess, cli: DevSessions) -> None:
     status, answer = post(
         gateway, {"api": "sessions", "method": "status", "args": {"session_id": "nope-top"}}

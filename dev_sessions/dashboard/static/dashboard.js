@@ -63,15 +63,23 @@
       const data = JSON.parse(e.data);
       if (!log) return;
       const follow = nearBottom();
+      // The items from `from` on are sent again (a log that changed in place, or a new one).
+      log.querySelectorAll("article[data-index]").forEach(function (a) {
+        if (Number(a.dataset.index) >= data.from) a.remove();
+      });
       log.insertAdjacentHTML("beforeend", data.html);
       times(log);
       if (follow) toBottom();
     });
-    source.addEventListener("reset", function () { if (log) log.innerHTML = ""; });
     source.addEventListener("status", function (e) {
       const data = JSON.parse(e.data);
       const box = document.getElementById("status");
       if (box) { box.innerHTML = data.html; times(box); }
+    });
+    source.addEventListener("tokens", function (e) {
+      const data = JSON.parse(e.data);
+      const box = document.getElementById("tokens");
+      if (box) box.innerHTML = data.html;
     });
     source.addEventListener("changed", function () {
       fetch(location.href, { headers: { "X-Fragment": "1" }, credentials: "same-origin" })
