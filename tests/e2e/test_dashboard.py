@@ -145,6 +145,13 @@ def test_the_dashboard_in_a_browser(
     cli.ok("agents", "register", "boss")
     page.goto(f"{dashboard.base}/messages?as=boss")
     page.fill("input[name=to]", sid)
+    # A change pushed while a recipient is typed (and no body yet) leaves the form as it is.
+    changes = int(page.evaluate("Number(document.body.dataset.changes || 0)"))
+    cli.ok("agents", "register", "bystander")
+    page.wait_for_function(
+        "n => Number(document.body.dataset.changes || 0) > n", arg=changes, timeout=TIMEOUT_MS
+    )
+    expect(page.locator("input[name=to]")).to_have_value(sid)
     page.fill("textarea[name=body]", "Status report, please.")
     page.click("form.compose button")
     expect(page.locator("#flash")).to_contain_text("as boss")

@@ -86,11 +86,19 @@
         .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
         .then(function (html) {
           const main = document.getElementById("main");
-          const typing = main && main.querySelector("textarea[name=body]");
-          if (typing && typing.value) return; // never throw away what is being written
-          if (main) { main.innerHTML = html; times(main); }
+          // Never throw away what is being written: any field of a form there that differs from
+          // what the page came with (a recipient typed, not only a body) keeps the page as it is.
+          const fields = main ? main.querySelectorAll("form.act input, form.act textarea") : [];
+          const editing = Array.prototype.some.call(fields, function (f) {
+            return f.type !== "hidden" && f.value !== f.defaultValue;
+          });
+          if (main && !editing) { main.innerHTML = html; times(main); }
         })
-        .catch(function () {});
+        .catch(function () {})
+        .finally(function () {
+          // How many changes this page has taken in (or kept its fields through): for the tests.
+          document.body.dataset.changes = String(Number(document.body.dataset.changes || 0) + 1);
+        });
     });
   }
 
