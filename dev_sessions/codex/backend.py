@@ -217,13 +217,15 @@ class CodexBackend:
         records from the app-server's notifications, asked for with a long poll (op ``follow``)."""
         from dev_sessions.follow import Event, of_log, since_filter
 
-        first = self._call("follow", session)
+        first = self._call("follow", session, turn=start == "turn")
         if first.get("gone"):
             yield [Event("status", session.id, now_iso(), state="exited")]
             return
         seq = int(first.get("seq") or 0)
         backlog: list[Event] = []
-        if start != "now":
+        if first.get("turn"):
+            backlog = [Event.from_json({**e, "id": session.id}) for e in first.get("events") or []]
+        elif start != "now":
             backlog = [e for e in of_log(session.id, self.log(session)) if e.outcome != "inProgress"]
             if start == "turn":
                 prompts = [i for i, e in enumerate(backlog) if e.kind == "prompt"]

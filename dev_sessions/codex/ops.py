@@ -255,7 +255,20 @@ class ThreadOps:
         watch = await self.conn.subscribe(spec)
         after = p.get("after")
         if after is None:
-            return {"seq": watch.seq, "events": [], "state": watch.state[0], "tokens": watch.tokens}
+            answer: JsonObject = {
+                "seq": watch.seq,
+                "events": [],
+                "state": watch.state[0],
+                "tokens": watch.tokens,
+            }
+            if p.get("turn"):
+                # The events of the last turn this bridge saw start (a command running now is in it,
+                # and not yet in the thread's listed turns), or none: the log has it.
+                prompts = [number for number, event in watch.feed if event.get("kind") == "prompt"]
+                if prompts:
+                    answer["events"] = watch.events_after(prompts[-1] - 1)
+                    answer["turn"] = True
+            return answer
         after = int(after)
         await watch.fed_since(after, min(float(p.get("timeout") or 5.0), 60.0))
         oldest = watch.feed[0][0] if watch.feed else watch.seq + 1
