@@ -74,6 +74,9 @@ class Call(NamedTuple):
     """Its name as an MCP tool (``dev-sessions mcp``): the method's, unless two APIs share it."""
     about: str = ""
     """What it does, in one line for an agent (the MCP tool's description)."""
+    stream: bool = False
+    """It returns an iterator (``<name>_async``: an async one): the gateway sends each item as a line
+    as it comes; no MCP tool (a tool answers once)."""
 
     def bind(self, args: Sequence[object], kwargs: dict[str, object]) -> dict[str, object]:
         """The arguments of one call made in Python (positional or by name), by name."""
@@ -90,7 +93,7 @@ class Call(NamedTuple):
         return named
 
 
-_Spec = tuple[bool, tuple[str, ...], str | None, str | None, tuple[str, ...], str | None, str]
+_Spec = tuple[bool, tuple[str, ...], str | None, str | None, tuple[str, ...], str | None, str, bool]
 F = TypeVar("F", bound=Callable[..., object])
 
 
@@ -103,11 +106,12 @@ def call(
     scope: tuple[str, ...] = (),
     tool: str | None = None,
     about: str = "",
+    stream: bool = False,
 ) -> Callable[[F], F]:
     """Marks a library method as a call of the API, which every face then serves."""
 
     def mark(function: F) -> F:
-        spec: _Spec = (long, paths, identity, owns, scope, tool, about)
+        spec: _Spec = (long, paths, identity, owns, scope, tool, about, stream)
         function.__dict__["__api_call__"] = spec
         return function
 
@@ -122,7 +126,7 @@ def calls(cls: type) -> dict[str, Call]:
         spec: _Spec | None = getattr(function, "__api_call__", None)
         if spec is None:
             continue
-        long, paths, identity, owns, scope, tool, about = spec
+        long, paths, identity, owns, scope, tool, about, stream = spec
         parameters = [p for p in inspect.signature(function).parameters.values() if p.name != "self"]
         args = frozenset(p.name for p in parameters) - set(scope)
         found[name] = Call(
@@ -143,6 +147,7 @@ def calls(cls: type) -> dict[str, Call]:
             ),
             tool=tool or name,
             about=about,
+            stream=stream,
         )
     return found
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from dev_sessions.api import JsonObject
 from dev_sessions.errors import BadAnswer, UsageError
 from dev_sessions.store import Session
 from dev_sessions.usage import Usage
+
+if TYPE_CHECKING:
+    from dev_sessions.follow import Rounds, Start
 
 State = Literal["idle", "working", "waiting_for_input", "exited", "starting", "error", "unreachable"]
 Outcome = Literal["completed", "interrupted", "failed", "waiting_for_input", "idle", "exited", "timeout"]
@@ -138,6 +141,11 @@ class Backend(Protocol):
     def last_messages(self, session: Session, count: int) -> list[str]: ...
 
     def log(self, session: Session) -> list[LogItem]: ...
+
+    def events(self, session: Session, start: Start, since: str | None) -> Rounds:
+        """The session's events (:mod:`dev_sessions.follow`) from ``start`` on (``since``: an ISO
+        time before which the backlog is left out), until the session ends."""
+        ...
 
     def interrupt(self, session: Session) -> bool: ...
 

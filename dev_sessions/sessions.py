@@ -9,7 +9,7 @@ sandbox mode serve it as it is.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,6 +23,7 @@ from dev_sessions.errors import DevSessionsError, HostUnreachable, IdTaken, Sess
 from dev_sessions.store import Session, SessionStore, now_iso, parse_iso
 
 if TYPE_CHECKING:  # loaded by the commands that need them (see dev_sessions.results)
+    from dev_sessions.follow import Event, Rounds, Start
     from dev_sessions.results import Created, Goal, Inspection, Killed
     from dev_sessions.usage import UsageReport
     from dev_sessions.worktrees import Plan
@@ -325,6 +326,69 @@ class SessionManager:
     def logs(self, session_id: str) -> list[LogItem]:
         session = self.get(session_id)
         return self.backend_of(session).log(session)
+
+    @call(
+        long=True,
+        stream=True,
+        owns="session_ids",
+        about="The sessions' events as they happen (prompts, replies, tool calls, turn ends, status).",
+    )
+    def follow(
+        self, session_ids: Sequence[str], start: str = "all", since: str | None = None
+    ) -> Iterator[Event]:
+        """Each session's events (:mod:`dev_sessions.follow`): from the start of the conversation
+        (``start="all"``), of the turn of the last send (``"turn"``) or from now (``"now"``), then as
+        they land, until every session has ended. ``since``: leave out the backlog before then (an age
+        such as 30m, or an ISO time)."""
+        from dev_sessions.follow import drive, merged
+
+        rounds = self._follow_rounds(session_ids, start, since)
+        return merged([drive(r) for r in rounds])
+
+    async def follow_async(
+        self, session_ids: Sequence[str], start: str = "all", since: str | None = None
+    ) -> AsyncIterator[Event]:
+        """``follow`` for an asyncio loop (the gateway streams it)."""
+        import asyncio
+
+        from dev_sessions.follow import drive_async
+
+        loop = asyncio.get_running_loop()
+        rounds = await loop.run_in_executor(None, self._follow_rounds, session_ids, start, since)
+        box: asyncio.Queue[Event | None] = asyncio.Queue()
+
+        async def pump(stream: AsyncIterator[Event]) -> None:
+            try:
+                async for event in stream:
+                    await box.put(event)
+            finally:
+                await box.put(None)
+
+        tasks = [asyncio.ensure_future(pump(drive_async(r))) for r in rounds]
+        running = len(tasks)
+        try:
+            while running:
+                got = await box.get()
+                if got is None:
+                    running -= 1
+                else:
+                    yield got
+            for task in tasks:
+                task.result()  # a follower's error is the stream's
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    def _follow_rounds(self, session_ids: Sequence[str], start: str, since: str | None) -> list[Rounds]:
+        from dev_sessions.follow import since_iso
+
+        if start not in ("all", "turn", "now"):
+            raise UsageError(f"follow: start is all, turn or now, not {start!r}")
+        if not session_ids:
+            raise UsageError("follow: give at least one session id")
+        cutoff = since_iso(since)
+        sessions = [self.get(sid) for sid in dict.fromkeys(session_ids)]
+        return [self.backend_of(s).events(s, cast("Start", start), cutoff) for s in sessions]
 
     @call(owns="session_id", about="What the session's terminal shows now (Claude sessions), as text.")
     def screen(self, session_id: str) -> str:

@@ -73,6 +73,14 @@ def json_text(data: Any) -> str:
     return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
+def json_line(data: Any) -> str:
+    """``json_text`` on one line (a stream of objects, one a line: ``logs --follow --json``)."""
+    import json
+
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 class TerminalStream:
     """A text stream for a terminal: everything written goes through :func:`for_terminal`."""
 
@@ -88,6 +96,12 @@ class TerminalStream:
 
     def isatty(self) -> bool:
         return self._stream.isatty()
+
+    @property
+    def raw(self) -> TextIO:
+        """The terminal itself, for our own control sequences (the progress line's redraw); what goes
+        through it must already be made harmless (:func:`cell`)."""
+        return self._stream
 
     def fileno(self) -> int:
         return self._stream.fileno()

@@ -26,7 +26,7 @@ import shutil
 import signal
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dev_sessions import files, ids
 from dev_sessions.backend import LogItem, Started, Status, WaitResult
@@ -43,6 +43,9 @@ from dev_sessions.store import Session
 from dev_sessions.tmux import Pane, Tmux
 from dev_sessions.usage import Usage, of_transcript
 from dev_sessions.watch import Watcher, run_steps, run_steps_async
+
+if TYPE_CHECKING:
+    from dev_sessions.follow import Rounds, Start
 
 log = logging.getLogger(__name__)
 
@@ -227,6 +230,11 @@ class ClaudeBackend:
         except FileNotFoundError:
             return []
         return tx.conversation(tx.parse_lines(data.split(b"\n")))
+
+    def events(self, session: Session, start: Start, since: str | None) -> Rounds:
+        from dev_sessions.claude import following
+
+        return following.rounds(self.facts, session, start, since)
 
     def status(self, session: Session) -> Status:
         return self.facts.status(session)

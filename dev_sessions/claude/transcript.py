@@ -21,9 +21,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from dev_sessions.backend import LogItem
+
+if TYPE_CHECKING:
+    from dev_sessions.follow import Event
 
 Entry = dict[str, Any]
 
@@ -268,3 +271,76 @@ def _in_time_order(items: list[LogItem]) -> list[LogItem]:
         last = item.timestamp or last
         keyed.append((last, position, item))
     return [item for _, _, item in sorted(keyed, key=lambda k: (k[0], k[1]))]
+
+
+# -- events, as they land --------------------------------------------------------------------------
+
+
+class EventReader:
+    """Entries to :class:`dev_sessions.follow.Event`\\ s, a batch at a time, in time order within a
+    batch (a first turn may write its reply before its prompt, in one write). An API-error turn is one
+    ``failed`` turn event: 2.1.197 follows the error entry with a ``turn_duration``, which is then not
+    a second turn."""
+
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        self._failed = False
+
+    def feed(self, entries: Iterable[Entry]) -> list[Event]:
+        from dev_sessions.follow import Event, first_lines, target_of
+
+        sid = self.session_id
+        found: list[Event] = []
+        for entry in entries:
+            if entry.get("isSidechain") or entry.get("isMeta"):
+                continue
+            stamp = str(entry.get("timestamp", ""))
+            kind = entry.get("type")
+            if kind == "user":
+                for block in _blocks(entry):
+                    text = block.get("text")
+                    if block.get("type") == "text" and isinstance(text, str):
+                        if text.startswith(INTERRUPT_PREFIX):
+                            found.append(Event("turn", sid, stamp, outcome="interrupted"))
+                        elif not text.startswith("<"):
+                            found.append(Event("prompt", sid, stamp, text=text))
+                            self._failed = False
+                    elif block.get("type") == "tool_result":
+                        content = block.get("content")
+                        if isinstance(content, list):
+                            content = "\n".join(
+                                str(c.get("text", "")) for c in content if isinstance(c, dict)
+                            )
+                        found.append(Event("result", sid, stamp, text=first_lines(content or "")))
+            elif kind == "assistant":
+                if entry.get("isApiErrorMessage"):
+                    texts = [b.get("text", "") for b in _blocks(entry) if b.get("type") == "text"]
+                    error = " ".join(t for t in texts if isinstance(t, str) and t) or "API error"
+                    found.append(Event("turn", sid, stamp, outcome="failed", text=error))
+                    self._failed = True
+                    continue
+                for block in _blocks(entry):
+                    if block.get("type") == "text" and isinstance(block.get("text"), str):
+                        found.append(Event("reply", sid, stamp, text=block["text"]))
+                    elif block.get("type") == "tool_use":
+                        name = str(block.get("name") or "tool")
+                        found.append(
+                            Event("tool", sid, stamp, tool=name, target=target_of(block.get("input")))
+                        )
+            elif is_turn_end(entry):
+                if self._failed:
+                    self._failed = False
+                    continue
+                millis = entry.get("durationMs")
+                seconds = millis / 1000 if isinstance(millis, int | float) else None
+                found.append(Event("turn", sid, stamp, outcome="completed", seconds=seconds))
+        return _events_in_time_order(found)
+
+
+def _events_in_time_order(events: list[Event]) -> list[Event]:
+    keyed = []
+    last = ""
+    for position, event in enumerate(events):
+        last = event.timestamp or last
+        keyed.append((last, position, event))
+    return [event for _, _, event in sorted(keyed, key=lambda k: (k[0], k[1]))]

@@ -3,7 +3,9 @@ respond, logs, inspect (starting, listing and stopping sessions: :mod:`.lifecycl
 
 from __future__ import annotations
 
-from typing import Annotated
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,13 +21,25 @@ from dev_sessions.cli.output import (
     wait_json,
 )
 from dev_sessions.durations import parse_duration
-from dev_sessions.errors import NoReply, SessionFailed, UsageError
+from dev_sessions.errors import DevSessionsError, NoReply, SessionFailed, UsageError
+
+if TYPE_CHECKING:
+    from dev_sessions.api import SessionsAPI
+    from dev_sessions.backend import WaitResult
+    from dev_sessions.follow import Event
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 IdArg = Annotated[str, typer.Argument(metavar="ID", help="Session id, e.g. fizz-top.")]
 FileOpt = Annotated[
     str | None,
     typer.Option("--file", "-f", metavar="FILE", help="Read the message from FILE ('-' for stdin)."),
+]
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No progress line on the terminal while waiting.")
+]
+FollowOpt = Annotated[
+    bool,
+    typer.Option("--follow", help="Print the turn's prompts, replies and tool calls as they land."),
 ]
 TimeoutOpt = Annotated[
     str | None,
@@ -76,10 +90,17 @@ def wait(
     goal: Annotated[
         bool, typer.Option("--goal", help="Codex: wait until the thread goal is no longer active.")
     ] = False,
+    follow: FollowOpt = False,
+    quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> int:
     """Block until the turn started by the last `send` ends, for every id given."""
-    results = sessions_api().wait(session_ids, _timeout(timeout), goal=goal)
+    api = sessions_api()
+    if follow:
+        results = _wait_following(api, session_ids, _timeout(timeout), goal, as_json)
+    else:
+        with _progress(api, session_ids, as_json=as_json, quiet=quiet):
+            results = api.wait(session_ids, _timeout(timeout), goal=goal)
     if as_json:
         emit_json([wait_json(r) for r in results])
     else:
@@ -93,11 +114,21 @@ def ask(
     message: Annotated[str | None, typer.Argument(metavar="[MESSAGE]", help="The text to send.")] = None,
     file: FileOpt = None,
     timeout: TimeoutOpt = None,
+    quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> int:
     """Send, wait for the turn to end, and print the reply."""
     text = read_message(session_id, message, file)
-    result, messages = sessions_api().ask(session_id, text, _timeout(timeout))
+    api = sessions_api()
+    if _progress_wanted(as_json=as_json, quiet=quiet):
+        # ask's own steps, with the line drawn between the send and the end of the wait
+        api.send(session_id, text)
+        with _progress(api, [session_id], as_json=as_json, quiet=quiet):
+            (result,) = api.wait([session_id], _timeout(timeout))
+        answered = result.outcome in ("completed", "interrupted", "failed")
+        messages = api.last_messages(session_id, 1) if answered else []
+    else:
+        result, messages = api.ask(session_id, text, _timeout(timeout))
     if as_json:
         emit_json({**wait_json(result), "message": messages[-1] if messages else None})
         return exit_code([result])
@@ -108,6 +139,73 @@ def ask(
             f"{session_id}: the turn was interrupted"
         )
     return exit_code([result])
+
+
+def _progress_wanted(*, as_json: bool, quiet: bool) -> bool:
+    import sys
+
+    from dev_sessions.cli.context import settings
+
+    if as_json or quiet or not sys.stderr.isatty():
+        return False
+    from dev_sessions.cli.progress import wanted
+
+    return wanted(sys.stderr, settings().environ, as_json=as_json, quiet=quiet)
+
+
+def _progress(
+    api: SessionsAPI, session_ids: list[str], *, as_json: bool, quiet: bool
+) -> contextlib.AbstractContextManager[object]:
+    """The progress line while a wait blocks, where it is wanted (else nothing)."""
+    if not _progress_wanted(as_json=as_json, quiet=quiet):
+        return contextlib.nullcontext()
+    import sys
+
+    from dev_sessions.cli.progress import ProgressLine
+
+    return ProgressLine(api, session_ids, sys.stderr)
+
+
+def _wait_following(
+    api: SessionsAPI, session_ids: list[str], timeout: float | None, goal: bool, as_json: bool
+) -> list[WaitResult]:
+    """``wait --follow``: the turn's events printed as they land while the wait blocks, and those
+    that landed before it ended printed before its result."""
+    import threading
+
+    from dev_sessions.cli.progress import print_events
+
+    ended: set[str] = set()
+    done = threading.Condition()
+
+    def events() -> Iterator[Event]:
+        for event in api.follow(session_ids, start="turn"):
+            yield event
+            if event.kind in ("turn", "dialog") or (event.kind == "status" and event.state == "exited"):
+                with done:
+                    ended.add(event.session_id)
+                    done.notify_all()
+
+    def pump() -> None:
+        try:
+            print_events(events(), as_json=as_json)
+        except DevSessionsError as err:
+            note(str(err))
+        finally:
+            with done:
+                ended.update(session_ids)
+                done.notify_all()
+
+    threading.Thread(target=pump, name="follow", daemon=True).start()
+    results = api.wait(session_ids, timeout, goal=goal)
+    finished = {r.session_id for r in results if r.outcome != "timeout"}
+    with done:  # the stream is a little behind the wait: let it print the end it saw coming
+        done.wait_for(lambda: finished <= ended, FOLLOW_DRAIN_S)
+    return results
+
+
+FOLLOW_DRAIN_S = 5.0
+"""How long ``wait --follow`` lets the stream catch up with a turn that ended."""
 
 
 def last_message(
@@ -200,10 +298,27 @@ def logs(
     pane: Annotated[
         bool, typer.Option("--pane", help="Print the terminal screen and scrollback instead.")
     ] = False,
+    follow: Annotated[
+        bool,
+        typer.Option("--follow", "-f", help="Then print each new event as it lands, until the session ends."),
+    ] = False,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", metavar="AGE|TIME", help="With --follow: the backlog since then (30m, ISO)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> int:
     """Print the conversation: prompts, replies, tool calls and turn ends."""
     manager = sessions_api()
+    if since is not None and not follow:
+        raise UsageError("logs: --since goes with --follow")
+    if follow:
+        if pane:
+            raise UsageError("logs: --follow prints the conversation, not the pane")
+        from dev_sessions.cli.progress import print_events
+
+        print_events(manager.follow([session_id], start="all", since=since), as_json=as_json)
+        return 0
     if pane:
         print(manager.screen(session_id), end="")
         return 0

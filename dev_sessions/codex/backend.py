@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dev_sessions.backend import Dialog, LogItem, Started, Status, WaitResult
 from dev_sessions.codex.daemon import AppServer
@@ -22,7 +22,10 @@ from dev_sessions.codex.link import BridgeLink
 from dev_sessions.config import Settings
 from dev_sessions.errors import DevSessionsError, SessionExited, UsageError
 from dev_sessions.store import LastSend, Session, now_iso
-from dev_sessions.usage import Usage
+from dev_sessions.usage import Usage, from_codex
+
+if TYPE_CHECKING:
+    from dev_sessions.follow import Rounds, Start
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +212,48 @@ class CodexBackend:
     def log(self, session: Session) -> list[LogItem]:
         return [LogItem(**item) for item in self._call("log", session)["items"]]
 
+    def events(self, session: Session, start: Start, since: str | None) -> Rounds:
+        """The thread's events: its log so far (or the last turn's, or none), then what the bridge
+        records from the app-server's notifications, asked for with a long poll (op ``follow``)."""
+        from dev_sessions.follow import Event, of_log, since_filter
+
+        first = self._call("follow", session, turn=start == "turn")
+        if first.get("gone"):
+            yield [Event("status", session.id, now_iso(), state="exited")]
+            return
+        seq = int(first.get("seq") or 0)
+        backlog: list[Event] = []
+        if first.get("turn"):
+            backlog = [Event.from_json({**e, "id": session.id}) for e in first.get("events") or []]
+        elif start != "now":
+            backlog = [e for e in of_log(session.id, self.log(session)) if e.outcome != "inProgress"]
+            if start == "turn":
+                prompts = [i for i, e in enumerate(backlog) if e.kind == "prompt"]
+                backlog = backlog[prompts[-1] :] if prompts else []
+        now = now_iso()
+        backlog = since_filter(backlog, since)
+        backlog.append(Event("status", session.id, now, state=str(first.get("state") or "idle")))
+        if isinstance(first.get("tokens"), dict):
+            tokens = from_codex({"tokens": first["tokens"]}).tokens
+            backlog.append(Event("tokens", session.id, now, tokens=tokens))
+        yield backlog
+        while True:
+            params = {
+                "thread": self.spec(session),
+                "session": session.id,
+                "after": seq,
+                "timeout": FOLLOW_POLL_S,
+            }
+            answer = yield BridgePause(self.link, params)
+            seq = int(answer.get("seq") or seq)
+            found = [Event.from_json({**e, "id": session.id}) for e in answer.get("events") or []]
+            if found:
+                yield found
+            if answer.get("gone"):
+                if not any(e.kind == "status" and e.state == "exited" for e in found):
+                    yield [Event("status", session.id, now_iso(), state="exited")]
+                return
+
     def screen(self, session: Session) -> str:
         raise UsageError(
             f"{session.id}: a Codex session has no terminal; use `dev-sessions logs {session.id}`"
@@ -258,6 +303,24 @@ class CodexBackend:
             "bridge": {"socket": str(self.link.path), **(bridge or {})} if bridge else None,
             "status": self.status(session),
         }
+
+
+FOLLOW_POLL_S = 5.0
+"""How long one ``follow`` call waits in the bridge for an event before the follower asks again."""
+
+
+class BridgePause:
+    """One long poll of the bridge (op ``follow``): sleeps until the thread has new events."""
+
+    def __init__(self, link: BridgeLink, params: dict[str, Any]) -> None:
+        self.link = link
+        self.params = params
+
+    def block(self) -> Any:
+        return self.link.call("follow", self.params, timeout=FOLLOW_POLL_S + 30)
+
+    async def block_async(self) -> Any:
+        return await self.link.call_async("follow", self.params, timeout=FOLLOW_POLL_S + 30)
 
 
 def _socket(timeout: float | None) -> float | None:

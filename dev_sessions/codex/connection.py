@@ -17,12 +17,13 @@ import asyncio
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from dev_sessions.backend import Dialog
-from dev_sessions.codex import turns
+from dev_sessions.codex import model, turns
 from dev_sessions.codex.client import AppServerClient, Listener
 from dev_sessions.codex.daemon import DaemonState
 from dev_sessions.codex.protocol import JsonObject, Notification, ServerRequest
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 
 REPLAY_GRACE = 1.0
 """Seconds to give the app-server to replay a thread's open requests after ``thread/resume``."""
+FEED_KEPT = 1000
+"""Events a thread keeps for its followers (``follow``), the newest."""
 
 SANDBOX_FOR = {"never": "danger-full-access", "on-request": "workspace-write", "untrusted": "workspace-write"}
 
@@ -110,6 +113,33 @@ class Watch(turns.Thread):
 
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     version: int = 0
+    # The thread's event stream for followers (``follow``): the last FEED_KEPT events, numbered.
+    feed: deque[tuple[int, JsonObject]] = field(default_factory=lambda: deque(maxlen=FEED_KEPT))
+    seq: int = 0
+    fed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def record(self, events: list[JsonObject]) -> None:
+        for event in events:
+            self.seq += 1
+            self.feed.append((self.seq, event))
+        if events:
+            self.fed.set()
+
+    def events_after(self, seq: int) -> list[JsonObject]:
+        return [event for number, event in self.feed if number > seq]
+
+    async def fed_since(self, seq: int, timeout: float) -> None:
+        """Sleep until an event after ``seq`` is recorded, or ``timeout`` seconds pass."""
+        deadline = time.monotonic() + timeout
+        while self.seq <= seq:
+            self.fed.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            try:
+                await asyncio.wait_for(self.fed.wait(), remaining)
+            except asyncio.TimeoutError:
+                return
 
     def poke(self) -> None:
         self.version += 1
@@ -227,6 +257,8 @@ class Connection:
         watch = self.watch(thread_id)
         if log.isEnabledFor(logging.DEBUG) and not event.method.endswith("/delta"):
             log.debug("%s %s %s", event.method, thread_id, json.dumps(event.params)[:300])
+        if not event.method.endswith("/delta"):
+            watch.record(model.follow_events(event, model.stamp_now()))
         if watch.apply(event):
             watch.poke()
 

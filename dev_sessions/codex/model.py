@@ -100,6 +100,12 @@ def _short(text: Any, limit: int = 200) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+def stamp_now() -> str:
+    import time
+
+    return _stamp(time.time() * 1000)
+
+
 def _stamp(ms: Any) -> str:
     if not isinstance(ms, int | float) or ms <= 0:
         return ""
@@ -174,3 +180,62 @@ def dialog_for(request: ServerRequest, answered: int = 0) -> Dialog:
 
 def approval_reply(choice: Option) -> JsonObject:
     return {"decision": DECISIONS[choice.number - 1][0]}
+
+
+# -- events, as the notifications bring them ----------------------------------------------------------
+
+
+def follow_events(event: Any, stamp: str) -> list[JsonObject]:
+    """What a notification or server request adds to a thread's event stream (``follow.Event`` as
+    JSON, without the session id, which the bridge does not know): a prompt, a reply, a command or
+    file change as it starts and a command's output as it ends, a turn's end, a status, the tokens,
+    a question."""
+    from dev_sessions.follow import Event, first_lines, one_line
+
+    if isinstance(event, ServerRequest):
+        return [Event("dialog", timestamp=stamp, text=dialog_for(event).question).to_json()]
+    method, params = event.method, event.params
+    item = params.get("item") if isinstance(params.get("item"), dict) else {}
+    kind = item.get("type")
+    found: list[Event] = []
+    if method == "item/started":
+        if kind == "commandExecution":
+            found.append(
+                Event("tool", timestamp=stamp, tool="command", target=one_line(item.get("command"), 80))
+            )
+        elif kind == "fileChange":
+            paths = [c.get("path", "?") for c in item.get("changes") or [] if isinstance(c, dict)]
+            found.append(Event("tool", timestamp=stamp, tool="edit", target=one_line(", ".join(paths), 80)))
+        elif kind not in ("userMessage", "agentMessage", "reasoning", None):
+            name = item.get("tool") or item.get("name") or kind
+            found.append(Event("tool", timestamp=stamp, tool=str(name)))
+    elif method == "item/completed":
+        if kind == "userMessage":
+            found.append(Event("prompt", timestamp=stamp, text=user_text(item)))
+        elif kind == "agentMessage":
+            found.append(Event("reply", timestamp=stamp, text=str(item.get("text", ""))))
+        elif kind == "commandExecution":
+            output = item.get("aggregatedOutput") if item.get("status") != "declined" else "declined"
+            found.append(Event("result", timestamp=stamp, text=first_lines(output or "")))
+    elif method == "turn/completed":
+        turn = params.get("turn") or {}
+        millis = turn.get("durationMs")
+        error = (turn.get("error") or {}).get("message") if isinstance(turn.get("error"), dict) else None
+        found.append(
+            Event(
+                "turn",
+                timestamp=stamp,
+                outcome=ENDED.get(str(turn.get("status")), str(turn.get("status"))),
+                seconds=millis / 1000 if isinstance(millis, int | float) else None,
+                text=str(error or ""),
+            )
+        )
+    elif method == "thread/status/changed":
+        found.append(Event("status", timestamp=stamp, state=thread_state(params.get("status"))[0]))
+    elif method == "thread/tokenUsage/updated":
+        total = (params.get("tokenUsage") or {}).get("total")
+        if isinstance(total, dict):
+            from dev_sessions.usage import from_codex
+
+            found.append(Event("tokens", timestamp=stamp, tokens=from_codex({"tokens": total}).tokens))
+    return [e.to_json() for e in found]

@@ -39,6 +39,7 @@ class ThreadOps:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        self.archived: set[str] = set()  # threads killed through this bridge: their followers stop
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -53,6 +54,7 @@ class ThreadOps:
             "goal": self.op_goal,
             "archive": self.op_archive,
             "usage": self.op_usage,
+            "follow": self.op_follow,
         }
 
     # -- starting and sending ---------------------------------------------------------------------------
@@ -242,6 +244,41 @@ class ThreadOps:
             listed += page
         return {"items": [item.__dict__ for item in model.log_items(listed)]}
 
+    async def op_follow(self, p: JsonObject) -> JsonObject:
+        """The thread's events after ``after`` (a sequence number this op gave), waiting up to
+        ``timeout`` seconds for one; without ``after``, none, and where the stream stands now (with the
+        thread's state and tokens, for a follower's first line). ``gone``: the thread was archived
+        (``kill``); ``missed``: events were dropped before the follower asked (it fell behind)."""
+        spec = ThreadSpec.from_json(p["thread"])
+        if spec.id in self.archived:
+            return {"seq": 0, "events": [], "gone": True}
+        watch = await self.conn.subscribe(spec)
+        after = p.get("after")
+        if after is None:
+            answer: JsonObject = {
+                "seq": watch.seq,
+                "events": [],
+                "state": watch.state[0],
+                "tokens": watch.tokens,
+            }
+            if p.get("turn"):
+                # The events of the last turn this bridge saw start (a command running now is in it,
+                # and not yet in the thread's listed turns), or none: the log has it.
+                prompts = [number for number, event in watch.feed if event.get("kind") == "prompt"]
+                if prompts:
+                    answer["events"] = watch.events_after(prompts[-1] - 1)
+                    answer["turn"] = True
+            return answer
+        after = int(after)
+        await watch.fed_since(after, min(float(p.get("timeout") or 5.0), 60.0))
+        oldest = watch.feed[0][0] if watch.feed else watch.seq + 1
+        return {
+            "seq": watch.seq,
+            "events": watch.events_after(after),
+            "gone": spec.id in self.archived,
+            "missed": oldest > after + 1 and watch.seq > after,
+        }
+
     async def op_usage(self, p: JsonObject) -> JsonObject:
         """The thread's token totals (the last ``thread/tokenUsage/updated`` this bridge received;
         None when it has received none) and its finished turns with their durations. Never starts the
@@ -321,5 +358,8 @@ class ThreadOps:
         except AppServerError as err:
             # Already archived or never persisted: nothing left to tidy.
             log.info("archive %s: %s", spec.id, err.detail)
-        self.conn.watches.pop(spec.id, None)
+        self.archived.add(spec.id)
+        watch = self.conn.watches.pop(spec.id, None)
+        if watch is not None:
+            watch.record([{"kind": "status", "state": "exited", "timestamp": model.stamp_now()}])
         return {}

@@ -128,6 +128,40 @@ class GatewayClient:
             raise ReportedError(f"gateway {self.url}: no answer to {api}.{method} (connection cut?)")
         return decode(answer["result"])
 
+    def stream(self, api: str, method: str, args: Mapping[str, object]) -> Iterator[object]:
+        """A streamed call (``@call(stream=True)``): each item as the gateway sends it, a line each."""
+        from dev_sessions.gateway.protocol import decode
+
+        if not self.token:
+            raise UsageError(
+                "sandbox mode needs DEV_SESSIONS_GATEWAY_TOKEN (the host's `dev-sessions gateway token`)"
+            )
+        body = json.dumps({"api": api, "method": method, "args": dict(args)}, ensure_ascii=False).encode()
+        try:
+            status, reason, lines = self._exchange("POST", "/v1/call", body, 60)
+            if status != 200:
+                error = json.loads(b"".join(lines) or b"{}").get("error", {})
+                raise ReportedError(
+                    f"gateway refused {api}.{method} ({status}): {error.get('message') or reason}"
+                )
+            for line in lines:
+                if not line.strip() or line.startswith(b'{"keepalive"'):
+                    continue
+                answer = json.loads(line)
+                if "item" in answer:
+                    yield decode(answer["item"])
+                elif "error" in answer:
+                    raise revive(answer["error"])
+                elif "result" in answer:
+                    return
+        except OSError as err:
+            raise GatewayUnreachable(url=self.url, detail=str(err)) from err
+        except ValueError as err:
+            raise ReportedError(f"gateway {self.url}: garbled line in {api}.{method}") from err
+        raise ReportedError(
+            f"gateway {self.url}: {api}.{method} ended without its last line (connection cut?)"
+        )
+
 
 def _lines(reader: io.BufferedReader, sock: socket.socket, chunked: bool) -> Iterator[bytes]:
     """The lines of an HTTP body (chunked or not), then the connection is closed."""

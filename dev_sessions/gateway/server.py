@@ -29,7 +29,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -160,6 +160,8 @@ class Gateway:
         except BadRequest as err:
             return _refuse(400, str(err))
         twin = getattr(target, f"{method}_async", None) if spec.long else None
+        if spec.stream and twin is not None:
+            return await self._stream_items(request, twin(**args))
         if twin is not None:
             work: Awaitable[Any] = twin(**args)
         else:
@@ -235,6 +237,34 @@ class Gateway:
             await response.write_eof()
         except (ConnectionResetError, asyncio.CancelledError):
             task.cancel()  # the client went away: stop waiting for it
+            raise
+        return response
+
+    async def _stream_items(self, request: web.Request, items: AsyncIterator[Any]) -> web.StreamResponse:
+        """A streamed call: each item a line (``{"item": ...}``) as it comes, keep-alive lines between,
+        and a last line ``{"result": null}`` or ``{"error": ...}``."""
+        response = web.StreamResponse(
+            headers={"Content-Type": "application/x-ndjson", "Cache-Control": "no-store"}
+        )
+        await response.prepare(request)
+
+        async def drain() -> None:
+            async for item in items:
+                line = {"item": encode(item)}
+                await response.write(json.dumps(line, ensure_ascii=False).encode() + b"\n")
+
+        task = asyncio.ensure_future(drain())
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=KEEPALIVE_S)
+                if done:
+                    break
+                await response.write(b'{"keepalive": true}\n')
+            line = self._result(request, task)
+            await response.write(json.dumps(line, ensure_ascii=False).encode() + b"\n")
+            await response.write_eof()
+        except (ConnectionResetError, asyncio.CancelledError):
+            task.cancel()  # the client went away: stop following for it
             raise
         return response
 

@@ -85,6 +85,8 @@ def tools() -> dict[str, Tool]:
     for api in APIS:
         cls = library(api)
         for name, spec in calls(cls).items():
+            if spec.stream:
+                continue  # a tool answers once; a stream has no tool (its backlog: `logs`)
             function = getattr(cls, name)
             if spec.tool in found:
                 raise RuntimeError(f"two calls are the MCP tool {spec.tool!r}: name one with @call(tool=...)")

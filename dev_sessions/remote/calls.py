@@ -46,6 +46,13 @@ class Remote:
 
         def invoke(*args: object, **kwargs: object) -> object:
             sent = self.arguments(spec, args, kwargs)
+            if spec.stream:
+                stream = getattr(self.transport, "stream", None)
+                if stream is None:
+                    from dev_sessions.errors import UsageError
+
+                    raise UsageError(f"{self.api}.{name} streams, and this link does not carry streams yet")
+                return stream(self.api, name, sent)
             return self.transport.call(self.api, name, sent, long=spec.long)
 
         invoke.__name__ = name

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 from dev_sessions import __version__, ids
 from dev_sessions.backend import LogItem, Started, Status, WaitResult
 from dev_sessions.config import Settings
-from dev_sessions.errors import DevSessionsError, NoSuchCall, RemoteIncompatible, revive
+from dev_sessions.errors import DevSessionsError, NoSuchCall, RemoteIncompatible, UsageError, revive
 from dev_sessions.remote.calls import Remote
 from dev_sessions.remote.ssh import Ssh
 from dev_sessions.store import Session
@@ -26,6 +26,7 @@ from dev_sessions.usage import Usage
 
 if TYPE_CHECKING:
     from dev_sessions.api import SessionsAPI
+    from dev_sessions.follow import Rounds, Start
     from dev_sessions.results import Created, Killed
     from dev_sessions.sessions import SessionManager
 
@@ -145,6 +146,14 @@ class HostBackend:
 
     def log(self, session: Session) -> list[LogItem]:
         return self.remote.logs(session.id)
+
+    def events(self, session: Session, start: Start, since: str | None) -> Rounds:
+        # The host's call carries one answer, not a stream, yet; polling it would cost an ssh call
+        # per look.
+        raise UsageError(
+            f"{session.id}: following a session on {self.target} is not there yet; "
+            f"run `dev-sessions logs --follow {session.id}` on {self.target}"
+        )
 
     def interrupt(self, session: Session) -> bool:
         return self.remote.interrupt(session.id)

@@ -130,3 +130,22 @@ def test_codex_plan_mode_and_its_question_through_the_gateway(
     container.ok("send", sid, "--no-plan", "no more questions <<ask>>")
     container.ok("wait", sid, "--timeout", "60")
     assert container.ok("last-message", sid) == "ANSWER: request_user_input is unavailable in Default mode\n"
+
+
+def test_logs_follow_is_streamed_through_the_gateway(container: DevSessions) -> None:
+    """`logs --follow --json` in a container: the events come as the gateway streams them (one call,
+    NDJSON lines), the turn's included, and the stream ends when the session is killed."""
+    sid = container.ok("create", "-q").strip()
+    follower = container.start("logs", sid, "--follow", "--json")
+    eventually(lambda: '"kind":"tokens"' in follower.stdout, 30)
+    container.ok("send", sid, "streamed <<bash:echo through-the-gateway>>")
+    eventually(lambda: '"kind":"turn"' in follower.stdout, 60)
+    container.ok("kill", sid)
+    result = follower.finish(30)
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    talk = [e["kind"] for e in events if e["kind"] in ("prompt", "reply", "tool", "result", "turn")]
+    assert talk == ["prompt", "tool", "result", "reply", "turn"]
+    tool = next(e for e in events if e["kind"] == "tool")
+    assert tool["tool"] == "Bash" and "echo through-the-gateway" in tool["target"]
+    assert events[-1] == {**events[-1], "kind": "status", "state": "exited"}

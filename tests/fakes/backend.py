@@ -16,6 +16,7 @@ from typing import Any
 
 from dev_sessions.backend import Dialog, LogItem, Outcome, Started, Status, WaitResult, choose
 from dev_sessions.errors import NoDialog, SessionExited
+from dev_sessions.follow import Event, Rounds, Start, of_log, since_filter
 from dev_sessions.store import Session
 from dev_sessions.usage import ModelTokens, Usage
 
@@ -138,6 +139,12 @@ class FakeBackend:
             if index < len(agent.replies):
                 items.append(LogItem(f"2026-11-29T10:00:{index:02d}Z", "assistant", agent.replies[index]))
         return items
+
+    def events(self, session: Session, start: Start, since: str | None) -> Rounds:
+        """The conversation so far as events (all of it, whatever ``start``), then the session's end:
+        a scripted agent has nothing more to say once its turns are played."""
+        yield since_filter(of_log(session.id, self.log(session)), since)
+        yield [Event("status", session.id, "2026-11-29T10:01:00Z", state="exited")]
 
     def interrupt(self, session: Session) -> bool:
         agent = self.agent(session)

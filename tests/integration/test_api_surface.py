@@ -180,6 +180,7 @@ SESSION_CASES: dict[str, SessionCase] = {
     "respond": _respond,
     "goal": lambda api, f: api.goal(_session(api, "codex"), "set", "ship it", 100),
     "logs": lambda api, f: api.logs(_sent(api, f, "logged")),
+    "follow": lambda api, f: list(api.follow([_sent(api, f, "followed")], since="2026-01-01T00:00:00Z")),
     "screen": lambda api, f: api.screen(_sent(api, f, "x")),
     "inspect": lambda api, f: api.inspect(_session(api)),
     "list_sessions": lambda api, f: (_session(api), api.list_sessions())[1],
