@@ -218,7 +218,8 @@ def msg_status(
         if receipt.via == "host" and receipt.state != "failed" and receipt.reason:
             why = f" ({receipt.reason})"  # where on its host, and as which message there
         retry = " (retrying)" if receipt.state == "failed" and receipt.retry_at_ms else ""
-        print(f"  {receipt.recipient}: {receipt.state}{where}{why}{retry} {when}".rstrip())
+        who = f"{receipt.recipient}@{receipt.machine}" if receipt.machine else receipt.recipient
+        print(f"  {who}: {receipt.state}{where}{why}{retry} {when}".rstrip())
     return 0
 
 
@@ -376,7 +377,9 @@ def agents(
         return 0
     for row in rows:
         seen = f"  last seen {row.last_seen[:19].replace('T', ' ')}" if row.last_seen else ""
-        print(f"{row.name}  {row.kind}  {cell(row.status)}{seen}")
+        where = f"  on {cell(row.machine)}" if row.machine else ""
+        presence = f" ({row.presence})" if row.presence and row.presence != row.status else ""
+        print(f"{row.name}  {row.kind}  {cell(row.status)}{presence}{where}{seen}")
     return 0
 
 

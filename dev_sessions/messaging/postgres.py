@@ -32,6 +32,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from dev_sessions.errors import MessagesUnavailable, StoreTooNew, ToolMissing
 from dev_sessions.messaging.fts import to_tsquery
 from dev_sessions.messaging.records import Message
+from dev_sessions.messaging.schema import MACHINES
 from dev_sessions.messaging.store import MESSAGE_COLUMNS, Database, MessageStore, message_of, visible_to
 
 try:
@@ -118,6 +119,7 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX relays_message ON relays(message, host)",
         ],
     ),
+    (3, MACHINES),
 ]
 
 
