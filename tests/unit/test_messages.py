@@ -135,7 +135,9 @@ def test_a_version_1_database_keeps_its_receipts_and_learns_relays(tmp_path: Pat
             """INSERT INTO messages (sender, priority, body, thread, created_at, created_ms)
                VALUES ('a', 'normal', 'before the upgrade', 1, '2026-01-01T00:00:00Z', 0)"""
         )
-        db.execute("INSERT INTO receipts (message, recipient, state, via) VALUES (1, 's1', 'queued', 'conversation')")
+        db.execute(
+            "INSERT INTO receipts (message, recipient, state, via) VALUES (1, 's1', 'queued', 'conversation')"
+        )
         db.execute(
             """INSERT INTO receipts (message, recipient, state, via, delivered_at)
                VALUES (1, 'b', 'delivered', 'mailbox', '2026-01-01T00:00:00Z')"""
