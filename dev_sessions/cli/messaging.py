@@ -223,6 +223,48 @@ def msg_status(
     return 0
 
 
+@msg_app.command("migrate")
+def msg_migrate(
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to",
+            metavar="URL",
+            help="The shared store: postgresql://... (keep its password in ~/.pgpass), or - to read the URL "
+            "from stdin.",
+        ),
+    ],
+    as_json: JsonOpt = False,
+) -> int:
+    """Copy this machine's messages (messages.db) into a shared store; run again, nothing doubles."""
+    import sys
+
+    from dev_sessions.messaging.migrate import migrate
+    from dev_sessions.messaging.store import MessageStore, open_store
+
+    found = settings()
+    if found.sandbox:
+        raise UsageError("msg migrate: run it on the host, where messages.db is")
+    url = sys.stdin.readline().strip() if to == "-" else to
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise UsageError("msg migrate --to: a postgresql://... URL")
+    path = found.home / "messages.db"
+    if not path.exists():
+        raise UsageError(f"{path}: no messages here to copy")
+    source = MessageStore(path)
+    target = open_store(url)
+    try:
+        report = migrate(source, target, found.machine_name())
+    finally:
+        target.close()
+        source.close()
+    if as_json:
+        emit_json(report.to_json())
+    else:
+        print(report.line())
+    return 0
+
+
 @msg_app.command("wait")
 def msg_wait(
     reader: AsOpt = None,

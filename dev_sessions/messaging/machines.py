@@ -12,6 +12,7 @@ No delivery here, and nothing for a store of one machine (SQLite) but reading ``
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -44,11 +45,9 @@ def publish(
     """Say on the shared store which sessions this machine has, with their live status."""
     rows = []
     for session in local_sessions(sessions).values():
-        state: str = "unknown"
-        try:
+        state: str = "unknown"  # a session whose status cannot be read is still there to write to
+        with contextlib.suppress(DevSessionsError):
             state = manager.backend(session.cli).status(session).state
-        except DevSessionsError:
-            pass  # a session whose status cannot be read is still there to write to
         rows.append((session.id, session.cli, session.parent, state))
     store.publish_sessions(machine, rows)
 

@@ -37,6 +37,14 @@ MACHINES = [
         seen_at TEXT NOT NULL,
         PRIMARY KEY (name, machine)
     )""",
+    # ``msg migrate``: which message of which store a message here was copied from, so that a second
+    # run copies nothing twice.
+    """CREATE TABLE copied (
+        source TEXT NOT NULL,
+        original BIGINT NOT NULL,
+        message BIGINT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+        PRIMARY KEY (source, original)
+    )""",
 ]
 """Migration 3, the same SQL on both engines (PostgreSQL's list takes it as it is)."""
 
@@ -142,8 +150,8 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     (
         # Machines sharing one store (issue 15): which machine sent a message and which machine's
         # deliverer puts a receipt into its session (null: a mailbox, or a store of one machine), the
-        # machine an outside agent was last seen on, and the sessions each machine has (so that one
-        # machine can address another's: ``name@machine``).
+        # machine an outside agent was last seen on, the sessions each machine has (so that one
+        # machine can address another's: ``name@machine``), and what ``msg migrate`` copied.
         3,
         MACHINES,
     ),

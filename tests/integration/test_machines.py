@@ -15,7 +15,7 @@ import pytest
 from dev_sessions.config import Settings
 from dev_sessions.messaging.deliver import Deliverer
 from dev_sessions.messaging.store import open_store
-from tests.conftest import eventually, one_line_error
+from tests.conftest import DevSessions, eventually, one_line_error
 from tests.fakes.machines import Machine, machines
 from tests.fakes.postgres import Postgres
 
@@ -138,3 +138,46 @@ def test_sessions_publish_and_unpublish(two: list[Machine], pg_url: str, workdir
     # Its machine's deliverer says it is gone (nobody else on alpha writes the list).
     eventually(lambda: store.machine_sessions(sa) == [], timeout=10)
     store.close()
+
+
+def test_msg_migrate_copies_a_local_store_once(
+    cli: DevSessions, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DEV_SESSIONS_MESSAGES_URL", raising=False)
+    monkeypatch.setenv("DEV_SESSIONS_MACHINE", "laptop")
+    cli.ok("agents", "register", "alice")
+    cli.ok("space", "create", "org")
+    cli.ok("space", "create", "team", "--parent", "org")
+    cli.ok("space", "join", "team", "--as", "alice")
+    first = cli.ok("msg", "send", "--to", "alice", "first").strip()
+    cli.ok("msg", "reply", first, "--from", "alice", "the answer")
+    cli.ok("space", "send", "team", "--from", "user", "to the team")
+    with_password = pg_url.replace("postgresql://", "postgresql://dstest:pw-never-shown@", 1)
+    out = cli.ok("msg", "migrate", "--to", with_password)
+    assert out.count("\n") == 1 and "pw-never-shown" not in out and "***" in out
+    assert "3 messages (0 already there)" in out and "2 spaces (0 already there)" in out
+    again = json.loads(cli.ok("msg", "migrate", "--to", "-", "--json", stdin=pg_url))
+    assert again["messages"] == {"copied": 0, "already": 3}
+    assert again["receipts"] == {"copied": 0, "already": 3}
+    assert again["spaces"] == {"copied": 0, "already": 2}
+    assert again["members"] == {"copied": 0, "already": 1}
+    assert again["agents"]["copied"] == 0 and again["agents"]["already"] >= 1
+    store = open_store(pg_url)
+    copies = store.feed()
+    assert [(m.sender, m.body) for m in copies] == [
+        ("user", "first"), ("alice", "the answer"), ("user", "to the team")
+    ]  # fmt: skip
+    reply = copies[1]
+    assert (reply.reply_to, reply.thread) == (copies[0].id, copies[0].thread), "the thread renumbered"
+    assert [r.state for r in store.receipts(copies[0].id)] == ["read"], "answering it read it"
+    assert store.origin_machine(copies[0].id) == "laptop"
+    assert [s.name for s in store.spaces()] == ["org", "team"]
+    store.close()
+
+
+def test_msg_migrate_to_a_server_that_does_not_answer_is_one_line(cli: DevSessions, tmp_path: Path) -> None:
+    cli.ok("msg", "send", "--to", "user", "kept here")
+    url = f"postgresql://someone:s3cret-pw@/team?host={tmp_path}/no-server&connect_timeout=2"
+    result = cli("msg", "migrate", "--to", url)
+    one_line_error(result, 1, "postgresql://someone:***@/team", "the messages server failed")
+    assert "s3cret-pw" not in result.stderr + result.stdout
