@@ -211,6 +211,7 @@ def msg_status(
     print(f"{message.id} from {message.sender}" + (f" in {message.space}" if message.space else ""))
     if not receipts:
         print("  (no recipients)")
+    here = settings().machine
     for receipt in receipts:
         when = receipt.read_at or receipt.delivered_at or receipt.failed_at or ""
         where = f" into its {receipt.via}" if receipt.state == "delivered" and receipt.via != "host" else ""
@@ -218,7 +219,8 @@ def msg_status(
         if receipt.via == "host" and receipt.state != "failed" and receipt.reason:
             why = f" ({receipt.reason})"  # where on its host, and as which message there
         retry = " (retrying)" if receipt.state == "failed" and receipt.retry_at_ms else ""
-        who = f"{receipt.recipient}@{receipt.machine}" if receipt.machine else receipt.recipient
+        elsewhere = receipt.machine and receipt.machine != here  # a session of another machine
+        who = f"{receipt.recipient}@{receipt.machine}" if elsewhere else receipt.recipient
         print(f"  {who}: {receipt.state}{where}{why}{retry} {when}".rstrip())
     return 0
 

@@ -47,6 +47,7 @@ def test_a_dm_and_its_reply_cross_machines(two: list[Machine], workdir: Path) ->
         (sb, "beta", "conversation")
     ]
     assert f"  {sb}@beta: " in alpha.ok("msg", "status", sent)
+    assert f"  {sb}: " in beta.ok("msg", "status", sent), "its own machine's session by its name"
     mail = json.loads(beta.ok("msg", "read", "--as", sb, "--json"))
     assert [(m["id"], m["from"], m["body"]) for m in mail] == [(int(sent), sa, "hello beta")]
 
