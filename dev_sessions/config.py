@@ -35,6 +35,8 @@ a ``Settings`` (and, where a child process inherits it, ``settings.environ``). T
                                 ``$DEV_SESSIONS_HOME/messages.db``; ``postgresql://...``, a PostgreSQL
                                 server shared by several machines (libpq's URL: ``sslmode``,
                                 ``PGPASSFILE``, ``service=`` work; needs ``dev-sessions[postgres]``)
+``DEV_SESSIONS_MACHINE``         this machine's name among those sharing the store (default: the host
+                                name); a session of another machine is ``name@machine``
 ``DEV_SESSIONS_DEBUG``           ``1`` shows tracebacks
 
 One setting may also come from ``$DEV_SESSIONS_HOME/config.json`` (a JSON object, keys named as the
@@ -122,6 +124,9 @@ class Settings(NamedTuple):
     """Where ``create --worktree`` makes worktrees (None: ``.worktrees`` beside the repository)."""
     messages_url: str | None = None
     """Where messages live (None or ``sqlite:``: ``messages.db`` here; ``postgresql://...``: a server)."""
+    machine: str = "localhost"
+    """This machine's name among those sharing a message store (``DEV_SESSIONS_MACHINE``, else the
+    host name); checked where it is used (``machine_name``)."""
     environ: Mapping[str, str] = MappingProxyType({})
     """The environment these settings were read from: what a process we start inherits."""
 
@@ -160,6 +165,7 @@ class Settings(NamedTuple):
             worktrees=_path(env, "DEV_SESSIONS_WORKTREES"),
             messages_url=env.get("DEV_SESSIONS_MESSAGES_URL")
             or _from_file(home, "DEV_SESSIONS_MESSAGES_URL"),
+            machine=env.get("DEV_SESSIONS_MACHINE") or os.uname().nodename or "localhost",
             environ=env,
         )
 
@@ -180,6 +186,15 @@ class Settings(NamedTuple):
         """Where Codex keeps its config and skills (``CODEX_HOME``, else ``~/.codex``)."""
         explicit = self.environ.get("CODEX_HOME")
         return Path(explicit).expanduser() if explicit else self.user_home / ".codex"
+
+    def machine_name(self) -> str:
+        """This machine's name, or a one-line ``UsageError`` (a name as for agents, without ``@``)."""
+        from dev_sessions.api import check_name
+        from dev_sessions.errors import UsageError
+
+        if "@" in self.machine:
+            raise UsageError(f"DEV_SESSIONS_MACHINE: {self.machine!r} has an @; name the machine without one")
+        return check_name(self.machine, "machine name (DEV_SESSIONS_MACHINE)")
 
     def me(self, explicit: str | None = None) -> str:
         """Who "I" am: ``--from``/``--as``, else the environment's agent, else ``user``."""

@@ -160,6 +160,10 @@ class SessionManager:
             raise
         with self.store.transaction() as doc:
             doc.put(session)
+        if self.settings.messages_url and not session.host:
+            from dev_sessions.messaging.machines import announce
+
+            announce(self.settings, self)  # other machines sharing the message store may write to it
         return Created(session, started, planned.notes if planned else ())
 
     def creator(self) -> str:

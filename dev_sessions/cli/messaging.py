@@ -211,6 +211,7 @@ def msg_status(
     print(f"{message.id} from {message.sender}" + (f" in {message.space}" if message.space else ""))
     if not receipts:
         print("  (no recipients)")
+    here = settings().machine
     for receipt in receipts:
         when = receipt.read_at or receipt.delivered_at or receipt.failed_at or ""
         where = f" into its {receipt.via}" if receipt.state == "delivered" and receipt.via != "host" else ""
@@ -218,7 +219,51 @@ def msg_status(
         if receipt.via == "host" and receipt.state != "failed" and receipt.reason:
             why = f" ({receipt.reason})"  # where on its host, and as which message there
         retry = " (retrying)" if receipt.state == "failed" and receipt.retry_at_ms else ""
-        print(f"  {receipt.recipient}: {receipt.state}{where}{why}{retry} {when}".rstrip())
+        elsewhere = receipt.machine and receipt.machine != here  # a session of another machine
+        who = f"{receipt.recipient}@{receipt.machine}" if elsewhere else receipt.recipient
+        print(f"  {who}: {receipt.state}{where}{why}{retry} {when}".rstrip())
+    return 0
+
+
+@msg_app.command("migrate")
+def msg_migrate(
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to",
+            metavar="URL",
+            help="The shared store: postgresql://... (keep its password in ~/.pgpass), or - to read the URL "
+            "from stdin.",
+        ),
+    ],
+    as_json: JsonOpt = False,
+) -> int:
+    """Copy this machine's messages (messages.db) into a shared store; run again, nothing doubles."""
+    import sys
+
+    from dev_sessions.messaging.migrate import migrate
+    from dev_sessions.messaging.store import MessageStore, open_store
+
+    found = settings()
+    if found.sandbox:
+        raise UsageError("msg migrate: run it on the host, where messages.db is")
+    url = sys.stdin.readline().strip() if to == "-" else to
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise UsageError("msg migrate --to: a postgresql://... URL")
+    path = found.home / "messages.db"
+    if not path.exists():
+        raise UsageError(f"{path}: no messages here to copy")
+    source = MessageStore(path)
+    target = open_store(url)
+    try:
+        report = migrate(source, target, found.machine_name())
+    finally:
+        target.close()
+        source.close()
+    if as_json:
+        emit_json(report.to_json())
+    else:
+        print(report.line())
     return 0
 
 
@@ -376,7 +421,9 @@ def agents(
         return 0
     for row in rows:
         seen = f"  last seen {row.last_seen[:19].replace('T', ' ')}" if row.last_seen else ""
-        print(f"{row.name}  {row.kind}  {cell(row.status)}{seen}")
+        where = f"  on {cell(row.machine)}" if row.machine else ""
+        presence = f" ({row.presence})" if row.presence and row.presence != row.status else ""
+        print(f"{row.name}  {row.kind}  {cell(row.status)}{presence}{where}{seen}")
     return 0
 
 

@@ -32,6 +32,7 @@ from dev_sessions import files
 from dev_sessions.config import Settings
 from dev_sessions.errors import DevSessionsError, MessagesUnavailable, SessionExited
 from dev_sessions.files import private_dir
+from dev_sessions.messaging.machines import local_sessions, publish
 from dev_sessions.messaging.notice import frame
 from dev_sessions.messaging.records import Message, Receipt
 from dev_sessions.messaging.relay import PULL_EVERY_S, hosts_of, retry_at
@@ -47,6 +48,7 @@ CODEX_POLL_S = 0.5
 CLAIMED_ELSEWHERE_S = 1.0
 LOST_ROUND_S = 0.5
 """How soon a deliverer whose messages server went away looks again."""
+PUBLISH_EVERY_S = 60.0
 
 
 def _lock_path(settings: Settings) -> Path:
@@ -96,6 +98,8 @@ class Deliverer:
         self.sessions = SessionStore(settings.store_path)
         self.store = store_for(settings)
         self.linger = settings.deliverer_linger
+        self.machine = settings.machine_name()
+        self.published: tuple[frozenset[str], float] | None = None
 
     def attempt(self, message: Message, receipt: Receipt, sessions: Mapping[str, Session]) -> str:
         """Try one delivery: ``delivered``, ``failed`` or ``waiting`` (the session is busy)."""
@@ -154,8 +158,27 @@ class Deliverer:
         what goes to a session of this machine: one unknown here is another machine's to deliver."""
         due = self.store.due()
         if self.store.shared:
-            due = [(m, r) for m, r in due if r.recipient in sessions]
+            due = [
+                (m, r) for m, r in due
+                if r.recipient in sessions and r.machine in (None, self.machine)
+            ]  # fmt: skip
         return due
+
+    def publish(self, sessions: Mapping[str, Session]) -> None:
+        """On a shared store, say which sessions this machine has when that changed, and every
+        ``PUBLISH_EVERY_S`` (their status, and that this machine is still there)."""
+        if not self.store.shared:
+            return
+        names = frozenset(local_sessions(sessions))
+        if self.published and self.published[0] == names and time.monotonic() < self.published[1]:
+            return
+        publish(self.store, self.machine, self.manager, sessions)
+        self.published = (names, time.monotonic() + PUBLISH_EVERY_S)
+
+    def stays(self, sessions: Mapping[str, Session]) -> bool:
+        """On a shared store, the deliverer stays while this machine has sessions: other machines
+        may write to them at any moment, and nobody here would start it."""
+        return self.store.shared and bool(local_sessions(sessions))
 
     def next_retry_ms(self, sessions: Mapping[str, Session]) -> int | None:
         """When a failed delivery of this deliverer's is due again (see ``due``)."""
@@ -164,7 +187,7 @@ class Deliverer:
     def has_work(self) -> bool:
         """Something to deliver or retry now or later, or answers to pull for a live session here."""
         sessions = {s.id: s for s in self.sessions.sessions()}
-        if self.due(sessions) or self.next_retry_ms(sessions) is not None:
+        if self.due(sessions) or self.next_retry_ms(sessions) is not None or self.stays(sessions):
             return True
         return bool(self.talking(sessions))
 
@@ -197,6 +220,7 @@ class Deliverer:
         """One look at what is due and one delivery attempt per session; how long to sleep then (None:
         nothing was left for the linger, time to go)."""
         sessions = {s.id: s for s in self.sessions.sessions()}
+        self.publish(sessions)
         waiting_codex = False
         claimed_elsewhere = False
         blocked: set[str] = set()
@@ -231,7 +255,7 @@ class Deliverer:
                     watcher.watch_dir(directory)
                 waiting_codex = waiting_codex or not signals
         next_retry = self.next_retry_ms(sessions)
-        if not blocked and next_retry is None and not self._talking:
+        if not blocked and next_retry is None and not self._talking and not self.stays(sessions):
             self._idle_since = self._idle_since or time.monotonic()
             if time.monotonic() - self._idle_since >= self.linger:
                 return None

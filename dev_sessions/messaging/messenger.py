@@ -29,6 +29,7 @@ from dev_sessions.errors import (
     SpaceNotFound,
     UsageError,
 )
+from dev_sessions.messaging.machines import elsewhere, split
 from dev_sessions.messaging.records import Agent, AgentInfo, Message, Receipt, Space
 from dev_sessions.messaging.relay import PULL_EVERY_S, hosts_of
 from dev_sessions.messaging.store import PRIORITIES, MessageStore, store_for
@@ -102,6 +103,38 @@ class Messenger:
             return "mailbox"
         return "host" if session.host else "conversation"
 
+    @property
+    def machine(self) -> str:
+        return self.settings.machine_name()
+
+    def _local(self, target: str, sessions: Mapping[str, Session]) -> str:
+        """``name@this-machine`` as ``name`` when this machine has that session; else ``target``."""
+        name, machine = split(target)
+        if machine is not None and target not in sessions and name in sessions and machine == self.machine:
+            return name
+        return target
+
+    def _addressed(
+        self, names: list[str], sessions: Mapping[str, Session], elsewhere_ok: bool = True
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """Receipts for ``names`` (sessions, agents): ({name: via}, {name: machine} of each session)."""
+        recipients: dict[str, str] = {}
+        machines: dict[str, str] = {}
+        others: dict[str, list[str]] = {}
+        if elsewhere_ok and self.store.shared and any(name not in sessions for name in names):
+            for row in self.store.machine_sessions():
+                if row[1] != self.machine:
+                    others.setdefault(row[0], []).append(row[1])
+        for name in names:
+            via = self._via(name, sessions)
+            recipients[name] = via
+            if via == "conversation":
+                machines[name] = self.machine
+            elif via == "mailbox" and len(others.get(name, ())) == 1:
+                recipients[name] = "conversation"  # a session of one other machine: its deliverer's
+                machines[name] = others[name][0]
+        return recipients, machines
+
     def known(self, name: str, sessions: Mapping[str, Session] | None = None) -> str | None:
         """What a name is: ``session``, ``agent`` or ``space``; None when it is none of them."""
         sessions = self._sessions() if sessions is None else sessions
@@ -132,7 +165,7 @@ class Messenger:
             raise UsageError(f"{name}: a session has that name; sessions are agents already")
         if kind == "space":
             raise UsageError(f"{name}: a space has that name")
-        return self.store.register_agent(name)
+        return self.store.register_agent(name, self.machine if self.store.shared else None)
 
     # -- messages ------------------------------------------------------------------------------------
 
@@ -154,8 +187,13 @@ class Messenger:
         me = self.me(sender)
         self._check_body(body)
         sessions = self._sessions()
-        target = self.parent_of(me, sessions) if to == PARENT else to
+        target = self.parent_of(me, sessions) if to == PARENT else self._local(to, sessions)
         kind = self.known(target, sessions)
+        there: tuple[str, str] | None = None
+        if kind is None and self.store.shared:
+            there = elsewhere(self.store, target, self.machine)  # a session of another machine
+            if there is not None:
+                kind = "session"
         if kind is None and to == PARENT:
             kind = "agent"  # a parent on another machine (its session came with --host): a mailbox here
         if kind is None:
@@ -168,11 +206,15 @@ class Messenger:
             return self.space_send(
                 target, body, sender=me, priority=priority, metadata=metadata, reply_to=reply_to
             )
-        recipients = {target: self._via(target, sessions)}
+        if there is not None:
+            recipients, machines = {there[0]: "conversation"}, {there[0]: there[1]}
+        else:
+            recipients, machines = self._addressed([target], sessions, elsewhere_ok=False)
         message = self.store.send(
-            me, recipients, body, priority=priority, reply_to=reply_to, metadata=metadata
-        )
-        return self._after_send(message, recipients, sessions)
+            me, recipients, body, priority=priority, reply_to=reply_to, metadata=metadata,
+            machine=self.machine, machines=machines,
+        )  # fmt: skip
+        return self._after_send(message, recipients, sessions, machines)
 
     @call(identity="sender", about="Answer a message (goes to its sender; marks it read).")
     def reply(
@@ -182,10 +224,20 @@ class Messenger:
         me = self.me(sender)
         self._check_body(body)
         sessions = self._sessions()
-        # Answer whoever sent it, even an agent or session that is gone since (its mailbox keeps it).
-        recipients = {original.sender: self._via(original.sender, sessions)}
-        message = self.store.send(me, recipients, body, priority=priority, reply_to=message_id)
-        return self._after_send(message, recipients, sessions)
+        # Answer whoever sent it, even an agent or session that is gone since (its mailbox keeps it),
+        # on the machine it wrote from.
+        origin = self.store.origin_machine(message_id) if self.store.shared else None
+        if origin is None or origin == self.machine:
+            recipients, machines = self._addressed([original.sender], sessions, elsewhere_ok=False)
+        elif any(row[1] == origin for row in self.store.machine_sessions(original.sender)):
+            recipients, machines = {original.sender: "conversation"}, {original.sender: origin}
+        else:
+            recipients, machines = {original.sender: "mailbox"}, {}
+        message = self.store.send(
+            me, recipients, body, priority=priority, reply_to=message_id, machine=self.machine,
+            machines=machines,
+        )  # fmt: skip
+        return self._after_send(message, recipients, sessions, machines)
 
     def _check_body(self, body: str) -> None:
         if not body.strip():
@@ -194,13 +246,22 @@ class Messenger:
             raise UsageError(f"the message is over {MAX_BODY // 1024} KB; send a file path instead")
 
     def _after_send(
-        self, message: Message, recipients: Mapping[str, str], sessions: Mapping[str, Session]
+        self,
+        message: Message,
+        recipients: Mapping[str, str],
+        sessions: Mapping[str, Session],
+        machines: Mapping[str, str],
     ) -> Message:
         """Start what delivers it; the message, with its one recipient's receipt when that is a session
-        on another host (relayed now, or failed with the reason), for the sender to see."""
+        on another host (relayed now, or failed with the reason), for the sender to see. A session of
+        another machine is that machine's deliverer's."""
         if message.sender not in sessions:
-            self.store.heartbeat(message.sender, None)  # an outside agent that writes is alive
-        deliver = "conversation" in recipients.values()
+            # An outside agent that writes is alive.
+            self.store.heartbeat(message.sender, None, self.machine if self.store.shared else None)
+        deliver = any(
+            via == "conversation" and machines.get(name, self.machine) == self.machine
+            for name, via in recipients.items()
+        )
         remote = [name for name, via in recipients.items() if via == "host"]
         if remote:
             from dev_sessions.messaging.relay import relay_due
@@ -442,11 +503,12 @@ class Messenger:
         self._check_body(body)
         members = [name for name, _ in self.store.members(space) if name != me]
         sessions = self._sessions()
-        recipients = {name: self._via(name, sessions) for name in members}
+        recipients, machines = self._addressed(members, sessions)
         message = self.store.send(
-            me, recipients, body, priority=priority, metadata=metadata, space=space, reply_to=reply_to
-        )
-        return self._after_send(message, recipients, sessions)
+            me, recipients, body, priority=priority, metadata=metadata, space=space, reply_to=reply_to,
+            machine=self.machine, machines=machines,
+        )  # fmt: skip
+        return self._after_send(message, recipients, sessions, machines)
 
     @call(identity="reader", about="A space's messages, oldest first.")
     def space_read(
@@ -471,7 +533,7 @@ class Messenger:
     @call(identity="agent", about="Say that an outside agent is alive, with an optional short status.")
     def heartbeat(self, agent: str | None = None, status: str | None = None) -> str:
         me = self.me(agent)
-        self.store.heartbeat(me, status)
+        self.store.heartbeat(me, status, self.machine if self.store.shared else None)
         return me
 
     @call(about="Every session with its live status, and every outside agent with when it was last seen.")
@@ -480,7 +542,10 @@ class Messenger:
         from dev_sessions.sessions import SessionManager
 
         rows: list[AgentInfo] = []
-        for session, status in SessionManager(self.settings).list_sessions():
+        here = self.machine
+        manager = SessionManager(self.settings)
+        listed = manager.list_sessions()
+        for session, status in listed:
             if online and status.state == "exited":
                 continue
             rows.append(
@@ -491,18 +556,36 @@ class Messenger:
                     session.last_used or None,
                     session.cli,
                     session.parent,
+                    session.host or here,
                 )
             )
+        now = datetime.now(timezone.utc)
+        if self.store.shared:
+            mine = [(s.id, s.cli, s.parent, status.state) for s, status in listed if not s.host]
+            self.store.publish_sessions(here, mine)  # what this machine has, as seen now
+            for name, machine, cli, parent, state, seen_at in self.store.machine_sessions():
+                if machine == here:
+                    continue
+                seen = parse_iso(seen_at)
+                recent = seen is not None and (now - seen).total_seconds() < ONLINE_WINDOW_S
+                if online and (not recent or state == "exited"):
+                    continue
+                presence = "online" if recent else "offline"
+                rows.append(AgentInfo(name, "session", state, seen_at, cli, parent, machine, presence))
         outside = {a.name: a for a in self.store.agents()}
         outside.setdefault(USER, Agent(USER, "", None, None))
-        now = datetime.now(timezone.utc)
         for agent in outside.values():
             seen = parse_iso(agent.last_seen) if agent.last_seen else None
             recent = seen is not None and (now - seen).total_seconds() < ONLINE_WINDOW_S
             if online and not recent:
                 continue
-            state = agent.status or ("online" if recent else "offline")
-            rows.append(AgentInfo(agent.name, "agent", state, agent.last_seen))
+            presence = "online" if recent else "offline"
+            state = agent.status or presence
+            rows.append(
+                AgentInfo(
+                    agent.name, "agent", state, agent.last_seen, machine=agent.machine, presence=presence
+                )
+            )
         return rows
 
 

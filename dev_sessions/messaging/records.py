@@ -27,10 +27,14 @@ class Receipt:
     reason: str | None = None
     attempts: int = 0
     retry_at_ms: int | None = None
+    machine: str | None = None
+    """The machine whose deliverer puts it into the recipient's session (None: one machine's store,
+    or a mailbox)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
             "recipient": self.recipient,
+            "machine": self.machine,
             "state": self.state,
             "via": self.via,
             "deliveredAt": self.delivered_at,
@@ -89,6 +93,8 @@ class Agent:
     registered_at: str
     last_seen: str | None
     status: str | None
+    machine: str | None = None
+    """The machine it was last seen on (a store shared by several machines)."""
 
 
 @dataclass(frozen=True)
@@ -101,9 +107,16 @@ class AgentInfo:
     last_seen: str | None
     cli: str | None = None
     parent: str | None = None
+    machine: str | None = None
+    """Where it runs (a session) or was last seen (an outside agent); None when nobody said."""
+    presence: str | None = None
+    """``online`` or ``offline``: for a session of another machine, whether that machine said of it
+    lately; for an outside agent, whether it was seen lately; None for a session of this machine."""
 
     def to_json(self) -> JsonObject:
-        data: JsonObject = {"name": self.name, "kind": self.kind}
+        data: JsonObject = {"name": self.name, "kind": self.kind, "machine": self.machine}
+        if self.presence is not None:
+            data["presence"] = self.presence
         if self.kind == "session":
             data.update(cli=self.cli, status=self.status, parent=self.parent, lastSeen=self.last_seen)
         else:

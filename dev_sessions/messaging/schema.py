@@ -24,6 +24,30 @@ from dev_sessions.files import check_not_link, private_dir
 
 BUSY_TIMEOUT_MS = 15000
 
+MACHINES = [
+    "ALTER TABLE messages ADD COLUMN machine TEXT",
+    "ALTER TABLE receipts ADD COLUMN machine TEXT",
+    "ALTER TABLE agents ADD COLUMN machine TEXT",
+    """CREATE TABLE machine_sessions (
+        name TEXT NOT NULL,
+        machine TEXT NOT NULL,
+        cli TEXT NOT NULL,
+        parent TEXT,
+        status TEXT NOT NULL,
+        seen_at TEXT NOT NULL,
+        PRIMARY KEY (name, machine)
+    )""",
+    # ``msg migrate``: which message of which store a message here was copied from, so that a second
+    # run copies nothing twice.
+    """CREATE TABLE copied (
+        source TEXT NOT NULL,
+        original BIGINT NOT NULL,
+        message BIGINT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+        PRIMARY KEY (source, original)
+    )""",
+]
+"""Migration 3, the same SQL on both engines (PostgreSQL's list takes it as it is)."""
+
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (
         1,
@@ -122,6 +146,14 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             ) WITHOUT ROWID""",
             "CREATE INDEX relays_message ON relays(message, host)",
         ],
+    ),
+    (
+        # Machines sharing one store (issue 15): which machine sent a message and which machine's
+        # deliverer puts a receipt into its session (null: a mailbox, or a store of one machine), the
+        # machine an outside agent was last seen on, the sessions each machine has (so that one
+        # machine can address another's: ``name@machine``), and what ``msg migrate`` copied.
+        3,
+        MACHINES,
     ),
 ]
 

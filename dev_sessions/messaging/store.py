@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -53,7 +53,8 @@ MESSAGE_COLUMNS = (
     "m.id, m.sender, m.space, m.priority, m.body, m.metadata, m.reply_to, m.thread, m.created_at"
 )
 _RECEIPT_COLUMNS = (
-    "r.recipient, r.state, r.via, r.delivered_at, r.read_at, r.failed_at, r.reason, r.attempts, r.retry_at_ms"
+    "r.recipient, r.state, r.via, r.delivered_at, r.read_at, r.failed_at, r.reason, r.attempts, r.retry_at_ms,"
+    " r.machine"
 )
 
 
@@ -185,12 +186,13 @@ class MessageStore:
 
     # -- agents ------------------------------------------------------------------------------------------
 
-    def register_agent(self, name: str) -> Agent:
+    def register_agent(self, name: str, machine: str | None = None) -> Agent:
         stamp = now_iso()
         with self.write() as db:
             db.execute(
-                "INSERT INTO agents (name, registered_at, last_seen) VALUES (?, ?, ?) ON CONFLICT(name) DO NOTHING",
-                (name, stamp, stamp),
+                """INSERT INTO agents (name, registered_at, last_seen, machine) VALUES (?, ?, ?, ?)
+                   ON CONFLICT(name) DO NOTHING""",
+                (name, stamp, stamp, machine),
             )
         agent = self.agent(name)
         assert agent is not None
@@ -198,23 +200,59 @@ class MessageStore:
 
     def agent(self, name: str) -> Agent | None:
         row = self.db.execute(
-            "SELECT name, registered_at, last_seen, status FROM agents WHERE name = ?", (name,)
+            "SELECT name, registered_at, last_seen, status, machine FROM agents WHERE name = ?", (name,)
         ).fetchone()
         return Agent(*row) if row else None
 
     def agents(self) -> list[Agent]:
-        rows = self.db.execute("SELECT name, registered_at, last_seen, status FROM agents ORDER BY name")
+        rows = self.db.execute(
+            "SELECT name, registered_at, last_seen, status, machine FROM agents ORDER BY name"
+        )
         return [Agent(*row) for row in rows]
 
-    def heartbeat(self, name: str, status: str | None) -> None:
+    def heartbeat(self, name: str, status: str | None, machine: str | None = None) -> None:
         stamp = now_iso()
         with self.write() as db:
             db.execute(
-                """INSERT INTO agents (name, registered_at, last_seen, status) VALUES (?, ?, ?, ?)
+                """INSERT INTO agents (name, registered_at, last_seen, status, machine) VALUES (?, ?, ?, ?, ?)
                    ON CONFLICT(name) DO UPDATE SET last_seen = excluded.last_seen,
-                   status = coalesce(excluded.status, agents.status)""",
-                (name, stamp, stamp, status),
+                   status = coalesce(excluded.status, agents.status),
+                   machine = coalesce(excluded.machine, agents.machine)""",
+                (name, stamp, stamp, status, machine),
             )
+
+    # -- sessions of the machines sharing this store ----------------------------------------------------
+
+    def publish_sessions(self, machine: str, sessions: Sequence[tuple[str, str, str | None, str]]) -> None:
+        """Say which sessions ``machine`` has now ((name, cli, parent, status) each): the others of
+        that machine are forgotten."""
+        stamp = now_iso()
+        with self.write() as db:
+            db.execute("DELETE FROM machine_sessions WHERE machine = ?", (machine,))
+            if sessions:
+                db.executemany(
+                    """INSERT INTO machine_sessions (name, machine, cli, parent, status, seen_at)
+                       VALUES (?, ?, ?, ?, ?, ?)""",
+                    [(name, machine, cli, parent, status, stamp) for name, cli, parent, status in sessions],
+                )
+
+    def machine_sessions(self, name: str | None = None) -> list[tuple[str, str, str, str | None, str, str]]:
+        """The sessions the machines said they have ((name, machine, cli, parent, status, seen_at)), or
+        those named ``name``."""
+        query = "SELECT name, machine, cli, parent, status, seen_at FROM machine_sessions"
+        args: tuple[str, ...] = ()
+        if name is not None:
+            query += " WHERE name = ?"
+            args = (name,)
+        rows = self.db.execute(query + " ORDER BY name, machine", args).fetchall()
+        return [(row[0], row[1], row[2], row[3], row[4], row[5]) for row in rows]
+
+    def origin_machine(self, message_id: int) -> str | None:
+        """The machine a message was sent from (None: not said, a store of one machine)."""
+        row = self.db.execute("SELECT machine FROM messages WHERE id = ?", (message_id,)).fetchone()
+        if row is None:
+            raise MessageNotFound(message_id=message_id)
+        return str(row[0]) if row[0] is not None else None
 
     # -- spaces ------------------------------------------------------------------------------------------
 
@@ -301,13 +339,16 @@ class MessageStore:
         metadata: dict[str, Any] | None = None,
         space: str | None = None,
         origin: tuple[str, int] | None = None,
+        machine: str | None = None,
+        machines: Mapping[str, str] | None = None,
     ) -> Message:
         """Store a message and a receipt per recipient (``{name: "conversation" | "mailbox" | "host"}``),
         at once.
 
         A recipient reached through its conversation or its host starts ``queued``; a mailbox is
         ``delivered``. ``origin`` (host, id there) marks a copy of a host's message: it is stored once,
-        and the message already stored for it is returned the next time.
+        and the message already stored for it is returned the next time. ``machine`` is the sender's
+        machine, ``machines`` the machine of each recipient that is a session (whose deliverer delivers it).
         """
         if priority not in PRIORITIES:
             raise UsageError(f"--priority {priority!r}: choose one of {', '.join(PRIORITIES)}")
@@ -328,17 +369,17 @@ class MessageStore:
                 thread = row[0]
             message_id = self._insert(
                 db,
-                """INSERT INTO messages (sender, space, priority, body, metadata, reply_to, thread, created_at, created_ms)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                (sender, space, priority, body, meta, reply_to, thread or 0, stamp, stamp_ms),
+                """INSERT INTO messages (sender, space, priority, body, metadata, reply_to, thread, created_at, created_ms, machine)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                (sender, space, priority, body, meta, reply_to, thread or 0, stamp, stamp_ms, machine),
             )
             if thread is None:
                 db.execute("UPDATE messages SET thread = id WHERE id = ?", (message_id,))
             db.executemany(
-                """INSERT INTO receipts (message, recipient, state, via, delivered_at) VALUES (?, ?, ?, ?, ?)""",
+                """INSERT INTO receipts (message, recipient, state, via, delivered_at, machine) VALUES (?, ?, ?, ?, ?, ?)""",
                 [
                     (message_id, name, "delivered" if via == "mailbox" else "queued", via,
-                     stamp if via == "mailbox" else None)
+                     stamp if via == "mailbox" else None, (machines or {}).get(name))
                     for name, via in recipients.items()
                 ],
             )  # fmt: skip

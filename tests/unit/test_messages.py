@@ -129,7 +129,20 @@ def test_migrations_run_in_order_and_keep_data(messages_url: str | None, tmp_pat
 def test_a_version_1_database_keeps_its_receipts_and_learns_relays(tmp_path: Path) -> None:
     path = tmp_path / "m.db"
     old = MessageStore(path, migrations=MIGRATIONS[:1])
-    sent = old.send("a", {"s1": "conversation", "b": "mailbox"}, "before the upgrade")
+    # Written as version 1's code wrote it (today's code writes columns version 1 does not have).
+    with old.write() as db:
+        db.execute(
+            """INSERT INTO messages (sender, priority, body, thread, created_at, created_ms)
+               VALUES ('a', 'normal', 'before the upgrade', 1, '2026-01-01T00:00:00Z', 0)"""
+        )
+        db.execute(
+            "INSERT INTO receipts (message, recipient, state, via) VALUES (1, 's1', 'queued', 'conversation')"
+        )
+        db.execute(
+            """INSERT INTO receipts (message, recipient, state, via, delivered_at)
+               VALUES (1, 'b', 'delivered', 'mailbox', '2026-01-01T00:00:00Z')"""
+        )
+    sent = old.message(1)
     old.failed(sent.id, "s1", "busy", 123)
     old.close()
     new = MessageStore(path)
