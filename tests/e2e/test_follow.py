@@ -4,8 +4,12 @@
   turn runs a slow tool call: it appears, is redrawn, names the tool call, and is gone from the final
   screen, which holds exactly what ``wait`` prints without it; through a pipe ``wait`` prints what it
   always printed and not one byte of the line.
+* The line is not drawn on a terminal with ``--json``, ``-q``, ``NO_COLOR`` or ``TERM=dumb``: the
+  terminal gets exactly the plain result, while a plain ``wait`` beside it draws its line.
 * ``logs --follow --json`` sees each event of a two-turn conversation in order, and ends when the
   session is killed.
+* ``wait --follow`` prints the waited turn's events as they land, the same lines as ``logs --follow``
+  prints of that turn (none of the turn before), then the result line and its exit code.
 
 The turn is held by its own tool call: a shell loop that runs until the test makes a file
 (``release``), so nothing here waits on a clock.
@@ -82,9 +86,10 @@ class Screen:
 
 
 class Terminal:
-    """A command on a pseudo-terminal of its own (stdin, stdout and stderr), its output kept."""
+    """A command on a pseudo-terminal of its own (stdin, stdout and stderr), its output kept; ``env``
+    adds to (or overrides) its environment."""
 
-    def __init__(self, args: list[str], cwd: Path) -> None:
+    def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
         import fcntl
         import struct
         import termios
@@ -94,15 +99,16 @@ class Terminal:
         attrs = termios.tcgetattr(slave)
         attrs[1] &= ~termios.ONLCR  # the bytes as written: no CR added before each LF
         termios.tcsetattr(slave, termios.TCSANOW, attrs)
-        env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(COLUMNS)}
-        env.pop("NO_COLOR", None)
+        environment = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(COLUMNS)}
+        environment.pop("NO_COLOR", None)
+        environment.update(env or {})  # the caller's own settings over a colour terminal's
         self.process = subprocess.Popen(
             [sys.executable, "-m", "dev_sessions", *args],
             stdin=slave,
             stdout=slave,
             stderr=slave,
             cwd=cwd,
-            env=env,
+            env=environment,
             start_new_session=True,
         )
         os.close(slave)
@@ -239,3 +245,102 @@ def two_turns_followed(cli: DevSessions, agent: str) -> None:
     assert events[-1]["kind"] == "status" and events[-1]["state"] == "exited"
     tokens = [e["tokens"] for e in events if e["kind"] == "tokens"]
     assert tokens == sorted(tokens) and tokens[-1] > 0
+
+
+# The conditions in which a terminal gets no progress line: (the extra arguments, the environment).
+NO_LINE = {
+    "json": (["--json"], {}),
+    "quiet": (["-q"], {}),
+    "no-color": ([], {"NO_COLOR": "1"}),
+    "term-dumb": ([], {"TERM": "dumb"}),
+}
+
+
+def test_no_claude_progress_line_with_json_quiet_no_color_or_a_dumb_terminal(
+    cli: DevSessions, claude: FakeAnthropic, tmp_path: Path
+) -> None:
+    no_progress_line(cli, "claude", tmp_path)
+
+
+def test_no_codex_progress_line_with_json_quiet_no_color_or_a_dumb_terminal(
+    cli: DevSessions, codex: FakeResponses, tmp_path: Path
+) -> None:
+    no_progress_line(cli, "codex", tmp_path)
+
+
+def no_progress_line(cli: DevSessions, agent: str, tmp_path: Path) -> None:
+    """One held turn, waited on at once by a ``wait`` on a terminal in each condition and by a plain one
+    beside them: the plain one draws its line (naming the tool call) before the turn is let go, so the
+    others had the same chance to draw theirs; each of them prints exactly its plain result."""
+    sid = create(cli, "--cli", agent)
+    prompt, release = held_turn(tmp_path)
+    cli.ok("send", sid, prompt)
+    quiet = {
+        name: Terminal(["wait", sid, "--timeout", "120", *args], cli.cwd, env)
+        for name, (args, env) in NO_LINE.items()
+    }
+    control = Terminal(["wait", sid, "--timeout", "120"], cli.cwd)
+    tool = "Bash" if agent == "claude" else "command"
+    try:
+        eventually(lambda: any(f"{tool}: " in ln for ln in drawn_lines(control.output)), 30)
+    except AssertionError as err:
+        raise AssertionError(f"{err}; the plain wait's terminal got: {control.output!r}") from None
+    release.touch()
+    code, output = control.finish()
+    assert code == 0, output
+    plain = rf"{re.escape(sid)}: completed in \d+\.\d s\n"
+    for name, terminal in quiet.items():
+        code, output = terminal.finish()
+        assert code == 0, (name, output)
+        if name == "json":
+            assert output.startswith("[") and output.endswith("]\n"), output
+            (result,) = json.loads(output)
+            assert result["id"] == sid and result["outcome"] == "completed", output
+        else:
+            assert re.fullmatch(plain, output), (name, output)
+    cli.ok("kill", sid)
+
+
+def test_wait_follow_prints_a_claude_turn_s_events_then_the_result(
+    cli: DevSessions, claude: FakeAnthropic, tmp_path: Path
+) -> None:
+    wait_follow_prints_the_turn(cli, "claude", tmp_path)
+
+
+def test_wait_follow_prints_a_codex_turn_s_events_then_the_result(
+    cli: DevSessions, codex: FakeResponses, tmp_path: Path
+) -> None:
+    wait_follow_prints_the_turn(cli, "codex", tmp_path)
+
+
+def wait_follow_prints_the_turn(cli: DevSessions, agent: str, tmp_path: Path) -> None:
+    sid = create(cli, "--cli", agent)
+    cli.ok("send", sid, "the turn before")
+    cli.ok("wait", sid, "--timeout", "60")
+    logs = cli.start("logs", sid, "--follow")
+    eventually(lambda: "turn: turn completed" in logs.stdout, 30)  # following, live from here on
+    prompt, release = held_turn(tmp_path)
+    cli.ok("send", sid, prompt)
+    waiting = cli.start("wait", sid, "--follow", "--timeout", "120")
+    tool = "Bash" if agent == "claude" else "command"
+    # printed as they land: the tool call is there while the turn is still held
+    eventually(lambda: f"tool: {tool}(" in waiting.stdout, 30)
+    assert "turn: turn completed" not in waiting.stdout
+    release.touch()
+    result = waiting.finish(60)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    *events, last = result.stdout.splitlines()
+    assert re.fullmatch(rf"{re.escape(sid)}: completed in \d+\.\d s", last), result.stdout
+    eventually(lambda: logs.stdout.count("turn: turn completed") == 2, 30)
+    cli.ok("kill", sid)
+    followed = logs.finish(30)
+    assert followed.returncode == 0, followed.stderr
+    lines = followed.stdout.splitlines()
+    first_end = next(i for i, ln in enumerate(lines) if "turn: turn completed" in ln)
+    second_end = next(i for i, ln in enumerate(lines) if i > first_end and "turn: turn completed" in ln)
+    assert events == lines[first_end + 1 : second_end + 1], (events, lines)
+    kinds = [re.sub(r"^\[\d\d:\d\d:\d\d\] (\w+): .*", r"\1", ln) for ln in events if ln.startswith("[")]
+    assert kinds == ["user", "tool", "result", "assistant", "turn"], events
+    assert "released" in "\n".join(events)
+    assert "the turn before" not in "\n".join(events)
