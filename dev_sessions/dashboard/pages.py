@@ -16,7 +16,7 @@ from urllib.parse import quote, urlencode
 from dev_sessions.backend import Dialog, LogItem, Status
 from dev_sessions.messaging.records import AgentInfo, Message, Space
 from dev_sessions.store import Session
-from dev_sessions.usage import SessionUsage
+from dev_sessions.usage import SessionUsage, compact
 
 ROLES = {"user": "prompt", "assistant": "reply", "tool": "tool call", "result": "tool result", "turn": "turn"}
 
@@ -75,15 +75,8 @@ def when(iso: str | None, empty: str = "—") -> str:
 
 
 def number(n: int) -> str:
-    if n >= 10_000_000:
-        return f"{n / 1_000_000:.0f}M"
-    if n >= 1_000_000:
-        return f"{n / 1_000_000:.1f}M"
-    if n >= 10_000:
-        return f"{n / 1000:.0f}k"
-    if n >= 1000:
-        return f"{n / 1000:.1f}k"
-    return str(n)
+    """A token count, as every face writes it (``usage.compact``: 950, 12.3k, 1.2M)."""
+    return compact(n)
 
 
 def tokens_cell(usage: SessionUsage | str | None) -> str:

@@ -213,12 +213,17 @@ class Conversation(Screen[None]):
         if items[: len(self.shown)] != self.shown:  # not the same conversation any more (/clear)
             richlog.clear()
             self.shown = []
-        following = not self.shown or richlog.is_vertical_scroll_end
+        opening = not self.shown
+        following = opening or richlog.is_vertical_scroll_end
         for item in items[len(self.shown) :]:
             if self.shown:
                 richlog.write(Text(""), scroll_end=following)
             richlog.write(views.log_item(item, clock), scroll_end=following)
             self.shown.append(item)
+        if opening and self.shown:
+            # Once more after the next refresh: the lines written as the conversation opens may come
+            # before the log has its size, and are laid out only then (their own scroll came too early).
+            self.call_after_refresh(richlog.scroll_end, animate=False)
 
     def action_back(self) -> None:
         prompt = self.query_one("#prompt", Input)

@@ -20,7 +20,7 @@ from dev_sessions.durations import format_age
 from dev_sessions.messaging.records import Message, Space
 from dev_sessions.store import Session, parse_iso
 from dev_sessions.terminal import cell, for_terminal
-from dev_sessions.usage import Usage
+from dev_sessions.usage import Usage, compact
 
 STATE_STYLES = {
     "idle": "green",
@@ -88,12 +88,8 @@ def clip(text: str, width: int, *, keep_end: bool = False) -> str:
 
 
 def tokens(count: int) -> str:
-    """A token count in at most five characters: 950, 12.3k, 4.1M."""
-    if count < 1000:
-        return str(count)
-    if count < 999_950:
-        return f"{count / 1000:.1f}k"
-    return f"{count / 1_000_000:.1f}M"
+    """A token count, as every face writes it (``usage.compact``: 950, 12.3k, 1.2M)."""
+    return compact(count)
 
 
 def state(status: Status) -> Text:
