@@ -41,6 +41,7 @@ class Changes:
         self._watcher = Watcher()
         self._pending: set[Path] = set()
         self._every: float | None = None
+        self._codex_busy: set[str] = set()
         for directory in (settings.home, settings.home / "events"):
             self._watch(directory)
 
@@ -59,16 +60,23 @@ class Changes:
             self._watch(directory)
         every: float | None = None
         facts = Facts(self.settings)
+        busy: set[str] = set()
         for session, status in sessions:
             if session.host:
                 every = min(every or REMOTE_EVERY_S, REMOTE_EVERY_S)
             elif session.cli == "codex":
                 if status.state not in ("idle", "exited"):
                     every = CODEX_EVERY_S
+                    busy.add(session.id)
+                elif session.id in self._codex_busy:
+                    # Just ended: one more look, as what was read with its status (its log) may have
+                    # been read a moment before the turn's end.
+                    every = CODEX_EVERY_S
             elif status.state != "exited":
                 self._watch(facts.config_dir(session) / "sessions")
                 self._watch(facts.transcript(session).parent)
         self._every = every
+        self._codex_busy = busy
 
     @property
     def every(self) -> float | None:

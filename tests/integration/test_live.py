@@ -69,6 +69,12 @@ def test_busy_codex_threads_and_remote_hosts_are_looked_at_by_hand(isolated: Pat
         assert changes.every is None  # an idle thread starts a turn only through us: the store says so
         changes.follow([(session("c", "codex"), Status("busy"))])
         assert changes.every == CODEX_EVERY_S
+        # Just idle: one more look (its log may have been read before the turn's end), then none.
+        changes.follow([(session("c", "codex"), Status("idle"))])
+        assert changes.every == CODEX_EVERY_S
+        changes.follow([(session("c", "codex"), Status("idle"))])
+        assert changes.every is None
+        changes.follow([(session("c", "codex"), Status("busy"))])
         changes.follow([(session("r", host="box"), Status("idle"))])
         assert changes.every == REMOTE_EVERY_S
         changes.follow([(session("r", host="box"), Status("idle")), (session("c", "codex"), Status("busy"))])
