@@ -161,7 +161,7 @@ class Gateway:
             return _refuse(400, str(err))
         twin = getattr(target, f"{method}_async", None) if spec.long else None
         if spec.stream and twin is not None:
-            return await self._stream_items(request, twin(**args))
+            return await self._stream(request, items=twin(**args))
         if twin is not None:
             work: Awaitable[Any] = twin(**args)
         else:
@@ -220,40 +220,27 @@ class Gateway:
             return "outside the directories this token may use"
         return None
 
-    async def _stream(self, request: web.Request, work: Awaitable[Any]) -> web.StreamResponse:
-        response = web.StreamResponse(
-            headers={"Content-Type": "application/x-ndjson", "Cache-Control": "no-store"}
-        )
-        await response.prepare(request)
-        task = asyncio.ensure_future(work)
-        try:
-            while True:
-                done, _ = await asyncio.wait({task}, timeout=KEEPALIVE_S)
-                if done:
-                    break
-                await response.write(b'{"keepalive": true}\n')
-            line = self._result(request, task)
-            await response.write(json.dumps(line, ensure_ascii=False).encode() + b"\n")
-            await response.write_eof()
-        except (ConnectionResetError, asyncio.CancelledError):
-            task.cancel()  # the client went away: stop waiting for it
-            raise
-        return response
-
-    async def _stream_items(self, request: web.Request, items: AsyncIterator[Any]) -> web.StreamResponse:
-        """A streamed call: each item a line (``{"item": ...}``) as it comes, keep-alive lines between,
-        and a last line ``{"result": null}`` or ``{"error": ...}``."""
+    async def _stream(
+        self,
+        request: web.Request,
+        work: Awaitable[Any] | None = None,
+        items: AsyncIterator[Any] | None = None,
+    ) -> web.StreamResponse:
+        """A long call's answer (``work``) after keep-alive lines, or a streamed call's ``items``, each a
+        line (``{"item": ...}``) as it comes; either way a last line ``{"result": ...}`` or
+        ``{"error": ...}``."""
         response = web.StreamResponse(
             headers={"Content-Type": "application/x-ndjson", "Cache-Control": "no-store"}
         )
         await response.prepare(request)
 
-        async def drain() -> None:
+        async def drain(items: AsyncIterator[Any]) -> None:
             async for item in items:
                 line = {"item": encode(item)}
                 await response.write(json.dumps(line, ensure_ascii=False).encode() + b"\n")
 
-        task = asyncio.ensure_future(drain())
+        assert (work is None) != (items is None)
+        task = asyncio.ensure_future(drain(items) if items is not None else work)  # type: ignore[arg-type]
         try:
             while True:
                 done, _ = await asyncio.wait({task}, timeout=KEEPALIVE_S)
@@ -264,7 +251,7 @@ class Gateway:
             await response.write(json.dumps(line, ensure_ascii=False).encode() + b"\n")
             await response.write_eof()
         except (ConnectionResetError, asyncio.CancelledError):
-            task.cancel()  # the client went away: stop following for it
+            task.cancel()  # the client went away: stop waiting (or following) for it
             raise
         return response
 
