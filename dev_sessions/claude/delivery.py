@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 _PASTE_SHOWS = 5.0
 _ENTER_TAKEN = 1.0
+_TAKEN_LATE = 10.0
+"""After two Enters, how long more a loaded machine may take to show (or record) the prompt taken."""
 EMPTY_BOX = "❯"  # the input box's prompt line with nothing typed (a placeholder is not text)
 _SETTLE = 3.0
 
@@ -86,7 +88,7 @@ def send(facts: Facts, session: Session, text: str) -> LastSend:
         mark = LastSend(
             offset=line_aligned_size(path), queued=queued, ahead=ahead, at=now_iso(), events=events
         )
-        submit(facts, session, text, before=live.screen.prompt)
+        submit(facts, session, text, before=live.screen.prompt, idle_at=None if queued else mark["offset"])
     return mark
 
 
@@ -100,18 +102,22 @@ def deliver(facts: Facts, session: Session, text: str) -> bool:
             raise SessionExited(session_id=session.id, detail=status.detail)
         if status.state != "idle" or live.screen.state != "ready":
             return False
-        submit(facts, session, text, before=live.screen.prompt)
+        idle_at = line_aligned_size(facts.transcript(session))
+        submit(facts, session, text, before=live.screen.prompt, idle_at=idle_at)
         return True
 
 
-def submit(facts: Facts, session: Session, text: str, before: str | None) -> None:
+def submit(facts: Facts, session: Session, text: str, before: str | None, idle_at: int | None = None) -> None:
     """Put the text into the input box, see it land, press Enter once, and see the box take it.
 
     The text goes in through Claude's external-editor key (:mod:`.wiring`): Claude takes it as typed
     text, exactly (a paste would be rewritten). A text that a paste delivers exactly on every version
     (:func:`paste_is_exact`) is pasted instead, which is quicker. Enter goes on its own once the text
     shows, and is pressed a second time only when the screen still shows our text sitting in the
-    input box: never when anything else, such as a dialog, has come up.
+    input box: never when anything else, such as a dialog, has come up. Never a third time: on a
+    loaded machine Claude may take seconds to draw the box emptied, so it is then given
+    ``_TAKEN_LATE`` more, and for a session that was idle (``idle_at``: its transcript's size before),
+    its transcript recording the prompt also says it was taken.
     """
     tmux, name = facts.tmux(session), ids.tmux_name(session.id)
     clean = neutralise(text)
@@ -149,8 +155,20 @@ def submit(facts: Facts, session: Session, text: str, before: str | None) -> Non
         if taken is not None:
             return
         log.info("%s: Enter not taken (attempt %d)", session.id, attempt + 1)
+    path = facts.transcript(session)
+
+    def taken_late() -> bool:
+        if idle_at is not None and line_aligned_size(path) > idle_at:
+            return True
+        return _poll_screen(facts, session, lambda sc: sc.prompt != pasted.prompt, 0) is not None
+
+    if poll_until(taken_late, _TAKEN_LATE, INPUT_POLL):
+        log.info("%s: Enter taken late", session.id)
+        return
     raise NotReady(
-        session_id=session.id, waited=2 * _ENTER_TAKEN, screen_hint="the prompt is still in the input box"
+        session_id=session.id,
+        waited=2 * _ENTER_TAKEN + _TAKEN_LATE,
+        screen_hint="the prompt is still in the input box",
     )
 
 

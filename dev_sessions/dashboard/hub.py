@@ -212,8 +212,14 @@ class Hub:
             found = Conversation()
             if sid in known:
                 found.session, found.status = known[sid]
-                if logs and sid in logs and not logs[sid].error:
-                    found.items = logs[sid].items
+                # A Claude session's early read stands: a later change of its transcript is a file
+                # event, which wakes the next look. A Codex thread's writes are no file event, and
+                # the early read came before its status: a turn that ended between the two (the
+                # fake model's take ~0.1 s) left "turn inProgress" on an idle session's page, with
+                # nothing to look again. So its log is read after its status.
+                early = logs.get(sid) if logs else None
+                if early is not None and not early.error and found.session.cli != "codex":
+                    found.items = early.items
                     conversations[sid] = found
                     continue
                 try:

@@ -157,3 +157,29 @@ def test_after_clear_the_session_follows_claudes_new_id(rig: Rig) -> None:
     assert followed.internal_id == new_id["session_id"] != UUID
     assert followed.previous_ids == (UUID,)
     assert rig.backend.follow(followed) is followed  # once
+
+
+@pytest.mark.parametrize("delay", [0.3, 4.0])
+def test_a_prompt_taken_by_a_slow_claude_is_sent_once(rig: Rig, delay: float) -> None:
+    # On a loaded machine Claude took the prompt but drew its box emptied only seconds later: the
+    # send failed with "the prompt is still in the input box" (a CI run). Its transcript recording
+    # the prompt says it was taken; and Enter is never pressed a third time.
+    import sys
+
+    from dev_sessions.claude import delivery
+    from dev_sessions.claude.facts import Facts
+
+    facts = Facts(rig.settings)
+    transcript = facts.transcript(rig.session)
+    transcript.parent.mkdir(parents=True)
+    transcript.write_text('{"type":"system","subtype":"init"}\n')
+    enters = rig.tmp / "enters"
+    script = Path(__file__).parents[1] / "fakes" / "slow_box.py"
+    rig.tmux.new_session(
+        "dev-fizz-top", cwd=str(rig.tmp),
+        command=[sys.executable, str(script), str(transcript), str(enters), str(delay)],
+    )  # fmt: skip
+    eventually(lambda: (live := facts.live(rig.session)).screen.prompt == delivery.EMPTY_BOX and live)
+    rig.backend.send(rig.session, "hello there")
+    assert transcript.read_text().count("hello there") == 1
+    assert int(enters.read_text()) == (1 if delay < 1 else 2)

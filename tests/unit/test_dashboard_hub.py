@@ -59,3 +59,46 @@ def test_a_new_conversation_is_sent_from_the_start() -> None:
     hub._send(stream, look([LogItem(T, "user", "new")]))  # /clear
     _, fresh = sent_items(stream)
     assert (fresh["from"], fresh["count"]) == (0, 1) and "new" in fresh["html"]
+
+
+class TurnEndsBetweenReads:
+    """A Codex thread whose turn ends right after the hub's early read of its log."""
+
+    def __init__(self) -> None:
+        from dev_sessions.store import Session
+
+        self.session = Session(id="s", internal_id="thread", cli="codex", path="/")
+        self.ended = False
+
+    def logs(self, sid: str) -> list[LogItem]:
+        if not self.ended:
+            return [LogItem(T, "user", "hi"), LogItem("", "turn", "turn inProgress after 0.0 s")]
+        return [
+            LogItem(T, "user", "hi"),
+            LogItem(T, "assistant", "hello"),
+            LogItem("", "turn", "turn completed"),
+        ]
+
+    def list_sessions(self) -> list[Any]:
+        from dev_sessions.backend import Status
+
+        self.ended = True  # the turn ended between the early read and the list
+        return [(self.session, Status("idle", source="app-server"))]
+
+    def usage(self) -> Any:
+        from dev_sessions.usage import Usage, UsageReport
+
+        return UsageReport(sessions=(), total=Usage())
+
+
+def test_a_codex_log_is_read_after_its_status() -> None:
+    fake = TurnEndsBetweenReads()
+    hub = Hub(Settings.from_env(), sessions=lambda: fake)  # type: ignore[arg-type,return-value]
+    before = Look(
+        rows=[], usage={}, conversations={"s": Conversation(session=fake.session)}, messages_stamp=()
+    )
+    early = hub._logs({"s"}, before)
+    assert early["s"].items[-1].text.startswith("turn inProgress")
+    found = hub._look({"s"}, before, early)
+    assert found.rows[0][1].state == "idle"
+    assert found.conversations["s"].items[-1].text == "turn completed"
