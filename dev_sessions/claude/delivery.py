@@ -98,7 +98,7 @@ def deliver(facts: Facts, session: Session, text: str, check: BeforeTyping | Non
     idle, under the input lock (see :data:`~dev_sessions.backend.BeforeTyping`).
 
     A box that holds text (a notice typed by a deliverer killed before its Enter, or anything else) is
-    emptied before the paste, or replaced by the editor key (:func:`submit`): never sent with it."""
+    emptied first (:func:`submit`): it is never sent with the notice."""
     with _input_lock(facts.settings, session):
         live = facts.live(session)
         status = facts.status(session, live)
@@ -129,10 +129,12 @@ def submit(facts: Facts, session: Session, text: str, before: str | None, idle_a
     tmux, name = facts.tmux(session), ids.tmux_name(session.id)
     clean = neutralise(text)
     editor = session.delivery == "editor" and not paste_is_exact(clean)
-    if not editor and before not in (None, EMPTY_BOX):
-        # The box holds text (a prompt Claude put back after an interrupt, at times well after it):
-        # a paste goes in at the cursor and would be sent with it. The editor key replaces the box.
-        log.info("%s: the input box holds text; clearing it before the paste", session.id)
+    if before not in (None, EMPTY_BOX):
+        # The box holds text (a prompt Claude put back after an interrupt, at times well after it; a
+        # notice typed by a deliverer killed before its Enter): a paste goes in at the cursor and would
+        # be sent with it. The editor key would replace it, but the text landing could not be seen when
+        # the box held the same first line already (that notice, typed again).
+        log.info("%s: the input box holds text; clearing it first", session.id)
         tmux.send_keys(name, ["C-c"])
         if _poll_screen(facts, session, lambda sc: sc.prompt == EMPTY_BOX, _ENTER_TAKEN) is None:
             raise NotReady(

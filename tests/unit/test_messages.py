@@ -311,7 +311,8 @@ def test_a_notice_is_found_among_prompts_only_as_itself(store: MessageStore) -> 
     assert frame(message, "b").splitlines()[0] == first
     assert shown(first, ["earlier prompt", frame(message, "b")])
     # Claude 2.1.332 may wrap a pasted text in tags (docs/claude-code.md).
-    assert shown(first, [f'\n\n<pasted_content id="ab12">\n{frame(message, "b")}\n</pasted_content id="ab12">'])
+    wrapped = f'\n\n<pasted_content id="ab12">\n{frame(message, "b")}\n</pasted_content id="ab12">\n'
+    assert shown(first, [wrapped])
     assert not shown(first, [])
     assert not shown(first, [f"look at this:\n{first}"]), "a prompt quoting it is not it"
     assert not shown(head(message, "c"), [frame(message, "b")]), "another recipient's notice"
