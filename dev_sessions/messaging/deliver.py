@@ -23,8 +23,7 @@ each idle point.
   passed since it first saw that mark, for an agent records a prompt a moment after taking it (Claude
   0.1-0.3 s after the Enter); the one that typed it can no longer be typing then (it held the claim,
   or the deliverer's lock, and is gone). A notice left in Claude's input box without its Enter is not
-  in the transcript: the next paste empties the box first (or the editor key replaces it), so it is
-  sent once.
+  in the transcript: the next delivery empties the box before typing it again, so it is sent once.
 """
 
 from __future__ import annotations
@@ -123,7 +122,8 @@ class Deliverer:
         """When the first of those marks has settled (a round then looks again)."""
 
     def attempt(self, message: Message, receipt: Receipt, sessions: Mapping[str, Session]) -> str:
-        """Try one delivery: ``delivered``, ``failed`` or ``waiting`` (the session is busy)."""
+        """Try one delivery: ``delivered``, ``failed``, ``waiting`` (the session is busy) or
+        ``settling`` (it may have been typed already; looked for again at ``settle_at``)."""
         session = sessions.get(receipt.recipient)
         if session is None:
             self.store.failed(
@@ -157,8 +157,11 @@ class Deliverer:
         self.store.delivered(message.id, receipt.recipient)
         self.marks.pop((message.id, receipt.recipient), None)
         if check.verdict == "there":
-            log.info("message %d to %s: in its conversation already; not typed again", message.id,
-                     receipt.recipient)  # fmt: skip
+            log.info(
+                "message %d to %s: in its conversation already; not typed again",
+                message.id,
+                receipt.recipient,
+            )
         else:
             log.info("message %d delivered to %s", message.id, receipt.recipient)
         return "delivered"
