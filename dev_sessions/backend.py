@@ -6,7 +6,7 @@ A Claude session (tmux + transcript) and a Codex session (app-server thread) loo
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -21,6 +21,11 @@ if TYPE_CHECKING:
 
 State = Literal["idle", "working", "waiting_for_input", "exited", "starting", "error", "unreachable"]
 Outcome = Literal["completed", "interrupted", "failed", "waiting_for_input", "idle", "exited", "timeout"]
+Verdict = Literal["type", "there", "later"]
+BeforeTyping = Callable[[], Verdict]
+"""Asked by ``Backend.deliver`` once the session can take a message, right before typing it (nothing
+else types into the session meanwhile): ``type`` goes on; ``there`` types nothing, the message being in
+the conversation already (``deliver`` returns True); ``later`` types nothing (it returns False)."""
 
 
 @dataclass(frozen=True)
@@ -160,9 +165,12 @@ class Backend(Protocol):
     def retire(self) -> None:
         """Called when the last session of this backend is gone."""
 
-    def deliver(self, session: Session, text: str, *, urgent: bool = False) -> bool:
+    def deliver(
+        self, session: Session, text: str, *, urgent: bool = False, check: BeforeTyping | None = None
+    ) -> bool:
         """Put a message into the conversation if the session is idle now (or ``urgent`` and the agent
-        can take it mid-turn); False means not now. ``SessionExited`` when it never will."""
+        can take it mid-turn); False means not now. ``SessionExited`` when it never will. ``check``,
+        when given, has the last word before anything is typed (see :data:`BeforeTyping`)."""
         ...
 
     def idle_signals(self, session: Session) -> list[Path]:

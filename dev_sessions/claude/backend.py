@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dev_sessions import files, ids
-from dev_sessions.backend import LogItem, Started, Status, WaitResult
+from dev_sessions.backend import BeforeTyping, LogItem, Started, Status, WaitResult
 from dev_sessions.claude import delivery, waiting, wiring
 from dev_sessions.claude import events as ev
 from dev_sessions.claude import screen as screens
@@ -193,10 +193,12 @@ class ClaudeBackend:
             raise UsageError(f"{session.id}: --plan and --no-plan are for Codex sessions (Plan mode)")
         return session.evolve(last_send=delivery.send(self.facts, session, text))
 
-    def deliver(self, session: Session, text: str, *, urgent: bool = False) -> bool:
+    def deliver(
+        self, session: Session, text: str, *, urgent: bool = False, check: BeforeTyping | None = None
+    ) -> bool:
         """Paste a message into the input box, but only while Claude is idle (urgent or not: a prompt
         typed during a turn would be folded into it at Claude's own pace)."""
-        return delivery.deliver(self.facts, session, text)
+        return delivery.deliver(self.facts, session, text, check)
 
     def wait(
         self, sessions: Sequence[Session], timeout: float | None, *, goal: bool = False

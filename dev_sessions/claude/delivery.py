@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable
 
 from dev_sessions import files, ids
-from dev_sessions.backend import choose
+from dev_sessions.backend import BeforeTyping, choose
 from dev_sessions.claude import screen as screens
 from dev_sessions.claude import transcript as tx
 from dev_sessions.claude import wiring
@@ -92,9 +92,13 @@ def send(facts: Facts, session: Session, text: str) -> LastSend:
     return mark
 
 
-def deliver(facts: Facts, session: Session, text: str) -> bool:
+def deliver(facts: Facts, session: Session, text: str, check: BeforeTyping | None = None) -> bool:
     """Paste a message into the input box, but only while Claude is idle (urgent or not: a prompt
-    typed during a turn would be folded into it at Claude's own pace)."""
+    typed during a turn would be folded into it at Claude's own pace). ``check`` is asked once it is
+    idle, under the input lock (see :data:`~dev_sessions.backend.BeforeTyping`).
+
+    A box that holds text (a notice typed by a deliverer killed before its Enter, or anything else) is
+    emptied first (:func:`submit`): it is never sent with the notice."""
     with _input_lock(facts.settings, session):
         live = facts.live(session)
         status = facts.status(session, live)
@@ -102,6 +106,9 @@ def deliver(facts: Facts, session: Session, text: str) -> bool:
             raise SessionExited(session_id=session.id, detail=status.detail)
         if status.state != "idle" or live.screen.state != "ready":
             return False
+        verdict = check() if check is not None else "type"
+        if verdict != "type":
+            return verdict == "there"
         idle_at = line_aligned_size(facts.transcript(session))
         submit(facts, session, text, before=live.screen.prompt, idle_at=idle_at)
         return True
@@ -122,10 +129,12 @@ def submit(facts: Facts, session: Session, text: str, before: str | None, idle_a
     tmux, name = facts.tmux(session), ids.tmux_name(session.id)
     clean = neutralise(text)
     editor = session.delivery == "editor" and not paste_is_exact(clean)
-    if not editor and before not in (None, EMPTY_BOX):
-        # The box holds text (a prompt Claude put back after an interrupt, at times well after it):
-        # a paste goes in at the cursor and would be sent with it. The editor key replaces the box.
-        log.info("%s: the input box holds text; clearing it before the paste", session.id)
+    if before not in (None, EMPTY_BOX):
+        # The box holds text (a prompt Claude put back after an interrupt, at times well after it; a
+        # notice typed by a deliverer killed before its Enter): a paste goes in at the cursor and would
+        # be sent with it. The editor key would replace it, but the text landing could not be seen when
+        # the box held the same first line already (that notice, typed again).
+        log.info("%s: the input box holds text; clearing it first", session.id)
         tmux.send_keys(name, ["C-c"])
         if _poll_screen(facts, session, lambda sc: sc.prompt == EMPTY_BOX, _ENTER_TAKEN) is None:
             raise NotReady(

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dev_sessions.backend import Dialog, LogItem, Started, Status, WaitResult
+from dev_sessions.backend import BeforeTyping, Dialog, LogItem, Started, Status, WaitResult
 from dev_sessions.codex.daemon import AppServer
 from dev_sessions.codex.link import BridgeLink
 from dev_sessions.config import Settings
@@ -84,18 +84,21 @@ class CodexBackend:
     def kill(self, session: Session) -> None:
         self._call("archive", session)
 
-    def deliver(self, session: Session, text: str, *, urgent: bool = False) -> bool:
+    def deliver(
+        self, session: Session, text: str, *, urgent: bool = False, check: BeforeTyping | None = None
+    ) -> bool:
         """A Codex turn when the thread is idle; an urgent message is steered into a running turn."""
         status = self.status(session)
         if status.state == "exited":
             raise SessionExited(session_id=session.id, detail=status.detail)
-        if status.state == "idle":
-            self._call("send", session, text=text)
-            return True
-        if status.state == "working" and urgent:
-            self._call("send", session, text=text, steer=True)
-            return True
-        return False
+        steer = status.state == "working" and urgent
+        if status.state != "idle" and not steer:
+            return False
+        verdict = check() if check is not None else "type"
+        if verdict != "type":
+            return verdict == "there"
+        self._call("send", session, text=text, steer=steer)
+        return True
 
     def idle_signals(self, session: Session) -> list[Path]:
         return []

@@ -13,6 +13,17 @@ each idle point.
   a new one, which carries on from the receipts.
 * A failed delivery keeps its reason and is retried with back-off (5 s, 15 s, 1 min, 5 min, 15 min);
   a session that is gone fails for good.
+* Each notice reaches its session once, even when a deliverer is killed at any moment. Right before
+  typing a notice, once the session can take it, the deliverer says so on the receipt (``pasting_at``,
+  :meth:`~dev_sessions.messaging.store.MessageStore.pasting`); marking it delivered clears that. A
+  deliverer that finds the mark (its predecessor was killed between the two, or its own typing
+  failed) does not type blindly: it looks for the notice's first line among the prompts of the
+  session's own record of its conversation (Claude's transcript, the Codex thread's items) and marks
+  the receipt delivered if it is there. If it is not, it types the notice only once ``SETTLE_S`` has
+  passed since it first saw that mark, for an agent records a prompt a moment after taking it (Claude
+  0.1-0.3 s after the Enter); the one that typed it can no longer be typing then (it held the claim,
+  or the deliverer's lock, and is gone). A notice left in Claude's input box without its Enter is not
+  in the transcript: the next delivery empties the box before typing it again, so it is sent once.
 """
 
 from __future__ import annotations
@@ -24,7 +35,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,13 +44,14 @@ from dev_sessions.config import Settings
 from dev_sessions.errors import DevSessionsError, MessagesUnavailable, SessionExited
 from dev_sessions.files import private_dir
 from dev_sessions.messaging.machines import local_sessions, publish
-from dev_sessions.messaging.notice import frame
+from dev_sessions.messaging.notice import frame, head, shown
 from dev_sessions.messaging.records import Message, Receipt
 from dev_sessions.messaging.relay import PULL_EVERY_S, hosts_of, retry_at
 from dev_sessions.messaging.store import now_ms, store_for
 from dev_sessions.store import Session, SessionStore
 
 if TYPE_CHECKING:
+    from dev_sessions.backend import LogItem, Verdict
     from dev_sessions.watch import Watcher
 
 log = logging.getLogger("dev_sessions.messaging.deliver")
@@ -49,6 +61,9 @@ CLAIMED_ELSEWHERE_S = 1.0
 LOST_ROUND_S = 0.5
 """How soon a deliverer whose messages server went away looks again."""
 PUBLISH_EVERY_S = 60.0
+SETTLE_S = 10.0
+"""How long after the last keystroke of a deliverer that may have typed a notice its session's record
+shows the notice, if the agent took it (Claude: 0.1-0.3 s, seconds on a loaded machine)."""
 
 
 def _lock_path(settings: Settings) -> Path:
@@ -100,9 +115,15 @@ class Deliverer:
         self.linger = settings.deliverer_linger
         self.machine = settings.machine_name()
         self.published: tuple[frozenset[str], float] | None = None
+        self.me = f"{self.machine} pid {os.getpid()}"
+        self.marks: dict[tuple[int, str], tuple[tuple[str | None, str | None], float]] = {}
+        """Receipts found marked as being typed: (message, recipient) -> (the mark, when first seen)."""
+        self.settle_at: float | None = None
+        """When the first of those marks has settled (a round then looks again)."""
 
     def attempt(self, message: Message, receipt: Receipt, sessions: Mapping[str, Session]) -> str:
-        """Try one delivery: ``delivered``, ``failed`` or ``waiting`` (the session is busy)."""
+        """Try one delivery: ``delivered``, ``failed``, ``waiting`` (the session is busy) or
+        ``settling`` (it may have been typed already; looked for again at ``settle_at``)."""
         session = sessions.get(receipt.recipient)
         if session is None:
             self.store.failed(
@@ -116,20 +137,33 @@ class Deliverer:
             return "relayed" if outcome == "delivered" else outcome
         backend = self.manager.backend(session.cli)
         text = frame(message, receipt.recipient)
+        check = _BeforeTyping(self, message, receipt.recipient, lambda: backend.log(session))
         try:
-            done = backend.deliver(session, text, urgent=message.priority == "urgent")
+            done = backend.deliver(session, text, urgent=message.priority == "urgent", check=check)
         except SessionExited as err:
             self.store.failed(message.id, receipt.recipient, str(err), None)
+            self.marks.pop((message.id, receipt.recipient), None)
             return "failed"
         except DevSessionsError as err:
             retry = self._retry_at(receipt.attempts)
             self.store.failed(message.id, receipt.recipient, str(err), retry)
+            if check.verdict == "type":
+                # What was typed may yet land: the retry looks first, SETTLE_S from now.
+                check.typed_and_stopped()
             log.warning("message %d to %s failed: %s", message.id, receipt.recipient, err)
             return "failed"
         if not done:
-            return "waiting"
+            return "settling" if check.verdict == "later" else "waiting"
         self.store.delivered(message.id, receipt.recipient)
-        log.info("message %d delivered to %s", message.id, receipt.recipient)
+        self.marks.pop((message.id, receipt.recipient), None)
+        if check.verdict == "there":
+            log.info(
+                "message %d to %s: in its conversation already; not typed again",
+                message.id,
+                receipt.recipient,
+            )
+        else:
+            log.info("message %d delivered to %s", message.id, receipt.recipient)
         return "delivered"
 
     def talking(self, sessions: Mapping[str, Session]) -> dict[str, set[str]]:
@@ -245,7 +279,9 @@ class Deliverer:
                     claimed_elsewhere = True
                     continue
                 outcome = self.attempt(message, receipt, sessions)
-            if outcome in ("waiting", "delivered"):
+            if outcome == "settling":
+                blocked.add(receipt.recipient)  # looked at again once its mark settles (settle_at)
+            elif outcome in ("waiting", "delivered"):
                 # The next message to this session waits for its next idle point (a delivered one has
                 # just started a turn there).
                 blocked.add(receipt.recipient)
@@ -270,9 +306,62 @@ class Deliverer:
             timeout = min(timeout, CLAIMED_ELSEWHERE_S)
         if self._talking:
             timeout = min(timeout, max(0.0, self._pull_at - time.monotonic()))
+        if self.settle_at is not None:
+            timeout = min(timeout, max(0.0, self.settle_at - time.monotonic()))
+            self.settle_at = None
         if self._idle_since is not None:
             timeout = min(timeout, self.linger)
         return timeout
+
+
+class _BeforeTyping:
+    """The deliverer's last word before a backend types a notice (``Backend.deliver``'s ``check``):
+    asked once the session can take it, with the receipt claimed and nothing else typing into the
+    session. Its ``verdict`` is what it said (None: not asked)."""
+
+    def __init__(
+        self, deliverer: Deliverer, message: Message, recipient: str, log_of: Callable[[], list[LogItem]]
+    ) -> None:
+        self.deliverer = deliverer
+        self.message = message
+        self.recipient = recipient
+        self.log_of = log_of
+        self.verdict: Verdict | None = None
+
+    def __call__(self) -> Verdict:
+        self.verdict = self._decide()
+        return self.verdict
+
+    def _decide(self) -> Verdict:
+        deliverer, key = self.deliverer, (self.message.id, self.recipient)
+        receipt = deliverer.store.receipt(*key)
+        if receipt is not None and receipt.pasting_at is not None:
+            first = head(self.message, self.recipient)
+            if shown(first, (item.text for item in self.log_of() if item.role == "user")):
+                return "there"
+            mark = (receipt.pasting_at, receipt.pasting_by)
+            seen = deliverer.marks.get(key)
+            if seen is None or seen[0] != mark:
+                seen = (mark, time.monotonic())
+                deliverer.marks[key] = seen
+                log.info(
+                    "message %d to %s: %s began typing it at %s and did not mark it; not in its "
+                    "conversation, looking again in %.0f s",
+                    *key, receipt.pasting_by, receipt.pasting_at, SETTLE_S,
+                )  # fmt: skip
+            settled = seen[1] + SETTLE_S
+            if time.monotonic() < settled:
+                deliverer.settle_at = min(deliverer.settle_at or settled, settled)
+                return "later"
+        deliverer.store.pasting(*key, deliverer.me)
+        return "type"
+
+    def typed_and_stopped(self) -> None:
+        """This deliverer typed (some of) the notice and gave up: it is done typing now."""
+        receipt = self.deliverer.store.receipt(self.message.id, self.recipient)
+        if receipt is not None and receipt.pasting_at is not None:
+            mark = (receipt.pasting_at, receipt.pasting_by)
+            self.deliverer.marks[(self.message.id, self.recipient)] = (mark, time.monotonic())
 
 
 def main() -> None:

@@ -30,6 +30,11 @@ class Receipt:
     machine: str | None = None
     """The machine whose deliverer puts it into the recipient's session (None: one machine's store,
     or a mailbox)."""
+    pasting_at: str | None = None
+    """When a deliverer last began typing the notice into the session and did not see it through (it
+    was killed, or the typing failed): it may be in the conversation already. None once delivered."""
+    pasting_by: str | None = None
+    """Which deliverer that was (``machine pid N``)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -43,6 +48,8 @@ class Receipt:
             "reason": self.reason,
             "attempts": self.attempts,
             "retrying": self.retry_at_ms is not None and self.state == "failed",
+            "pastingAt": self.pasting_at,
+            "pastingBy": self.pasting_by,
         }
 
 

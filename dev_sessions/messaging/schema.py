@@ -48,6 +48,12 @@ MACHINES = [
 ]
 """Migration 3, the same SQL on both engines (PostgreSQL's list takes it as it is)."""
 
+PASTING = [
+    "ALTER TABLE receipts ADD COLUMN pasting_at TEXT",
+    "ALTER TABLE receipts ADD COLUMN pasting_by TEXT",
+]
+"""Migration 4, the same SQL on both engines."""
+
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (
         1,
@@ -154,6 +160,13 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         # machine can address another's: ``name@machine``), and what ``msg migrate`` copied.
         3,
         MACHINES,
+    ),
+    (
+        # A notice being typed into a session (issue 15): set by the deliverer just before it types, so
+        # that a deliverer killed after typing and before marking the receipt delivered is known to have
+        # maybe typed it; the next one looks in the session's conversation before typing it again.
+        4,
+        PASTING,
     ),
 ]
 

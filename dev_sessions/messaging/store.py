@@ -11,7 +11,9 @@ Delivery states of a receipt: ``queued`` (waiting for the recipient's next idle 
 (put into its conversation, or into the mailbox of an agent that has none), ``read`` (marked read or
 replied to), ``failed`` (with its reason; retried until ``retry_at_ms`` is null). A receipt ``via``
 ``host`` is a session on a remote host: ``delivered`` there means handed to the host's own store
-(``relays`` says as which message), whose deliverer puts it into the session.
+(``relays`` says as which message), whose deliverer puts it into the session. ``pasting_at`` (and
+``pasting_by``) on a receipt not yet delivered: a deliverer began typing its notice into the session
+and never saw it through, so the notice may be there already (see the deliverer).
 
 ``relays`` links a message here to the same message in a host's store, both ways: one relayed to a
 session there, and one copied here from there (a reply of a remote session), so that a copy is
@@ -54,7 +56,7 @@ MESSAGE_COLUMNS = (
 )
 _RECEIPT_COLUMNS = (
     "r.recipient, r.state, r.via, r.delivered_at, r.read_at, r.failed_at, r.reason, r.attempts, r.retry_at_ms,"
-    " r.machine"
+    " r.machine, r.pasting_at, r.pasting_by"
 )
 
 
@@ -555,11 +557,22 @@ class MessageStore:
             return False
         return row[0] == "queued" or (row[0] == "failed" and row[1] is not None and row[1] <= now_ms())
 
+    def pasting(self, message_id: int, recipient: str, by: str) -> None:
+        """Say, before typing the notice into the recipient's session, that it is being typed: until
+        :meth:`delivered` clears it, a later deliverer knows the notice may be in the conversation."""
+        with self.write() as db:
+            db.execute(
+                """UPDATE receipts SET pasting_at = ?, pasting_by = ?
+                   WHERE message = ? AND recipient = ? AND state IN ('queued', 'failed')""",
+                (now_iso(), by, message_id, recipient),
+            )
+
     def delivered(self, message_id: int, recipient: str) -> None:
         with self.write() as db:
             db.execute(
                 """UPDATE receipts SET state = 'delivered', delivered_at = ?, attempts = attempts + 1,
-                   retry_at_ms = NULL WHERE message = ? AND recipient = ? AND state IN ('queued', 'failed')""",
+                   retry_at_ms = NULL, pasting_at = NULL, pasting_by = NULL
+                   WHERE message = ? AND recipient = ? AND state IN ('queued', 'failed')""",
                 (now_iso(), message_id, recipient),
             )
 

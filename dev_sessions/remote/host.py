@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from dev_sessions import __version__, ids
-from dev_sessions.backend import LogItem, Started, Status, WaitResult
+from dev_sessions.backend import BeforeTyping, LogItem, Started, Status, WaitResult
 from dev_sessions.config import Settings
 from dev_sessions.errors import DevSessionsError, NoSuchCall, RemoteIncompatible, UsageError, revive
 from dev_sessions.remote.calls import Remote
@@ -182,7 +182,9 @@ class HostBackend:
     def retire(self) -> None:
         pass
 
-    def deliver(self, session: Session, text: str, *, urgent: bool = False) -> bool:
+    def deliver(
+        self, session: Session, text: str, *, urgent: bool = False, check: BeforeTyping | None = None
+    ) -> bool:
         return False  # messages reach a remote session through the host's own deliverer
 
     def idle_signals(self, session: Session) -> list[Path]:

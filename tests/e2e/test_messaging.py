@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import subprocess
 import sys
+import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from dev_sessions.config import Settings
+from dev_sessions.messaging.store import store_for
 from dev_sessions.selftest.fakes.anthropic import FakeAnthropic
 from dev_sessions.selftest.fakes.openai_responses import FakeResponses
-from tests.conftest import DevSessions, eventually, stop_codex
+from tests.conftest import ROOT, DevSessions, eventually, stop_codex
 
 pytestmark = pytest.mark.e2e
 
@@ -162,3 +167,123 @@ def test_a_failed_delivery_keeps_its_reason_and_is_retried(cli: DevSessions, cod
     assert delivered["attempts"] == 2
     cli.ok("wait", sid, "--timeout", "60")
     assert cli.ok("last-message", sid).startswith(NOTICE.format(id=mid, sender="user"))
+
+
+# -- a deliverer killed in the middle of a delivery ------------------------------------------------------
+
+DYING_DELIVERER = textwrap.dedent(
+    """
+    import os, signal, sys
+    from dev_sessions import tmux
+    from dev_sessions.claude.backend import ClaudeBackend
+    from dev_sessions.codex.backend import CodexBackend
+    from dev_sessions.messaging import deliver
+
+    # The real deliverer (its lock, its log), killed -9 at one point of its first delivery.
+    if sys.argv[1] == "before-enter":  # the notice is in Claude's input box, Enter not pressed
+        send_keys = tmux.Tmux.send_keys
+
+        def dying_keys(self, session, keys, **options):
+            keys = list(keys)
+            if keys == ["Enter"]:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return send_keys(self, session, keys, **options)
+
+        tmux.Tmux.send_keys = dying_keys
+    else:  # "after-typing": the backend has put it into the conversation; the receipt is not marked
+        for backend in (ClaudeBackend, CodexBackend):
+            def dying_deliver(self, *args, _deliver=backend.deliver, **options):
+                if _deliver(self, *args, **options):
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return False
+
+            backend.deliver = dying_deliver
+    deliver.main()
+    """
+)
+
+
+@contextlib.contextmanager
+def dying_deliverer(point: str) -> Iterator[subprocess.Popen[bytes]]:
+    """This machine's deliverer, to be killed -9 at ``point`` of its first delivery. It holds the
+    deliverer's lock before the test creates a session (on a shared store ``create`` starts one) or
+    sends anything, so that it is the one that delivers."""
+    lock = Settings.from_env().home / "deliverer.lock"
+    environ = {**os.environ, "DEV_SESSIONS_DELIVERER_LINGER": "600", "PYTHONPATH": str(ROOT)}
+    with (lock.parent.parent / f"dying-deliverer-{point}.out").open("w") as out:
+        dying = subprocess.Popen(
+            [sys.executable, "-c", DYING_DELIVERER, point], cwd=ROOT, env=environ, stdout=out, stderr=out
+        )
+    try:
+        eventually(lambda: lock.exists() and lock.read_text().strip() == str(dying.pid), timeout=30)
+        yield dying
+        assert dying.wait(timeout=120) == -signal.SIGKILL
+    finally:
+        if dying.poll() is None:
+            dying.kill()
+            dying.wait()
+
+
+def left_marked(mid: str, sid: str, killed: subprocess.Popen[bytes]) -> None:
+    """The receipt the killed deliverer left: queued, with the mark of its typing."""
+    store = store_for(Settings.from_env())  # not through a command: one would start a deliverer
+    try:
+        receipt = store.receipt(int(mid), sid)
+    finally:
+        store.close()
+    assert receipt is not None and receipt.state == "queued"
+    assert receipt.pasting_by is not None and receipt.pasting_by.endswith(f" pid {killed.pid}")
+
+
+def notices_in(cli: DevSessions, sid: str, mid: str) -> list[str]:
+    return [p for p in prompts_seen(cli, sid) if p.startswith(NOTICE.format(id=mid, sender="user"))]
+
+
+def deliverer_said() -> str:
+    return (Settings.from_env().home / "deliverer.log").read_text()
+
+
+def test_a_deliverer_killed_after_pasting_into_claude_delivers_it_once_after_restart(
+    cli: DevSessions, claude: FakeAnthropic, messages_url: str | None
+) -> None:
+    with dying_deliverer("after-typing") as dying:
+        sid = cli.ok("create", "-q").strip()
+        mid = cli.ok("msg", "send", "--to", sid, "only once, please").strip()
+    left_marked(mid, sid, dying)
+    # Any messaging command that sees work left starts a new deliverer; it finds the notice in the
+    # transcript and does not paste it again.
+    eventually(lambda: state_of(cli, mid, sid) == "delivered", timeout=60)
+    cli.ok("wait", sid, "--timeout", "60")
+    assert len(notices_in(cli, sid, mid)) == 1
+    assert f"message {mid} to {sid}: in its conversation already; not typed again" in deliverer_said()
+    receipt = json.loads(cli.ok("msg", "status", mid, "--json"))["recipients"][0]
+    assert (receipt["pastingAt"], receipt["attempts"]) == (None, 1)
+
+
+def test_a_notice_left_in_claudes_input_box_is_sent_once_after_restart(
+    cli: DevSessions, claude: FakeAnthropic
+) -> None:
+    with dying_deliverer("before-enter") as dying:
+        sid = cli.ok("create", "-q").strip()
+        mid = cli.ok("msg", "send", "--to", sid, "only once, please").strip()
+    left_marked(mid, sid, dying)
+    # Not in the transcript: once its mark settles, the new deliverer empties the box and pastes it.
+    eventually(lambda: state_of(cli, mid, sid) == "delivered", timeout=60)
+    cli.ok("wait", sid, "--timeout", "60")
+    (notice,) = notices_in(cli, sid, mid)
+    assert "only once, please" in notice
+    assert f"{sid}: the input box holds text; clearing it first" in deliverer_said()
+
+
+def test_a_deliverer_killed_after_starting_a_codex_turn_delivers_it_once_after_restart(
+    cli: DevSessions, codex: FakeResponses, messages_url: str | None
+) -> None:
+    with dying_deliverer("after-typing") as dying:
+        sid = cli.ok("create", "--cli", "codex", "-q").strip()
+        mid = cli.ok("msg", "send", "--to", sid, "only once, please").strip()
+    left_marked(mid, sid, dying)
+    eventually(lambda: state_of(cli, mid, sid) == "delivered", timeout=60)
+    cli.ok("wait", sid, "--timeout", "60")
+    assert len(notices_in(cli, sid, mid)) == 1
+    assert len([p for p in codex.prompts() if f"Message {mid} from user" in p]) == 1
+    assert f"message {mid} to {sid}: in its conversation already; not typed again" in deliverer_said()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dev_sessions.backend import Dialog, LogItem, Outcome, Started, Status, WaitResult, choose
+from dev_sessions.backend import BeforeTyping, Dialog, LogItem, Outcome, Started, Status, WaitResult, choose
 from dev_sessions.errors import NoDialog, SessionExited
 from dev_sessions.follow import Event, Rounds, Start, of_log, since_filter
 from dev_sessions.store import Session
@@ -173,10 +173,15 @@ class FakeBackend:
     def retire(self) -> None:
         self.retired += 1
 
-    def deliver(self, session: Session, text: str, *, urgent: bool = False) -> bool:
+    def deliver(
+        self, session: Session, text: str, *, urgent: bool = False, check: BeforeTyping | None = None
+    ) -> bool:
         agent = self.agent(session)
         if agent.turn is not None and agent.turn.outcome == "running" and not urgent:
             return False
+        verdict = check() if check is not None else "type"
+        if verdict != "type":
+            return verdict == "there"
         agent.prompts.append(text)
         return True
 

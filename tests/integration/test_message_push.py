@@ -143,10 +143,13 @@ DELIVERER = textwrap.dedent(
     class Pasting(FakeBackend):
         # Every notice pasted is one line in a file all deliverers append to; with HOLD, the first
         # delivery stops (its receipt claimed, nothing pasted yet) until the process is killed.
-        def deliver(self, session, text, *, urgent=False):
+        def deliver(self, session, text, *, urgent=False, check=None):
             if os.environ.get("HOLD"):
                 print("holding", flush=True)
                 time.sleep(3600)
+            verdict = check() if check is not None else "type"
+            if verdict != "type":
+                return verdict == "there"
             with open(sys.argv[1], "a") as pasted:
                 pasted.write(f"{os.getpid()} {text.splitlines()[0]}\\n")
             time.sleep(0.05)  # a paste takes a while: the other deliverer looks meanwhile

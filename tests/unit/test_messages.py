@@ -13,7 +13,7 @@ import pytest
 from dev_sessions.config import Settings
 from dev_sessions.errors import MessageNotFound, RecipientNotFound, SpaceNotFound, StoreTooNew, UsageError
 from dev_sessions.messaging.messenger import Messenger, parse_message_id, parse_since
-from dev_sessions.messaging.notice import frame
+from dev_sessions.messaging.notice import frame, head, shown
 from dev_sessions.messaging.schema import MIGRATIONS
 from dev_sessions.messaging.store import MessageStore, open_store
 from dev_sessions.store import Session, SessionStore
@@ -108,6 +108,25 @@ def test_due_deliveries_and_retries(store: MessageStore) -> None:
     receipt = {r.recipient: r for r in store.receipts(message.id)}["s2"]
     assert (receipt.state, receipt.reason, receipt.attempts) == ("failed", "gone", 2)
     assert store.next_retry_ms() is None
+
+
+def test_a_notice_being_typed_is_marked_until_delivered(store: MessageStore) -> None:
+    message = store.send("a", {"s1": "conversation", "b": "mailbox"}, "go")
+    store.pasting(message.id, "s1", "alpha pid 42")
+    store.pasting(message.id, "b", "alpha pid 42")  # a mailbox's receipt is delivered already: no mark
+    receipts = {r.recipient: r for r in store.receipts(message.id)}
+    assert (receipts["s1"].state, receipts["s1"].pasting_by) == ("queued", "alpha pid 42")
+    assert receipts["s1"].pasting_at is not None
+    assert receipts["s1"].to_json()["pastingBy"] == "alpha pid 42"
+    assert (receipts["b"].pasting_at, receipts["b"].pasting_by) == (None, None)
+    ((_, due),) = store.due()
+    assert due.pasting_by == "alpha pid 42", "the deliverer sees the mark with the receipt"
+    store.failed(message.id, "s1", "the prompt is still in the box", retry_at_ms=1)
+    assert store.receipt(message.id, "s1").pasting_by == "alpha pid 42", "a failure may follow a paste"  # type: ignore[union-attr]
+    store.delivered(message.id, "s1")
+    receipt = store.receipt(message.id, "s1")
+    assert receipt is not None
+    assert (receipt.state, receipt.pasting_at, receipt.pasting_by) == ("delivered", None, None)
 
 
 def test_migrations_run_in_order_and_keep_data(messages_url: str | None, tmp_path: Path) -> None:
@@ -284,6 +303,21 @@ def test_notice_of_a_reply_says_no_answer_is_needed(store: MessageStore) -> None
     reply = store.send("b", {"a": "conversation"}, "thanks!", reply_to=first.id)
     assert "no answer is needed unless it asks for one" in frame(reply, "a")
     assert f"replying to message {first.id}" in frame(reply, "a")
+
+
+def test_a_notice_is_found_among_prompts_only_as_itself(store: MessageStore) -> None:
+    message = store.send("a", {"b": "conversation"}, "hello")
+    first = head(message, "b")
+    assert frame(message, "b").splitlines()[0] == first
+    assert shown(first, ["earlier prompt", frame(message, "b")])
+    # Claude 2.1.332 may wrap a pasted text in tags (docs/claude-code.md).
+    wrapped = f'\n\n<pasted_content id="ab12">\n{frame(message, "b")}\n</pasted_content id="ab12">\n'
+    assert shown(first, [wrapped])
+    assert not shown(first, [])
+    assert not shown(first, [f"look at this:\n{first}"]), "a prompt quoting it is not it"
+    assert not shown(head(message, "c"), [frame(message, "b")]), "another recipient's notice"
+    later = store.send("a", {"b": "conversation"}, "hello")
+    assert not shown(head(later, "b"), [frame(message, "b")])
 
 
 def test_long_bodies_are_cut_with_a_pointer(store: MessageStore) -> None:
