@@ -61,6 +61,10 @@ CLAIMED_ELSEWHERE_S = 1.0
 LOST_ROUND_S = 0.5
 """How soon a deliverer whose messages server went away looks again."""
 PUBLISH_EVERY_S = 60.0
+LIVE_EVERY_S = 5.0
+"""How often a deliverer on a shared store looks whether its machine still has a live session."""
+LOST_MAX_S = 5.0
+"""The longest pause between rounds while the messages server does not answer."""
 SETTLE_S = 10.0
 """How long after the last keystroke of a deliverer that may have typed a notice its session's record
 shows the notice, if the agent took it (Claude: 0.1-0.3 s, seconds on a loaded machine)."""
@@ -115,6 +119,9 @@ class Deliverer:
         self.linger = settings.deliverer_linger
         self.machine = settings.machine_name()
         self.published: tuple[frozenset[str], float] | None = None
+        self._live: tuple[frozenset[str], bool, float] | None = None
+        self.gone = False
+        """The state dir is gone, or the server with no live session here: not looking again."""
         self.me = f"{self.machine} pid {os.getpid()}"
         self.marks: dict[tuple[int, str], tuple[tuple[str | None, str | None], float]] = {}
         """Receipts found marked as being typed: (message, recipient) -> (the mark, when first seen)."""
@@ -210,9 +217,29 @@ class Deliverer:
         self.published = (names, time.monotonic() + PUBLISH_EVERY_S)
 
     def stays(self, sessions: Mapping[str, Session]) -> bool:
-        """On a shared store, the deliverer stays while this machine has sessions: other machines
-        may write to them at any moment, and nobody here would start it."""
-        return self.store.shared and bool(local_sessions(sessions))
+        """On a shared store, the deliverer stays while this machine has a session that is not
+        exited: other machines may write to it at any moment, and nobody here would start it. A
+        record whose session is gone (its tmux server killed, Claude quit) keeps nobody: a
+        deliverer stayed for ever for those, and went on trying a server that had gone away."""
+        return self.store.shared and self.live_here(sessions)
+
+    def live_here(self, sessions: Mapping[str, Session]) -> bool:
+        """Whether a session of this machine is not exited (looked at every ``LIVE_EVERY_S`` at most,
+        and whenever the sessions change; one whose status cannot be read counts as live)."""
+        here = local_sessions(sessions)
+        key, now = frozenset(here), time.monotonic()
+        if self._live is not None and self._live[0] == key and now < self._live[2]:
+            return self._live[1]
+        live = False
+        for session in here.values():
+            try:
+                live = self.manager.backend(session.cli).status(session).state != "exited"
+            except DevSessionsError:
+                live = True
+            if live:
+                break
+        self._live = (key, live, now + LIVE_EVERY_S)
+        return live
 
     def next_retry_ms(self, sessions: Mapping[str, Session]) -> int | None:
         """When a failed delivery of this deliverer's is due again (see ``due``)."""
@@ -237,15 +264,30 @@ class Deliverer:
         self._talking: dict[str, set[str]] = {}
         with Watcher() as watcher:
             watcher.watch_dir(self.settings.home)
-            self.store.watch_mail(watcher)  # on a server, its notifications (the files above on SQLite)
+            self.store.watch_mail(
+                watcher, patient=True
+            )  # on a server, its notifications (the files above on SQLite)
+            lost = 0
             while True:
+                if not self.settings.home.is_dir():
+                    log.warning("%s is gone; exiting", self.settings.home)
+                    self.gone = True
+                    return
                 try:
                     timeout = self._round(watcher)
+                    lost = 0
                 except MessagesUnavailable as err:
                     # The server went away: the listener connects again with back-off, and a later round
-                    # catches up from the receipts (a claim held died with the connection).
+                    # catches up from the receipts (a claim held died with the connection). Nothing can
+                    # be delivered meanwhile: with no live session here, there is nothing to stay for.
+                    lost += 1
+                    sessions = {s.id: s for s in self.sessions.sessions()}
+                    if not self.live_here(sessions):
+                        log.warning("%s; no live session here, exiting", err)
+                        self.gone = True
+                        return
                     log.warning("%s; trying again", err)
-                    timeout = LOST_ROUND_S
+                    timeout = min(LOST_MAX_S, LOST_ROUND_S * 2 ** min(lost - 1, 4))
                 if timeout is None:
                     return
                 watcher.wait(timeout)
@@ -387,7 +429,7 @@ def main() -> None:
             # last look but while the lock was still held found "a deliverer runs" and started none.
             # Either that look sees it here, or its writer sees the lock free and starts a deliverer.
             fcntl.flock(fd, fcntl.LOCK_UN)
-            if not deliverer.has_work() or not _hold(fd):
+            if deliverer.gone or not deliverer.has_work() or not _hold(fd):
                 break
             log.info("work came in while stopping; going on")
     except Exception:

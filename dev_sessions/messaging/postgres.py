@@ -319,7 +319,7 @@ class Listener:
     for a watcher, and the :class:`~dev_sessions.messaging.store.MailNews` of a waiter (whether a
     notification named one of ``names``, anyone's for None, or the connection was made again)."""
 
-    def __init__(self, url: str, names: Collection[str] | None) -> None:
+    def __init__(self, url: str, names: Collection[str] | None, *, patient: bool = False) -> None:
         self.url = url
         self.where = redact(url)
         self.names = None if names is None else set(names)
@@ -327,7 +327,12 @@ class Listener:
         self.attempts = 0
         self.retry_at = 0.0
         self.news = True
-        self._connect()
+        try:
+            self._connect()
+        except MessagesUnavailable as err:
+            if not patient:
+                raise
+            self._lost(err)  # a deliverer started as the server went away: it connects again later
 
     def _connect(self) -> None:
         pg = None
@@ -422,9 +427,12 @@ class PostgresMessageStore(MessageStore):
     def _announce(self, db: Database, recipients: list[str], space: str | None) -> None:
         db.execute("SELECT pg_notify(?, ?)", (CHANNEL, _payload(recipients, space)))
 
-    def watch_mail(self, watcher: Watcher, names: Collection[str] | None = None) -> MailNews:
-        """Nothing on this machine's disk changes when mail comes: a :class:`Listener` wakes ``watcher``."""
-        listener = Listener(self.server.url, names)
+    def watch_mail(
+        self, watcher: Watcher, names: Collection[str] | None = None, *, patient: bool = False
+    ) -> MailNews:
+        """Nothing on this machine's disk changes when mail comes: a :class:`Listener` wakes ``watcher``
+        (``patient``: a server that does not answer now is tried again later, not an error)."""
+        listener = Listener(self.server.url, names, patient=patient)
         watcher.watch_source(listener)
         return listener
 

@@ -179,7 +179,9 @@ class MessageStore:
         """Tell waiters, in the transaction that stores it, that mail came for ``recipients``. Nothing to
         do on SQLite: the database file changing is what wakes them (see :meth:`watch_mail`)."""
 
-    def watch_mail(self, watcher: Watcher, names: Collection[str] | None = None) -> MailNews:
+    def watch_mail(
+        self, watcher: Watcher, names: Collection[str] | None = None, *, patient: bool = False
+    ) -> MailNews:
         """Make ``watcher`` wake when mail may have come for one of ``names`` (anyone's for None); the
         returned :class:`MailNews` says, after a wake-up, whether the store is worth a look."""
         assert self.path is not None

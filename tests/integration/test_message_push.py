@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -143,6 +144,13 @@ DELIVERER = textwrap.dedent(
     class Pasting(FakeBackend):
         # Every notice pasted is one line in a file all deliverers append to; with HOLD, the first
         # delivery stops (its receipt claimed, nothing pasted yet) until the process is killed.
+        # Its sessions are live (idle), until the file GONE names exists: then they have exited.
+        def status(self, session):
+            from dev_sessions.backend import Status
+
+            gone = os.path.exists(os.environ.get("GONE", "/nonexistent"))
+            return Status("exited" if gone else "idle", source="tmux")
+
         def deliver(self, session, text, *, urgent=False, check=None):
             if os.environ.get("HOLD"):
                 print("holding", flush=True)
@@ -183,8 +191,8 @@ def _machine(root: Path, name: str, url: str) -> dict[str, str]:
     }
 
 
-def _deliverer(env: dict[str, str], pasted: Path, hold: bool = False) -> subprocess.Popen[str]:
-    environ = {**env, "HOLD": "1"} if hold else env
+def _deliverer(env: dict[str, str], pasted: Path, hold: bool = False, **extra: str) -> subprocess.Popen[str]:
+    environ = {**env, "HOLD": "1", **extra} if hold else {**env, **extra}
     process = subprocess.Popen(
         [sys.executable, "-c", DELIVERER, str(pasted)],
         cwd=ROOT, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -336,3 +344,41 @@ def test_a_waiter_is_told_only_once_it_is_in_a_mailbox(pg_url: str) -> None:
     assert [m.id for m in store.inbox("me")] == [sent.id]
     listener.close()
     store.close()
+
+
+def test_a_deliverer_stays_for_live_sessions_only(pg_url: str, tmp_path: Path) -> None:
+    # On a shared store a deliverer stays while its machine has sessions: but not for records whose
+    # sessions are gone (their tmux server killed). It stayed for ever for those.
+    (tmp_path / "gone").touch()
+    live = _deliverer(_machine(tmp_path, "a", pg_url), tmp_path / "pasted.log")
+    gone = _deliverer(_machine(tmp_path, "b", pg_url), tmp_path / "pasted.log", GONE=str(tmp_path / "gone"))
+    with _reaped(live, gone):
+        assert gone.wait(timeout=60) == 0, gone.stderr
+        assert live.poll() is None, "a machine with live sessions keeps its deliverer"
+
+
+def test_a_deliverer_leaves_when_its_state_dir_is_gone(pg_url: str, tmp_path: Path) -> None:
+    env = _machine(tmp_path, "a", pg_url)
+    deliverer = _deliverer(env, tmp_path / "pasted.log")
+    with _reaped(deliverer):
+        shutil.rmtree(env["DEV_SESSIONS_HOME"])
+        assert deliverer.wait(timeout=60) == 0
+        assert deliverer.stderr is not None and "is gone; exiting" in deliverer.stderr.read()
+
+
+def test_a_deliverer_whose_server_went_away_stays_only_for_live_sessions(
+    own_server: Postgres, tmp_path: Path
+) -> None:
+    url = own_server.database()
+    flag = tmp_path / "gone"
+    live = _deliverer(_machine(tmp_path, "a", url), tmp_path / "pasted.log")
+    ending = _deliverer(_machine(tmp_path, "b", url), tmp_path / "pasted.log", GONE=str(flag))
+    with _reaped(live, ending):
+        own_server.halt()
+        # Its sessions end while the server is away: nothing is left to stay for. It went on trying
+        # the server for ever.
+        flag.touch()
+        assert ending.wait(timeout=60) == 0, ending.stderr.read() if ending.stderr else ""
+        assert ending.stderr is not None and "no live session here, exiting" in ending.stderr.read()
+        assert live.poll() is None, "sessions here may yet be written to: it waits for the server"
+        own_server.resume()
