@@ -38,6 +38,8 @@ _TAKEN_LATE = 10.0
 """After two Enters, how long more a loaded machine may take to show (or record) the prompt taken."""
 EMPTY_BOX = "❯"  # the input box's prompt line with nothing typed (a placeholder is not text)
 _SETTLE = 3.0
+# How long a question the hooks announce may take to be drawn (seconds on a loaded machine).
+_DIALOG_DRAWN = 10.0
 
 # What a paste changes (docs/claude-code.md): 2.1.332 wraps one of over 800 characters or with more
 # newlines than the pane's rows allow (none on a small pane) in <pasted_content> tags, and so it does
@@ -247,6 +249,22 @@ def respond(facts: Facts, session: Session, answer: str) -> str:
     """Answer the dialog the session shows; the option chosen, as ``N. label`` (or the text typed)."""
     live = facts.live(session)
     status = facts.status(session, live)
+    if status.dialog is not None and live.screen.state in ("ready", "busy"):
+        # The hooks and Claude's state file announce a question a moment before the screen draws it
+        # (seconds on a loaded machine): a key pressed now would go into the input box, and the
+        # question would stay unanswered. Keys go only to a dialog on the screen.
+        def drawn_now() -> Live | None:
+            now = facts.live(session)
+            return now if now.screen.state not in ("ready", "busy") else None
+
+        drawn = poll_until(drawn_now, _DIALOG_DRAWN, SCREEN_POLL)
+        if drawn is None:
+            raise NotReady(
+                session_id=session.id, waited=_DIALOG_DRAWN,
+                screen_hint="the question Claude announced is not drawn yet; nothing was pressed",
+            )  # fmt: skip
+        live = drawn
+        status = facts.status(session, live)
     dialog = status.dialog
     if dialog is None:
         raise NoDialog(session_id=session.id, status=status.state)

@@ -183,3 +183,26 @@ def test_a_prompt_taken_by_a_slow_claude_is_sent_once(rig: Rig, delay: float) ->
     rig.backend.send(rig.session, "hello there")
     assert transcript.read_text().count("hello there") == 1
     assert int(enters.read_text()) == (1 if delay < 1 else 2)
+
+
+def test_an_answer_waits_for_the_dialog_to_be_drawn(rig: Rig) -> None:
+    # On a loaded machine the hooks and Claude's state file said a question waited, and the screen
+    # drew it seconds later: the answer's digit went into the input box and the question stayed
+    # unanswered (the dashboard's page in a CI run). The keys wait for the dialog on the screen.
+    import sys
+
+    keys, state = rig.tmp / "keys", rig.config / "sessions"
+    script = Path(__file__).parents[1] / "fakes" / "late_dialog.py"
+    state.mkdir(parents=True)
+    rig.tmux.new_session(
+        "dev-fizz-top", cwd=str(rig.tmp),
+        command=[sys.executable, str(script), str(FIXTURES / "screens" / "2.1.332" / "dialog-ask.txt"),
+                 "4", str(keys), str(state)],
+    )  # fmt: skip
+    pid = rig.tmux.panes()["dev-fizz-top"].pid
+    rig.state(pid, "waiting", "input needed")
+    rig.events(hooks("2.1.332", "ask", until="PermissionRequest"))
+    assert rig.backend.status(rig.session).dialog is not None  # announced, not drawn yet
+    assert rig.backend.respond(rig.session, "Blue") == "2. Blue"
+    assert keys.read_text().splitlines() == ["dialog:'2'"]
+    assert rig.backend.status(rig.session).state == "idle"
