@@ -209,9 +209,13 @@ class Deliverer:
                     timeout = self._round(watcher)
                 except MessagesUnavailable as err:
                     # The server went away: the listener connects again with back-off, and a later round
-                    # catches up from the receipts (a claim held died with the connection).
+                    # catches up from the receipts (a claim held died with the connection). A sleep,
+                    # not the watcher: the line just logged changed deliverer.log in the watched state
+                    # directory, which would wake it at once (it spun, a line every ~30 ms).
                     log.warning("%s; trying again", err)
-                    timeout = LOST_ROUND_S
+                    time.sleep(LOST_ROUND_S)
+                    watcher.drain()
+                    continue
                 if timeout is None:
                     return
                 watcher.wait(timeout)
