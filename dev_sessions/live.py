@@ -7,25 +7,35 @@ them as they change. They are woken by the signals that end a ``wait``, never by
   database ``messages.db`` and its journal), in its ``events/`` directory (the hook events each Claude
   session writes at every prompt, tool call and turn end), in each local Claude session's state
   directory and in its transcript's directory (a reply landing);
+* with the messages on a PostgreSQL server (``DEV_SESSIONS_MESSAGES_URL``), where nothing on this
+  machine's disk changes when mail comes: the server's push, a
+  :class:`~dev_sessions.messaging.postgres.Listener` of anyone's mail (LISTEN on the channel every
+  message is announced on), on a connection of its own, made again with back-off when it is lost (the
+  first wake-up after it is a look, which catches up). psycopg is imported only then;
 * the one fallback: a Codex thread's state lives in its app-server, reached through the bridge, so
   while a Codex session is busy the face looks again every ``CODEX_EVERY_S``; and no event crosses
   ssh, so while there are sessions on remote hosts it looks again every ``REMOTE_EVERY_S``.
 
-An idle fleet costs nothing: with every session idle and local, a face sleeps until a file changes.
+An idle fleet costs nothing: with every session idle and local, a face sleeps until a file changes
+(or the messages server says a message came).
 A wake-up only means "look again" (as for :class:`~dev_sessions.watch.Watcher`): the face re-reads
 what it shows, and a burst of writes is one wake-up (``SETTLE_S``).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
 from dev_sessions.backend import Status
 from dev_sessions.config import Settings
+from dev_sessions.errors import DevSessionsError
 from dev_sessions.store import Session
 from dev_sessions.watch import Watcher
+
+log = logging.getLogger(__name__)
 
 CODEX_EVERY_S = 0.5
 REMOTE_EVERY_S = 5.0
@@ -44,6 +54,19 @@ class Changes:
         self._codex_busy: set[str] = set()
         for directory in (settings.home, settings.home / "events"):
             self._watch(directory)
+        self._listen()
+
+    def _listen(self) -> None:
+        """On a PostgreSQL store, wake on its push too (anyone's mail: a face shows everyone's)."""
+        url = self.settings.messages_url
+        if not url or not url.startswith(("postgresql://", "postgres://")):
+            return  # this machine's messages.db: its directory is watched already
+        try:
+            from dev_sessions.messaging.postgres import Listener
+        except DevSessionsError as err:  # no psycopg: the messages pages say so when they read
+            log.warning("new messages will not wake this view: %s", err)
+            return
+        self._watcher.watch_source(Listener(url, None, patient=True))
 
     def _watch(self, directory: Path) -> None:
         if not self._watcher.watch_dir(directory):

@@ -116,7 +116,23 @@ def messages_url(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     url = server.database()
     monkeypatch.setenv("DEV_SESSIONS_MESSAGES_URL", url)
     yield url
+    stop_deliverer()
     server.drop(url)
+
+
+def stop_deliverer() -> None:
+    """Stop the deliverer of this test's state dir, if one runs (by the pid in the lock it holds). On a
+    shared store it stays while ``sessions.json`` lists sessions of this machine, which it does after
+    the test's tmux server is gone: left alone, it would outlive the test, its database and the server."""
+    import signal
+
+    from dev_sessions.config import Settings
+    from dev_sessions.messaging.deliver import running
+
+    settings = Settings.from_env()
+    if running(settings):
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int((settings.home / "deliverer.lock").read_text().strip()), signal.SIGTERM)
 
 
 @pytest.fixture
@@ -465,4 +481,5 @@ def serving_sshd(
                 stdin=subprocess.DEVNULL, capture_output=True, timeout=10, check=False,
             )  # fmt: skip
         running.stop()
+        stop_deliverer()  # this side's, before its state dir goes (and its lock with it)
         shutil.rmtree(short, ignore_errors=True)

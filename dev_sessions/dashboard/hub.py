@@ -1,14 +1,17 @@
 """The one task per dashboard that keeps every open page current.
 
 It sleeps on :class:`dev_sessions.live.Changes` (the file-system events that end a ``wait``: the
-stores, the hook events, the Claude sessions' state and transcripts; a look by hand only for busy Codex
-threads and remote hosts). After each wake-up it re-reads, in a worker thread, the session list, the
-conversations that some page shows and the usage, renders what it shows, and hands each connected
-stream only what changed for it: the overview's rows when they differ, a conversation's new items (each
-stream knows how many it has), its status panel and token count when they differ, and "changed" to the
-messages pages when the message database moved. However many pages are open, there is one watcher and
-one look per wake-up. With no page open it does nothing at all; with pages open and nothing happening
-it sleeps on inotify (and looks once every ``IDLE_LOOK_S`` in case a change came without a file event).
+stores, the hook events, the Claude sessions' state and transcripts; a PostgreSQL message server's
+push; a look by hand only for busy Codex threads and remote hosts). After each wake-up it re-reads, in
+a worker thread, the session list, the conversations that some page shows and the usage, renders what
+it shows, and hands each connected stream only what changed for it: the overview's rows when they
+differ, a conversation's new items (each stream knows how many it has), its status panel and token
+count when they differ, and "changed" to the messages pages when the messages moved (``messages.db``'s
+size and time; on a server, where no file here changes, the store's
+:meth:`~dev_sessions.messaging.store.MessageStore.stamp`). However many pages are open, there is one
+watcher and one look per wake-up. With no page open it does nothing at all; with pages open and
+nothing happening it sleeps on inotify and the server's push (and looks once every ``IDLE_LOOK_S`` in
+case a change came without an event).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -25,6 +29,8 @@ from dev_sessions.backend import LogItem, Status
 from dev_sessions.config import Settings
 from dev_sessions.dashboard import pages
 from dev_sessions.errors import DevSessionsError
+from dev_sessions.messaging.machines import shared
+from dev_sessions.messaging.store import MessageStore, store_for
 from dev_sessions.sessions import SessionManager
 from dev_sessions.store import Session
 from dev_sessions.usage import SessionUsage
@@ -93,6 +99,9 @@ class Hub:
         self.last: Look | None = None
         self._poke = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._store: MessageStore | None = None  # a server's, for the messages' stamp
+        self._store_lock = threading.Lock()  # looks run in worker threads, a join's beside the loop's
+        self._store_error = ""
 
     # -- streams ------------------------------------------------------------------------------------
 
@@ -137,11 +146,16 @@ class Hub:
                 await self._task
         for stream in list(self.streams):
             stream.end()
+        with self._store_lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
 
     async def run(self) -> None:
         from dev_sessions.live import Changes
 
-        with Changes(self.settings) as changes:
+        # Made in a thread: on a PostgreSQL store it connects to the server (and imports psycopg).
+        with await asyncio.to_thread(Changes, self.settings) as changes:
             while True:
                 if not self.streams:
                     await self._poke.wait()  # nobody looks: no watching, no reading
@@ -236,9 +250,24 @@ class Hub:
                     usage[row.id] = row
             except DevSessionsError as err:
                 usage = {s.id: str(err) for s, _ in rows}
-        return Look(rows, usage, conversations, self._messages_stamp())
+        return Look(rows, usage, conversations, self._messages_stamp(before))
 
-    def _messages_stamp(self) -> tuple[int, ...]:
+    def _messages_stamp(self, before: Look | None) -> tuple[int, ...]:
+        """What tells the messages pages that the messages changed: ``messages.db``'s size and time,
+        or on a server (where nothing here changes) :meth:`MessageStore.stamp`, one query."""
+        if shared(self.settings):
+            with self._store_lock:
+                try:
+                    if self._store is None:
+                        self._store = store_for(self.settings)
+                    found = self._store.stamp()
+                except DevSessionsError as err:  # the page says so when it reads; keep what was seen
+                    if str(err) != self._store_error:  # once, not at every look while it lasts
+                        log.warning("the messages could not be looked at: %s", err)
+                    self._store_error = str(err)
+                    return before.messages_stamp if before else ()
+                self._store_error = ""
+                return found
         stamp: list[int] = []
         for name in ("messages.db", "messages.db-wal"):
             try:

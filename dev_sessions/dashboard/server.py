@@ -397,9 +397,11 @@ class Dashboard:
             }
         )
         await response.prepare(request)
-        await response.write(b"retry: 2000\n\n")
         await self.hub.join(stream)
         try:
+            # After the join: once a page has its first line, what changes from then on is sent to it
+            # (the tests send only then; written before, a change could fall between the two).
+            await response.write(b"retry: 2000\n\n")
             while True:
                 try:
                     item = await asyncio.wait_for(stream.queue.get(), KEEPALIVE_S)

@@ -280,6 +280,8 @@ class Deliverer:
                     # The server went away: the listener connects again with back-off, and a later round
                     # catches up from the receipts (a claim held died with the connection). Nothing can
                     # be delivered meanwhile: with no live session here, there is nothing to stay for.
+                    # A sleep, not the watcher: the line just logged changed deliverer.log in the
+                    # watched state directory, which would wake it at once (it spun, a line every ~30 ms).
                     lost += 1
                     sessions = {s.id: s for s in self.sessions.sessions()}
                     if not self.live_here(sessions):
@@ -287,7 +289,9 @@ class Deliverer:
                         self.gone = True
                         return
                     log.warning("%s; trying again", err)
-                    timeout = min(LOST_MAX_S, LOST_ROUND_S * 2 ** min(lost - 1, 4))
+                    time.sleep(min(LOST_MAX_S, LOST_ROUND_S * 2 ** min(lost - 1, 4)))
+                    watcher.drain()
+                    continue
                 if timeout is None:
                     return
                 watcher.wait(timeout)

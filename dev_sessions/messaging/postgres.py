@@ -317,7 +317,10 @@ def _payload(recipients: list[str], space: str | None) -> str:
 class Listener:
     """A connection of its own that LISTENs on :data:`CHANNEL`: a :class:`~dev_sessions.watch.Source`
     for a watcher, and the :class:`~dev_sessions.messaging.store.MailNews` of a waiter (whether a
-    notification named one of ``names``, anyone's for None, or the connection was made again)."""
+    notification named one of ``names``, anyone's for None, or the connection was made again).
+
+    A server that does not answer at first is MessagesUnavailable; with ``patient`` (a live face,
+    which must outlive the server) it is a lost connection instead, made again with back-off."""
 
     def __init__(self, url: str, names: Collection[str] | None, *, patient: bool = False) -> None:
         self.url = url
@@ -332,6 +335,7 @@ class Listener:
         except MessagesUnavailable as err:
             if not patient:
                 raise
+            log.warning("%s; trying again in the background", err)
             self._lost(err)  # a deliverer started as the server went away: it connects again later
 
     def _connect(self) -> None:

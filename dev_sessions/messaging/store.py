@@ -519,6 +519,17 @@ class MessageStore:
         row = self.db.execute("SELECT max(id) FROM messages").fetchone()
         return int(row[0] or 0)
 
+    def stamp(self) -> tuple[int, ...]:
+        """Numbers that change when what a messages page shows may have: the newest message, the
+        receipts read, the spaces, their members and the agents (a face on a server, where no file
+        changes, compares them between looks)."""
+        row = self.db.execute(
+            """SELECT (SELECT max(id) FROM messages), (SELECT count(*) FROM receipts WHERE read_at IS NOT NULL),
+                      (SELECT count(*) FROM spaces), (SELECT count(*) FROM members),
+                      (SELECT count(*) FROM agents)"""
+        ).fetchone()
+        return tuple(int(value or 0) for value in row)
+
     # -- delivery ------------------------------------------------------------------------------------------
 
     def due(self, at_ms: int | None = None) -> list[tuple[Message, Receipt]]:

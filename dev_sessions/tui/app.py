@@ -372,7 +372,8 @@ class DevSessionsApp(App[None]):
     async def follow_changes(self) -> None:
         """The one loop that keeps the screens current: look, show, sleep until something changes
         (or an action asks), again."""
-        changes = Changes(self.sessions.settings) if self.live else None
+        # Made in a thread: on a PostgreSQL store it connects to the server (and imports psycopg).
+        changes = await asyncio.to_thread(Changes, self.sessions.settings) if self.live else None
         try:
             while True:
                 self._poked.clear()

@@ -1,4 +1,14 @@
-"""End to end: messages reach the conversations of real Claude and Codex sessions."""
+"""End to end: messages reach the conversations of real Claude and Codex sessions, on both engines.
+
+Every test runs once per pinned agent set on SQLite (the default store), and once more on PostgreSQL
+with one set only (the newest asked for: ``current`` unless ``DEV_SESSIONS_TEST_AGENTS`` says
+otherwise). The two questions do not cross: what the agent set changes (how a notice is pasted into,
+or steered into, each CLI's conversation) is the same code on either engine, and what the engine
+changes (the store, its push waking ``msg wait`` and the deliverer, the deliverer's claim, retries on
+the clock) is the same code for either set. A full cross (2 sets x 2 engines) would double this file
+(~55 s of real agents on two cores, the CI suite's slowest kind of test); one more run per test adds
+about half that, and still puts each engine under both CLIs, Claude and Codex.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +21,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,8 +30,29 @@ from dev_sessions.messaging.store import store_for
 from dev_sessions.selftest.fakes.anthropic import FakeAnthropic
 from dev_sessions.selftest.fakes.openai_responses import FakeResponses
 from tests.conftest import ROOT, DevSessions, eventually, stop_codex
+from tests.fakes.agents import agent_sets
 
-pytestmark = pytest.mark.e2e
+
+def _runs() -> list[Any]:
+    sets = agent_sets()
+    runs = [pytest.param(s, "sqlite", id=f"{s.id}-sqlite") for s in sets]
+    return [*runs, pytest.param(sets[-1], "postgres", id=f"{sets[-1].id}-postgres")]
+
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.parametrize(("agents", "messages_url"), _runs(), indirect=True),
+]
+
+
+@pytest.fixture(autouse=True)
+def engine(messages_url: str | None) -> Iterator[str | None]:
+    """Every test here on the engine of its run (``messages_url`` sets it for every command, and the
+    sessions' own commands inherit it): on a server, nothing was stored in a local file."""
+    yield messages_url
+    if messages_url is not None:
+        assert not (Settings.from_env().home / "messages.db").exists()
+
 
 NOTICE = "[dev-sessions] Message {id} from {sender}"
 

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from dev_sessions.dashboard.hub import IDLE_LOOK_S
 from tests.conftest import DevSessions, eventually, one_line_error
 from tests.fakes.dashboard import Served, start
 
@@ -242,6 +243,38 @@ def test_sessions_and_messages_are_pushed_to_open_streams(
     while "event: changed" not in seen:
         seen += stream.read1(65536).decode()
     conn.close()
+
+
+def test_the_messages_pages_follow_a_message_sent_elsewhere_on_either_engine(
+    messages_url: str | None, cli: DevSessions
+) -> None:
+    """Another process sends (on a server: as another machine would); the open messages page is told,
+    and shows it. On SQLite ``messages.db`` changes; on PostgreSQL nothing here does: the server's
+    push wakes the dashboard, and the store says the messages moved."""
+    cli.ok("agents", "register", "someone")
+    served = start(cli)  # after messages_url: it runs on the engine under test
+    try:
+        cookie = served.login()
+        conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=30)
+        headers = {"Host": f"127.0.0.1:{served.port}", "Cookie": cookie}
+        conn.request("GET", "/events/messages", headers=headers)
+        stream = conn.getresponse()
+        assert stream.status == 200
+        assert stream.read1(65536).decode() == "retry: 2000\n\n"  # followed from now on
+        started = time.monotonic()
+        cli.ok("msg", "send", "--from", "someone", "--to", "user", "from elsewhere")
+        seen = ""
+        # Told at once, not by the look the dashboard takes anyway once a minute (IDLE_LOOK_S); a
+        # keep-alive comes every 15 s meanwhile.
+        while "event: changed" not in seen and time.monotonic() - started < IDLE_LOOK_S / 2:
+            seen += stream.read1(65536).decode()
+        assert "event: changed" in seen
+        conn.close()
+        status, _, page = served.request("GET", "/messages?as=user", cookie=cookie)
+        assert status == 200 and "from elsewhere" in page and "unread" in page
+    finally:
+        served.process.process.terminate()
+        served.process.finish()
 
 
 def test_a_port_in_use_is_one_line(cli: DevSessions) -> None:

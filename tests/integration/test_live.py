@@ -1,16 +1,22 @@
-"""What wakes a live face (the dashboard, the TUI): file-system events, and a look by hand only where
-no event comes (busy Codex threads, remote hosts)."""
+"""What wakes a live face (the dashboard, the TUI): file-system events, a PostgreSQL message server's
+push, and a look by hand only where no event comes (busy Codex threads, remote hosts)."""
 
 from __future__ import annotations
 
+import logging
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
+
+import pytest
 
 from dev_sessions.backend import Status
 from dev_sessions.config import Settings
 from dev_sessions.live import CODEX_EVERY_S, REMOTE_EVERY_S, Changes
 from dev_sessions.store import Session
+from tests.conftest import ROOT, DevSessions, need
 
 LONG = 60.0  # a wait that ends before this was woken by the write, not by its timeout
 
@@ -82,3 +88,48 @@ def test_busy_codex_threads_and_remote_hosts_are_looked_at_by_hand(isolated: Pat
         started = time.monotonic()
         changes.wait(LONG)  # nothing written: it comes back to look by hand
         assert time.monotonic() - started < LONG / 2
+
+
+def test_a_message_sent_by_another_process_wakes_it_on_either_engine(
+    messages_url: str | None, cli: DevSessions, isolated: Path
+) -> None:
+    """On SQLite ``messages.db`` changes; on a server nothing here does, and its push wakes it."""
+    settings = Settings.from_env()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    cli.ok("agents", "register", "someone")  # before it watches: the store exists, its first write done
+    with Changes(settings) as changes:
+        assert changes.every is None
+        send = lambda: cli.ok("msg", "send", "--from", "someone", "--to", "user", "news")  # noqa: E731
+        assert woken_by(changes, send) < LONG / 2
+        assert woken_by(changes, send) < LONG / 2  # and again: nothing was used up
+
+
+def test_a_server_that_does_not_answer_does_not_stop_it(
+    isolated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        need("psycopg is not installed (scripts/test installs the test extra, which has it)")
+    url = f"postgresql://nobody@/nowhere?host={tmp_path}"  # no server listens there
+    monkeypatch.setenv("DEV_SESSIONS_MESSAGES_URL", url)
+    settings = Settings.from_env()
+    settings.home.mkdir(parents=True)
+    with caplog.at_level(logging.WARNING), Changes(settings) as changes:
+        changes.wait(0.1)  # it tries again in the background, and still wakes on files
+        assert woken_by(changes, lambda: (settings.home / "sessions.json").write_text("{}")) < LONG / 2
+    assert "trying again in the background" in caplog.text
+
+
+def test_on_sqlite_it_does_not_import_psycopg(isolated: Path) -> None:
+    code = (
+        "import sys\n"
+        "from dev_sessions.config import Settings\n"
+        "from dev_sessions.live import Changes\n"
+        "settings = Settings.from_env()\n"
+        "settings.home.mkdir(parents=True)\n"
+        "Changes(settings).wait(0)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'psycopg' or m.endswith('.postgres')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert done.stdout.strip() == "[]", done.stdout

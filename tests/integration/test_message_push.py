@@ -8,6 +8,7 @@ Two machines are two ``DEV_SESSIONS_HOME``s on one server; a deliverer here runs
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 import signal
@@ -382,3 +383,42 @@ def test_a_deliverer_whose_server_went_away_stays_only_for_live_sessions(
         assert ending.stderr is not None and "no live session here, exiting" in ending.stderr.read()
         assert live.poll() is None, "sessions here may yet be written to: it waits for the server"
         own_server.resume()
+
+
+def test_a_deliverer_whose_server_is_down_tries_again_calmly(own_server: Postgres, tmp_path: Path) -> None:
+    """The real deliverer (its log in its state directory, which it watches) while the server is down:
+    a look every LOST_ROUND_S, not one woken at once by its own log line (it spun: one every ~30 ms)."""
+    from datetime import datetime
+
+    from dev_sessions.messaging.deliver import LOST_ROUND_S
+
+    url = own_server.database()
+    env = _machine(tmp_path, "a", url)  # a session here: it stays on a shared store
+    log = tmp_path / "a" / "deliverer.log"
+    deliverer = subprocess.Popen(
+        [sys.executable, "-m", "dev_sessions.messaging.deliver"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    with _reaped(deliverer), _admin(own_server.url("postgres")) as admin:
+
+        def connected() -> bool:  # the store's connection and the listener's: it runs
+            row = admin.execute(
+                """SELECT count(*) FROM pg_stat_activity
+                   WHERE datname = %s AND application_name = 'dev-sessions'""",
+                (_database(url),),
+            ).fetchone()
+            return row is not None and row[0] == 2
+
+        eventually(connected)
+        admin.close()
+        own_server.halt()
+
+        def tries() -> list[datetime]:
+            lines = [line for line in log.read_text().splitlines() if line.endswith("; trying again")]
+            return [datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f") for line in lines]
+
+        found = eventually(lambda: len(t := tries()) >= 4 and t, timeout=30)
+        assert isinstance(found, list)
+        gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(found)]
+        assert min(gaps) >= LOST_ROUND_S - 0.002, gaps  # the log's times are to the millisecond
+        assert deliverer.poll() is None, deliverer.stderr

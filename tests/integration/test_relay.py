@@ -4,11 +4,17 @@ The sessions here are records only (no agent runs: the end-to-end tests in tests
 have real ones); what is checked is the messaging between the two stores: a message to a session on
 the host is relayed into the host's store (for the host's deliverer), its state is the host's, and
 what the session there sends back is brought here by ``msg read`` and ``msg wait``, once.
+
+Every test runs on each engine (``messages_url``): both sides on SQLite, then both on PostgreSQL (a
+database each on the tests' server: two stores, as two machines that do not share one). The sides
+only talk through ssh, so the engine of one does not change the other's code: these two runs put
+both sides' code on both engines.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,10 +22,32 @@ import pytest
 from dev_sessions.config import Settings
 from dev_sessions.messaging.messenger import Messenger
 from dev_sessions.store import Session, SessionStore
-from tests.conftest import DevSessions
+from tests.conftest import DevSessions, serving_sshd
+from tests.fakes.postgres import Postgres
 from tests.fakes.sshd import ALIAS, UNREACHABLE, Sshd
 
 SID = "fizz-top"
+
+
+@pytest.fixture
+def sshd(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch, messages_url: str | None, request: pytest.FixtureRequest
+) -> Iterator[Sshd]:
+    """The ``sshd`` of tests/conftest.py, the host's store on the engine of this side's
+    (``messages_url``, set for every command run here): on PostgreSQL, a database of its own."""
+    if messages_url is None:
+        with serving_sshd(isolated, monkeypatch) as running:
+            yield running
+        return
+    server: Postgres = request.getfixturevalue("postgres_server")
+    host_url = server.database()
+    with serving_sshd(
+        isolated, monkeypatch, extra=lambda _: {"DEV_SESSIONS_MESSAGES_URL": host_url}
+    ) as running:
+        yield running  # stopped with every process of the host's, its deliverer too
+        for home in (Settings.from_env().home, running.remote.state):
+            assert not (home / "messages.db").exists(), f"{home}: a local store on a server's run"
+    server.drop(host_url)
 
 
 def record(home: Path, session: Session) -> None:

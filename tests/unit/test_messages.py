@@ -49,6 +49,26 @@ def test_inbox_unread_and_mark_read(store: MessageStore) -> None:
     assert store.inbox("me", limit=1)[0].id == second.id
 
 
+def test_the_stamp_moves_with_what_a_messages_page_shows(store: MessageStore) -> None:
+    seen = [store.stamp()]
+
+    def moved() -> bool:
+        seen.append(store.stamp())
+        return seen[-1] != seen[-2]
+
+    message = store.send("a", {"me": "mailbox"}, "one")
+    assert moved()
+    store.mark_read("me", [message.id])
+    assert moved()
+    store.create_space("team", None, "", "a")
+    assert moved()
+    store.join("team", "me")
+    assert moved()
+    store.register_agent("someone")
+    assert moved()
+    assert not moved()  # nothing happened: the same
+
+
 def test_replies_form_a_thread_and_mark_the_original_read(store: MessageStore) -> None:
     question = store.send("boss", {"worker": "mailbox"}, "status?")
     answer = store.send("worker", {"boss": "mailbox"}, "all good", reply_to=question.id)
