@@ -15,8 +15,9 @@ What is wrapped is what the store needs, no more:
   ``PGSERVICEFILE``, the ``PG*`` variables. The server's notices (``NOTICE: ... skipping``) go to the
   debug log, not to stderr as libpq's default would print them.
 * :meth:`Connection.execute`: one statement with text parameters (``$1``..``$n``, :func:`text_of`), its
-  rows as tuples of Python values by column type (:func:`converter`) and its row count;
-  :meth:`Connection.run` several statements without parameters, in one round trip.
+  rows as tuples of Python values by column type (:func:`converter`) and its row count; a statement
+  run again on a connection is prepared there (:data:`PREPARE_AFTER`); :meth:`Connection.run` several
+  statements without parameters, in one round trip.
 * A failure as an exception by its SQLSTATE (:func:`error_for`): :class:`RolledBack` (a serialization
   failure or a deadlock: nothing of it was done, try again), :class:`Unavailable` (the server cannot
   serve, or the connection is lost: then ``sent`` says whether the statement had been handed over, so
@@ -46,6 +47,11 @@ SYSTEM_NAMES = ("libpq.so.5", "libpq.5.dylib", "/opt/homebrew/opt/libpq/lib/libp
 """The system's libpq, by the names the dynamic loader finds it under (tried in order)."""
 
 APPLICATION_NAME = "dev-sessions"
+PREPARE_AFTER = 2
+"""A statement run this many times on a connection is prepared there (planned once: the send's
+statement is planned in about as long as it runs), as psycopg does after 5."""
+MAX_PREPARED = 200
+"""Prepared statements per connection, at most (the statements are the code's, so few)."""
 
 # libpq-fe.h
 CONNECTION_OK = 0
@@ -265,6 +271,11 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
         c_int,
         [c_void_p, c_char_p, c_int, c_void_p, POINTER(c_char_p), c_void_p, c_void_p, c_int],
     ),
+    "PQsendPrepare": (c_int, [c_void_p, c_char_p, c_char_p, c_int, c_void_p]),
+    "PQsendQueryPrepared": (
+        c_int,
+        [c_void_p, c_char_p, c_int, POINTER(c_char_p), c_void_p, c_void_p, c_int],
+    ),
     "PQgetResult": (c_void_p, [c_void_p]),
     "PQresultStatus": (c_int, [c_void_p]),
     "PQresultErrorMessage": (c_char_p, [c_void_p]),
@@ -359,6 +370,8 @@ class Connection:
     def __init__(self, lib: ctypes.CDLL, handle: int) -> None:
         self._lib = lib
         self._handle: int | None = handle
+        self._runs: dict[tuple[str, tuple[int, ...]], int] = {}
+        self._prepared: dict[tuple[str, tuple[int, ...]], bytes] = {}
 
     @property
     def ok(self) -> bool:
@@ -378,11 +391,37 @@ class Connection:
         """Run one statement, with ``params`` for its ``$1``..``$n``; its rows."""
         handle = self._open()
         count = len(params)
-        types = (c_uint * max(count, 1))(*[type_of(param) for param in params])
+        oids = tuple(type_of(param) for param in params)
+        types = (c_uint * max(count, 1))(*oids)
         values = (c_char_p * max(count, 1))(*[text_of(param) for param in params])
-        if not self._lib.PQsendQueryParams(handle, sql.encode(), count, types, values, None, None, 0):
+        name = self._prepared.get((sql, oids)) or self._prepare(sql, oids, types)
+        if name:
+            sent = self._lib.PQsendQueryPrepared(handle, name, count, values, None, None, 0)
+        else:
+            sent = self._lib.PQsendQueryParams(handle, sql.encode(), count, types, values, None, None, 0)
+        if not sent:
             raise error_for(self.error_message(), None, connected=self.ok, sent=False)
         return self._results()
+
+    def _prepare(self, sql: str, oids: tuple[int, ...], types: Any) -> bytes | None:
+        """The name of the statement prepared, when it is run often enough to be worth it (else None).
+        The parameters' types are part of what is prepared: the same SQL with other ones is another."""
+        key = (sql, oids)
+        runs = self._runs[key] = self._runs.get(key, 0) + 1
+        if runs < PREPARE_AFTER or len(self._prepared) >= MAX_PREPARED:
+            if len(self._runs) > 10 * MAX_PREPARED:
+                self._runs.clear()
+            return None
+        name = f"ds_{len(self._prepared)}".encode()
+        if not self._lib.PQsendPrepare(self._handle, name, sql.encode(), len(oids), types):
+            raise error_for(self.error_message(), None, connected=self.ok, sent=False)
+        try:
+            self._results()
+        except Unavailable as err:
+            err.sent = False  # only the statement's preparation went out
+            raise
+        self._prepared[key] = name
+        return name
 
     def run(self, sql: str) -> Rows:
         """Run statements without parameters (``;`` between them) in one round trip; the last one's rows."""

@@ -160,3 +160,18 @@ def test_machines_starting_at_once_migrate_the_server_once(postgres_server: Post
     assert store.db.execute("SELECT count(*) FROM dev_sessions_schema").fetchone()[0] == 1
     store.close()
     postgres_server.drop(url)
+
+
+def test_libpq_prepares_a_statement_run_again_with_its_parameters_types(postgres_server: Postgres) -> None:
+    from dev_sessions.messaging import libpq
+
+    url = postgres_server.database()
+    pg = libpq.connect(url)
+    sql = "SELECT $1::bigint, $2"
+    runs = [(None, "a"), (None, "b"), (7, "c"), (8, None), (9, "d")]
+    assert [pg.execute(sql, params).fetchone() for params in runs] == runs
+    prepared = pg.execute("SELECT statement, parameter_types::text[] FROM pg_prepared_statements").fetchall()
+    # Prepared once run twice: with NULL for $1 (its type left to the server), and with a bigint.
+    assert sorted(prepared) == [(sql, "{bigint,text}"), (sql, "{bigint,text}")]
+    pg.close()
+    postgres_server.drop(url)
