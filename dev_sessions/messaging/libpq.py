@@ -27,7 +27,7 @@ What is wrapped is what the store needs, no more:
 
 The conversions are pure functions, tested without a server. Every foreign function has its argtypes
 and restype declared (:data:`_SIGNATURES`): a pointer returned as ctypes' default C int would be cut to
-32 bits. A :class:`Connection` is used by one thread at a time.
+32 bits. A :class:`Connection` runs one statement at a time, whichever thread asks.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import select
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from ctypes import CFUNCTYPE, POINTER, Structure, c_char_p, c_int, c_uint, c_void_p
 from typing import Any
@@ -372,11 +374,30 @@ class Connection:
         self._handle: int | None = handle
         self._runs: dict[tuple[str, tuple[int, ...]], int] = {}
         self._prepared: dict[tuple[str, tuple[int, ...]], bytes] = {}
+        # One statement at a time: threads that share a store (msg status asks hosts at once) take
+        # turns, as they did on psycopg's connection; libpq's would mix their results.
+        self._turn = threading.Lock()
+
+    def __del__(self) -> None:
+        # A store dropped without close() (a library object per gateway call) leaves no connection open.
+        self.close()
 
     @property
     def ok(self) -> bool:
         """Whether the connection is still good (as far as libpq has read)."""
         return self._handle is not None and self._lib.PQstatus(self._handle) == CONNECTION_OK
+
+    def alive(self) -> bool:
+        """Whether the connection is still good, having read what came without a request (the farewell
+        of a server that ended it, or end of file): no round trip."""
+        with self._turn:
+            if not self.ok:
+                return False
+            try:
+                readable, _, _ = select.select([self.fileno()], [], [], 0)
+            except (OSError, ValueError):
+                return False
+            return not readable or (self.consume() and self.ok)
 
     @property
     def backend_pid(self) -> int:
@@ -389,6 +410,10 @@ class Connection:
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> Rows:
         """Run one statement, with ``params`` for its ``$1``..``$n``; its rows."""
+        with self._turn:
+            return self._execute(sql, params)
+
+    def _execute(self, sql: str, params: Sequence[object]) -> Rows:
         handle = self._open()
         count = len(params)
         oids = tuple(type_of(param) for param in params)
@@ -425,10 +450,11 @@ class Connection:
 
     def run(self, sql: str) -> Rows:
         """Run statements without parameters (``;`` between them) in one round trip; the last one's rows."""
-        handle = self._open()
-        if not self._lib.PQsendQuery(handle, sql.encode()):
-            raise error_for(self.error_message(), None, connected=self.ok, sent=False)
-        return self._results()
+        with self._turn:
+            handle = self._open()
+            if not self._lib.PQsendQuery(handle, sql.encode()):
+                raise error_for(self.error_message(), None, connected=self.ok, sent=False)
+            return self._results()
 
     def _open(self) -> int:
         if self._handle is None:
@@ -500,6 +526,6 @@ class Connection:
         return found
 
     def close(self) -> None:
-        if self._handle is not None:
-            handle, self._handle = self._handle, None
+        handle, self._handle = getattr(self, "_handle", None), None
+        if handle is not None:
             self._lib.PQfinish(handle)

@@ -278,13 +278,8 @@ class Connection:
         """Make the connection again if it is found lost (a restarted server, a terminated backend):
         before a statement, never in the middle of a transaction. What a lost connection left to read
         is there already (the server's farewell, or end of file), so this costs no round trip."""
-        if self.pg.ok:
-            try:
-                readable, _, _ = select.select([self.pg.fileno()], [], [], 0)
-            except (OSError, ValueError):
-                readable = [True]
-            if not readable or (self.pg.consume() and self.pg.ok):
-                return
+        if self.pg.alive():
+            return
         log.info("%s: the connection was lost; connecting again", self.where)
         self.pg.close()
         self.pg = self._connect()

@@ -9,11 +9,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from dev_sessions.messaging.store import MessageStore, open_store
-from tests.conftest import ROOT, SLOW, DevSessions, Result, need, one_line_error
+from tests.conftest import ROOT, SLOW, DevSessions, Result, eventually, need, one_line_error
 from tests.fakes.postgres import Postgres
 
 
@@ -174,4 +175,45 @@ def test_libpq_prepares_a_statement_run_again_with_its_parameters_types(postgres
     # Prepared once run twice: with NULL for $1 (its type left to the server), and with a bigint.
     assert sorted(prepared) == [(sql, "{bigint,text}"), (sql, "{bigint,text}")]
     pg.close()
+    postgres_server.drop(url)
+
+
+def _connections(postgres_server: Postgres, url: str) -> int:
+    from dev_sessions.messaging import libpq
+
+    admin = libpq.connect(postgres_server.url("postgres"))
+    name = urlsplit(url).path.lstrip("/")
+    row = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = $1", (name,)).fetchone()
+    admin.close()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_store_dropped_without_closing_leaves_no_connection(postgres_server: Postgres) -> None:
+    """The gateway makes a library object per call and may never close it (psycopg closed on collection)."""
+    import gc
+
+    url = postgres_server.database()
+    for _ in range(5):
+        assert open_store(url).inbox("nobody") == []
+    gc.collect()
+    eventually(lambda: _connections(postgres_server, url) == 0)
+    postgres_server.drop(url)
+
+
+def test_threads_sharing_a_store_take_turns(postgres_server: Postgres) -> None:
+    """``msg status`` asks every host at once, each thread reading the same store."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    url = postgres_server.database()
+    store = open_store(url)
+    sent = [store.send("me", {f"agent{n}": "mailbox"}, f"to agent{n}").id for n in range(16)]
+
+    def read(n: int) -> list[str]:
+        return [m.body for _ in range(20) for m in store.inbox(f"agent{n}")]
+
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(read, range(16))) == [[f"to agent{n}"] * 20 for n in range(16)]
+    assert len(sent) == 16
+    store.close()
     postgres_server.drop(url)
