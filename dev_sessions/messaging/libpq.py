@@ -526,6 +526,7 @@ class Connection:
         return found
 
     def close(self) -> None:
-        handle, self._handle = getattr(self, "_handle", None), None
+        with self._turn:  # not under another thread's statement
+            handle, self._handle = self._handle, None
         if handle is not None:
             self._lib.PQfinish(handle)
