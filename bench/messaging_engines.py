@@ -31,9 +31,11 @@ from tests.fakes.postgres import binaries, running_postgres
 
 
 def _with_driver() -> None:
-    """psycopg in the benchmark's install too (the extra dev-sessions[postgres])."""
+    """libpq in the benchmark's install too: the extra dev-sessions[postgres] (psycopg's binary wheel
+    carries it; dev-sessions loads it without importing psycopg)."""
     python = VENV / "bin" / "python"
-    if subprocess.run([str(python), "-c", "import psycopg"], capture_output=True, check=False).returncode:
+    found = "import importlib.util, sys; sys.exit(importlib.util.find_spec('psycopg_binary') is None)"
+    if subprocess.run([str(python), "-c", found], capture_output=True, check=False).returncode:
         subprocess.run([str(python), "-m", "pip", "install", "--quiet", "psycopg[binary]>=3.1"], check=True)
 
 

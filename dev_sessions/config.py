@@ -34,7 +34,8 @@ a ``Settings`` (and, where a child process inherits it, ``settings.environ``). T
 ``DEV_SESSIONS_MESSAGES_URL``    where messages live: unset or ``sqlite:``, the local file
                                 ``$DEV_SESSIONS_HOME/messages.db``; ``postgresql://...``, a PostgreSQL
                                 server shared by several machines (libpq's URL: ``sslmode``,
-                                ``PGPASSFILE``, ``service=`` work; needs ``dev-sessions[postgres]``)
+                                ``PGPASSFILE``, ``service=`` work; needs libpq: ``dev-sessions[postgres]``
+                                or the system's)
 ``DEV_SESSIONS_MACHINE``         this machine's name among those sharing the store (default: the host
                                 name); a session of another machine is ``name@machine``
 ``DEV_SESSIONS_DEBUG``           ``1`` shows tracebacks

@@ -11,7 +11,7 @@ them as they change. They are woken by the signals that end a ``wait``, never by
   machine's disk changes when mail comes: the server's push, a
   :class:`~dev_sessions.messaging.postgres.Listener` of anyone's mail (LISTEN on the channel every
   message is announced on), on a connection of its own, made again with back-off when it is lost (the
-  first wake-up after it is a look, which catches up). psycopg is imported only then;
+  first wake-up after it is a look, which catches up). The server's client (libpq) is loaded only then;
 * the one fallback: a Codex thread's state lives in its app-server, reached through the bridge, so
   while a Codex session is busy the face looks again every ``CODEX_EVERY_S``; and no event crosses
   ssh, so while there are sessions on remote hosts it looks again every ``REMOTE_EVERY_S``.

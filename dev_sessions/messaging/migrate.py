@@ -41,7 +41,12 @@ class Migrated:
 
 
 def migrate(source: MessageStore, target: MessageStore, machine: str) -> Migrated:
-    """Copy ``source`` (this machine's, named ``machine``) into ``target``; what was copied."""
+    """Copy ``source`` (this machine's, named ``machine``) into ``target``; what was copied. The copy is
+    one transaction of the target, run again whole when the target asks (see ``store.one_write``)."""
+    return target.retried(lambda: _copy(source, target, machine))
+
+
+def _copy(source: MessageStore, target: MessageStore, machine: str) -> Migrated:
     report = Migrated(target.where)
     name = f"{machine}:{source.where}"
     src = source.db

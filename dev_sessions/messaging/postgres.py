@@ -1,17 +1,28 @@
-"""The message store on a PostgreSQL server: the only module that imports psycopg.
+"""The message store on a PostgreSQL server.
 
-Imported only when ``DEV_SESSIONS_MESSAGES_URL`` is a ``postgresql://`` URL (psycopg 3 is the optional
-extra ``dev-sessions[postgres]``). The queries are :class:`~dev_sessions.messaging.store.MessageStore`'s,
-written once for both engines; what differs lives here:
+Imported only when ``DEV_SESSIONS_MESSAGES_URL`` is a ``postgresql://`` URL. It talks to the server
+through libpq (:mod:`dev_sessions.messaging.libpq`, ctypes: the library psycopg's binary wheel carries,
+the optional extra ``dev-sessions[postgres]``, else the system's; psycopg itself is never imported).
+The queries are :class:`~dev_sessions.messaging.store.MessageStore`'s, written once for both engines;
+what differs lives here:
 
-* :class:`Connection` runs them on one psycopg connection in autocommit mode (a read is a statement
-  of its own, as on SQLite), with SQLite's ``?`` placeholders turned into psycopg's ``%s``, and turns
-  a server that cannot be reached into :class:`MessagesUnavailable` (one line, the URL without its
-  password). libpq reads the URL, so its conventions hold: ``sslmode``, ``PGPASSFILE``/``~/.pgpass``,
+* :class:`Connection` runs them on one connection in autocommit mode (a read is a statement of its
+  own, as on SQLite), with SQLite's ``?`` placeholders numbered as ``$1``..``$n``, and turns a server
+  that cannot be reached into :class:`MessagesUnavailable` (one line, the URL without its password).
+  libpq reads the URL, so its conventions hold: ``sslmode``, ``PGPASSFILE``/``~/.pgpass``,
   ``service=`` and ``PGSERVICEFILE``; no password ever reaches an argument or a log line of ours.
-* A write is one transaction that first takes a transaction-scoped advisory lock, so that writers of
-  every machine queue one after the other exactly as SQLite's ``BEGIN IMMEDIATE`` makes them (a check
-  then an insert, as ``create_space`` does, cannot interleave with another writer's).
+* A write is one READ COMMITTED transaction that first takes a transaction-scoped advisory lock, so
+  that writers of every machine queue one after the other exactly as SQLite's ``BEGIN IMMEDIATE``
+  makes them (a check then an insert, as ``create_space`` does, cannot interleave with another
+  writer's).
+* Busy: a write transaction that the server rolls back for another one's sake (a serialization
+  failure, a deadlock) or whose connection is lost before its COMMIT is sent did nothing, and is run
+  again whole (:func:`retrying`, through :func:`~dev_sessions.messaging.store.one_write`; at most
+  :data:`ATTEMPTS` tries, with back-off); so is a statement outside a transaction, after a lost
+  connection is made again. A connection lost after a change went out (during the COMMIT, or while a
+  send's one statement runs) leaves unknown whether it was made: it is never sent again, so nothing
+  doubles, and the one-line error says that it may have been done (a send: "the message may have been
+  stored", and where to look).
 * The schema is :data:`MIGRATIONS`, PostgreSQL's own list (the same tables as SQLite's latest
   version), recorded in ``dev_sessions_schema`` and applied in one transaction under another advisory
   lock, so that two machines starting at once do not both migrate; a newer schema is refused.
@@ -26,8 +37,7 @@ written once for both engines; what differs lives here:
   before its first look so that nothing committed in between is missed. A lost connection (a server
   restarted, a backend terminated) is made again with back-off (:data:`RECONNECT_S`), and the first
   wake-up after it says "look" so that what was sent in the gap is caught up from the tables. The
-  store's own connection is made again too when it is found lost before a statement (a statement cut
-  off half-way is one-line :class:`MessagesUnavailable`, never retried: it may have been done).
+  store's own connection is made again too when it is found lost before a statement.
 * Delivery claims: a deliverer holds a session-level advisory lock per receipt while it delivers
   (:meth:`PostgresMessageStore.claim`), and looks at the receipt again under it; the lock goes with
   its connection, so a deliverer killed mid-delivery leaves the receipt to the next one at once.
@@ -37,16 +47,18 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import json
 import logging
 import select
 import time
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from dev_sessions.errors import MessageNotFound, MessagesUnavailable, StoreTooNew, ToolMissing
+from dev_sessions.errors import MessageNotFound, MessagesUnavailable, StoreTooNew, UsageError
+from dev_sessions.messaging import libpq
 from dev_sessions.messaging.fts import to_tsquery
 from dev_sessions.messaging.records import Message
 from dev_sessions.messaging.schema import MACHINES, PASTING
@@ -63,15 +75,6 @@ from dev_sessions.messaging.store import (
 from dev_sessions.store import now_iso
 from dev_sessions.watch import Watcher
 
-try:
-    import psycopg
-except ImportError as err:  # psycopg is an optional extra
-    raise ToolMissing(
-        tool="psycopg",
-        hint="DEV_SESSIONS_MESSAGES_URL names a PostgreSQL server; install its driver with "
-        "`pip install 'dev-sessions[postgres]'` (or `scripts/install --postgres`)",
-    ) from err
-
 log = logging.getLogger(__name__)
 
 CHANNEL = "dev_sessions_mail"
@@ -80,6 +83,19 @@ MAX_PAYLOAD = 4000
 """Bytes of recipients a notification carries (the server's limit is 8000); more is sent as null."""
 RECONNECT_S = (0.0, 0.1, 0.2, 0.5, 1.0, 2.0)
 """Back-off between attempts to make a lost connection again (the last one repeats)."""
+ATTEMPTS = 5
+"""Tries of a transaction the server rolled back for another one's sake (a serialization failure, a
+deadlock) or whose connection was lost before its COMMIT was sent."""
+BACKOFF_S = (0.02, 0.05, 0.1, 0.25)
+"""Pauses between those tries (each times 0.5 to 1.5 at random, so that two rivals part)."""
+MAYBE_DONE = "it may have been done: look before doing it again"
+"""What a one-line error adds when the connection was lost after a change was sent (its outcome unknown)."""
+
+SENT_MAYBE = "the message may have been stored: look with `dev-sessions msg feed` before sending it again"
+"""What a send says when its connection was lost after the statement went to the server: it is never
+sent twice (so never doubled), and whether it was stored is unknown."""
+
+T = TypeVar("T")
 
 # Advisory lock keys (any 64-bit numbers, constant across versions): one for migrating, one for writes.
 MIGRATE_LOCK = 0x64657673_6D696772  # "devsmigr"
@@ -188,87 +204,170 @@ def _password(url: str) -> str | None:
         return None
 
 
-def unavailable(url: str, err: BaseException) -> MessagesUnavailable:
-    """The one line for a server that failed us: the URL and psycopg's words, without the password."""
+def unavailable(url: str, err: BaseException, then: str = "") -> MessagesUnavailable:
+    """The one line for a server that failed us: the URL and libpq's words without the password, then
+    what ``then`` adds."""
     detail = " ".join(str(err).split()) or type(err).__name__
     password = _password(url)
     if password:
         detail = detail.replace(password, "***")
+    if then:
+        detail = f"{detail.rstrip('.')}; {then}"
     return MessagesUnavailable(
         where=redact(url), detail=f"the messages server failed: {detail} (see DEV_SESSIONS_MESSAGES_URL)"
     )
 
 
 @functools.lru_cache(maxsize=256)
-def _placeholders(sql: str) -> str:
-    """SQLite's ``?`` as psycopg's ``%s`` (a literal ``%`` doubled). Our SQL has no ``?`` in a string."""
-    return sql.replace("%", "%%").replace("?", "%s")
+def _numbered(sql: str) -> str:
+    return libpq.numbered(sql)
+
+
+class TryAgain(MessagesUnavailable):
+    """A write transaction that did nothing and may be run again whole (:func:`retrying`): the server
+    rolled it back for another one's sake, or its connection was lost before its COMMIT was sent.
+    Whoever does not run it again shows it as the one line it is."""
+
+    def __init__(self, url: str, cause: libpq.Error) -> None:
+        self.url = url
+        self.cause = cause
+        line = unavailable(url, cause)
+        super().__init__(where=line.where, detail=line.detail)
+
+
+def _pause(attempt: int) -> None:
+    import random  # only when busy
+
+    time.sleep(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)] * random.uniform(0.5, 1.5))
+
+
+def retrying(call: Callable[[], T]) -> T:
+    """``call()``, run again (at most :data:`ATTEMPTS` times, with back-off) while it fails with
+    :class:`TryAgain`."""
+    for attempt in itertools.count(1):
+        try:
+            return call()
+        except TryAgain as err:
+            if attempt >= ATTEMPTS:
+                raise unavailable(err.url, err.cause, f"still so after {attempt} tries") from None
+            log.info("%s: %s; trying again", err.where, err.cause)
+            _pause(attempt - 1)
+    raise AssertionError("unreachable")
 
 
 class Connection:
-    """One connection to the server, with the ``execute`` of a ``sqlite3.Connection``."""
+    """One connection to the server, with the ``execute`` of a ``sqlite3.Connection`` (libpq through
+    :mod:`~dev_sessions.messaging.libpq`)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.where = redact(url)
         self.writing = False
+        self.connects = 0
+        """How many times the connection was made: a session's advisory locks go with each one."""
         self.pg = self._connect()
 
-    def _connect(self) -> psycopg.Connection[Any]:
+    def _connect(self) -> libpq.Connection:
         try:
-            return psycopg.connect(self.url, autocommit=True, application_name="dev-sessions")
-        except psycopg.Error as err:
+            pg = libpq.connect(self.url)
+        except libpq.Error as err:
             raise self.unavailable(err) from None
+        self.connects += 1
+        return pg
 
     def _alive(self) -> None:
         """Make the connection again if it is found lost (a restarted server, a terminated backend):
         before a statement, never in the middle of a transaction. What a lost connection left to read
         is there already (the server's farewell, or end of file), so this costs no round trip."""
-        if not self.pg.closed and not self.pg.broken:
-            try:
-                readable, _, _ = select.select([self.pg.pgconn.socket], [], [], 0)
-                if not readable:
-                    return
-                self.pg.pgconn.consume_input()
-                if self.pg.pgconn.status == psycopg.pq.ConnStatus.OK:
-                    return
-            except (psycopg.OperationalError, OSError, ValueError):
-                pass
+        if self.pg.alive():
+            return
         log.info("%s: the connection was lost; connecting again", self.where)
         self.pg.close()
         self.pg = self._connect()
 
-    def unavailable(self, err: BaseException) -> MessagesUnavailable:
-        return unavailable(self.url, err)
+    def unavailable(self, err: BaseException, then: str = "") -> MessagesUnavailable:
+        return unavailable(self.url, err, then)
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
-        if not self.writing:
+    def execute(self, sql: str, params: Sequence[Any] = (), *, once: str | None = None) -> libpq.Rows:
+        """Run a statement. In a write transaction, :meth:`write` deals with its failures; outside one it
+        is a transaction of its own, run again when the server rolled it back or its connection was
+        lost before it was sent, and after, unless it is to be run ``once`` (then the one-line error
+        says that it may have been done, and ``once`` what to do)."""
+        if self.writing:
+            return self._run(sql, params)
+        failure: libpq.Error | None = None
+        for attempt in range(ATTEMPTS):
+            if attempt:
+                log.info("%s: %s; trying again", self.where, failure)
+                _pause(attempt - 1)
             self._alive()
+            try:
+                return self._run(sql, params)
+            except libpq.RolledBack as err:
+                failure = err
+            except libpq.Unavailable as err:
+                if not err.lost:
+                    raise self.unavailable(err) from None
+                if err.sent and once is not None:
+                    raise self.unavailable(err, once) from None
+                failure = err
+        assert failure is not None
+        raise self.unavailable(failure, f"still so after {ATTEMPTS} tries")
+
+    def _run(self, sql: str, params: Sequence[Any]) -> libpq.Rows:
         try:
-            return self.pg.execute(_placeholders(sql), params)
-        except psycopg.OperationalError as err:
-            raise self.unavailable(err) from None
+            return self.pg.execute(_numbered(sql), params)
+        except ValueError as err:  # a NUL character in a text
+            raise UsageError(f"{self.where}: {err}") from None
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        try:
-            with self.pg.cursor() as cursor:
-                cursor.executemany(_placeholders(sql), rows)
-        except psycopg.OperationalError as err:
-            raise self.unavailable(err) from None
+        for row in rows:
+            self.execute(sql, row)
 
     @contextmanager
     def write(self, lock: int = WRITE_LOCK) -> Iterator[Connection]:
-        """One transaction, writers queued on an advisory lock as SQLite's ``BEGIN IMMEDIATE`` queues them."""
+        """One transaction, writers queued on an advisory lock as SQLite's ``BEGIN IMMEDIATE`` queues them.
+
+        :class:`TryAgain` when the server rolls it back for another's sake or the connection is lost
+        before its COMMIT was sent (nothing was done); a connection lost during the COMMIT leaves the
+        outcome unknown: a one-line error that says so."""
         self._alive()
         try:
-            with self.pg.transaction():
-                self.pg.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
-                self.writing = True
-                yield self
-        except psycopg.OperationalError as err:
-            raise self.unavailable(err) from None
-        finally:
+            # READ COMMITTED whatever the server's default: each statement sees what the writers before this
+            # one committed (a REPEATABLE READ snapshot would be taken before the lock is granted).
+            self.pg.run(f"BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({int(lock)})")
+            self.writing = True
+            yield self
+        except BaseException as err:
             self.writing = False
+            self._abandon()
+            if isinstance(err, libpq.RolledBack) or (isinstance(err, libpq.Unavailable) and err.lost):
+                raise TryAgain(self.url, err) from None
+            if isinstance(err, libpq.Unavailable):
+                raise self.unavailable(err) from None
+            raise
+        self.writing = False
+        try:
+            self.pg.run("COMMIT")
+        except libpq.Unavailable as err:
+            if err.lost and err.sent:
+                self.pg.close()
+                raise self.unavailable(err, MAYBE_DONE) from None
+            if err.lost:
+                raise TryAgain(self.url, err) from None
+            raise self.unavailable(err) from None
+        except libpq.RolledBack as err:  # a serializable transaction that could not commit
+            raise TryAgain(self.url, err) from None
+
+    def _abandon(self) -> None:
+        """Roll the transaction back, or drop a connection that cannot (the next statement makes it again)."""
+        if self.pg.ok:
+            try:
+                self.pg.run("ROLLBACK")
+                return
+            except libpq.Error:
+                pass
+        self.pg.close()
 
     def close(self) -> None:
         self.pg.close()
@@ -277,11 +376,9 @@ class Connection:
 def schema_version(db: Connection) -> int:
     """The schema version on the server (0 before the first migration)."""
     try:
-        row = db.pg.execute("SELECT version FROM dev_sessions_schema").fetchone()
-    except psycopg.errors.UndefinedTable:
+        row = db.execute("SELECT version FROM dev_sessions_schema").fetchone()
+    except libpq.UndefinedTable:
         return 0
-    except psycopg.OperationalError as err:
-        raise db.unavailable(err) from None
     return int(row[0]) if row else 0
 
 
@@ -290,6 +387,10 @@ def migrate(db: Connection, migrations: list[tuple[int, list[str]]]) -> None:
     latest = migrations[-1][0] if migrations else 0
     if schema_version(db) == latest:
         return
+    retrying(lambda: _migrate(db, migrations, latest))
+
+
+def _migrate(db: Connection, migrations: list[tuple[int, list[str]]], latest: int) -> None:
     with db.write(MIGRATE_LOCK):
         db.execute("CREATE TABLE IF NOT EXISTS dev_sessions_schema (version INTEGER NOT NULL)")
         row = db.execute("SELECT version FROM dev_sessions_schema").fetchone()
@@ -326,7 +427,7 @@ class Listener:
         self.url = url
         self.where = redact(url)
         self.names = None if names is None else set(names)
-        self.pg: psycopg.Connection[Any] | None = None
+        self.pg: libpq.Connection | None = None
         self.attempts = 0
         self.retry_at = 0.0
         self.news = True
@@ -341,9 +442,9 @@ class Listener:
     def _connect(self) -> None:
         pg = None
         try:
-            pg = psycopg.connect(self.url, autocommit=True, application_name="dev-sessions")
-            pg.execute(f"LISTEN {CHANNEL}")
-        except psycopg.Error as err:
+            pg = libpq.connect(self.url)
+            pg.run(f"LISTEN {CHANNEL}")
+        except libpq.Error as err:
             if pg is not None:
                 pg.close()
             raise unavailable(self.url, err) from None
@@ -358,7 +459,7 @@ class Listener:
         self.attempts += 1
 
     def fileno(self) -> int | None:
-        return None if self.pg is None else self.pg.pgconn.socket
+        return None if self.pg is None else self.pg.fileno()
 
     def longest_sleep(self, timeout: float) -> float:
         if self.pg is None:
@@ -374,21 +475,23 @@ class Listener:
                 except MessagesUnavailable as err:
                     self._lost(err)
             return
-        pgconn = self.pg.pgconn
+        pg = self.pg
         try:
-            readable, _, _ = select.select([pgconn.socket], [], [], 0)
-            if not readable:
-                return
-            pgconn.consume_input()
-            while (notice := pgconn.notifies()) is not None:
-                self._note(notice.extra)
-        except (psycopg.OperationalError, OSError, ValueError) as err:
-            self._lost(" ".join(str(err).split()))
+            readable, _, _ = select.select([pg.fileno()], [], [], 0)
+        except (OSError, ValueError) as err:
+            self._lost(err)
             return
-        if pgconn.status != psycopg.pq.ConnStatus.OK:
+        if not readable:
+            return
+        if not pg.consume():
+            self._lost(pg.error_message())
+            return
+        for _channel, payload in pg.notifications():
+            self._note(payload)
+        if not pg.ok:
             self._lost("the server closed it")
 
-    def _note(self, payload: bytes) -> None:
+    def _note(self, payload: str) -> None:
         try:
             to = json.loads(payload)["to"]
         except (ValueError, KeyError, TypeError):
@@ -428,6 +531,9 @@ class PostgresMessageStore(MessageStore):
     def write(self) -> AbstractContextManager[Database]:
         return self.server.write()
 
+    def retried(self, call: Callable[[], T]) -> T:
+        return retrying(call)
+
     def _announce(self, db: Database, recipients: list[str], space: str | None) -> None:
         db.execute("SELECT pg_notify(?, ?)", (CHANNEL, _payload(recipients, space)))
 
@@ -452,8 +558,11 @@ class PostgresMessageStore(MessageStore):
         if not (row and row[0]):
             yield False
             return
+        connection = self.server.connects
         try:
-            yield self._still_due(message_id, recipient)
+            due = self._still_due(message_id, recipient)
+            # Made again since the lock was taken: the lock went with the old connection.
+            yield due and self.server.connects == connection
         finally:
             with contextlib.suppress(MessagesUnavailable):  # a lost connection took the lock with it
                 self.server.execute(f"SELECT pg_advisory_unlock({key})", (recipient, message_id))
@@ -514,8 +623,9 @@ class PostgresMessageStore(MessageStore):
                     machine, stamp, names, vias, [(machines or {}).get(name) for name in names],
                     stamp, reply_to, sender, CHANNEL, _payload(names, space),
                 ),
+                once=SENT_MAYBE,
             ).fetchone()  # fmt: skip
-        except psycopg.errors.ForeignKeyViolation:
+        except libpq.ForeignKeyViolation:
             assert reply_to is not None
             raise MessageNotFound(message_id=reply_to) from None
         assert row is not None

@@ -29,13 +29,14 @@ its own.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import time
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, Protocol, TypeVar
 
 from dev_sessions.config import BROKEN_CONFIG, Settings
 from dev_sessions.errors import MessageNotFound, SpaceNotFound, UsageError
@@ -61,7 +62,7 @@ _RECEIPT_COLUMNS = (
 
 
 class Rows(Protocol):
-    """What a query returns on either engine (a ``sqlite3.Cursor``, a ``psycopg.Cursor``)."""
+    """What a query returns on either engine (a ``sqlite3.Cursor``, the PostgreSQL store's ``libpq.Rows``)."""
 
     @property
     def rowcount(self) -> int: ...
@@ -97,7 +98,7 @@ def visible_to(viewer: str | None) -> tuple[str, tuple[str, ...]]:
 
 def store_for(settings: Settings) -> MessageStore:
     """The store ``settings`` name: ``messages.db`` here, or the PostgreSQL server of
-    ``DEV_SESSIONS_MESSAGES_URL`` (psycopg imported only then)."""
+    ``DEV_SESSIONS_MESSAGES_URL`` (its module and libpq loaded only then)."""
     url = settings.messages_url
     if url is None or url == "sqlite:":
         return MessageStore(settings.home / "messages.db")
@@ -121,6 +122,23 @@ def open_store(where: Path | str, migrations: list[tuple[int, list[str]]] | None
     raise UsageError(
         f"DEV_SESSIONS_MESSAGES_URL: a {scheme!r} URL; use sqlite: (this machine's file) or postgresql://..."
     )
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+S = TypeVar("S", bound="MessageStore")
+
+
+def one_write(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], R]:
+    """A method whose changes are one :meth:`MessageStore.write` transaction (with reads before and after
+    it): the engine may run it again whole when that transaction did nothing and may be tried again (on
+    PostgreSQL: a serialization failure, a deadlock, a connection lost before COMMIT)."""
+
+    @functools.wraps(method)
+    def run(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.retried(functools.partial(method, self, *args, **kwargs))
+
+    return run
 
 
 class MailNews(Protocol):
@@ -166,6 +184,10 @@ class MessageStore:
         """One write transaction (BEGIN IMMEDIATE: writers queue on the busy timeout, never fail)."""
         return transaction(self.sqlite)
 
+    def retried(self, call: Callable[[], R]) -> R:
+        """``call()``, a :func:`one_write` method: once on SQLite, whose writers wait for each other."""
+        return call()
+
     def _insert(self, db: Database, sql: str, args: Sequence[Any]) -> int:
         """Run an INSERT of one row into a table with an ``id`` column; the new row's id."""
         return int(db.execute(sql, args).lastrowid or 0)  # type: ignore[attr-defined]
@@ -190,6 +212,7 @@ class MessageStore:
 
     # -- agents ------------------------------------------------------------------------------------------
 
+    @one_write
     def register_agent(self, name: str, machine: str | None = None) -> Agent:
         stamp = now_iso()
         with self.write() as db:
@@ -214,6 +237,7 @@ class MessageStore:
         )
         return [Agent(*row) for row in rows]
 
+    @one_write
     def heartbeat(self, name: str, status: str | None, machine: str | None = None) -> None:
         stamp = now_iso()
         with self.write() as db:
@@ -227,6 +251,7 @@ class MessageStore:
 
     # -- sessions of the machines sharing this store ----------------------------------------------------
 
+    @one_write
     def publish_sessions(self, machine: str, sessions: Sequence[tuple[str, str, str | None, str]]) -> None:
         """Say which sessions ``machine`` has now ((name, cli, parent, status) each): the others of
         that machine are forgotten."""
@@ -277,6 +302,7 @@ class MessageStore:
         )
         return [Space(*row) for row in rows]
 
+    @one_write
     def create_space(self, name: str, parent: str | None, description: str, by: str) -> Space:
         with self.write() as db:
             if db.execute("SELECT 1 FROM spaces WHERE name = ?", (name,)).fetchone():
@@ -305,6 +331,7 @@ class MessageStore:
         ).fetchone()
         return int(row[0]) if row and row[0] is not None else None
 
+    @one_write
     def join(self, space: str, agent: str) -> bool:
         with self.write() as db:
             if not db.execute("SELECT 1 FROM spaces WHERE name = ?", (space,)).fetchone():
@@ -315,6 +342,7 @@ class MessageStore:
             )
         return cursor.rowcount > 0
 
+    @one_write
     def leave(self, space: str, agent: str) -> bool:
         if self.space(space) is None:
             raise SpaceNotFound(name=space)
@@ -332,6 +360,7 @@ class MessageStore:
 
     # -- messages ----------------------------------------------------------------------------------------
 
+    @one_write
     def send(
         self,
         sender: str,
@@ -451,6 +480,7 @@ class MessageStore:
         rows = self.db.execute(query, args).fetchall()
         return [message_of(row[:9], _receipt(row[9:])) for row in reversed(rows)]
 
+    @one_write
     def mark_read(self, reader: str, message_ids: Iterable[int] | None) -> int:
         """Mark messages to ``reader`` read (all of them when ``message_ids`` is None); how many changed."""
         stamp = now_iso()
@@ -570,6 +600,7 @@ class MessageStore:
             return False
         return row[0] == "queued" or (row[0] == "failed" and row[1] is not None and row[1] <= now_ms())
 
+    @one_write
     def pasting(self, message_id: int, recipient: str, by: str) -> None:
         """Say, before typing the notice into the recipient's session, that it is being typed: until
         :meth:`delivered` clears it, a later deliverer knows the notice may be in the conversation."""
@@ -580,6 +611,7 @@ class MessageStore:
                 (now_iso(), by, message_id, recipient),
             )
 
+    @one_write
     def delivered(self, message_id: int, recipient: str) -> None:
         with self.write() as db:
             db.execute(
@@ -589,6 +621,7 @@ class MessageStore:
                 (now_iso(), message_id, recipient),
             )
 
+    @one_write
     def relayed(self, message_id: int, recipient: str, host: str, remote_id: int) -> None:
         """A message handed to ``recipient``'s host, where it is message ``remote_id``."""
         with self.write() as db:
@@ -633,6 +666,7 @@ class MessageStore:
         )
         return {(str(row[0]), str(row[1])) for row in rows}
 
+    @one_write
     def failed(self, message_id: int, recipient: str, reason: str, retry_at_ms: int | None) -> None:
         with self.write() as db:
             db.execute(

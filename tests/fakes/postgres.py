@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 SUPERUSER = "dstest"
 
@@ -118,7 +119,7 @@ class Postgres:
         """Remove a database made by :meth:`database`, closing whatever still uses it."""
         import psycopg
 
-        name = url.rsplit("/", 1)[1].split("?", 1)[0]
+        name = urlsplit(url).path.lstrip("/")  # not the last "/": the socket's directory follows
         with psycopg.connect(self.url("postgres"), autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
