@@ -374,11 +374,11 @@ class Served:
             replies = [{"retry": "the host's dev-sessions changed"}]
         else:
             replies = answer_lines(line, self._started)
-        try:
-            for reply in replies:
+        for reply in replies:
+            try:
                 conn.sendall(json.dumps(reply, ensure_ascii=False).encode() + b"\n")
-        except OSError:
-            return  # the client went away
+            except OSError:
+                return  # the client went away
         log.debug("call answered in %.1f ms", (time.monotonic() - started) * 1000)
 
     def _started(self, spec: Call) -> None:
