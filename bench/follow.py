@@ -1,6 +1,6 @@
 """Watching a session live (issue 18): how soon an event shows, and what a waiting `wait` costs.
 
-    python bench/follow.py [--runs N] [--seconds S]
+    python bench/follow.py [--runs N] [--seconds S] [--host]
 
 With the real pinned Claude Code against the fake model (bench/common.py):
 
@@ -10,6 +10,10 @@ With the real pinned Claude Code against the fake model (bench/common.py):
 * a waiting `wait` with its progress line: `wait ID` on a pseudo-terminal while a turn is held by the
   fake model, its CPU (user + system, all its threads, from /proc) over S windows of 5 s (target:
   under 1% of a core).
+
+With ``--host``, the same two again for a session on a remote host (a real sshd on 127.0.0.1 whose
+login is a second world on this machine, tests/fakes/sshd.py, as in bench/hosts.py): the transcript is
+the host's, and the event travels as a line of the host's own follow, through its warm call server.
 
 Prints median and p95 of each.
 """
@@ -22,10 +26,12 @@ import os
 import pty
 import select
 import subprocess
+import tempfile
 import time
 import uuid
+from pathlib import Path
 
-from common import Stats, World, table, world
+from common import AGENTS, Stats, World, table, world
 
 WINDOW_S = 5.0
 """One CPU sample: the kernel counts CPU in ticks of 10 ms, so a 1 s window is 0 % or 1 %."""
@@ -86,7 +92,8 @@ def event_to_line(w: World, sid: str, runs: int) -> Stats:
 
 
 def waiting_cpu(w: World, sid: str, seconds: int) -> Stats:
-    tool(w, "send", sid, "hold it <<hold>>")
+    held = uuid.uuid4().hex[:8]  # a hold of its own: a name once released stays released
+    tool(w, "send", sid, f"hold it <<hold:{held}>>")
     master, slave = pty.openpty()
     waiter = subprocess.Popen(
         [str(w.tool), "wait", sid], env=w.env, cwd=w.workdir, stdin=slave, stdout=slave, stderr=slave
@@ -113,27 +120,64 @@ def waiting_cpu(w: World, sid: str, seconds: int) -> Stats:
             if select.select([master], [], [], 0.2)[0]:
                 os.read(master, 65536)
         samples.append((cpu() - before) / (time.monotonic() - start))
-    w.fake.release()
+    w.fake.release(held)
     waiter.wait(30)
     os.close(master)
     return Stats(samples)
+
+
+def on_a_host(w: World, runs: int, seconds: int) -> tuple[Stats, Stats]:
+    from dev_sessions.selftest.offline import claude_env, prepare_claude_home
+    from tests.fakes.sshd import ALIAS, start_sshd
+
+    binary = AGENTS.claude()
+    with tempfile.TemporaryDirectory(prefix="ds-bench-ssh-") as root:
+
+        def claude_there(home: Path) -> dict[str, str]:
+            return {**claude_env(home, w.fake.url), "DEV_SESSIONS_CLAUDE_BIN": str(binary)}
+
+        sshd = start_sshd(Path(root) / "sshd", extra=claude_there)
+        try:
+            prepare_claude_home(sshd.remote.home, trusted=sshd.remote.home)
+            w.env["DEV_SESSIONS_SSH_CONFIG"] = str(sshd.client_config)
+            sid = tool(w, "create", "-q", "--host", ALIAS).strip()
+            tool(w, "ask", sid, "hello")
+            latency = event_to_line(w, sid, runs)
+            usage = waiting_cpu(w, sid, seconds)
+            tool(w, "kill", sid)
+        finally:
+            sshd.stop()
+    return latency, usage
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--seconds", type=int, default=6, help="how many 5 s windows")
+    parser.add_argument("--host", action="store_true", help="and a session on a remote host")
     args = parser.parse_args()
+    found: dict[str, tuple[Stats, Stats]] = {}
     with world() as w:
         sid = tool(w, "create", "-q").strip()
         tool(w, "ask", sid, "hello")
-        latency = event_to_line(w, sid, args.runs)
-        usage = waiting_cpu(w, sid, args.seconds)
+        found[""] = (event_to_line(w, sid, args.runs), waiting_cpu(w, sid, args.seconds))
         tool(w, "kill", sid)
-    rows = [
-        ["event to line (logs --follow)", f"{latency.median * 1000:.1f} ms", f"{latency.p95 * 1000:.1f} ms"],
-        ["CPU of a waiting wait + line", f"{usage.median * 100:.2f} %", f"{usage.p95 * 100:.2f} %"],
-    ]
+        if args.host:
+            found[" (remote host)"] = on_a_host(w, args.runs, args.seconds)
+    rows = []
+    for where, (latency, usage) in found.items():
+        rows += [
+            [
+                f"event to line (logs --follow){where}",
+                f"{latency.median * 1000:.1f} ms",
+                f"{latency.p95 * 1000:.1f} ms",
+            ],
+            [
+                f"CPU of a waiting wait + line{where}",
+                f"{usage.median * 100:.2f} %",
+                f"{usage.p95 * 100:.2f} %",
+            ],
+        ]
     print(table(["what", "median", "p95"], rows))
 
 

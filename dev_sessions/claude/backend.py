@@ -330,15 +330,13 @@ class ClaudeBackend:
         raw = files.read_bytes(wiring.events_path(self.settings.home, session.id)) or b""
         if raw.count(b'"SessionStart"') < 2:  # only the start we made it with: nothing to parse
             return session
-        started = ev.last_start(list(ev.parse(raw)))
-        if started is None or started.session_id in (session.internal_id, *session.previous_ids):
+        from dev_sessions.claude.following import after_clear
+
+        cleared = after_clear(session, list(ev.parse(raw)))
+        if cleared is None:
             return session
-        log.info("%s: Claude now writes session %s (%s)", session.id, started.session_id, started.source)
-        return session.evolve(
-            internal_id=started.session_id,
-            previous_ids=(*session.previous_ids, session.internal_id),
-            last_send=None,
-        )
+        log.info("%s: Claude now writes session %s", session.id, cleared.internal_id)
+        return cleared
 
 
 def _reap(pid: int) -> None:

@@ -256,10 +256,24 @@ def conversation(entries: Iterable[Entry]) -> list[LogItem]:
                     args = block.get("input") or {}
                     shown = args.get("command") or args.get("file_path") or args.get("description") or args
                     items.append(LogItem(stamp, "tool", f"{block.get('name')}({_short(shown, 120)})"))
+        elif (folded := _folded_prompt(entry)) is not None:
+            items.append(LogItem(stamp, "user", folded))
         elif is_turn_end(entry):
             seconds = (entry.get("durationMs") or 0) / 1000
             items.append(LogItem(stamp, "turn", f"turn ended after {seconds:.1f} s"))
     return _in_time_order(items)
+
+
+def _folded_prompt(entry: Entry) -> str | None:
+    """A queued prompt folded into the running turn (``remove``): Claude records it as an attachment,
+    not as a user entry."""
+    attachment = entry.get("attachment")
+    if entry.get("type") != "attachment" or not isinstance(attachment, dict):
+        return None
+    prompt = attachment.get("prompt")
+    if attachment.get("type") != "queued_command" or attachment.get("commandMode", "prompt") != "prompt":
+        return None
+    return prompt if isinstance(prompt, str) else None
 
 
 def _in_time_order(items: list[LogItem]) -> list[LogItem]:
@@ -327,6 +341,8 @@ class EventReader:
                         found.append(
                             Event("tool", sid, stamp, tool=name, target=target_of(block.get("input")))
                         )
+            elif (folded := _folded_prompt(entry)) is not None:
+                found.append(Event("prompt", sid, stamp, text=folded))
             elif is_turn_end(entry):
                 if self._failed:
                     self._failed = False

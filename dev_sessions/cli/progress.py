@@ -61,11 +61,14 @@ class SessionLine:
         self.tools = 0
         self.tokens: int | None = None
         self.dialog: str | None = None
+        self.between_turns = True
 
     def apply(self, event: Event) -> None:
         kind = event.kind
         if kind == "prompt":
-            self.tools, self.doing, self.dialog = 0, "thinking", None
+            if self.between_turns:  # a prompt folded into (or steered into) a running turn counts on
+                self.tools, self.doing = 0, "thinking"
+            self.between_turns, self.dialog = False, None
         elif kind == "tool":
             self.tools += 1
             self.doing = f"{event.tool}: {event.target}" if event.target else event.tool
@@ -82,6 +85,7 @@ class SessionLine:
             self.tokens = event.tokens
         elif kind == "turn":
             self.state = event.outcome or "completed"
+            self.between_turns = True
 
     def render(self, now: float, width: int) -> str:
         seconds = int(now - self.started)

@@ -216,25 +216,21 @@ class CodexBackend:
         return [LogItem(**item) for item in self._call("log", session)["items"]]
 
     def events(self, session: Session, start: Start, since: str | None) -> Rounds:
-        """The thread's events: its log so far (or the last turn's, or none), then what the bridge
-        records from the app-server's notifications, asked for with a long poll (op ``follow``)."""
-        from dev_sessions.follow import Event, of_log, since_filter
+        """The thread's events: the backlog the bridge gives (the conversation so far, the last turn's,
+        or none), then what it records from the app-server's notifications, asked for with a long
+        poll (op ``follow``), less what the backlog had (the bridge reads the thread's turns after
+        the point the stream starts from: an item done meanwhile is in both, with the same key)."""
+        from dev_sessions.follow import Event, since_filter
 
-        first = self._call("follow", session, turn=start == "turn")
+        first = self._call("follow", session, start=start)
         if first.get("gone"):
             yield [Event("status", session.id, now_iso(), state="exited")]
             return
         seq = int(first.get("seq") or 0)
-        backlog: list[Event] = []
-        if first.get("turn"):
-            backlog = [Event.from_json({**e, "id": session.id}) for e in first.get("events") or []]
-        elif start != "now":
-            backlog = [e for e in of_log(session.id, self.log(session)) if e.outcome != "inProgress"]
-            if start == "turn":
-                prompts = [i for i, e in enumerate(backlog) if e.kind == "prompt"]
-                backlog = backlog[prompts[-1] :] if prompts else []
+        listed = [e for e in first.get("events") or [] if isinstance(e, dict)]
+        had = {key for e in listed if (key := e.get("key"))}
+        backlog = since_filter([Event.from_json({**e, "id": session.id}) for e in listed], since)
         now = now_iso()
-        backlog = since_filter(backlog, since)
         backlog.append(Event("status", session.id, now, state=str(first.get("state") or "idle")))
         if isinstance(first.get("tokens"), dict):
             tokens = from_codex({"tokens": first["tokens"]}).tokens
@@ -249,7 +245,11 @@ class CodexBackend:
             }
             answer = yield BridgePause(self.link, params)
             seq = int(answer.get("seq") or seq)
-            found = [Event.from_json({**e, "id": session.id}) for e in answer.get("events") or []]
+            found = [
+                Event.from_json({**e, "id": session.id})
+                for e in answer.get("events") or []
+                if isinstance(e, dict) and e.get("key") not in had
+            ]
             if found:
                 yield found
             if answer.get("gone"):

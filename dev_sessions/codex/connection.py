@@ -128,6 +128,12 @@ class Watch(turns.Thread):
     def events_after(self, seq: int) -> list[JsonObject]:
         return [event for number, event in self.feed if number > seq]
 
+    def last_turn(self) -> list[JsonObject] | None:
+        """The events from the last prompt this bridge saw on (the last turn's, as they came), or None
+        when it saw none."""
+        prompts = [number for number, event in self.feed if event.get("kind") == "prompt"]
+        return self.events_after(prompts[-1] - 1) if prompts else None
+
     async def fed_since(self, seq: int, timeout: float) -> None:
         """Sleep until an event after ``seq`` is recorded, or ``timeout`` seconds pass."""
         deadline = time.monotonic() + timeout

@@ -183,6 +183,72 @@ def approval_reply(choice: Option) -> JsonObject:
 
 
 # -- events, as the notifications bring them ----------------------------------------------------------
+#
+# Each event of an item or a turn carries a ``key`` (``<item id>/<kind>``, ``<turn id>/turn``), the same
+# whether it came from a notification or from a listed turn, so that a follower that read the thread's
+# turns can leave out what the notifications bring again. ``follow.Event.from_json`` ignores it.
+
+
+def _keyed(event: Any, key: str | None) -> JsonObject:
+    data: JsonObject = event.to_json()
+    if key:
+        data["key"] = key
+    return data
+
+
+def _item_key(item: JsonObject, kind: str) -> str | None:
+    item_id = item.get("id")
+    return f"{item_id}/{kind}" if isinstance(item_id, str) and item_id else None
+
+
+def _item_started(item: JsonObject, stamp: str) -> list[JsonObject]:
+    """A tool call as it starts: a command, a file change, another tool."""
+    from dev_sessions.follow import Event, one_line
+
+    kind = item.get("type")
+    if kind == "commandExecution":
+        event = Event("tool", timestamp=stamp, tool="command", target=one_line(item.get("command"), 80))
+    elif kind == "fileChange":
+        paths = [c.get("path", "?") for c in item.get("changes") or [] if isinstance(c, dict)]
+        event = Event("tool", timestamp=stamp, tool="edit", target=one_line(", ".join(paths), 80))
+    elif kind not in ("userMessage", "agentMessage", "reasoning", None):
+        event = Event("tool", timestamp=stamp, tool=str(item.get("tool") or item.get("name") or kind))
+    else:
+        return []
+    return [_keyed(event, _item_key(item, "tool"))]
+
+
+def _item_completed(item: JsonObject, stamp: str) -> list[JsonObject]:
+    """A prompt, a reply, or a command's output, once the item is done."""
+    from dev_sessions.follow import Event, first_lines
+
+    kind = item.get("type")
+    if kind == "userMessage":
+        return [_keyed(Event("prompt", timestamp=stamp, text=user_text(item)), _item_key(item, "prompt"))]
+    if kind == "agentMessage":
+        reply = Event("reply", timestamp=stamp, text=str(item.get("text", "")))
+        return [_keyed(reply, _item_key(item, "reply"))]
+    if kind == "commandExecution":
+        output = item.get("aggregatedOutput") if item.get("status") != "declined" else "declined"
+        result = Event("result", timestamp=stamp, text=first_lines(output or ""))
+        return [_keyed(result, _item_key(item, "result"))]
+    return []
+
+
+def _turn_ended(turn: JsonObject, stamp: str) -> JsonObject:
+    from dev_sessions.follow import Event
+
+    millis = turn.get("durationMs")
+    error = (turn.get("error") or {}).get("message") if isinstance(turn.get("error"), dict) else None
+    event = Event(
+        "turn",
+        timestamp=stamp,
+        outcome=ENDED.get(str(turn.get("status")), str(turn.get("status"))),
+        seconds=millis / 1000 if isinstance(millis, int | float) else None,
+        text=str(error or ""),
+    )
+    turn_id = turn.get("id")
+    return _keyed(event, f"{turn_id}/turn" if isinstance(turn_id, str) and turn_id else None)
 
 
 def follow_events(event: Any, stamp: str) -> list[JsonObject]:
@@ -190,52 +256,45 @@ def follow_events(event: Any, stamp: str) -> list[JsonObject]:
     JSON, without the session id, which the bridge does not know): a prompt, a reply, a command or
     file change as it starts and a command's output as it ends, a turn's end, a status, the tokens,
     a question."""
-    from dev_sessions.follow import Event, first_lines, one_line
+    from dev_sessions.follow import Event
 
     if isinstance(event, ServerRequest):
         return [Event("dialog", timestamp=stamp, text=dialog_for(event).question).to_json()]
     method, params = event.method, event.params
     item = params.get("item") if isinstance(params.get("item"), dict) else {}
-    kind = item.get("type")
-    found: list[Event] = []
     if method == "item/started":
-        if kind == "commandExecution":
-            found.append(
-                Event("tool", timestamp=stamp, tool="command", target=one_line(item.get("command"), 80))
-            )
-        elif kind == "fileChange":
-            paths = [c.get("path", "?") for c in item.get("changes") or [] if isinstance(c, dict)]
-            found.append(Event("tool", timestamp=stamp, tool="edit", target=one_line(", ".join(paths), 80)))
-        elif kind not in ("userMessage", "agentMessage", "reasoning", None):
-            name = item.get("tool") or item.get("name") or kind
-            found.append(Event("tool", timestamp=stamp, tool=str(name)))
-    elif method == "item/completed":
-        if kind == "userMessage":
-            found.append(Event("prompt", timestamp=stamp, text=user_text(item)))
-        elif kind == "agentMessage":
-            found.append(Event("reply", timestamp=stamp, text=str(item.get("text", ""))))
-        elif kind == "commandExecution":
-            output = item.get("aggregatedOutput") if item.get("status") != "declined" else "declined"
-            found.append(Event("result", timestamp=stamp, text=first_lines(output or "")))
-    elif method == "turn/completed":
-        turn = params.get("turn") or {}
-        millis = turn.get("durationMs")
-        error = (turn.get("error") or {}).get("message") if isinstance(turn.get("error"), dict) else None
-        found.append(
-            Event(
-                "turn",
-                timestamp=stamp,
-                outcome=ENDED.get(str(turn.get("status")), str(turn.get("status"))),
-                seconds=millis / 1000 if isinstance(millis, int | float) else None,
-                text=str(error or ""),
-            )
-        )
-    elif method == "thread/status/changed":
-        found.append(Event("status", timestamp=stamp, state=thread_state(params.get("status"))[0]))
-    elif method == "thread/tokenUsage/updated":
+        return _item_started(item, stamp)
+    if method == "item/completed":
+        return _item_completed(item, stamp)
+    if method == "turn/completed":
+        return [_turn_ended(params.get("turn") or {}, stamp)]
+    if method == "thread/status/changed":
+        return [Event("status", timestamp=stamp, state=thread_state(params.get("status"))[0]).to_json()]
+    if method == "thread/tokenUsage/updated":
         total = (params.get("tokenUsage") or {}).get("total")
         if isinstance(total, dict):
             from dev_sessions.usage import from_codex
 
-            found.append(Event("tokens", timestamp=stamp, tokens=from_codex({"tokens": total}).tokens))
-    return [e.to_json() for e in found]
+            return [Event("tokens", timestamp=stamp, tokens=from_codex({"tokens": total}).tokens).to_json()]
+    return []
+
+
+def log_events(turns_oldest_first: Iterable[JsonObject]) -> list[JsonObject]:
+    """The events of listed turns (``thread/turns/list`` with ``itemsView: full``), keyed as
+    ``follow_events`` keys them: Codex lists an item once it is done, and a running turn without its
+    end."""
+    found: list[JsonObject] = []
+    for turn in turns_oldest_first:
+        for item in turn.get("items") or []:
+            if not isinstance(item, dict):
+                continue
+            started = _stamp(item.get("startedAtMs"))
+            found += _item_started(item, started)
+            if item.get("type") == "commandExecution":
+                if item.get("aggregatedOutput") is not None or item.get("status") == "declined":
+                    found += _item_completed(item, _stamp(item.get("completedAtMs")) or started)
+            else:
+                found += _item_completed(item, started)
+        if turn_outcome(turn) is not None:
+            found.append(_turn_ended(turn, _stamp((turn.get("completedAt") or 0) * 1000)))
+    return found

@@ -246,28 +246,18 @@ class ThreadOps:
 
     async def op_follow(self, p: JsonObject) -> JsonObject:
         """The thread's events after ``after`` (a sequence number this op gave), waiting up to
-        ``timeout`` seconds for one; without ``after``, none, and where the stream stands now (with the
-        thread's state and tokens, for a follower's first line). ``gone``: the thread was archived
-        (``kill``); ``missed``: events were dropped before the follower asked (it fell behind)."""
+        ``timeout`` seconds for one. Without ``after``: where the stream stands now (``seq``, and the
+        thread's state and tokens, for a follower's first line) and the backlog ``start`` asks for
+        (``_backlog``). ``gone``: the thread was archived (``kill``); ``missed``: events were dropped
+        before the follower asked (it fell behind)."""
         spec = ThreadSpec.from_json(p["thread"])
         if spec.id in self.archived:
             return {"seq": 0, "events": [], "gone": True}
         watch = await self.conn.subscribe(spec)
         after = p.get("after")
         if after is None:
-            answer: JsonObject = {
-                "seq": watch.seq,
-                "events": [],
-                "state": watch.state[0],
-                "tokens": watch.tokens,
-            }
-            if p.get("turn"):
-                # The events of the last turn this bridge saw start (a command running now is in it,
-                # and not yet in the thread's listed turns), or none: the log has it.
-                prompts = [number for number, event in watch.feed if event.get("kind") == "prompt"]
-                if prompts:
-                    answer["events"] = watch.events_after(prompts[-1] - 1)
-                    answer["turn"] = True
+            answer: JsonObject = {"seq": watch.seq, "state": watch.state[0], "tokens": watch.tokens}
+            answer["events"] = await self._backlog(watch, str(p.get("start") or "now"))
             return answer
         after = int(after)
         await watch.fed_since(after, min(float(p.get("timeout") or 5.0), 60.0))
@@ -278,6 +268,35 @@ class ThreadOps:
             "gone": spec.id in self.archived,
             "missed": oldest > after + 1 and watch.seq > after,
         }
+
+    async def _backlog(self, watch: Watch, start: str) -> list[JsonObject]:
+        """The events before the stream's point now: the whole conversation (``all``), the last turn's
+        (``turn``) or none (``now``).
+
+        The last turn this bridge saw start is its own record, taken at the stream's point (a command
+        running now is in it). Else the thread's turns are read, which takes a moment in which more
+        events may be recorded: each event of an item or a turn carries a key
+        (``model.follow_events``), and the follower leaves out those it has had in the backlog. Codex
+        lists an item only once it is done: what this bridge saw of a running turn and the listing
+        lacks (a command running) is added."""
+        if start not in ("all", "turn"):
+            return []
+        fed = watch.last_turn()
+        if start == "turn" and fed is not None:
+            return fed
+        listed: list[JsonObject] = []
+        async for page in self.conn.turn_pages(watch.id, newest_first=False, full=True, page=50):
+            listed += page
+        events = model.log_events(listed)
+        if start == "turn":
+            prompts = [n for n, event in enumerate(events) if event.get("kind") == "prompt"]
+            events = events[prompts[-1] :] if prompts else []
+        if fed and listed and model.turn_outcome(listed[-1]) is None:
+            keys = {key for event in events if (key := event.get("key"))}
+            if fed[0].get("key") in keys:  # the running turn is the one this bridge saw start
+                talk = ("tool", "result", "reply", "dialog")
+                events += [e for e in fed if e.get("kind") in talk and e.get("key") not in keys]
+        return events
 
     async def op_usage(self, p: JsonObject) -> JsonObject:
         """The thread's token totals (the last ``thread/tokenUsage/updated`` this bridge received;

@@ -5,20 +5,33 @@
 :class:`SshTransport`), on the host's own record of the session, which has the same id. So the
 library routes a remote session like any other (``wait a b c`` across hosts, ``list`` with one call
 per host), and the host's dev-sessions does the work: its tmux, its agents, its store.
+
+Following a remote session (``logs --follow``, ``wait --follow``, the progress line) is the host's own
+``follow``, streamed: each event is a line as it happens there (through the warm socket, else over
+ssh), and the stream ends when the host's does (the session ended). A connection lost meanwhile is
+one line, :class:`HostUnreachable`, which says from when to follow again (``--since``); it is not
+made again by itself, so that no event is printed twice.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from dev_sessions import __version__, ids
 from dev_sessions.backend import BeforeTyping, LogItem, Started, Status, WaitResult
 from dev_sessions.config import Settings
-from dev_sessions.errors import DevSessionsError, NoSuchCall, RemoteIncompatible, UsageError, revive
+from dev_sessions.errors import (
+    DevSessionsError,
+    HostUnreachable,
+    NoSuchCall,
+    RemoteFailed,
+    RemoteIncompatible,
+    revive,
+)
 from dev_sessions.remote.calls import Remote
 from dev_sessions.remote.ssh import Ssh
 from dev_sessions.store import Session
@@ -26,7 +39,7 @@ from dev_sessions.usage import Usage
 
 if TYPE_CHECKING:
     from dev_sessions.api import SessionsAPI
-    from dev_sessions.follow import Rounds, Start
+    from dev_sessions.follow import Event, Rounds, Start
     from dev_sessions.results import Created, Killed
     from dev_sessions.sessions import SessionManager
 
@@ -80,6 +93,50 @@ class SshTransport:
             raise error
         return decode(answer["result"])
 
+    def stream(self, api: str, method: str, args: dict[str, object]) -> Iterator[object]:
+        """A streamed call (``@call(stream=True)``) on the host: each item as the host sends it, until
+        its last line. Through the warm socket when the host's server streams, else over ssh; a
+        connection lost before the last line is :class:`HostUnreachable`."""
+        from dev_sessions.gateway.protocol import decode
+
+        request = json.dumps({"api": api, "method": method, "args": args}, ensure_ascii=False).encode()
+        answers = self._answers(request)
+        try:
+            for answer in answers:
+                if "item" in answer:
+                    yield decode(answer["item"])
+                elif "error" in answer:
+                    error = revive(answer["error"])
+                    if isinstance(error, NoSuchCall):
+                        self.explain(str(error))
+                    raise error
+                elif "result" in answer:
+                    return
+                else:
+                    self.explain("a line it could not read, in a streamed answer")
+        except RemoteFailed as err:  # the host's `call` failed before its last line: an older one
+            self.explain(str(err))
+        finally:
+            answers.close()
+        raise HostUnreachable(host=self.ssh.target, detail="the connection was lost during the call")
+
+    def _answers(self, request: bytes) -> Generator[dict[str, Any], None, None]:
+        """A streamed call's answer lines: through the warm socket, unless it is not there (or the
+        host's server did not run the call: ``retry``), else over ssh."""
+        warm = self.warm.stream(request)
+        if warm is not None:
+            try:
+                first = next(warm, None)
+                if first is None or "retry" not in first:
+                    if first is not None:
+                        yield first
+                    yield from warm
+                    return
+            finally:
+                warm.close()
+        for line in self.ssh.stream(["call"], stdin=request):
+            yield _parsed(line)
+
     def explain(self, detail: str) -> None:
         """An answer this version cannot use: the host's dev-sessions lacks a call, or is too old or
         new. Says which version it found."""
@@ -88,6 +145,14 @@ class SshTransport:
 
     def api(self) -> SessionsAPI:
         return cast("SessionsAPI", Remote("sessions", self.ssh.settings, self))
+
+
+def _parsed(line: bytes) -> dict[str, Any]:
+    try:
+        answer = json.loads(line)
+    except ValueError:
+        return {}
+    return answer if isinstance(answer, dict) else {}
 
 
 class HostBackend:
@@ -148,12 +213,24 @@ class HostBackend:
         return self.remote.logs(session.id)
 
     def events(self, session: Session, start: Start, since: str | None) -> Rounds:
-        # The host's call carries one answer, not a stream, yet; polling it would cost an ssh call
-        # per look.
-        raise UsageError(
-            f"{session.id}: following a session on {self.target} is not there yet; "
-            f"run `dev-sessions logs --follow {session.id}` on {self.target}"
-        )
+        """The host's own ``follow`` of the session, streamed (``since`` is already a time)."""
+        events: Iterator[Event] = self.remote.follow([session.id], start, since)
+        pause = NextEvent(events)
+        last = ""
+        try:
+            while True:
+                got = yield pause
+                if isinstance(got, HostUnreachable):
+                    since_last = f" --since {last}" if last else ""
+                    again = f"`dev-sessions logs --follow {session.id}{since_last}`"
+                    raise HostUnreachable(host=self.target, detail=f"{got.detail}; follow again with {again}")
+                if got is None:
+                    return
+                if got.kind not in ("status", "tokens"):  # what a backlog holds, and --since leaves out
+                    last = got.timestamp or last
+                yield [got]
+        finally:
+            pause.close()
 
     def interrupt(self, session: Session) -> bool:
         return self.remote.interrupt(session.id)
@@ -211,6 +288,30 @@ class HostBackend:
             "host": {"target": self.target, "record": dict(found.session.to_record())},
             "status": found.status,
         }
+
+
+class NextEvent:
+    """A follower's pause on a remote stream: the next event (None at its end, or the connection's
+    loss as a value, for the follower to say from when to follow again)."""
+
+    def __init__(self, events: Iterator[Event]) -> None:
+        self.events = events
+
+    def block(self) -> Event | HostUnreachable | None:
+        try:
+            return next(self.events, None)
+        except HostUnreachable as err:
+            return err
+
+    async def block_async(self) -> Event | HostUnreachable | None:
+        import asyncio
+
+        return await asyncio.get_running_loop().run_in_executor(None, self.block)
+
+    def close(self) -> None:
+        close = getattr(self.events, "close", None)
+        if close is not None:
+            close()
 
 
 def create_on(manager: SessionManager, host: str, *, path: str | None, **wanted: Any) -> Created:

@@ -16,14 +16,15 @@ socket there to this server's socket here (:mod:`dev_sessions.remote.warm`). Wha
   ``$XDG_RUNTIME_DIR`` or ``/tmp/dev-sessions-<uid>/`` when that path is too long), and a peer of
   another uid is refused (``SO_PEERCRED``).
 * The wire, one connection per call: the server says hello first (``{"serve": 1, "pid", "server",
-  "code"}``), so that a client knows, before it sends anything, that a server answers; then one request
-  line (``call``'s JSON: ``{"api", "method", "args"}``), one answer line (``call``'s: ``{"result"}`` or
-  ``{"error"}``, or ``{"retry": why}`` for a call that was not run). ``{"serve": "ping"}`` and
-  ``{"serve": "exit"}`` are for ``call --serve`` itself.
-* A client that goes away: a long call (``wait``) is stopped at once, as the gateway does; another
-  call runs to its end, as it would over ssh.
+  "code", "streams": 1}``), so that a client knows, before it sends anything, that a server answers
+  (and that it streams); then one request line (``call``'s JSON: ``{"api", "method", "args"}``), and
+  ``call``'s answer lines: one (``{"result"}`` or ``{"error"}``), or for a streamed call (``follow``)
+  an ``{"item"}`` line per item as it comes and then the last; or ``{"retry": why}`` for a call that
+  was not run. ``{"serve": "ping"}`` and ``{"serve": "exit"}`` are for ``call --serve`` itself.
+* A client that goes away: a long or streamed call (``wait``, ``follow``) is stopped at once, as the
+  gateway does; another call runs to its end, as it would over ssh.
 
-What it must not do: answer a call with anything but :func:`dev_sessions.cli.call.answer`, hold
+What it must not do: answer a call with anything but :func:`dev_sessions.cli.call.answer_lines`, hold
 state between calls, or outlive its code.
 """
 
@@ -41,7 +42,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -339,12 +340,18 @@ class Served:
             os.kill(self.server, signal.SIGTERM)
 
     def run(self) -> None:
-        from dev_sessions.cli.call import answer
+        from dev_sessions.cli.call import answer_lines
         from dev_sessions.codex.link import code_stamp
 
         conn = self.conn
         started = time.monotonic()
-        hello = {"serve": PROTOCOL, "pid": os.getpid(), "server": self.server, "code": self.code}
+        hello = {
+            "serve": PROTOCOL,
+            "pid": os.getpid(),
+            "server": self.server,
+            "code": self.code,
+            "streams": 1,
+        }
         conn.settimeout(_REQUEST_TIMEOUT)
         try:
             conn.sendall(json.dumps(hello).encode() + b"\n")
@@ -355,28 +362,32 @@ class Served:
             return  # nothing asked (a client that only looked, or went away)
         conn.settimeout(None)
         control = _control(line)
-        reply: dict[str, object]
+        replies: Iterable[dict[str, object]]
         if control is not None:
-            reply = {"result": {"pid": self.server, "code": self.code}}
+            replies = [{"result": {"pid": self.server, "code": self.code}}]
             if control == "exit":
                 self.stop_server()
         elif code_stamp() != self.code:
             # Not run: the client makes it over ssh, with the new code, which starts a new server.
             log.info("the installed code changed; stepping aside")
             self.stop_server()
-            reply = {"retry": "the host's dev-sessions changed"}
+            replies = [{"retry": "the host's dev-sessions changed"}]
         else:
-            reply = answer(line, self._started)
-        with contextlib.suppress(OSError):
-            conn.sendall(json.dumps(reply, ensure_ascii=False).encode() + b"\n")
+            replies = answer_lines(line, self._started)
+        for reply in replies:
+            try:
+                conn.sendall(json.dumps(reply, ensure_ascii=False).encode() + b"\n")
+            except OSError:
+                return  # the client went away
         log.debug("call answered in %.1f ms", (time.monotonic() - started) * 1000)
 
     def _started(self, spec: Call) -> None:
-        if spec.long:
+        if spec.long or spec.stream:
             threading.Thread(target=self._watch, daemon=True, name="client-gone").start()
 
     def _watch(self) -> None:
-        """A long call whose client went away (Ctrl-C, a lost connection) is not waited out."""
+        """A long or streamed call whose client went away (Ctrl-C, a lost connection) is not waited
+        out."""
         with contextlib.suppress(OSError, ValueError):
             select.select([self.conn], [], [])
             if self.conn.recv(1, socket.MSG_PEEK):

@@ -10,6 +10,9 @@ What it owns:
 * The remote command: ``dev-sessions ARGS...`` (``DEV_SESSIONS_REMOTE_BIN``), every argument quoted
   for the remote login shell, which must be a POSIX one (sh, bash, zsh). Bodies (messages, files)
   go on stdin as bytes, byte-exact, never in an argument.
+* A command read as it runs (``stream``): its stdout a line at a time as it comes, for a streamed
+  call (``follow``). Each such ssh is stopped when its reader stops reading, and when this process
+  exits (a follow read by a thread that is not waited for: the progress line).
 * What an exit means. 255 is ssh's own (no connection, no login, a connection lost):
   :class:`HostUnreachable`, as is no answer within a caller's timeout. 127 or 126 is the remote
   shell not finding or not running the binary: :class:`RemoteMissing`. Any other code is the remote
@@ -24,13 +27,15 @@ imported only where a remote host is used.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import re
 import shlex
 import subprocess
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,6 +232,55 @@ class Ssh:
             raise RemoteMissing(host=self.target, binary=self.settings.remote_bin, detail=what)
         return RemoteResult(self.target, code, stdout, stderr)
 
+    def stream(self, args: Sequence[str], *, stdin: bytes) -> Iterator[bytes]:
+        """Run the remote ``dev-sessions ARGS...`` with ``stdin``, and yield its stdout a line at a
+        time as the lines come. Then what ``run`` raises for ssh's own failures; a non-zero exit of the
+        command itself is :class:`RemoteFailed`. Closing the iterator stops ssh (and so the command
+        there, which sees its reader gone)."""
+        argv = self.command_line(args)
+        self._prepare()
+        pipe = subprocess.PIPE
+        try:
+            process = subprocess.Popen(argv, stdin=pipe, stdout=pipe, stderr=pipe, env=self._env())
+        except FileNotFoundError as err:
+            raise _no_ssh() from err
+        assert process.stdin is not None and process.stdout is not None and process.stderr is not None
+        _streaming.add(process)
+        said: list[bytes] = []
+        stderr_pipe = process.stderr
+
+        def read_stderr() -> None:  # beside the lines: a full stderr pipe would stop ssh
+            said.append(stderr_pipe.read())
+
+        errors = threading.Thread(target=read_stderr, daemon=True)
+        errors.start()
+        try:
+            try:
+                process.stdin.write(stdin)
+                process.stdin.close()
+            except BrokenPipeError:
+                pass  # ssh went before it read it: its exit says why
+            yield from process.stdout
+            code = process.wait()
+            errors.join()
+        finally:
+            _streaming.discard(process)
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            process.stdout.close()
+        if process in _stopped:
+            return  # stopped by this process's exit: nothing to say
+        stderr = b"".join(said)
+        logger.debug("ssh %s: %s streamed, exit %d", self.target, args[0] if args else "", code)
+        if code == EXIT_SSH:
+            detail = _last_line(stderr).removeprefix("ssh: ") or "the connection was lost"
+            raise HostUnreachable(host=self.target, detail=detail)
+        if code in (EXIT_NOT_FOUND, EXIT_NOT_EXECUTABLE):
+            what = "not found on its PATH" if code == EXIT_NOT_FOUND else "found but not executable"
+            raise RemoteMissing(host=self.target, binary=self.settings.remote_bin, detail=what)
+        RemoteResult(self.target, code, b"", stderr).check()
+
     def call(
         self, args: Sequence[str], *, stdin: bytes | None = None, timeout: float | None = None
     ) -> RemoteResult:
@@ -308,6 +362,22 @@ class Ssh:
                 process.kill()  # Ctrl-C or the like: no ssh left behind
                 raise
         return stdout, stderr, process.returncode
+
+
+_streaming: set[subprocess.Popen[bytes]] = set()
+_stopped: set[subprocess.Popen[bytes]] = set()
+
+
+def _stop_streams() -> None:
+    """At exit: the ssh of each stream still read (by a thread nobody waits for) is stopped, so that
+    neither it nor the command on the host lingers until the next line."""
+    for process in list(_streaming):
+        _stopped.add(process)
+        if process.poll() is None:
+            process.kill()
+
+
+atexit.register(_stop_streams)
 
 
 def _no_ssh() -> ToolMissing:

@@ -14,6 +14,9 @@ What it owns:
   the request is sent, the call is never made again: a connection lost then is
   :class:`HostUnreachable`, as it is over ssh. An answer ``retry`` (the host's code changed; the call
   was not run) also sends it over plain ssh.
+* ``stream``: a streamed call (``follow``) through that socket, its answer lines as they come, when
+  the host's server says it streams (an older one is left to plain ssh). As with ``call``, nothing is
+  sent before the hello, and a connection lost after it is :class:`HostUnreachable`.
 * ``arrange``: after a call over plain ssh, make the path for the next ones: ``dev-sessions call
   --serve`` on the host (starts its server if none runs this code, says where it listens), and the
   forward on the master. A host where that does not work (an older dev-sessions, forwarding refused)
@@ -35,6 +38,7 @@ import re
 import socket
 import stat
 import time
+from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -114,6 +118,39 @@ class WarmPath:
             log.debug("warm path to %s: retry over ssh (%s)", self.ssh.target, answer.get("retry"))
             return None
         return answer if isinstance(answer, dict) else {}
+
+    def stream(self, request: bytes) -> Generator[dict[str, Any], None, None] | None:
+        """The answer lines of a streamed call through the host's server, each as it comes (the first
+        may be ``retry``: the call was not run); None when the call was not made (no warm path, or a
+        server that does not stream)."""
+        if not self.usable:
+            return None
+        sock = self._open(self.ssh.settings.ssh_connect_timeout)
+        if sock is None:
+            return None
+        if not (self._greeting or {}).get("streams"):
+            sock.close()
+            return None
+        return self._lines(sock, request)
+
+    def _lines(self, sock: socket.socket, request: bytes) -> Generator[dict[str, Any], None, None]:
+        with contextlib.closing(sock):
+            sock.settimeout(None)  # a follow may be quiet for hours; ssh's keep-alives watch the link
+            try:
+                sock.sendall(request + b"\n")
+                with sock.makefile("rb") as lines:
+                    for line in lines:
+                        if not line.endswith(b"\n"):
+                            break  # cut short: the connection was lost
+                        try:
+                            answer = json.loads(line)
+                        except ValueError:
+                            answer = {}
+                        yield answer if isinstance(answer, dict) else {}
+            except OSError as err:
+                raise HostUnreachable(
+                    host=self.ssh.target, detail=f"the connection was lost during the call ({err.strerror})"
+                ) from None
 
     def _open(self, timeout: float) -> socket.socket | None:
         """A connection the host's server has greeted, or None."""

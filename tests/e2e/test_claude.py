@@ -419,6 +419,7 @@ def test_after_clear_the_session_follows_the_new_conversation(
 ) -> None:
     sid = create(cli)
     assert cli.ok("ask", sid, "before the clear", "--timeout", "60") == "before the clear\n"
+    follower = cli.start("logs", sid, "--follow", "--json")  # a stream started before the clear
     first = json.loads(cli.ok("inspect", sid))["session"]["internalId"]
     cli.ok("send", sid, "/clear")
     eventually(lambda: json.loads(cli.ok("inspect", sid))["session"]["internalId"] != first)
@@ -427,6 +428,17 @@ def test_after_clear_the_session_follows_the_new_conversation(
     assert cli.ok("ask", sid, "after the clear", "--timeout", "60") == "after the clear\n"
     assert json.loads(cli.ok("last-message", sid, "-n", "5", "--json")) == ["after the clear"]
     assert facts["transcript"]["path"].endswith(f"{facts['session']['internalId']}.jsonl")
+    # The stream went on into the new transcript.
+    eventually(lambda: follower.stdout.count('"kind":"turn"') == 2, 30)
+    cli.ok("kill", sid)
+    followed = follower.finish(30)
+    talk = [(e["kind"], e.get("text")) for e in map(json.loads, followed.stdout.splitlines())]
+    assert [t for t in talk if t[0] in ("prompt", "reply")] == [
+        ("prompt", "before the clear"),
+        ("reply", "before the clear"),
+        ("prompt", "after the clear"),
+        ("reply", "after the clear"),
+    ], followed.stdout
 
 
 def test_one_liners_a_paste_would_change_arrive_exactly(cli: DevSessions, claude: FakeAnthropic) -> None:

@@ -372,3 +372,45 @@ def test_commands_to_a_host_go_to_its_warm_server_and_ctrl_c_of_a_wait_stops_it_
     again = SshTransport(Settings.from_env(), ALIAS).warm.hello()
     assert again is not None and again["server"] == server  # the same server all along
     assert cli.ok("kill", sid) == f"{sid}: killed\n"
+
+
+def test_following_a_remote_session_live(cli: DevSessions, host: Sshd, tmp_path: Path) -> None:
+    """``logs --follow --json``, ``wait --follow`` and the progress line of a session on the host,
+    from here: the host's own follow, streamed, each event here while the turn still runs there."""
+    from tests.e2e.test_follow import Screen, Terminal, drawn_lines, held_turn
+
+    sid = cli.ok("create", "-q", "--host", ALIAS).strip()
+    logs = cli.start("logs", sid, "--follow", "--json")
+    eventually(lambda: '"kind":"status"' in logs.stdout or '"kind":"tokens"' in logs.stdout, 60)
+    prompt, release = held_turn(tmp_path)  # the host is this machine: the file is the same there
+    cli.ok("send", sid, prompt)
+    following = cli.start("wait", sid, "--follow", "--timeout", "120")
+    terminal = Terminal(["wait", sid, "--timeout", "120"], cli.cwd)
+    try:
+        eventually(lambda: "tool: Bash(" in following.stdout, 60)
+        eventually(lambda: '"kind":"tool"' in logs.stdout, 60)
+        eventually(lambda: any("Bash: " in line for line in drawn_lines(terminal.output)), 60)
+    except AssertionError as err:
+        raise AssertionError(f"{err}; wait --follow: {following.stdout!r}; logs: {logs.stdout!r}") from None
+    assert "turn: turn completed" not in following.stdout  # the turn is still held there
+    release.touch()
+    waited = following.finish(120)
+    assert waited.returncode == 0 and waited.stderr == "", waited
+    *events, last = waited.stdout.splitlines()
+    assert last.startswith(f"{sid}: completed in "), waited.stdout
+    kinds = [line.split("] ", 1)[1].split(":", 1)[0] for line in events if line.startswith("[")]
+    assert kinds == ["user", "tool", "result", "assistant", "turn"], events
+    code, output = terminal.finish(120)
+    screen = Screen()
+    screen.feed(output)
+    assert code == 0 and len(screen.text()) == 1 and screen.text()[0].startswith(f"{sid}: completed in ")
+    eventually(lambda: '"kind":"turn"' in logs.stdout, 60)
+    assert cli.ok("kill", sid) == f"{sid}: killed\n"
+    followed = logs.finish(60)
+    assert followed.returncode == 0 and followed.stderr == "", followed
+    seen = [json.loads(line) for line in followed.stdout.splitlines()]
+    talk = [e["kind"] for e in seen if e["kind"] in ("prompt", "tool", "result", "reply", "turn")]
+    assert talk == ["prompt", "tool", "result", "reply", "turn"], seen
+    assert (
+        all(e["id"] == sid for e in seen) and seen[-1]["kind"] == "status" and seen[-1]["state"] == "exited"
+    )

@@ -159,6 +159,74 @@ def test_after_clear_the_session_follows_claudes_new_id(rig: Rig) -> None:
     assert rig.backend.follow(followed) is followed  # once
 
 
+def transcript_line(session_id: str, second: int, entry: dict[str, object]) -> str:
+    stamp = f"2026-12-01T10:00:{second:02d}.000Z"
+    return json.dumps({"sessionId": session_id, "isSidechain": False, "timestamp": stamp, **entry}) + "\n"
+
+
+def a_turn(session_id: str, first_second: int, text: str) -> str:
+    """A prompt, its reply and the turn's end, as Claude writes them (the fake's echo)."""
+    reply = {"type": "text", "text": text}
+    return "".join(
+        [
+            transcript_line(
+                session_id, first_second, {"type": "user", "message": {"role": "user", "content": text}}
+            ),
+            transcript_line(
+                session_id,
+                first_second + 1,
+                {"type": "assistant", "message": {"role": "assistant", "content": [reply]}},
+            ),
+            transcript_line(
+                session_id,
+                first_second + 2,
+                {"type": "system", "subtype": "turn_duration", "durationMs": 900},
+            ),
+        ]
+    )
+
+
+def test_a_follow_goes_on_into_the_new_transcript_after_clear(rig: Rig) -> None:
+    """``/clear`` makes Claude write a new transcript under a new id (its ``SessionStart`` hook, recorded
+    from the real Claude Code, says which): a follow started before it goes on in the new one."""
+    import threading
+
+    from dev_sessions.claude.facts import transcript_path
+    from dev_sessions.follow import Event, drive
+
+    rig.show(NEVER_SEEN)
+    startup = {"session_id": UUID, "transcript_path": "/t", "cwd": "/w", "hook_event_name": "SessionStart",
+               "source": "startup", "model": "m"}  # fmt: skip
+    rig.events(json.dumps(startup).encode() + b"\n" + hooks("2.1.332", "plain"))
+    before = transcript_path(rig.config, rig.session.path, UUID)
+    before.parent.mkdir(parents=True)
+    before.write_text(a_turn(UUID, 1, "before the clear"))
+    seen: list[Event] = []
+    follower = threading.Thread(
+        target=lambda: seen.extend(drive(rig.backend.events(rig.session, "all", None)))
+    )
+    follower.start()
+    try:
+        eventually(lambda: [e.kind for e in seen if e.kind == "turn"])
+        with wiring.events_path(rig.home, "fizz-top").open("ab") as out:
+            out.write(hooks("2.1.332", "clear"))
+        new_id = json.loads(hooks("2.1.332", "clear").splitlines()[-1])["session_id"]
+        transcript_path(rig.config, rig.session.path, new_id).write_text(a_turn(new_id, 4, "after the clear"))
+        eventually(lambda: len([e for e in seen if e.kind == "turn"]) == 2)
+    finally:
+        rig.tmux.kill("dev-fizz-top")
+        follower.join(30)
+    assert not follower.is_alive()
+    talk = [(e.kind, e.text) for e in seen if e.kind in ("prompt", "reply")]
+    assert talk == [
+        ("prompt", "before the clear"),
+        ("reply", "before the clear"),
+        ("prompt", "after the clear"),
+        ("reply", "after the clear"),
+    ]
+    assert seen[-1].kind == "status" and seen[-1].state == "exited"
+
+
 @pytest.mark.parametrize("delay", [0.3, 4.0])
 def test_a_prompt_taken_by_a_slow_claude_is_sent_once(rig: Rig, delay: float) -> None:
     # On a loaded machine Claude took the prompt but drew its box emptied only seconds later: the

@@ -40,6 +40,7 @@ from tests.fixtures.codex_notifications import (
     THREAD,
     TURN,
     agent,
+    command,
     ended,
     failed,
     goal,
@@ -633,3 +634,64 @@ async def test_usage_is_the_last_token_total_and_the_finished_turns(bridge: Runn
         "turns": 2,
         "seconds": 0.128,
     }
+
+
+# -- follow ---------------------------------------------------------------------------------------------
+
+
+class MidTurn(NamedTuple):
+    test_id: str
+    lands_during_the_read: bool
+    """Whether the running command ends while the follower reads the thread's turns."""
+
+
+MID_TURN = [MidTurn("an-item-that-ends-while-the-turns-are-read", True), MidTurn("a-command-running", False)]
+
+
+@pytest.mark.parametrize("case", MID_TURN, ids=[c.test_id for c in MID_TURN])
+async def test_a_follow_started_mid_turn_shows_each_item_once(bridge: Running, case: MidTurn) -> None:
+    """``logs --follow`` of a thread whose turn runs: the turn's items so far, then the rest as they
+    land, each once. An item that ends between where the stream stood and the read of the thread's
+    turns is in both (it was printed twice); a command still running is in neither the listed turns
+    (Codex lists an item once it is done) nor the events after that point (it was never printed)."""
+    from dev_sessions.codex.backend import CodexBackend
+    from dev_sessions.follow import Event, drive
+    from dev_sessions.store import Session
+
+    bridge.app.answer("turn/start", {"turn": {"id": TURN, "status": "inProgress"}})
+    await bridge.ok("send", **on_thread(text="hello", clientId="c-1"))
+    running_command = command("call-1", "make test")
+    done_command = command("call-1", "make test", output="ok\n")
+    bridge.push(*started(TURN, "c-1", "hello"), note("item/started", turnId=TURN, item=running_command))
+
+    def listed(params: JsonObject) -> JsonObject:
+        if not case.lands_during_the_read:
+            return {"data": [turn(TURN, "inProgress", user("c-1", "hello"))], "nextCursor": None}
+        bridge.push(note("item/completed", turnId=TURN, item=done_command))
+        return {"data": [turn(TURN, "inProgress", user("c-1", "hello"), done_command)], "nextCursor": None}
+
+    bridge.app.answer("thread/turns/list", listed)
+    backend = CodexBackend(Settings.from_env())
+    backend.link.path = bridge.path
+    backend.link._checked = True  # the bridge in this test runs this code
+    session = Session(id=SESSION, internal_id=THREAD, cli="codex", path="/work", model="fake-model")
+    seen: list[Event] = []
+    rounds = backend.events(session, "all", None)
+    follower = asyncio.ensure_future(asyncio.to_thread(lambda: seen.extend(drive(rounds))))
+    await until(lambda: any(e.kind == "status" for e in seen) or follower.done())
+    if not case.lands_during_the_read:
+        bridge.push(note("item/completed", turnId=TURN, item=done_command))
+    bridge.push(note("item/completed", turnId=TURN, item=agent("all green")))
+    bridge.push(*ended(TURN, "completed", user("c-1", "hello"), done_command, agent("all green")))
+    await until(lambda: any(e.kind == "turn" for e in seen) or follower.done())
+    await bridge.ok("archive", **on_thread())
+    await asyncio.wait_for(follower, 30 * SLOW)
+    talk = [(e.kind, e.text or e.target or e.outcome) for e in seen if e.kind not in ("status", "tokens")]
+    assert talk == [
+        ("prompt", "hello"),
+        ("tool", "/bin/bash -lc 'make test'"),
+        ("result", "ok"),
+        ("reply", "all green"),
+        ("turn", "completed"),
+    ]
+    assert seen[-1] == Event("status", SESSION, seen[-1].timestamp, state="exited")
