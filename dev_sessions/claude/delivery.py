@@ -38,6 +38,8 @@ _TAKEN_LATE = 10.0
 """After two Enters, how long more a loaded machine may take to show (or record) the prompt taken."""
 EMPTY_BOX = "❯"  # the input box's prompt line with nothing typed (a placeholder is not text)
 _SETTLE = 3.0
+# How long a box that held the text typed again through the editor is given to show it changed.
+_SAME_TEXT = 1.0
 # How long a question the hooks announce may take to be drawn (seconds on a loaded machine).
 _DIALOG_DRAWN = 10.0
 
@@ -131,11 +133,12 @@ def submit(facts: Facts, session: Session, text: str, before: str | None, idle_a
     tmux, name = facts.tmux(session), ids.tmux_name(session.id)
     clean = neutralise(text)
     editor = session.delivery == "editor" and not paste_is_exact(clean)
-    if before not in (None, EMPTY_BOX):
+    held = before not in (None, EMPTY_BOX)
+    if held and not editor:
         # The box holds text (a prompt Claude put back after an interrupt, at times well after it; a
         # notice typed by a deliverer killed before its Enter): a paste goes in at the cursor and would
-        # be sent with it. The editor key would replace it, but the text landing could not be seen when
-        # the box held the same first line already (that notice, typed again).
+        # be sent with it. (The editor key replaces the box; and a Ctrl-C before it, a moment after
+        # another send's, is the second Ctrl-C that exits Claude.)
         log.info("%s: the input box holds text; clearing it first", session.id)
         tmux.send_keys(name, ["C-c"])
         if _poll_screen(facts, session, lambda sc: sc.prompt == EMPTY_BOX, _ENTER_TAKEN) is None:
@@ -149,13 +152,20 @@ def submit(facts: Facts, session: Session, text: str, before: str | None, idle_a
         _through_editor(facts, session, clean)
     else:
         tmux.paste(name, clean.encode("utf-8"), enter=False)
+    # The editor's text replaces what the box held; when that was the same text (a notice typed again
+    # after a deliverer was killed before its Enter) the box shows no change. Our editor has taken the
+    # spool by now, and Claude reads the editor's file before any key typed after it.
+    same = editor and held and _shows_start_of(before, clean)
     pasted = _poll_screen(
         facts,
         session,
         lambda sc: sc.prompt is not None and sc.prompt != before,
-        _PASTE_SHOWS,
+        _SAME_TEXT if same else _PASTE_SHOWS,
         through_other_screens=editor,
     )
+    if pasted is None and same:
+        log.info("%s: the input box held this text already; the editor's copy replaced it", session.id)
+        pasted = facts.live(session).screen
     if pasted is None or pasted.prompt is None:
         raise NotReady(
             session_id=session.id, waited=_PASTE_SHOWS, screen_hint="the text never showed in the box"
@@ -181,6 +191,15 @@ def submit(facts: Facts, session: Session, text: str, before: str | None, idle_a
         waited=2 * _ENTER_TAKEN + _TAKEN_LATE,
         screen_hint="the prompt is still in the input box",
     )
+
+
+def _shows_start_of(prompt: str | None, text: str) -> bool:
+    """Whether the input box's first line (``❯`` and what it shows) is the start of ``text``."""
+    if prompt is None:
+        return False
+    shown = prompt.lstrip("❯").replace("\xa0", " ").strip()
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return bool(shown) and first.startswith(shown)
 
 
 def _through_editor(facts: Facts, session: Session, text: str) -> None:

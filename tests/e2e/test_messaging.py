@@ -299,12 +299,13 @@ def test_a_notice_left_in_claudes_input_box_is_sent_once_after_restart(
         sid = cli.ok("create", "-q").strip()
         mid = cli.ok("msg", "send", "--to", sid, "only once, please").strip()
     left_marked(mid, sid, dying)
-    # Not in the transcript: once its mark settles, the new deliverer empties the box and pastes it.
+    # Not in the transcript: once its mark settles, the new deliverer types it again through the
+    # editor key, whose text replaces the box's (the same text: the box shows no change), and Enter.
     eventually(lambda: state_of(cli, mid, sid) == "delivered", timeout=60)
     cli.ok("wait", sid, "--timeout", "60")
     (notice,) = notices_in(cli, sid, mid)
     assert "only once, please" in notice
-    assert f"{sid}: the input box holds text; clearing it first" in deliverer_said()
+    assert f"{sid}: the input box held this text already; the editor's copy replaced it" in deliverer_said()
 
 
 def test_a_deliverer_killed_after_starting_a_codex_turn_delivers_it_once_after_restart(
