@@ -1,9 +1,9 @@
 """Simulated machines sharing one message store: each its own ``DEV_SESSIONS_HOME``, tmux socket and
 ``DEV_SESSIONS_MACHINE``, all on the same PostgreSQL database; the command line run as each.
 
-At the end every session of each machine is killed, then its deliverer (which stays while its
-machine has sessions on a shared store) is stopped by the pid in its lock file, and its tmux
-server too.
+At the end every session of each machine is killed (and its Codex app-server stopped), then its
+deliverer (which stays while its machine has sessions on a shared store) is stopped by the pid in its
+lock file, and its tmux server too.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from dev_sessions.config import Settings
 from dev_sessions.messaging.deliver import running
-from tests.conftest import SLOW, Result
+from tests.conftest import SLOW, Result, stop_codex
 
 
 class Machine:
@@ -51,6 +51,7 @@ class Machine:
 
     def stop(self) -> None:
         self(*("kill", "--all"))
+        stop_codex(self.home)  # its Codex bridge and app-server, if a Codex session started them
         lock = self.home / "deliverer.lock"
         if running(Settings.from_env(self.env)):  # its pid is in the lock it holds
             with contextlib.suppress(OSError, ValueError):
