@@ -30,7 +30,7 @@ HELP = "Spawn, instruct, wait on and read other coding-agent sessions (Claude Co
 GROUPS: dict[str, tuple[Callable[[typer.Typer], None], frozenset[str]]] = {
     "sessions": (sessions.register, sessions.COMMANDS),
     "lifecycle": (lifecycle.register, lifecycle.COMMANDS),
-    "messaging": (messaging.register, frozenset({"msg", "space", "agents"})),
+    "messaging": (messaging.register, messaging.COMMANDS),
     "skills": (skills.register, frozenset({"install-skill"})),
     "install-mcp": (install_mcp.register, frozenset({"install-mcp", "uninstall-mcp"})),
     "gateway": (gateway.register, frozenset({"gateway"})),

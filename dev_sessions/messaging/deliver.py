@@ -13,6 +13,8 @@ each idle point.
   a new one, which carries on from the receipts.
 * A failed delivery keeps its reason and is retried with back-off (5 s, 15 s, 1 min, 5 min, 15 min);
   a session that is gone fails for good.
+* It applies the automatic retention (``DEV_SESSIONS_MESSAGES_RETENTION``) while it runs, at most once
+  an hour (:mod:`dev_sessions.messaging.retention`).
 """
 
 from __future__ import annotations
@@ -184,6 +186,18 @@ class Deliverer:
         """When a failed delivery of this deliverer's is due again (see ``due``)."""
         return self.store.next_retry_ms(sorted(sessions) if self.store.shared else None)
 
+    def retain(self) -> None:
+        """The automatic retention (at most once an hour per machine); a bad setting is logged, and
+        delivery goes on."""
+        from dev_sessions.messaging.retention import apply_retention
+
+        try:
+            apply_retention(self.settings, self.store)
+        except DevSessionsError as err:
+            if isinstance(err, MessagesUnavailable):
+                raise
+            log.warning("retention: %s", err)
+
     def has_work(self) -> bool:
         """Something to deliver or retry now or later, or answers to pull for a live session here."""
         sessions = {s.id: s for s in self.sessions.sessions()}
@@ -221,6 +235,8 @@ class Deliverer:
         nothing was left for the linger, time to go)."""
         sessions = {s.id: s for s in self.sessions.sessions()}
         self.publish(sessions)
+        if self.settings.messages_retention is not None:
+            self.retain()
         waiting_codex = False
         claimed_elsewhere = False
         blocked: set[str] = set()
