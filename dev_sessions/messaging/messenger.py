@@ -34,8 +34,6 @@ from dev_sessions.errors import (
     SpaceNotFound,
     UsageError,
 )
-from dev_sessions.messaging.conversations import group, mentions
-from dev_sessions.messaging.emoji import check_emoji
 from dev_sessions.messaging.machines import elsewhere, split
 from dev_sessions.messaging.records import (
     Agent,
@@ -648,6 +646,8 @@ class Messenger:
     @call(identity="agent", scope=("viewer",), about="React to a message with an emoji (or a :short_name:).")
     def react(self, message_id: int, emoji: str, agent: str | None = None, viewer: str | None = None) -> bool:
         """``agent`` (you) reacts to a message; False when it had reacted so already."""
+        from dev_sessions.messaging.emoji import check_emoji  # not loaded by msg send
+
         me = self.me(agent)
         check_emoji(emoji)
         if viewer is not None:
@@ -659,6 +659,8 @@ class Messenger:
         self, message_id: int, emoji: str, agent: str | None = None, viewer: str | None = None
     ) -> bool:
         """Take ``agent``'s reaction back; False when it had none with that emoji."""
+        from dev_sessions.messaging.emoji import check_emoji
+
         me = self.me(agent)
         check_emoji(emoji)
         if viewer is not None:
@@ -721,6 +723,8 @@ class Messenger:
     def conversations(self, reader: str | None = None) -> list[Conversation]:
         """The conversations ``reader`` (you) is in, derived from the messages it sent or received
         (see :mod:`dev_sessions.messaging.conversations`); the latest first."""
+        from dev_sessions.messaging.conversations import group
+
         me = self.me(reader)
         self._retain()
         gathered = group(me, self.store.conversation_rows(me))
@@ -761,6 +765,8 @@ class Messenger:
     )
     def context(self, agent: str | None = None, viewer: str | None = None) -> Context:
         """What ``agent`` (you) needs to know when it starts work."""
+        from dev_sessions.messaging.conversations import mentions
+
         me = self.me(agent)
         self._retain()
         self._pull(me)
