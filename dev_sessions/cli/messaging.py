@@ -14,7 +14,8 @@ from dev_sessions.terminal import cell
 
 if TYPE_CHECKING:
     from dev_sessions.api import JsonObject
-    from dev_sessions.messaging.records import Context, Message
+    from dev_sessions.messaging.records import Message
+    from dev_sessions.messaging.results import Context
 
 
 def parse_message_id(text: str) -> int:

@@ -22,6 +22,7 @@ import time
 from collections.abc import Generator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dev_sessions.api import USER, JsonObject, call, check_name
 from dev_sessions.config import Settings
@@ -35,23 +36,14 @@ from dev_sessions.errors import (
     UsageError,
 )
 from dev_sessions.messaging.machines import elsewhere, split
-from dev_sessions.messaging.records import (
-    Agent,
-    AgentInfo,
-    Context,
-    Conversation,
-    Message,
-    Pin,
-    Pruned,
-    Reaction,
-    Receipt,
-    Space,
-    Stats,
-)
+from dev_sessions.messaging.records import Agent, AgentInfo, Message, Receipt, Space
 from dev_sessions.messaging.relay import PULL_EVERY_S, hosts_of
 from dev_sessions.messaging.store import PRIORITIES, MessageStore, store_for
 from dev_sessions.store import Session, SessionStore, parse_iso
 from dev_sessions.watch import Watcher, run_steps, run_steps_async
+
+if TYPE_CHECKING:  # loaded by the commands that return them (see dev_sessions.messaging.results)
+    from dev_sessions.messaging.results import Context, Conversation, Pin, Pruned, Reaction, Stats
 
 log = logging.getLogger(__name__)
 
@@ -724,6 +716,7 @@ class Messenger:
         """The conversations ``reader`` (you) is in, derived from the messages it sent or received
         (see :mod:`dev_sessions.messaging.conversations`); the latest first."""
         from dev_sessions.messaging.conversations import group
+        from dev_sessions.messaging.results import Conversation
 
         me = self.me(reader)
         self._retain()
@@ -766,6 +759,7 @@ class Messenger:
     def context(self, agent: str | None = None, viewer: str | None = None) -> Context:
         """What ``agent`` (you) needs to know when it starts work."""
         from dev_sessions.messaging.conversations import mentions
+        from dev_sessions.messaging.results import Context
 
         me = self.me(agent)
         self._retain()
@@ -793,6 +787,8 @@ class Messenger:
 
     @call(about="Counts of sessions, agents, messages, unread, spaces and pins, and where messages live.")
     def stats(self) -> Stats:
+        from dev_sessions.messaging.results import Stats
+
         counts = self.store.counts()
         return Stats(
             sessions=len(self.sessions.sessions()),

@@ -24,7 +24,7 @@ from dev_sessions.config import BROKEN_CONFIG, Settings
 from dev_sessions.durations import parse_duration
 from dev_sessions.errors import UsageError
 from dev_sessions.files import open_private, private_dir
-from dev_sessions.messaging.records import Pruned
+from dev_sessions.messaging.results import Pruned
 from dev_sessions.messaging.store import MessageStore
 
 log = logging.getLogger(__name__)

@@ -37,11 +37,12 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from dev_sessions.config import BROKEN_CONFIG, Settings
 from dev_sessions.errors import MessageNotFound, NameInUse, SpaceNotFound, UsageError
-from dev_sessions.messaging.records import Agent, Message, Pin, Reaction, Receipt, Space
+from dev_sessions.messaging.records import Agent, Message, Receipt, Space
 from dev_sessions.messaging.schema import MIGRATIONS, migrate, open_database, transaction, user_version
 from dev_sessions.store import now_iso, parse_iso
 
 if TYPE_CHECKING:
+    from dev_sessions.messaging.results import Pin, Reaction
     from dev_sessions.watch import Watcher
 
 PRIORITIES = ("low", "normal", "high", "urgent")
@@ -686,6 +687,8 @@ class MessageStore:
 
     def reactions(self, message_id: int) -> list[Reaction]:
         """The reactions to a message, each emoji with who reacted, in the order they came."""
+        from dev_sessions.messaging.results import Reaction
+
         self._exists(self.db, message_id)
         rows = self.db.execute(
             "SELECT emoji, agent FROM reactions WHERE message = ? ORDER BY created_at, agent", (message_id,)
@@ -723,6 +726,8 @@ class MessageStore:
         """Pinned messages, oldest pin first: of a ``space``; of the direct conversation of ``reader``
         and ``peer``; else every one ``reader`` sent or received (every one for None). Only those
         ``viewer`` sent or received, when given."""
+        from dev_sessions.messaging.results import Pin
+
         clauses: list[str] = []
         args: list[Any] = []
         if space is not None:
