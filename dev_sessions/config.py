@@ -38,11 +38,18 @@ a ``Settings`` (and, where a child process inherits it, ``settings.environ``). T
                                 or the system's)
 ``DEV_SESSIONS_MACHINE``         this machine's name among those sharing the store (default: the host
                                 name); a session of another machine is ``name@machine``
+``DEV_SESSIONS_MESSAGES_RETENTION`` how long messages are kept (an age like ``30d``; unset: for ever):
+                                older ones are pruned at most once an hour (pinned ones are kept)
 ``DEV_SESSIONS_DEBUG``           ``1`` shows tracebacks
 
-One setting may also come from ``$DEV_SESSIONS_HOME/config.json`` (a JSON object, keys named as the
+Two settings may also come from ``$DEV_SESSIONS_HOME/config.json`` (a JSON object, keys named as the
 variables), read only when the variable is unset: ``DEV_SESSIONS_MESSAGES_URL``, so that every command
-of a machine uses the team's server without exporting it in each shell.
+of a machine uses the team's server without exporting it in each shell, and
+``DEV_SESSIONS_MESSAGES_RETENTION``.
+
+Not ours, read to know which agent session a command runs in (``Settings.holder``: who holds an
+outside agent's name): ``DEV_SESSIONS_ID``, else Claude Code's ``CLAUDE_CODE_SESSION_ID``, else
+Codex's ``CODEX_THREAD_ID``, which each agent sets for the commands it runs.
 """
 
 from __future__ import annotations
@@ -73,22 +80,39 @@ def _path(environ: Mapping[str, str], name: str) -> Path | None:
     return Path(raw).expanduser() if raw else None
 
 
-def _from_file(home: str, name: str) -> str | None:
-    """``name`` in ``$DEV_SESSIONS_HOME/config.json``, if that file exists and sets it to a string."""
-    try:
-        raw = (Path(home).expanduser() / CONFIG_FILE).read_bytes()
-    except OSError:
-        return None  # no file (the usual case): nothing set there
-    import json
+_MISSING = object()
 
-    try:
-        value = json.loads(raw).get(name, "")
-    except (ValueError, AttributeError):
-        value = None
-    if not isinstance(value, str):
-        # Not silently the default: the command that needs the value says what is wrong with the file.
-        return f"{BROKEN_CONFIG}{Path(home).expanduser() / CONFIG_FILE}"
-    return value or None
+
+class _ConfigFile:
+    """``$DEV_SESSIONS_HOME/config.json``, read once, and only if a setting is looked up in it."""
+
+    def __init__(self, home: str) -> None:
+        self.path = Path(home).expanduser() / CONFIG_FILE
+        self.values: object = _MISSING
+        self.read = False
+
+    def get(self, name: str) -> str | None:
+        """``name`` in the file, if the file exists and sets it to a string."""
+        if not self.read:
+            self.read = True
+            try:
+                raw = self.path.read_bytes()
+            except OSError:
+                raw = None  # no file (the usual case): nothing set there
+            if raw is not None:
+                import json
+
+                try:
+                    self.values = json.loads(raw)
+                except ValueError:
+                    self.values = BROKEN_CONFIG
+        if self.values is _MISSING:
+            return None
+        value = self.values.get(name, "") if isinstance(self.values, dict) else None
+        if not isinstance(value, str):
+            # Not silently the default: the command that needs the value says what is wrong with the file.
+            return f"{BROKEN_CONFIG}{self.path}"
+        return value or None
 
 
 def _flag(environ: Mapping[str, str], name: str) -> bool:
@@ -125,6 +149,8 @@ class Settings(NamedTuple):
     """Where ``create --worktree`` makes worktrees (None: ``.worktrees`` beside the repository)."""
     messages_url: str | None = None
     """Where messages live (None or ``sqlite:``: ``messages.db`` here; ``postgresql://...``: a server)."""
+    messages_retention: str | None = None
+    """How long messages are kept (an age as typed, checked where it is used); None: for ever."""
     machine: str = "localhost"
     """This machine's name among those sharing a message store (``DEV_SESSIONS_MACHINE``, else the
     host name); checked where it is used (``machine_name``)."""
@@ -139,6 +165,7 @@ class Settings(NamedTuple):
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = dict(os.environ if environ is None else environ)
         home = env.get("DEV_SESSIONS_HOME") or str(Path(env.get("HOME") or Path.home()) / ".dev-sessions")
+        config = _ConfigFile(home)
         return cls(
             home=Path(home).expanduser(),
             tmux_socket=env.get("DEV_SESSIONS_TMUX_SOCKET") or None,
@@ -164,8 +191,9 @@ class Settings(NamedTuple):
             container_workspace=Path(env.get("CONTAINER_WORKSPACE") or DEFAULT_WORKSPACE),
             host_path=env.get("HOST_PATH") or None,
             worktrees=_path(env, "DEV_SESSIONS_WORKTREES"),
-            messages_url=env.get("DEV_SESSIONS_MESSAGES_URL")
-            or _from_file(home, "DEV_SESSIONS_MESSAGES_URL"),
+            messages_url=env.get("DEV_SESSIONS_MESSAGES_URL") or config.get("DEV_SESSIONS_MESSAGES_URL"),
+            messages_retention=env.get("DEV_SESSIONS_MESSAGES_RETENTION")
+            or config.get("DEV_SESSIONS_MESSAGES_RETENTION"),
             machine=env.get("DEV_SESSIONS_MACHINE") or os.uname().nodename or "localhost",
             environ=env,
         )
@@ -187,6 +215,23 @@ class Settings(NamedTuple):
         """Where Codex keeps its config and skills (``CODEX_HOME``, else ``~/.codex``)."""
         explicit = self.environ.get("CODEX_HOME")
         return Path(explicit).expanduser() if explicit else self.user_home / ".codex"
+
+    @property
+    def holder(self) -> str | None:
+        """The agent session this process runs in, as far as its environment says: a session of ours
+        (its id), else a Claude Code session (``claude:<its session id>``), else a Codex thread
+        (``codex:<thread id>``); None for anything else (a person's shell). It is who holds an outside
+        agent's name that this process registers."""
+        env = self.environ
+        for variable, prefix in (
+            ("DEV_SESSIONS_ID", ""),
+            ("CLAUDE_CODE_SESSION_ID", "claude:"),
+            ("CODEX_THREAD_ID", "codex:"),
+        ):
+            value = env.get(variable, "").strip()
+            if value:
+                return prefix + value[:80]
+        return None
 
     def machine_name(self) -> str:
         """This machine's name, or a one-line ``UsageError`` (a name as for agents, without ``@``)."""

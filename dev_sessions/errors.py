@@ -21,6 +21,8 @@ Exit 1, everything else:
 * ``RecipientNotFound``: no session, agent or space has that name (or ``parent`` has none).
 * ``MessageNotFound`` / ``SpaceNotFound``: no such message id, no such space.
 * ``NoReply``: the session has not replied yet (``last-message``).
+* ``NameInUse``: an outside agent's name is held by another agent session seen lately (``agents
+  register`` / ``heartbeat`` without ``--takeover``); names the session and when it was last seen.
 * ``StoreCorrupt``: ``sessions.json`` is not readable; it was moved aside, not replaced.
 * ``StoreTooNew``: ``sessions.json`` was written by a newer dev-sessions.
 * ``LockTimeout``: another process held a lock for too long.
@@ -122,6 +124,21 @@ class SpaceNotFound(DevSessionsError, LookupError):
     def __init__(self, *, name: str) -> None:
         self.name = name
         super().__init__(f"space {name}: no such space (see `dev-sessions space list`)")
+
+
+class NameInUse(DevSessionsError):
+    def __init__(self, *, name: str, holder: str, machine: str | None, seconds: int) -> None:
+        from dev_sessions.durations import format_age
+
+        self.name = name
+        self.holder = holder
+        self.machine = machine
+        self.seconds = seconds
+        where = f" on {machine}" if machine else ""
+        super().__init__(
+            f"{name}: in use by session {holder}{where}, last seen {format_age(seconds)} ago; "
+            f"take it over with `dev-sessions agents register {name} --takeover`, or choose another name"
+        )
 
 
 class NoReply(DevSessionsError):

@@ -42,6 +42,9 @@ SLOW = float(os.environ.get("DEV_SESSIONS_TEST_SLOW", "1"))
 _FOREIGN = (
     "CLAUDECODE",
     "CLAUDE_CODE_CHILD_SESSION",
+    # Which agent session runs the tests (Settings.holder): a test says so itself when it matters.
+    "CLAUDE_CODE_SESSION_ID",
+    "CODEX_THREAD_ID",
     "CLAUDE_CONFIG_DIR",
     "CODEX_HOME",
     "DEV_SESSIONS_CODEX_BIN",
@@ -49,6 +52,7 @@ _FOREIGN = (
     "OPENAI_API_KEY",
     "DEV_SESSIONS_ID",
     "DEV_SESSIONS_AGENT",
+    "DEV_SESSIONS_MESSAGES_RETENTION",
     "DEV_SESSIONS_CLAUDE_BIN",
     "DEV_SESSIONS_DEBUG",
     "TMUX",

@@ -1,7 +1,8 @@
 """The typer application, built for the command at hand.
 
 typer turns every registered command into a click command at start-up (about 0.4 ms each, and there
-are about 45), so a quick command registers only its own group; help and unknown commands get all.
+are about 55), so a quick command registers only its own group (named by the command, or by the
+command and its subcommand, as ``msg send``); help and unknown commands get all.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dev_sessions.cli import (
     lifecycle,
     mcp_server,
     messaging,
+    messaging_extras,
     selftest,
     sessions,
     skills,
@@ -30,7 +32,8 @@ HELP = "Spawn, instruct, wait on and read other coding-agent sessions (Claude Co
 GROUPS: dict[str, tuple[Callable[[typer.Typer], None], frozenset[str]]] = {
     "sessions": (sessions.register, sessions.COMMANDS),
     "lifecycle": (lifecycle.register, lifecycle.COMMANDS),
-    "messaging": (messaging.register, frozenset({"msg", "space", "agents"})),
+    "messaging": (messaging.register, messaging.COMMANDS),
+    "messaging-extras": (messaging_extras.register, messaging_extras.COMMANDS),
     "skills": (skills.register, frozenset({"install-skill"})),
     "install-mcp": (install_mcp.register, frozenset({"install-mcp", "uninstall-mcp"})),
     "gateway": (gateway.register, frozenset({"gateway"})),
@@ -58,8 +61,11 @@ def build_app(args: Sequence[str] = ()) -> typer.Typer:
     )
     # A callback keeps the application a group even when it holds a single command.
     app.callback()(_root)
-    command = next((a for a in args if not a.startswith("-")), None)
-    chosen = [register for register, names in GROUPS.values() if command in names]
+    words = [a for a in args if not a.startswith("-")][:2]
+    command = words[0] if words else None
+    # A group names its commands, or a command and its subcommand ("msg send"): ``msg send`` builds
+    # only the ``msg`` commands of its own group.
+    chosen = [r for r, names in GROUPS.values() if command in names or " ".join(words) in names]
     for register in chosen or [register for register, _ in GROUPS.values()]:
         register(app)
     return app

@@ -8,7 +8,8 @@ The owner's token acts as anyone, as the user at the host's shell would; an iden
 * it reaches only the sessions it created (their parent is its name) and the session of its name;
   listing and killing in bulk see only those;
 * it reads only messages it sent or received (threads, status, search, feed are filtered);
-* its paths lie under its own roots as well as the gateway's.
+* its paths lie under its own roots as well as the gateway's;
+* it neither prunes the messages of everyone nor reads the store's counts (``prune``, ``stats``).
 
 No token creates a session on a remote host (``create --host``): that would log in with the owner's
 ssh keys, to a path no served root covers.
@@ -24,6 +25,8 @@ from dev_sessions.errors import Forbidden
 from dev_sessions.gateway.tokens import Principal
 
 USER = "user"
+OWNER_ONLY = frozenset({"messages.prune", "messages.stats"})
+"""Calls about everyone's messages, which a scoped token may not make."""
 
 
 def admit(
@@ -53,6 +56,8 @@ def admit(
         return admitted
     if call == "messages.register" and admitted.get("name") != name:
         raise Forbidden(f"{call}: this token acts as {name} only")
+    if call in OWNER_ONLY:
+        raise Forbidden(f"{call}: only with the owner's token")
     if spec.owns is not None:
         wanted = admitted.get(spec.owns)
         ids: Sequence[Any] = wanted if isinstance(wanted, list) else [wanted]

@@ -63,6 +63,13 @@ ARGUMENTS: dict[str, str] = {
     "keep_worktree": "Keep the worktree even when it has no changes.",
     "forget": "Drop a session whose host does not answer from the list anyway.",
     "remote": "Include sessions on other hosts (one ssh call per host); false: only this machine's.",
+    "emoji": "One emoji, like 👍, or a :short_name: like :+1:.",
+    "peer": "The agent your direct conversation is with.",
+    "pinned_messages.space": "The space whose pins to list.",
+    "older_than": "An age like 30d or 12h: messages created before then go.",
+    "dry_run": "Only count what would go; delete nothing.",
+    "takeover": "Take the name over from another live session that holds it.",
+    "session": "The agent session holding the name (default: the one this server runs in, if any).",
 }
 
 

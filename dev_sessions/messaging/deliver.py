@@ -23,7 +23,10 @@ each idle point.
   passed since it first saw that mark, for an agent records a prompt a moment after taking it (Claude
   0.1-0.3 s after the Enter); the one that typed it can no longer be typing then (it held the claim,
   or the deliverer's lock, and is gone). A notice left in Claude's input box without its Enter is not
-  in the transcript: the next delivery empties the box before typing it again, so it is sent once.
+  in the transcript: the next delivery types it again through the editor key, whose text replaces the
+  box's, so it is sent once.
+* It applies the automatic retention (``DEV_SESSIONS_MESSAGES_RETENTION``) while it runs, at most once
+  an hour (:mod:`dev_sessions.messaging.retention`).
 """
 
 from __future__ import annotations
@@ -245,6 +248,18 @@ class Deliverer:
         """When a failed delivery of this deliverer's is due again (see ``due``)."""
         return self.store.next_retry_ms(sorted(sessions) if self.store.shared else None)
 
+    def retain(self) -> None:
+        """The automatic retention (at most once an hour per machine); a bad setting is logged, and
+        delivery goes on."""
+        from dev_sessions.messaging.retention import apply_retention
+
+        try:
+            apply_retention(self.settings, self.store)
+        except DevSessionsError as err:
+            if isinstance(err, MessagesUnavailable):
+                raise
+            log.warning("retention: %s", err)
+
     def has_work(self) -> bool:
         """Something to deliver or retry now or later, or answers to pull for a live session here."""
         sessions = {s.id: s for s in self.sessions.sessions()}
@@ -301,6 +316,8 @@ class Deliverer:
         nothing was left for the linger, time to go)."""
         sessions = {s.id: s for s in self.sessions.sessions()}
         self.publish(sessions)
+        if self.settings.messages_retention is not None:
+            self.retain()
         waiting_codex = False
         claimed_elsewhere = False
         blocked: set[str] = set()

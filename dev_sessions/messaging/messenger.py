@@ -1,4 +1,5 @@
-"""The messaging library: who is who, and every ``msg``, ``space`` and ``agents`` command as a method.
+"""The messaging library: who is who, and every ``msg``, ``space`` and ``agents`` command as a method
+(and ``context`` and ``stats``).
 
 Identities: every session is an agent named by its id; anything else (the orchestrating agent, a
 person) is an outside agent with a name, registered once (``user`` always exists). Who sends or reads
@@ -7,6 +8,10 @@ session we start), else ``user``. ``parent`` names the agent that created the se
 
 A message to a session goes into its conversation (through the deliverer process); a message to an
 outside agent goes into its mailbox, read with ``msg read`` or ``msg wait``.
+
+An outside agent's name is held by the agent session that registered it (``Settings.holder``):
+registering it (or a heartbeat) from another session while the holder was seen within
+:data:`ONLINE_WINDOW_S` is refused with who holds it, unless ``takeover``.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import time
 from collections.abc import Generator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dev_sessions.api import USER, JsonObject, call, check_name
 from dev_sessions.config import Settings
@@ -36,12 +42,18 @@ from dev_sessions.messaging.store import PRIORITIES, MessageStore, store_for
 from dev_sessions.store import Session, SessionStore, parse_iso
 from dev_sessions.watch import Watcher, run_steps, run_steps_async
 
+if TYPE_CHECKING:  # loaded by the commands that return them (see dev_sessions.messaging.results)
+    from dev_sessions.messaging.results import Context, Conversation, Pin, Pruned, Reaction, Stats
+
 log = logging.getLogger(__name__)
 
 PARENT = "parent"
 RESERVED = {PARENT, "all", "everyone"}
 MAX_BODY = 1024 * 1024
 ONLINE_WINDOW_S = 300
+"""An agent seen this recently is live (``agents --online``; a name it holds is not taken silently)."""
+MENTIONS = 5
+"""How many of the newest mentions ``context`` shows."""
 LOOK_EVERY_S = 2.0
 """A waiter looks at its inbox this often even when nothing told it of mail (a writer of an older
 dev-sessions that does not announce its messages on a server is seen that late, not never)."""
@@ -154,9 +166,12 @@ class Messenger:
 
     @call(
         tool="register_agent",
-        about="Register an outside agent name (not a session) so that it can receive messages.",
+        about="Register an outside agent name (not a session); takeover takes it from another live session.",
     )
-    def register(self, name: str) -> Agent:
+    def register(self, name: str, takeover: bool = False, session: str | None = None) -> Agent:
+        """Register ``name`` for the agent session ``session`` (default: the one this process runs
+        in, ``Settings.holder``); another live session holding it is :class:`NameInUse` unless
+        ``takeover``."""
         check_name(name, "agent name")
         if name in RESERVED:
             raise UsageError(f"{name}: a reserved name")
@@ -165,7 +180,13 @@ class Messenger:
             raise UsageError(f"{name}: a session has that name; sessions are agents already")
         if kind == "space":
             raise UsageError(f"{name}: a space has that name")
-        return self.store.register_agent(name, self.machine if self.store.shared else None)
+        return self.store.hold(
+            name,
+            session or self.settings.holder,
+            live_s=ONLINE_WINDOW_S,
+            takeover=takeover,
+            machine=self.machine if self.store.shared else None,
+        )
 
     # -- messages ------------------------------------------------------------------------------------
 
@@ -293,6 +314,7 @@ class Messenger:
         me = self.me(reader)
         if limit is not None and limit < 1:
             raise UsageError("--limit must be at least 1")
+        self._retain()
         self._pull(me)
         messages = self.store.inbox(
             me, unread=unread, sender=sender, since_ms=parse_since(since), limit=limit
@@ -324,6 +346,7 @@ class Messenger:
         """Rounds of looking at the inbox; each yields how long to sleep (until the store says mail may
         have come: the database file changing, or the server's notification)."""
         me = self.me(reader)
+        self._retain()
         deadline = None if timeout is None else time.monotonic() + timeout
         announced = False
         pulled_at: float | None = None
@@ -531,9 +554,25 @@ class Messenger:
     # -- agents --------------------------------------------------------------------------------------
 
     @call(identity="agent", about="Say that an outside agent is alive, with an optional short status.")
-    def heartbeat(self, agent: str | None = None, status: str | None = None) -> str:
+    def heartbeat(
+        self,
+        agent: str | None = None,
+        status: str | None = None,
+        *,
+        takeover: bool = False,
+        session: str | None = None,
+    ) -> str:
+        """Say ``agent`` is alive, from the agent session ``session`` (default: this process's); a
+        name another live session holds is :class:`NameInUse` unless ``takeover``, as for register."""
         me = self.me(agent)
-        self.store.heartbeat(me, status, self.machine if self.store.shared else None)
+        self.store.hold(
+            me,
+            session or self.settings.holder,
+            live_s=ONLINE_WINDOW_S,
+            takeover=takeover,
+            status=status,
+            machine=self.machine if self.store.shared else None,
+        )
         return me
 
     @call(about="Every session with its live status, and every outside agent with when it was last seen.")
@@ -583,10 +622,185 @@ class Messenger:
             state = agent.status or presence
             rows.append(
                 AgentInfo(
-                    agent.name, "agent", state, agent.last_seen, machine=agent.machine, presence=presence
+                    agent.name,
+                    "agent",
+                    state,
+                    agent.last_seen,
+                    machine=agent.machine,
+                    presence=presence,
+                    session=agent.session,
                 )
             )
         return rows
+
+    # -- reactions and pins --------------------------------------------------------------------------
+
+    @call(identity="agent", scope=("viewer",), about="React to a message with an emoji (or a :short_name:).")
+    def react(self, message_id: int, emoji: str, agent: str | None = None, viewer: str | None = None) -> bool:
+        """``agent`` (you) reacts to a message; False when it had reacted so already."""
+        from dev_sessions.messaging.emoji import check_emoji  # not loaded by msg send
+
+        me = self.me(agent)
+        check_emoji(emoji)
+        if viewer is not None:
+            self._visible(message_id, viewer)
+        return self.store.react(message_id, me, emoji)
+
+    @call(identity="agent", scope=("viewer",), about="Take back your reaction (that emoji) to a message.")
+    def unreact(
+        self, message_id: int, emoji: str, agent: str | None = None, viewer: str | None = None
+    ) -> bool:
+        """Take ``agent``'s reaction back; False when it had none with that emoji."""
+        from dev_sessions.messaging.emoji import check_emoji
+
+        me = self.me(agent)
+        check_emoji(emoji)
+        if viewer is not None:
+            self._visible(message_id, viewer)
+        return self.store.unreact(message_id, me, emoji)
+
+    @call(scope=("viewer",), about="A message's reactions: each emoji, how many, and who.")
+    def reactions(self, message_id: int, viewer: str | None = None) -> list[Reaction]:
+        if viewer is not None:
+            self._visible(message_id, viewer)
+        return self.store.reactions(message_id)
+
+    @call(
+        identity="agent",
+        scope=("viewer",),
+        tool="pin_message",
+        about="Pin a message in its space or conversation (msg prune keeps it).",
+    )
+    def pin(self, message_id: int, agent: str | None = None, viewer: str | None = None) -> bool:
+        """Pin a message (as ``agent``, you); False when it was pinned already."""
+        me = self.me(agent)
+        if viewer is not None:
+            self._visible(message_id, viewer)
+        return self.store.pin(message_id, me)
+
+    @call(scope=("viewer",), tool="unpin_message", about="Unpin a message.")
+    def unpin(self, message_id: int, viewer: str | None = None) -> bool:
+        """Unpin a message; False when it was not pinned."""
+        if viewer is not None:
+            self._visible(message_id, viewer)
+        return self.store.unpin(message_id)
+
+    @call(
+        identity="reader",
+        scope=("viewer",),
+        tool="pinned_messages",
+        about="Pinned messages: of a space, of your direct conversation with peer, or all of yours.",
+    )
+    def pinned(
+        self,
+        space: str | None = None,
+        peer: str | None = None,
+        reader: str | None = None,
+        viewer: str | None = None,
+    ) -> list[Pin]:
+        """The pins of ``space``; of the direct conversation of ``reader`` (you) and ``peer``; or,
+        with neither, of every message ``reader`` sent or received; oldest pin first."""
+        if space is not None and peer is not None:
+            raise UsageError("pinned: a space or a peer, not both")
+        if space is not None and self.store.space(space) is None:
+            raise SpaceNotFound(name=space)
+        return self.store.pins(space=space, reader=self.me(reader), peer=peer, viewer=viewer)
+
+    # -- conversations, retention ------------------------------------------------------------------------
+
+    @call(
+        identity="reader",
+        about="Your conversations (spaces and direct): participants, messages, unread, the last one.",
+    )
+    def conversations(self, reader: str | None = None) -> list[Conversation]:
+        """The conversations ``reader`` (you) is in, derived from the messages it sent or received
+        (see :mod:`dev_sessions.messaging.conversations`); the latest first."""
+        from dev_sessions.messaging.conversations import group
+        from dev_sessions.messaging.results import Conversation
+
+        me = self.me(reader)
+        self._retain()
+        gathered = group(me, self.store.conversation_rows(me))
+        last = self.store.messages_of([c.last for c in gathered], me)
+        return [
+            Conversation(
+                c.kind, c.name, tuple(sorted(c.participants)), len(c.messages), len(c.unread), last[c.last]
+            )
+            for c in gathered
+            if c.last in last  # pruned since the first look: left out
+        ]
+
+    @call(
+        tool="prune_messages",
+        about="Delete messages older than an age like 30d (pinned ones stay); dry_run only counts them.",
+    )
+    def prune(self, older_than: str, dry_run: bool = False) -> Pruned:
+        """Delete the messages older than ``older_than`` (see :mod:`dev_sessions.messaging.retention`)."""
+        from dev_sessions.messaging.retention import older_than as seconds
+        from dev_sessions.messaging.retention import prune
+
+        return prune(self.store, seconds(older_than), dry_run=dry_run)
+
+    def _retain(self) -> None:
+        """The automatic retention, when one is configured (at most once an hour per machine)."""
+        if self.settings.messages_retention is None:
+            return
+        from dev_sessions.messaging.retention import apply_retention
+
+        apply_retention(self.settings, self.store)
+
+    # -- what an agent starts with, and the counts ------------------------------------------------------
+
+    @call(
+        identity="agent",
+        scope=("viewer",),
+        about="Run it first: who you are, your parent, unread mail, mentions of you, your spaces.",
+    )
+    def context(self, agent: str | None = None, viewer: str | None = None) -> Context:
+        """What ``agent`` (you) needs to know when it starts work."""
+        from dev_sessions.messaging.conversations import mentions
+        from dev_sessions.messaging.results import Context
+
+        me = self.me(agent)
+        self._retain()
+        self._pull(me)
+        sessions = self._sessions()
+        session = sessions.get(me)
+        held = self.store.agent(me) if session is None else None
+        latest = self.store.inbox(me, unread=True, limit=1)
+        named = [m for m in self.store.mentioning(me, viewer) if mentions(m.body, me)]
+        return Context(
+            name=me,
+            kind="session" if session is not None else "agent",
+            machine=self.machine,
+            parent=(session.parent or USER) if session is not None else None,
+            cli=session.cli if session is not None else None,
+            description=(session.description or None) if session is not None else None,
+            holder=held.session if held is not None else None,
+            unread=self.store.unread_count(me),
+            latest_unread=latest[-1] if latest else None,
+            mentions=tuple(named[:MENTIONS]),
+            spaces=tuple(self.store.spaces_of(me)),
+            sessions=tuple(sorted(s.id for s in sessions.values() if s.parent == me)),
+            # Leases and focus (issue 16's other part) are filled in here once they exist.
+        )
+
+    @call(about="Counts of sessions, agents, messages, unread, spaces and pins, and where messages live.")
+    def stats(self) -> Stats:
+        from dev_sessions.messaging.results import Stats
+
+        counts = self.store.counts()
+        return Stats(
+            sessions=len(self.sessions.sessions()),
+            agents=counts["agents"],
+            messages=counts["messages"],
+            unread=counts["unread"],
+            spaces=counts["spaces"],
+            pinned=counts["pinned"],
+            engine=self.store.engine,
+            store=self.store.where,
+            schema=self.store.version,
+        )
 
 
 def priority_choice(value: str) -> str:

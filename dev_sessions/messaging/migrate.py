@@ -2,7 +2,8 @@
 
 Everything the store holds is copied in one transaction of the target: outside agents, spaces
 (parents first) and their members, messages in order with their receipts (a reply's ``reply_to`` and
-``thread`` renumbered to the copies), and the links to messages on ssh hosts (``relays``). Each copied
+``thread`` renumbered to the copies; a thread whose first message was pruned stays one thread), the
+links to messages on ssh hosts (``relays``), reactions and pins. Each copied
 message is recorded in the target's ``copied`` table (this store's name, its id here, its id there),
 so that a second run copies nothing twice; agents, spaces, members and relays are kept by their keys.
 Messages and receipts written here without a machine are this machine's: the copy says so.
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from dev_sessions.api import JsonObject
 from dev_sessions.messaging.store import MessageStore
 
-KINDS = ("messages", "receipts", "spaces", "members", "agents", "relays")
+KINDS = ("messages", "receipts", "spaces", "members", "agents", "relays", "reactions", "pins")
 
 
 @dataclass
@@ -51,11 +52,11 @@ def _copy(source: MessageStore, target: MessageStore, machine: str) -> Migrated:
     name = f"{machine}:{source.where}"
     src = source.db
     with target.write() as db:
-        for row in src.execute("SELECT name, registered_at, last_seen, status, machine FROM agents"):
+        for row in src.execute("SELECT name, registered_at, last_seen, status, machine, session FROM agents"):
             cursor = db.execute(
-                """INSERT INTO agents (name, registered_at, last_seen, status, machine) VALUES (?, ?, ?, ?, ?)
-                   ON CONFLICT (name) DO NOTHING""",
-                (row[0], row[1], row[2], row[3], row[4] or machine),
+                """INSERT INTO agents (name, registered_at, last_seen, status, machine, session)
+                   VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING""",
+                (row[0], row[1], row[2], row[3], row[4] or machine, row[5]),
             )
             report.count("agents", cursor.rowcount > 0)
         spaces = src.execute(
@@ -92,15 +93,21 @@ def _copy(source: MessageStore, target: MessageStore, machine: str) -> Migrated:
             """SELECT id, sender, space, priority, body, metadata, reply_to, thread, created_at, created_ms,
                       machine FROM messages ORDER BY id"""
         ).fetchall()
+        # A thread's number there: its first message's copy, or (that message pruned here) the first
+        # copy of the thread's messages that are left.
+        threads: dict[int, int] = {}
         for row in messages:
             old = int(row[0])
             if old in ids:
                 report.count("messages", False)
                 for _ in receipts.get(old, ()):
                     report.count("receipts", False)
+                if int(row[7]) not in ids and int(row[7]) not in threads:
+                    there = db.execute("SELECT thread FROM messages WHERE id = ?", (ids[old],)).fetchone()
+                    threads[int(row[7])] = int(there[0])
                 continue
             reply_to = ids.get(int(row[6])) if row[6] is not None else None
-            thread = ids.get(int(row[7]), 0)  # the thread's first message comes first (ids ascend)
+            thread = ids.get(int(row[7])) or threads.get(int(row[7]), 0)  # ids ascend: the first comes first
             new = target._insert(
                 db,
                 """INSERT INTO messages (sender, space, priority, body, metadata, reply_to, thread,
@@ -120,6 +127,7 @@ def _copy(source: MessageStore, target: MessageStore, machine: str) -> Migrated:
             )
             if thread == 0:
                 db.execute("UPDATE messages SET thread = id WHERE id = ?", (new,))
+                threads[int(row[7])] = new
             db.execute("INSERT INTO copied (source, original, message) VALUES (?, ?, ?)", (name, old, new))
             ids[old] = new
             report.count("messages", True)
@@ -142,4 +150,23 @@ def _copy(source: MessageStore, target: MessageStore, machine: str) -> Migrated:
                 (copy, row[1], row[2], row[3]),
             )
             report.count("relays", cursor.rowcount > 0)
+        for row in src.execute("SELECT message, agent, emoji, created_at FROM reactions ORDER BY message"):
+            copy = ids.get(int(row[0]))
+            if copy is None:
+                continue
+            cursor = db.execute(
+                """INSERT INTO reactions (message, agent, emoji, created_at) VALUES (?, ?, ?, ?)
+                   ON CONFLICT DO NOTHING""",
+                (copy, row[1], row[2], row[3]),
+            )
+            report.count("reactions", cursor.rowcount > 0)
+        for row in src.execute("SELECT message, pinned_by, pinned_at FROM pins ORDER BY message"):
+            copy = ids.get(int(row[0]))
+            if copy is None:
+                continue
+            cursor = db.execute(
+                "INSERT INTO pins (message, pinned_by, pinned_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                (copy, row[1], row[2]),
+            )
+            report.count("pins", cursor.rowcount > 0)
     return report

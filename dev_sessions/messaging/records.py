@@ -1,5 +1,6 @@
 """What messaging hands out: frozen records of messages, receipts, spaces and agents (and ``AgentInfo``,
-one row of `agents`: a session or an outside agent).
+one row of `agents`: a session or an outside agent). What only some commands return (reactions, pins,
+conversations, a prune, a context, the counts) is :mod:`dev_sessions.messaging.results`'.
 
 Plain data, built by :mod:`dev_sessions.messaging.store` from its rows and sent as they are through
 the gateway (whose wire codec names this module). ``to_json`` is the shape of ``--json`` output. No
@@ -102,6 +103,10 @@ class Agent:
     status: str | None
     machine: str | None = None
     """The machine it was last seen on (a store shared by several machines)."""
+    session: str | None = None
+    """The agent session that holds the name (``Settings.holder``), when one registered it."""
+    took_over_from: str | None = None
+    """In ``register``'s answer only: the session that held the name until it was taken over."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,8 @@ class AgentInfo:
     presence: str | None = None
     """``online`` or ``offline``: for a session of another machine, whether that machine said of it
     lately; for an outside agent, whether it was seen lately; None for a session of this machine."""
+    session: str | None = None
+    """An outside agent: the agent session that holds its name, when one registered it."""
 
     def to_json(self) -> JsonObject:
         data: JsonObject = {"name": self.name, "kind": self.kind, "machine": self.machine}
@@ -127,5 +134,5 @@ class AgentInfo:
         if self.kind == "session":
             data.update(cli=self.cli, status=self.status, parent=self.parent, lastSeen=self.last_seen)
         else:
-            data.update(status=self.status, lastSeen=self.last_seen)
+            data.update(status=self.status, lastSeen=self.last_seen, session=self.session)
         return data

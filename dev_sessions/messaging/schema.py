@@ -53,6 +53,26 @@ PASTING = [
     "ALTER TABLE receipts ADD COLUMN pasting_by TEXT",
 ]
 """Migration 4, the same SQL on both engines."""
+EXTRAS = [
+    # One agent's reaction to a message: an emoji (or a :short_name:), once per agent and emoji.
+    """CREATE TABLE reactions (
+        message BIGINT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+        agent TEXT NOT NULL,
+        emoji TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (message, agent, emoji)
+    )""",
+    # A pinned message (in its space, or its direct conversation); ``msg prune`` keeps it.
+    """CREATE TABLE pins (
+        message BIGINT PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+        pinned_by TEXT NOT NULL,
+        pinned_at TEXT NOT NULL
+    )""",
+    # Which agent session holds an outside agent's name (``Settings.holder``): registering a name that
+    # another live session holds is refused without ``--takeover``.
+    "ALTER TABLE agents ADD COLUMN session TEXT",
+]
+"""Migration 5, the same SQL on both engines: reactions, pins, and who holds an agent's name."""
 
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (
@@ -168,6 +188,8 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         4,
         PASTING,
     ),
+    # Issue 16: reactions, pins (kept by ``msg prune``), the session holding an outside agent's name.
+    (5, EXTRAS),
 ]
 
 

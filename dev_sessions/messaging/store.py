@@ -39,12 +39,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, Protocol, TypeVar
 
 from dev_sessions.config import BROKEN_CONFIG, Settings
-from dev_sessions.errors import MessageNotFound, SpaceNotFound, UsageError
+from dev_sessions.errors import MessageNotFound, NameInUse, SpaceNotFound, UsageError
 from dev_sessions.messaging.records import Agent, Message, Receipt, Space
 from dev_sessions.messaging.schema import MIGRATIONS, migrate, open_database, transaction, user_version
-from dev_sessions.store import now_iso
+from dev_sessions.store import now_iso, parse_iso
 
 if TYPE_CHECKING:
+    from dev_sessions.messaging.results import Pin, Reaction
     from dev_sessions.watch import Watcher
 
 PRIORITIES = ("low", "normal", "high", "urgent")
@@ -55,6 +56,7 @@ MAX_SPACE_DEPTH = 3
 MESSAGE_COLUMNS = (
     "m.id, m.sender, m.space, m.priority, m.body, m.metadata, m.reply_to, m.thread, m.created_at"
 )
+_AGENT_COLUMNS = "name, registered_at, last_seen, status, machine, session"
 _RECEIPT_COLUMNS = (
     "r.recipient, r.state, r.via, r.delivered_at, r.read_at, r.failed_at, r.reason, r.attempts, r.retry_at_ms,"
     " r.machine, r.pasting_at, r.pasting_by"
@@ -86,6 +88,22 @@ def message_of(row: Sequence[Any], receipt: Receipt | None = None) -> Message:
 
 def _receipt(row: Sequence[Any]) -> Receipt:
     return Receipt(*row)
+
+
+def _with_receipt(row: Sequence[Any]) -> Message:
+    """A row of a message and the reader's receipt (null columns when there is none)."""
+    return message_of(row[:9], _receipt(row[9:]) if row[9] is not None else None)
+
+
+def _like(text: str) -> str:
+    """``text`` as a LIKE pattern that matches it anywhere (``ESCAPE '\\'``)."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _seconds_since(stamp: str | None) -> float | None:
+    seen = parse_iso(stamp) if stamp else None
+    return None if seen is None else time.time() - seen.timestamp()
 
 
 def visible_to(viewer: str | None) -> tuple[str, tuple[str, ...]]:
@@ -212,30 +230,63 @@ class MessageStore:
 
     # -- agents ------------------------------------------------------------------------------------------
 
-    @one_write
-    def register_agent(self, name: str, machine: str | None = None) -> Agent:
-        stamp = now_iso()
-        with self.write() as db:
-            db.execute(
-                """INSERT INTO agents (name, registered_at, last_seen, machine) VALUES (?, ?, ?, ?)
-                   ON CONFLICT(name) DO NOTHING""",
-                (name, stamp, stamp, machine),
-            )
-        agent = self.agent(name)
-        assert agent is not None
-        return agent
-
     def agent(self, name: str) -> Agent | None:
-        row = self.db.execute(
-            "SELECT name, registered_at, last_seen, status, machine FROM agents WHERE name = ?", (name,)
-        ).fetchone()
+        row = self.db.execute(f"SELECT {_AGENT_COLUMNS} FROM agents WHERE name = ?", (name,)).fetchone()
         return Agent(*row) if row else None
 
     def agents(self) -> list[Agent]:
-        rows = self.db.execute(
-            "SELECT name, registered_at, last_seen, status, machine FROM agents ORDER BY name"
-        )
+        rows = self.db.execute(f"SELECT {_AGENT_COLUMNS} FROM agents ORDER BY name")
         return [Agent(*row) for row in rows]
+
+    @one_write
+    def hold(
+        self,
+        name: str,
+        session: str | None,
+        *,
+        live_s: float,
+        takeover: bool = False,
+        status: str | None = None,
+        machine: str | None = None,
+    ) -> Agent:
+        """Register the outside agent ``name`` (or say it is alive) for the agent session ``session``
+        (None: not known), in one write. Another session holding the name and seen within ``live_s``
+        seconds is :class:`NameInUse`, unless ``takeover``: then the name is this session's, and the
+        agent returned says whose it was (``took_over_from``). A name whose holder is unknown, or
+        not live, is simply held from now on."""
+        stamp = now_iso()
+        with self.write() as db:
+            row = db.execute(f"SELECT {_AGENT_COLUMNS} FROM agents WHERE name = ?", (name,)).fetchone()
+            before = Agent(*row) if row else None
+            if before is None:
+                db.execute(
+                    f"INSERT INTO agents ({_AGENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                    (name, stamp, stamp, status, machine, session),
+                )
+                return Agent(name, stamp, stamp, status, machine, session)
+            ago = _seconds_since(before.last_seen)
+            held = (
+                before.session is not None and before.session != session and ago is not None and ago < live_s
+            )
+            if held and not takeover:
+                raise NameInUse(
+                    name=name, holder=before.session or "", machine=before.machine, seconds=int(ago or 0)
+                )
+            holder = session if held or session is not None else before.session
+            db.execute(
+                """UPDATE agents SET last_seen = ?, status = coalesce(?, status),
+                   machine = coalesce(?, machine), session = ? WHERE name = ?""",
+                (stamp, status, machine, holder, name),
+            )
+        return Agent(
+            name,
+            before.registered_at,
+            stamp,
+            status if status is not None else before.status,
+            machine if machine is not None else before.machine,
+            holder,
+            before.session if held else None,
+        )
 
     @one_write
     def heartbeat(self, name: str, status: str | None, machine: str | None = None) -> None:
@@ -665,6 +716,197 @@ class MessageStore:
             "SELECT DISTINCT m.sender, x.host FROM relays x JOIN messages m ON m.id = x.message"
         )
         return {(str(row[0]), str(row[1])) for row in rows}
+
+    def _exists(self, db: Database, message_id: int) -> None:
+        if db.execute("SELECT 1 FROM messages WHERE id = ?", (message_id,)).fetchone() is None:
+            raise MessageNotFound(message_id=message_id)
+
+    # -- reactions and pins ----------------------------------------------------------------------------
+
+    @one_write
+    def react(self, message_id: int, agent: str, emoji: str) -> bool:
+        """``agent`` reacts to a message with ``emoji``; False when it had already."""
+        with self.write() as db:
+            self._exists(db, message_id)
+            cursor = db.execute(
+                """INSERT INTO reactions (message, agent, emoji, created_at) VALUES (?, ?, ?, ?)
+                   ON CONFLICT DO NOTHING""",
+                (message_id, agent, emoji, now_iso()),
+            )
+        return cursor.rowcount > 0
+
+    @one_write
+    def unreact(self, message_id: int, agent: str, emoji: str) -> bool:
+        """Take ``agent``'s reaction back; False when there was none."""
+        with self.write() as db:
+            self._exists(db, message_id)
+            cursor = db.execute(
+                "DELETE FROM reactions WHERE message = ? AND agent = ? AND emoji = ?",
+                (message_id, agent, emoji),
+            )
+        return cursor.rowcount > 0
+
+    def reactions(self, message_id: int) -> list[Reaction]:
+        """The reactions to a message, each emoji with who reacted, in the order they came."""
+        from dev_sessions.messaging.results import Reaction
+
+        self._exists(self.db, message_id)
+        rows = self.db.execute(
+            "SELECT emoji, agent FROM reactions WHERE message = ? ORDER BY created_at, agent", (message_id,)
+        )
+        who: dict[str, list[str]] = {}
+        for emoji, agent in rows:
+            who.setdefault(str(emoji), []).append(str(agent))
+        return [Reaction(emoji, tuple(agents)) for emoji, agents in who.items()]
+
+    @one_write
+    def pin(self, message_id: int, by: str) -> bool:
+        """Pin a message; False when it was pinned already (by anyone)."""
+        with self.write() as db:
+            self._exists(db, message_id)
+            cursor = db.execute(
+                "INSERT INTO pins (message, pinned_by, pinned_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                (message_id, by, now_iso()),
+            )
+        return cursor.rowcount > 0
+
+    @one_write
+    def unpin(self, message_id: int) -> bool:
+        """Unpin a message; False when it was not pinned."""
+        with self.write() as db:
+            self._exists(db, message_id)
+            cursor = db.execute("DELETE FROM pins WHERE message = ?", (message_id,))
+        return cursor.rowcount > 0
+
+    def pins(
+        self,
+        *,
+        space: str | None = None,
+        reader: str | None = None,
+        peer: str | None = None,
+        viewer: str | None = None,
+    ) -> list[Pin]:
+        """Pinned messages, oldest pin first: of a ``space``; of the direct conversation of ``reader``
+        and ``peer``; else every one ``reader`` sent or received (every one for None). Only those
+        ``viewer`` sent or received, when given."""
+        from dev_sessions.messaging.results import Pin
+
+        clauses: list[str] = []
+        args: list[Any] = []
+        if space is not None:
+            clauses.append("m.space = ?")
+            args.append(space)
+        elif peer is not None and reader is not None:
+            mine = "EXISTS (SELECT 1 FROM receipts r WHERE r.message = m.id AND r.recipient = ?)"
+            clauses.append(f"m.space IS NULL AND ((m.sender = ? AND {mine}) OR (m.sender = ? AND {mine}))")
+            args += [reader, peer, peer, reader]
+        else:
+            where, more = visible_to(reader)
+            clauses.append(where)
+            args += more
+        where, more = visible_to(viewer)
+        clauses.append(where)
+        args += more
+        rows = self.db.execute(
+            f"""SELECT {MESSAGE_COLUMNS}, p.pinned_by, p.pinned_at FROM pins p JOIN messages m ON m.id = p.message
+                WHERE {" AND ".join(clauses)} ORDER BY p.pinned_at, m.id""",
+            args,
+        ).fetchall()
+        return [Pin(message_of(row[:9]), row[9], row[10]) for row in rows]
+
+    # -- conversations, mentions, counts -----------------------------------------------------------------
+
+    def conversation_rows(self, me: str) -> list[tuple[int, str, str | None, str | None, str | None]]:
+        """(message id, sender, space, recipient, its state): a row per recipient of every message
+        ``me`` sent or received, oldest first (see :func:`dev_sessions.messaging.conversations.group`)."""
+        rows = self.db.execute(
+            """SELECT m.id, m.sender, m.space, r.recipient, r.state FROM messages m
+               LEFT JOIN receipts r ON r.message = m.id
+               WHERE m.sender = ? OR EXISTS (SELECT 1 FROM receipts x WHERE x.message = m.id AND x.recipient = ?)
+               ORDER BY m.id""",
+            (me, me),
+        )
+        return [(int(row[0]), row[1], row[2], row[3], row[4]) for row in rows]
+
+    def messages_of(self, message_ids: Collection[int], reader: str | None = None) -> dict[int, Message]:
+        """The messages of these ids (by id), with ``reader``'s receipt where it has one."""
+        if not message_ids:
+            return {}
+        marks = ", ".join("?" * len(message_ids))
+        rows = self.db.execute(
+            f"""SELECT {MESSAGE_COLUMNS}, {_RECEIPT_COLUMNS} FROM messages m
+                LEFT JOIN receipts r ON r.message = m.id AND r.recipient = ? WHERE m.id IN ({marks})""",
+            (reader, *message_ids),
+        )
+        return {int(row[0]): _with_receipt(row) for row in rows}
+
+    def mentioning(self, name: str, viewer: str | None = None, limit: int = 200) -> list[Message]:
+        """The newest messages (at most ``limit``, newest first) whose body has ``@name`` in it,
+        not sent by ``name``, with its receipt where it has one; a caller checks the name is whole."""
+        where, args = visible_to(viewer)
+        rows = self.db.execute(
+            f"""SELECT {MESSAGE_COLUMNS}, {_RECEIPT_COLUMNS} FROM messages m
+                LEFT JOIN receipts r ON r.message = m.id AND r.recipient = ?
+                WHERE m.body LIKE ? ESCAPE '\\' AND m.sender != ? AND {where} ORDER BY m.id DESC LIMIT ?""",
+            (name, _like(f"@{name}"), name, *args, limit),
+        )
+        return [_with_receipt(row) for row in rows]
+
+    def unread_count(self, reader: str) -> int:
+        row = self.db.execute(
+            "SELECT count(*) FROM receipts WHERE recipient = ? AND state != 'read'", (reader,)
+        ).fetchone()
+        return int(row[0])
+
+    def spaces_of(self, agent: str) -> list[str]:
+        rows = self.db.execute("SELECT space FROM members WHERE agent = ? ORDER BY space", (agent,))
+        return [str(row[0]) for row in rows]
+
+    def counts(self) -> dict[str, int]:
+        """How many outside agents, messages, unread receipts, spaces and pins the store holds."""
+        row = self.db.execute(
+            """SELECT (SELECT count(*) FROM agents), (SELECT count(*) FROM messages),
+                      (SELECT count(*) FROM receipts WHERE state != 'read'), (SELECT count(*) FROM spaces),
+                      (SELECT count(*) FROM pins)"""
+        ).fetchone()
+        return dict(zip(("agents", "messages", "unread", "spaces", "pinned"), map(int, row), strict=True))
+
+    # -- retention -----------------------------------------------------------------------------------------
+
+    @one_write
+    def prune(self, before_ms: int, *, dry_run: bool = False) -> tuple[int, int, int]:
+        """Delete the messages created before ``before_ms`` that are not pinned (their receipts,
+        reactions and links go with them; on SQLite the FTS5 index is kept by its trigger, on
+        PostgreSQL the search column is the row's). A reply that stays loses its ``reply_to`` when
+        its parent goes, and keeps its ``thread``. Returns (pruned, old ones kept as pinned, replies
+        detached), which a ``dry_run`` counts without deleting."""
+        doomed = "m.created_ms < ? AND NOT EXISTS (SELECT 1 FROM pins p WHERE p.message = m.id)"
+        kept = "(k.created_ms >= ? OR EXISTS (SELECT 1 FROM pins q WHERE q.message = k.id))"
+        orphans = f"k.reply_to IN (SELECT m.id FROM messages m WHERE {doomed}) AND {kept}"
+
+        def count(db: Database) -> tuple[int, int, int]:
+            row = db.execute(
+                f"""SELECT (SELECT count(*) FROM messages m WHERE {doomed}),
+                           (SELECT count(*) FROM messages m JOIN pins p ON p.message = m.id WHERE m.created_ms < ?),
+                           (SELECT count(*) FROM messages k WHERE {orphans})""",
+                (before_ms, before_ms, before_ms, before_ms),
+            ).fetchone()
+            return int(row[0]), int(row[1]), int(row[2])
+
+        if dry_run:
+            return count(self.db)
+        with self.write() as db:
+            found = count(db)
+            if found[0]:
+                db.execute(
+                    f"UPDATE messages SET reply_to = NULL WHERE id IN (SELECT k.id FROM messages k WHERE {orphans})",
+                    (before_ms, before_ms),
+                )
+                db.execute(
+                    f"DELETE FROM messages WHERE id IN (SELECT m.id FROM messages m WHERE {doomed})",
+                    (before_ms,),
+                )
+        return found
 
     @one_write
     def failed(self, message_id: int, recipient: str, reason: str, retry_at_ms: int | None) -> None:

@@ -26,6 +26,7 @@ from dev_sessions.errors import (
     BadAnswer,
     DevSessionsError,
     MessageNotFound,
+    NameInUse,
     NoMessage,
     SessionNotFound,
     SpaceNotFound,
@@ -219,6 +220,15 @@ MESSAGE_CASES: dict[str, MessageCase] = {
     "register": lambda api, me: api.register(f"new-{me}"),
     "heartbeat": lambda api, me: api.heartbeat(me, "busy"),
     "agents": lambda api, me: api.agents(),
+    "react": lambda api, me: api.react(_message(api, me), "👍", me),
+    "unreact": lambda api, me: api.unreact((m := _message(api, me), api.react(m, "👍", me))[0], "👍", me),
+    "reactions": lambda api, me: api.reactions((m := _message(api, me), api.react(m, ":+1:", me))[0]),
+    "pin": lambda api, me: api.pin(_message(api, me), me),
+    "unpin": lambda api, me: api.unpin((m := _message(api, me), api.pin(m, me))[0]),
+    "pinned": lambda api, me: (api.pin(_message(api, me), me), api.pinned(reader=me))[1],
+    "conversations": lambda api, me: (_message(api, me), api.conversations(me))[1],
+    "context": lambda api, me: (api.send("boss", f"@{me} hi", sender="boss"), api.context(me))[1],
+    "prune": lambda api, me: api.prune("30d", dry_run=True),
 }
 
 
@@ -302,6 +312,26 @@ ERROR_CASES: list[tuple[str, type[DevSessionsError], Callable[[Faces, bool], obj
         lambda f, r: (f.remote_messages if r else f.local_messages).members("nowhere"),
     ),
     ("timeout", NoMessage, lambda f, r: (f.remote_messages if r else f.local_messages).wait("boss", 0.2)),
+    (
+        "not an emoji",
+        UsageError,
+        lambda f, r: (f.remote_messages if r else f.local_messages).react(1, "ok", "boss"),
+    ),
+    (
+        "no such message to pin",
+        MessageNotFound,
+        lambda f, r: (f.remote_messages if r else f.local_messages).pin(987654),
+    ),
+    (
+        "no age",
+        UsageError,
+        lambda f, r: (f.remote_messages if r else f.local_messages).prune("a while"),
+    ),
+    (
+        "name in use",
+        NameInUse,
+        lambda f, r: (f.remote_messages if r else f.local_messages).register("held", session="codex:other"),
+    ),
 ]
 
 
@@ -310,6 +340,7 @@ def test_errors_come_back_as_themselves(
     faces: Faces, name: str, kind: type[DevSessionsError], case: Callable[[Faces, bool], object]
 ) -> None:
     faces.local_messages.register("boss")
+    faces.local_messages.register("held", session="claude:holder")
     with pytest.raises(kind) as local:
         case(faces, False)
     with pytest.raises(kind) as remote:

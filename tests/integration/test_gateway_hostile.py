@@ -255,6 +255,35 @@ def test_a_scoped_token_acts_as_its_name_only(gateway: GatewayProcess, cli: DevS
     assert any("secret" in m["body"] for m in answer["result"])
 
 
+def test_a_scoped_token_reacts_pins_and_sees_mentions_of_its_own_messages_only(
+    gateway: GatewayProcess, cli: DevSessions
+) -> None:
+    for name in ("boss", "worker", "other"):
+        cli.ok("agents", "register", name)
+    token = _scoped(cli, "worker")
+    theirs = int(cli.ok("msg", "send", "--from", "boss", "--to", "other", "@worker is slow").strip())
+    mine = int(cli.ok("msg", "send", "--from", "boss", "--to", "worker", "@worker go").strip())
+    for method in ("react", "unreact"):
+        status, answer = _answer(gateway, token, "messages", method, {"message_id": theirs, "emoji": "👍"})
+        assert "no such message" in answer["error"]["message"], method
+    for method in ("pin", "unpin", "reactions"):
+        status, answer = _answer(gateway, token, "messages", method, {"message_id": theirs})
+        assert "no such message" in answer["error"]["message"], method
+    status, answer = _answer(gateway, token, "messages", "react", {"message_id": mine, "emoji": "👍"})
+    assert status == 200 and answer["result"] is True
+    assert json.loads(cli.ok("msg", "reactions", str(mine), "--json"))[0]["agents"] == ["worker"]
+    cli.ok("msg", "pin", str(theirs))
+    status, answer = _answer(gateway, token, "messages", "pinned", {})
+    assert status == 200 and answer["result"] == []
+    status, answer = _answer(gateway, token, "messages", "context", {})
+    assert status == 200 and [m["id"] for m in answer["result"]["mentions"]["$tuple"]] == [mine]
+    for method, args in (("prune", {"older_than": "1d"}), ("stats", {})):
+        status, answer = _answer(gateway, token, "messages", method, args)
+        assert status == 403 and "only with the owner's token" in answer["error"]["message"], method
+    status, answer = _answer(gateway, gateway.token, "messages", "stats", {})  # the owner may
+    assert status == 200 and answer["result"]["pinned"] == 1
+
+
 def test_a_scoped_token_reaches_only_its_own_sessions_and_roots(
     gateway: GatewayProcess, cli: DevSessions, tmp_path: Path, isolated: Path
 ) -> None:

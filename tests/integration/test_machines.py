@@ -7,6 +7,7 @@ status`` say which machine; and each deliverer takes only its own machine's rece
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -173,6 +174,34 @@ def test_msg_migrate_copies_a_local_store_once(
     assert [r.state for r in store.receipts(copies[0].id)] == ["read"], "answering it read it"
     assert store.origin_machine(copies[0].id) == "laptop"
     assert [s.name for s in store.spaces()] == ["org", "team"]
+    store.close()
+
+
+def test_msg_migrate_copies_reactions_pins_holders_and_a_pruned_thread(
+    cli: DevSessions, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DEV_SESSIONS_MESSAGES_URL", raising=False)
+    monkeypatch.setenv("CLAUDE_CODE_SESSION_ID", "holder")
+    cli.ok("agents", "register", "alice")
+    monkeypatch.delenv("CLAUDE_CODE_SESSION_ID")
+    root = cli.ok("msg", "send", "--to", "alice", "old question").strip()
+    reply = cli.ok("msg", "reply", root, "--from", "alice", "an answer").strip()
+    cli.ok("msg", "reply", reply, "another answer")
+    cli.ok("msg", "react", reply, "👍")
+    cli.ok("msg", "pin", reply, "--as", "alice")
+    local = open_store(Path(os.environ["DEV_SESSIONS_HOME"]) / "messages.db")
+    local.db.execute("UPDATE messages SET created_ms = 0 WHERE id = ?", (int(root),))
+    local.close()
+    cli.ok("msg", "prune", "--older-than", "30d")  # the thread's first message goes
+    report = json.loads(cli.ok("msg", "migrate", "--to", pg_url, "--json"))
+    assert (report["reactions"], report["pins"]) == ({"copied": 1, "already": 0}, {"copied": 1, "already": 0})
+    store = open_store(pg_url)
+    copies = store.feed()
+    assert [m.body for m in copies] == ["an answer", "another answer"]
+    assert len({m.thread for m in copies}) == 1, "what is left of a thread stays one thread"
+    assert [(r.emoji, r.agents) for r in store.reactions(copies[0].id)] == [("👍", ("user",))]
+    assert [(p.message.id, p.pinned_by) for p in store.pins()] == [(copies[0].id, "alice")]
+    assert store.agent("alice").session == "claude:holder"  # type: ignore[union-attr]
     store.close()
 
 

@@ -47,6 +47,10 @@ def test_every_call_of_the_api_is_a_tool_with_a_valid_schema(workdir: Path) -> N
             assert name in listed
         for name in ("wait_for_message", "search_messages", "feed", "spaces", "agents"):
             assert name in listed
+        for name in ("react", "unreact", "reactions", "pin_message", "unpin_message", "pinned_messages"):
+            assert name in listed
+        for name in ("conversations", "prune_messages", "context", "stats", "register_agent", "heartbeat"):
+            assert name in listed
         for name, tool in listed.items():
             jsonschema.Draft202012Validator.check_schema(tool.input_schema)
             assert tool.input_schema["additionalProperties"] is False
@@ -108,10 +112,25 @@ def test_messages_through_the_tools_and_the_inbox_resource(workdir: Path, cli: D
         }
         with pytest.raises(MCPError, match="no such session"):
             await session.read_resource("dev-sessions://sessions/nope-top/conversation")
+        # Issue 16's calls are tools like the others, with the --json shapes.
+        assert result(await session.call_tool("react", {"message_id": answer["id"], "emoji": "👍"})) is True
+        reactions = result(await session.call_tool("reactions", {"message_id": answer["id"]}))
+        assert reactions == [{"emoji": "👍", "count": 1, "agents": ["user"]}]
+        assert result(await session.call_tool("pin_message", {"message_id": sent["id"]})) is True
+        pinned = result(await session.call_tool("pinned_messages", {"peer": "boss"}))
+        assert [(p["id"], p["pinnedBy"]) for p in pinned] == [(sent["id"], "user")]
+        talks = result(await session.call_tool("conversations", {}))
+        # The reply went to its sender, the user itself: a note to self, apart from the one with boss.
+        assert [(c["name"], c["messages"], c["unread"]) for c in talks] == [("user", 1, 1), ("boss", 1, 0)]
+        assert result(await session.call_tool("context", {}))["unread"] == 1
+        assert result(await session.call_tool("stats", {}))["pinned"] == 1
+        bad = error(await session.call_tool("react", {"message_id": sent["id"], "emoji": "nice"}))
+        assert bad["exitCode"] == 2 and "is not an emoji" in bad["message"]
 
     run(workdir, scenario)
     # The command line sees what the tools did: one store, one API.
     assert [m["body"] for m in json.loads(cli.ok("msg", "read", "--json"))] == ["hello user"]
+    assert json.loads(cli.ok("msg", "reactions", "2", "--json"))[0]["agents"] == ["user"]
 
 
 def test_a_long_call_reports_progress_and_a_cancelled_one_leaves_nothing_behind(

@@ -6,12 +6,20 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
 
 from dev_sessions.config import Settings
-from dev_sessions.errors import MessageNotFound, RecipientNotFound, SpaceNotFound, StoreTooNew, UsageError
+from dev_sessions.errors import (
+    MessageNotFound,
+    NameInUse,
+    RecipientNotFound,
+    SpaceNotFound,
+    StoreTooNew,
+    UsageError,
+)
 from dev_sessions.messaging.messenger import Messenger, parse_message_id, parse_since
 from dev_sessions.messaging.notice import frame, head, shown
 from dev_sessions.messaging.schema import MIGRATIONS
@@ -64,7 +72,7 @@ def test_the_stamp_moves_with_what_a_messages_page_shows(store: MessageStore) ->
     assert moved()
     store.join("team", "me")
     assert moved()
-    store.register_agent("someone")
+    store.hold("someone", None, live_s=60)
     assert moved()
     assert not moved()  # nothing happened: the same
 
@@ -356,3 +364,201 @@ def test_the_next_retry_of_some_recipients(store: MessageStore) -> None:
     assert store.next_retry_ms() == 1000
     assert store.next_retry_ms(["here"]) == 2000
     assert store.next_retry_ms([]) is None
+
+
+# -- reactions, pins, prune, conversations, names held (issue 16) --------------------------------------
+
+DAY_MS = 86_400_000
+
+
+def age(store: MessageStore, message_id: int, days: float) -> None:
+    """Make a message ``days`` old (as if it had been sent then)."""
+    store.db.execute(
+        "UPDATE messages SET created_ms = created_ms - ? WHERE id = ?", (int(days * DAY_MS), message_id)
+    )
+
+
+def test_a_reaction_once_per_agent_and_emoji(store: MessageStore) -> None:
+    message = store.send("a", {"b": "mailbox"}, "shipped")
+    assert store.react(message.id, "b", "👍") is True
+    assert store.react(message.id, "b", "👍") is False
+    store.react(message.id, "a", "👍")
+    store.react(message.id, "a", "🎉")
+    # In the order they came, to the millisecond (these four may share one).
+    assert {r.emoji: (r.count, sorted(r.agents)) for r in store.reactions(message.id)} == {
+        "👍": (2, ["a", "b"]),
+        "🎉": (1, ["a"]),
+    }
+    assert store.unreact(message.id, "a", "🎉") is True
+    assert store.unreact(message.id, "a", "🎉") is False
+    assert [r.emoji for r in store.reactions(message.id)] == ["👍"]
+    for act in (store.react, store.unreact):
+        with pytest.raises(MessageNotFound):
+            act(999, "a", "👍")
+    with pytest.raises(MessageNotFound):
+        store.reactions(999)
+
+
+def test_pins_of_a_space_of_a_conversation_and_of_everything_seen(store: MessageStore) -> None:
+    store.create_space("team", None, "", "a")
+    in_space = store.send("a", {"b": "mailbox"}, "the plan", space="team")
+    direct = store.send("a", {"b": "mailbox"}, "between a and b")
+    elsewhere = store.send("c", {"d": "mailbox"}, "not b's")
+    for message, by in ((in_space, "a"), (direct, "b"), (elsewhere, "c")):
+        assert store.pin(message.id, by) is True
+    assert store.pin(direct.id, "a") is False, "pinned already (by b)"
+    assert [(p.message.id, p.pinned_by) for p in store.pins(space="team")] == [(in_space.id, "a")]
+    assert [p.message.id for p in store.pins(reader="b", peer="a")] == [direct.id]
+    assert [p.message.id for p in store.pins(reader="a", peer="b")] == [direct.id]
+    assert [p.message.id for p in store.pins(reader="b")] == [in_space.id, direct.id]
+    assert [p.message.id for p in store.pins()] == [in_space.id, direct.id, elsewhere.id]
+    assert [p.message.id for p in store.pins(viewer="d")] == [elsewhere.id]
+    assert store.unpin(direct.id) is True and store.unpin(direct.id) is False
+    assert [p.message.id for p in store.pins(reader="b")] == [in_space.id]
+    with pytest.raises(MessageNotFound):
+        store.pin(999, "a")
+
+
+def test_prune_keeps_pins_and_what_is_left_of_a_thread(store: MessageStore) -> None:
+    root = store.send("boss", {"w": "mailbox"}, "oldroot question")
+    old_reply = store.send("w", {"boss": "mailbox"}, "oldreply answer", reply_to=root.id)
+    new_reply = store.send("boss", {"w": "mailbox"}, "newreply follow-up", reply_to=old_reply.id)
+    pinned = store.send("boss", {"w": "mailbox"}, "oldpinned rules")
+    recent = store.send("boss", {"w": "mailbox"}, "recent news")
+    store.react(root.id, "w", "👍")
+    store.pin(pinned.id, "boss")
+    for message in (root, old_reply, pinned):
+        age(store, message.id, 40)
+    cut = int(time.time() * 1000) - 30 * DAY_MS
+    assert store.prune(cut, dry_run=True) == (2, 1, 1)
+    assert store.last_id() == recent.id and store.message(root.id), "a dry run deletes nothing"
+    assert store.prune(cut) == (2, 1, 1)
+    assert store.prune(cut) == (0, 1, 0)
+    left = [m.id for m in store.feed()]
+    assert left == [new_reply.id, pinned.id, recent.id]
+    kept = store.message(new_reply.id)
+    assert (kept.reply_to, kept.thread) == (None, root.id), "its parent went; its thread stays"
+    assert [m.id for m in store.thread(new_reply.id)] == [new_reply.id]
+    assert store.inbox("w")[0].id == new_reply.id and store.receipts(new_reply.id)
+    with pytest.raises(MessageNotFound):
+        store.receipts(root.id)
+    # The search index follows: nothing pruned is found, what is left still is.
+    assert store.search("oldroot OR oldreply") == []
+    assert [m.id for m in store.search("newreply OR oldpinned")] and {
+        m.id for m in store.search("newreply OR oldpinned")
+    } == {new_reply.id, pinned.id}
+    if store.engine == "sqlite":
+        store.db.execute("INSERT INTO messages_fts(messages_fts, rank) VALUES ('integrity-check', 1)")
+        assert store.db.execute("SELECT count(*) FROM reactions").fetchone()[0] == 0
+    orphans = (
+        "SELECT count(*) FROM receipts r WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = r.message)"
+    )
+    assert store.db.execute(orphans).fetchone()[0] == 0
+
+
+def test_a_name_held_by_a_live_session_is_not_taken_silently(store: MessageStore) -> None:
+    first = store.hold("boss", "claude:one", live_s=300)
+    assert (first.session, first.took_over_from) == ("claude:one", None)
+    assert store.hold("boss", "claude:one", live_s=300).session == "claude:one", "its own again"
+    with pytest.raises(NameInUse, match="boss: in use by session claude:one, last seen 0s ago"):
+        store.hold("boss", "codex:two", live_s=300)
+    with pytest.raises(NameInUse):
+        store.hold("boss", None, live_s=300, status="x")  # not known to be another: still in use
+    assert store.agent("boss").status is None, "a refused heartbeat changes nothing"  # type: ignore[union-attr]
+    taken = store.hold("boss", "codex:two", live_s=300, takeover=True)
+    assert (taken.session, taken.took_over_from) == ("codex:two", "claude:one")
+    assert store.agent("boss").session == "codex:two"  # type: ignore[union-attr]
+    # Not live any more: the next session simply holds it.
+    store.db.execute("UPDATE agents SET last_seen = '2020-01-01T00:00:00.000Z' WHERE name = 'boss'")
+    assert store.hold("boss", "claude:three", live_s=300).took_over_from is None
+    # A name nobody known holds is held from now on; a holder unknown keeps it as it is.
+    store.hold("free", None, live_s=300)
+    assert store.hold("free", "claude:four", live_s=300).session == "claude:four"
+    assert store.hold("free", None, live_s=300, takeover=True).session is None
+
+
+def test_context_of_a_session_and_of_an_outside_agent(tmp_path: Path, messages_url: str | None) -> None:
+    m = messenger(tmp_path)
+    m.register("boss")
+    add_session(m, "fizz-top", parent="boss")
+    add_session(m, "buzz-mid", parent="fizz-top")
+    m.create_space("team")
+    m.join("team", "fizz-top")
+    m.send("fizz-top", "first", sender="boss")
+    m.send("team", "@fizz-top and @boss: standup", sender="user")
+    m.send("boss", "a note for @fizz-top.", sender="user")  # mentions it, though not to it
+    m.send("boss", "from @fizz-top itself", sender="fizz-top")
+    mine = m.context("fizz-top")
+    assert (mine.kind, mine.parent, mine.cli, mine.unread, mine.spaces) == (
+        "session",
+        "boss",
+        "claude",
+        2,
+        ("team",),
+    )
+    assert mine.latest_unread is not None and mine.latest_unread.body == "@fizz-top and @boss: standup"
+    assert [x.body for x in mine.mentions] == ["a note for @fizz-top.", "@fizz-top and @boss: standup"]
+    assert [x.receipt is None for x in mine.mentions] == [True, False]
+    assert (mine.sessions, mine.leases, mine.focus) == (("buzz-mid",), (), None)
+    boss = m.context("boss")
+    assert (boss.kind, boss.parent, boss.unread, boss.sessions) == ("agent", None, 2, ("fizz-top",))
+    assert [x.body for x in boss.mentions] == ["@fizz-top and @boss: standup"]
+    assert [x.body for x in m.context("boss", viewer="nobody").mentions] == [], "a viewer sees its own only"
+
+
+def test_conversations_of_an_agent(tmp_path: Path, messages_url: str | None) -> None:
+    m = messenger(tmp_path)
+    for name in ("alice", "bob"):
+        m.register(name)
+    m.create_space("team")
+    for name in ("alice", "bob"):
+        m.join("team", name)
+    question = m.send("bob", "lunch?", sender="alice")
+    m.reply(question.id, "yes", sender="bob")
+    m.send("team", "standup", sender="alice")
+    found = [
+        (c.kind, c.name, c.participants, c.messages, c.unread, c.last.body) for c in m.conversations("bob")
+    ]
+    assert found == [
+        ("space", "team", ("alice", "bob"), 1, 1, "standup"),
+        ("direct", "alice", ("alice", "bob"), 2, 0, "yes"),
+    ]
+    assert [(c.name, c.unread) for c in m.conversations("alice")] == [("team", 0), ("bob", 1)]
+    assert m.conversations("nobody") == []
+
+
+def test_stats_count_what_the_store_holds(tmp_path: Path, messages_url: str | None) -> None:
+    m = messenger(tmp_path)
+    m.register("a")
+    add_session(m, "fizz-top")
+    m.create_space("team")
+    m.pin(m.send("a", "one").id)
+    m.send("a", "two")
+    stats = m.stats()
+    assert (stats.sessions, stats.agents, stats.messages, stats.unread, stats.spaces, stats.pinned) == (
+        1,
+        2,
+        2,
+        2,
+        1,
+        1,
+    )
+    assert stats.schema == m.store.migrations[-1][0] and stats.engine == m.store.engine
+    assert "projects" not in stats.to_json() and "leases" not in stats.to_json()
+    if messages_url is not None:
+        assert stats.store.startswith("postgresql://") and stats.store == m.store.where
+    else:
+        assert stats.store == str(tmp_path / "state" / "messages.db")
+
+
+def test_a_version_3_database_learns_reactions_pins_and_holders(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    old = MessageStore(path, migrations=[mig for mig in MIGRATIONS if mig[0] <= 3])
+    kept = old.send("a", {"b": "mailbox"}, "before the upgrade")
+    old.db.execute("INSERT INTO agents (name, registered_at) VALUES ('b', '2026-01-01T00:00:00Z')")
+    old.close()
+    new = MessageStore(path)
+    assert new.version == MIGRATIONS[-1][0]
+    assert new.agent("b").session is None  # type: ignore[union-attr]
+    assert new.react(kept.id, "b", "👍") and new.pin(kept.id, "b")
+    assert [p.message.body for p in new.pins(reader="b")] == ["before the upgrade"]
