@@ -42,6 +42,17 @@ a ``Settings`` (and, where a child process inherits it, ``settings.environ``). T
 One setting may also come from ``$DEV_SESSIONS_HOME/config.json`` (a JSON object, keys named as the
 variables), read only when the variable is unset: ``DEV_SESSIONS_MESSAGES_URL``, so that every command
 of a machine uses the team's server without exporting it in each shell.
+
+The same file's ``webhooks`` section (a list) says which HTTP endpoints the deliverer tells of
+messages (:mod:`dev_sessions.messaging.webhooks`); each entry is a :class:`Webhook`::
+
+    {"webhooks": [{"url": "https://example.com/hook", "events": ["dm", "mention"],
+                   "agents": ["boss"], "secret": "...", "timeout": 5, "retries": 4}]}
+
+``events`` (default all): ``dm``, ``space``, ``mention`` (an ``@name`` in a body), ``urgent``;
+``agents`` (optional): only messages to them (or mentioning them); ``secret`` (optional): the key of
+the HMAC-SHA256 signature header. An entry that is not right is left out and said by
+``webhooks status`` (``Settings.webhooks_problem``), never with its secret.
 """
 
 from __future__ import annotations
@@ -72,22 +83,113 @@ def _path(environ: Mapping[str, str], name: str) -> Path | None:
     return Path(raw).expanduser() if raw else None
 
 
-def _from_file(home: str, name: str) -> str | None:
-    """``name`` in ``$DEV_SESSIONS_HOME/config.json``, if that file exists and sets it to a string."""
+WEBHOOK_EVENTS = ("dm", "space", "mention", "urgent")
+
+
+class Webhook(NamedTuple):
+    """One endpoint of the ``webhooks`` section of ``config.json``. Its secret is never shown."""
+
+    url: str
+    events: tuple[str, ...] = WEBHOOK_EVENTS
+    agents: tuple[str, ...] | None = None
+    """Only messages to (or mentioning) these agents; None: everyone's."""
+    secret: str | None = None
+    timeout: float = 5.0
+    retries: int = 4
+
+    def __repr__(self) -> str:
+        signed = "signed" if self.secret else "unsigned"
+        return f"Webhook({self.url.split('?')[0]!r}, events={list(self.events)}, {signed})"
+
+
+_NO_FILE = object()
+
+
+def _config_file(home: str) -> object:
+    """The parsed ``config.json`` (a dict), ``_NO_FILE`` when there is none, or None when it is not JSON."""
     try:
         raw = (Path(home).expanduser() / CONFIG_FILE).read_bytes()
     except OSError:
-        return None  # no file (the usual case): nothing set there
+        return _NO_FILE  # no file (the usual case): nothing set there
     import json
 
     try:
-        value = json.loads(raw).get(name, "")
-    except (ValueError, AttributeError):
-        value = None
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def _from_file(home: str, name: str, config: object) -> str | None:
+    """``name`` in ``$DEV_SESSIONS_HOME/config.json``, if that file exists and sets it to a string."""
+    if config is _NO_FILE:
+        return None
+    value = config.get(name, "") if isinstance(config, dict) else None
     if not isinstance(value, str):
         # Not silently the default: the command that needs the value says what is wrong with the file.
         return f"{BROKEN_CONFIG}{Path(home).expanduser() / CONFIG_FILE}"
     return value or None
+
+
+def _webhooks(home: str, config: object) -> tuple[tuple[Webhook, ...], str | None]:
+    """The usable entries of ``config.json``'s ``webhooks``, and what is wrong with the others."""
+    if not isinstance(config, dict) or "webhooks" not in config:
+        return (), None
+    where = f"{Path(home).expanduser() / CONFIG_FILE}: webhooks"
+    entries = config["webhooks"]
+    if not isinstance(entries, list):
+        return (), f"{where}: not a list"
+    hooks: list[Webhook] = []
+    problems: list[str] = []
+    for n, entry in enumerate(entries):
+        hook = _webhook(entry)
+        if isinstance(hook, str):
+            problems.append(f"[{n}]: {hook}")
+        else:
+            hooks.append(hook)
+    return tuple(hooks), (f"{where}{'; '.join(problems)}" if problems else None)
+
+
+def _webhook(entry: object) -> Webhook | str:
+    """One entry as a :class:`Webhook`, or what is wrong with it (never its secret)."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(entry, dict):
+        return "not an object"
+    unknown = set(entry) - {"url", "events", "agents", "secret", "timeout", "retries"}
+    if unknown:
+        return f"unknown key {sorted(unknown)[0]!r} (url, events, agents, secret, timeout, retries)"
+    url = entry.get("url")
+    try:
+        parts = urlsplit(url) if isinstance(url, str) else None
+        host = parts.hostname if parts else None
+    except ValueError:
+        parts, host = None, None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not host
+        or any(ord(c) < 33 for c in str(url))
+    ):
+        return "url: an http:// or https:// URL"
+    events = entry.get("events", list(WEBHOOK_EVENTS))
+    if not isinstance(events, list) or not events or not all(e in WEBHOOK_EVENTS for e in events):
+        return f"events: a list of {', '.join(WEBHOOK_EVENTS)}"
+    agents = entry.get("agents")
+    if agents is not None and not (isinstance(agents, list) and all(isinstance(a, str) for a in agents)):
+        return "agents: a list of agent names"
+    secret = entry.get("secret")
+    if secret is not None and (not isinstance(secret, str) or not secret):
+        return "secret: a string"
+    timeout = entry.get("timeout", 5.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 60:
+        return "timeout: seconds, more than 0 and at most 60"
+    retries = entry.get("retries", 4)
+    if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 10:
+        return "retries: a whole number from 0 to 10"
+    return Webhook(
+        str(url), tuple(dict.fromkeys(events)), tuple(agents) if agents is not None else None, secret,
+        float(timeout), retries,
+    )  # fmt: skip
 
 
 def _flag(environ: Mapping[str, str], name: str) -> bool:
@@ -124,6 +226,10 @@ class Settings(NamedTuple):
     """Where ``create --worktree`` makes worktrees (None: ``.worktrees`` beside the repository)."""
     messages_url: str | None = None
     """Where messages live (None or ``sqlite:``: ``messages.db`` here; ``postgresql://...``: a server)."""
+    webhooks: tuple[Webhook, ...] = ()
+    """The endpoints told of messages (``config.json``'s ``webhooks``)."""
+    webhooks_problem: str | None = None
+    """What is wrong with the entries of ``webhooks`` that were left out (None: nothing)."""
     machine: str = "localhost"
     """This machine's name among those sharing a message store (``DEV_SESSIONS_MACHINE``, else the
     host name); checked where it is used (``machine_name``)."""
@@ -138,6 +244,8 @@ class Settings(NamedTuple):
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = dict(os.environ if environ is None else environ)
         home = env.get("DEV_SESSIONS_HOME") or str(Path(env.get("HOME") or Path.home()) / ".dev-sessions")
+        config = _config_file(home)
+        webhooks, webhooks_problem = _webhooks(home, config)
         return cls(
             home=Path(home).expanduser(),
             tmux_socket=env.get("DEV_SESSIONS_TMUX_SOCKET") or None,
@@ -164,10 +272,16 @@ class Settings(NamedTuple):
             host_path=env.get("HOST_PATH") or None,
             worktrees=_path(env, "DEV_SESSIONS_WORKTREES"),
             messages_url=env.get("DEV_SESSIONS_MESSAGES_URL")
-            or _from_file(home, "DEV_SESSIONS_MESSAGES_URL"),
+            or _from_file(home, "DEV_SESSIONS_MESSAGES_URL", config),
+            webhooks=webhooks,
+            webhooks_problem=webhooks_problem,
             machine=env.get("DEV_SESSIONS_MACHINE") or os.uname().nodename or "localhost",
             environ=env,
         )
+
+    @property
+    def config_path(self) -> Path:
+        return self.home / CONFIG_FILE
 
     @property
     def store_path(self) -> Path:

@@ -12,6 +12,7 @@ import typer
 
 from dev_sessions.cli import (
     call,
+    coordination,
     dashboard,
     doctor,
     gateway,
@@ -31,6 +32,7 @@ GROUPS: dict[str, tuple[Callable[[typer.Typer], None], frozenset[str]]] = {
     "sessions": (sessions.register, sessions.COMMANDS),
     "lifecycle": (lifecycle.register, lifecycle.COMMANDS),
     "messaging": (messaging.register, frozenset({"msg", "space", "agents"})),
+    "coordination": (coordination.register, coordination.COMMANDS),
     "skills": (skills.register, frozenset({"install-skill"})),
     "install-mcp": (install_mcp.register, frozenset({"install-mcp", "uninstall-mcp"})),
     "gateway": (gateway.register, frozenset({"gateway"})),

@@ -13,6 +13,10 @@ each idle point.
   a new one, which carries on from the receipts.
 * A failed delivery keeps its reason and is retried with back-off (5 s, 15 s, 1 min, 5 min, 15 min);
   a session that is gone fails for good.
+* With webhooks in ``config.json``, it also tells their endpoints of the messages they want
+  (:mod:`dev_sessions.messaging.webhooks`): each round hands new messages to one thread per endpoint,
+  so that a slow or failing endpoint never holds up a delivery into a session; it stays while an
+  endpoint's message is being sent or retried.
 """
 
 from __future__ import annotations
@@ -40,12 +44,15 @@ from dev_sessions.messaging.store import now_ms, store_for
 from dev_sessions.store import Session, SessionStore
 
 if TYPE_CHECKING:
+    from dev_sessions.messaging.webhooks import Sender
     from dev_sessions.watch import Watcher
 
 log = logging.getLogger("dev_sessions.messaging.deliver")
 
 CODEX_POLL_S = 0.5
 CLAIMED_ELSEWHERE_S = 1.0
+WEBHOOKS_BUSY_S = 0.2
+"""How often a deliverer looks whether its webhooks' threads are done (they wake nothing)."""
 LOST_ROUND_S = 0.5
 """How soon a deliverer whose messages server went away looks again."""
 PUBLISH_EVERY_S = 60.0
@@ -100,6 +107,15 @@ class Deliverer:
         self.linger = settings.deliverer_linger
         self.machine = settings.machine_name()
         self.published: tuple[frozenset[str], float] | None = None
+        self.webhooks: Sender | None = None
+        if settings.webhooks:
+            from dev_sessions.messaging.webhooks import Sender
+
+            self.webhooks = Sender(settings, self.store)
+
+    def close(self) -> None:
+        if self.webhooks is not None:
+            self.webhooks.close()
 
     def attempt(self, message: Message, receipt: Receipt, sessions: Mapping[str, Session]) -> str:
         """Try one delivery: ``delivered``, ``failed`` or ``waiting`` (the session is busy)."""
@@ -189,6 +205,8 @@ class Deliverer:
         sessions = {s.id: s for s in self.sessions.sessions()}
         if self.due(sessions) or self.next_retry_ms(sessions) is not None or self.stays(sessions):
             return True
+        if self.webhooks is not None and self.webhooks.has_work(self.store):
+            return True
         return bool(self.talking(sessions))
 
     @staticmethod
@@ -221,6 +239,8 @@ class Deliverer:
         nothing was left for the linger, time to go)."""
         sessions = {s.id: s for s in self.sessions.sessions()}
         self.publish(sessions)
+        if self.webhooks is not None:
+            self.webhooks.look(self.store)  # handed to their threads: nothing here waits for them
         waiting_codex = False
         claimed_elsewhere = False
         blocked: set[str] = set()
@@ -255,7 +275,14 @@ class Deliverer:
                     watcher.watch_dir(directory)
                 waiting_codex = waiting_codex or not signals
         next_retry = self.next_retry_ms(sessions)
-        if not blocked and next_retry is None and not self._talking and not self.stays(sessions):
+        hooks_busy = self.webhooks is not None and self.webhooks.busy()
+        if (
+            not blocked
+            and next_retry is None
+            and not self._talking
+            and not self.stays(sessions)
+            and not hooks_busy
+        ):
             self._idle_since = self._idle_since or time.monotonic()
             if time.monotonic() - self._idle_since >= self.linger:
                 return None
@@ -268,6 +295,8 @@ class Deliverer:
             timeout = min(timeout, CODEX_POLL_S)
         if claimed_elsewhere:  # look again soon, in case that deliverer let it go undelivered
             timeout = min(timeout, CLAIMED_ELSEWHERE_S)
+        if hooks_busy:
+            timeout = min(timeout, WEBHOOKS_BUSY_S)
         if self._talking:
             timeout = min(timeout, max(0.0, self._pull_at - time.monotonic()))
         if self._idle_since is not None:
@@ -292,15 +321,18 @@ def main() -> None:
     root.setLevel(logging.DEBUG if settings.debug else logging.INFO)
     try:
         deliverer = Deliverer(settings, environ)
-        while True:
-            deliverer.run()
-            # Nothing was left. Let go of the lock first, then look once more: work queued after the
-            # last look but while the lock was still held found "a deliverer runs" and started none.
-            # Either that look sees it here, or its writer sees the lock free and starts a deliverer.
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            if not deliverer.has_work() or not _hold(fd):
-                break
-            log.info("work came in while stopping; going on")
+        try:
+            while True:
+                deliverer.run()
+                # Nothing was left. Let go of the lock first, then look once more: work queued after the
+                # last look but while the lock was still held found "a deliverer runs" and started none.
+                # Either that look sees it here, or its writer sees the lock free and starts a deliverer.
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                if not deliverer.has_work() or not _hold(fd):
+                    break
+                log.info("work came in while stopping; going on")
+        finally:
+            deliverer.close()
     except Exception:
         log.exception("deliverer stopped by an error")
         sys.exit(1)

@@ -49,7 +49,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from dev_sessions.errors import MessageNotFound, MessagesUnavailable, StoreTooNew, ToolMissing
 from dev_sessions.messaging.fts import to_tsquery
 from dev_sessions.messaging.records import Message
-from dev_sessions.messaging.schema import MACHINES
+from dev_sessions.messaging.schema import COORDINATION, MACHINES
 from dev_sessions.messaging.store import (
     MESSAGE_COLUMNS,
     PRIORITIES,
@@ -157,6 +157,7 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         ],
     ),
     (3, MACHINES),
+    (6, COORDINATION),
 ]
 
 

@@ -48,6 +48,47 @@ MACHINES = [
 ]
 """Migration 3, the same SQL on both engines (PostgreSQL's list takes it as it is)."""
 
+COORDINATION = [
+    """CREATE TABLE projects (
+        name TEXT PRIMARY KEY,
+        path TEXT,
+        repository TEXT,
+        tags TEXT NOT NULL DEFAULT '[]',
+        description TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'paused', 'archived')),
+        created_at TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    )""",
+    "ALTER TABLE spaces ADD COLUMN project TEXT REFERENCES projects(name)",
+    "CREATE INDEX spaces_project ON spaces(project) WHERE project IS NOT NULL",
+    """CREATE TABLE focus (
+        agent TEXT PRIMARY KEY,
+        project TEXT NOT NULL REFERENCES projects(name) ON DELETE CASCADE,
+        set_at TEXT NOT NULL
+    )""",
+    # A lease: a name (repo '') or a glob relative to a worktree's top in a repository; ``prefix`` is the
+    # glob's literal directories, so that the globs a path or glob may overlap are found by index.
+    """CREATE TABLE leases (
+        repo TEXT NOT NULL,
+        pattern TEXT NOT NULL,
+        holder TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('name', 'path')),
+        prefix TEXT NOT NULL,
+        exclusive INTEGER NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        ttl_s DOUBLE PRECISION NOT NULL,
+        acquired_at TEXT NOT NULL,
+        expires_ms BIGINT NOT NULL,
+        machine TEXT,
+        PRIMARY KEY (repo, pattern, holder)
+    )""",
+    "CREATE INDEX leases_prefix ON leases(repo, prefix)",
+    "CREATE INDEX leases_holder ON leases(holder)",
+    "CREATE INDEX leases_expires ON leases(expires_ms)",
+]
+"""Migration 6 (issue 16: projects, focus, leases), the same SQL on both engines."""
+
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (
         1,
@@ -155,6 +196,8 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         3,
         MACHINES,
     ),
+    # Projects (spaces may belong to one), each agent's focus, and leases (issue 16).
+    (6, COORDINATION),
 ]
 
 
