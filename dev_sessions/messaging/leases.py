@@ -3,7 +3,9 @@
 A lease is advisory: an agent says it works on a resource for a while, and the others look before
 they touch it (``lease acquire``, ``lease check``, the git guard). A resource is either a name (any
 word without ``/`` or a glob character that is not a file: ``deploy``, ``db-migrations``) or a path glob
-inside a git repository (``src/**/*.py``, ``README.md``, a directory ``docs`` meaning ``docs/**``).
+inside a git repository (``src/**/*.py``, ``README.md``, a directory ``docs`` meaning ``docs/**``). A
+file that does not exist yet is ``./new.py`` (or ``path:new.py``); ``name:README`` is a name even where
+such a file exists.
 
 A path is kept relative to its worktree's top, under its repository's key: the directory that holds
 the repository's common ``.git`` (found by reading ``.git`` files, no git process), so that every
@@ -118,7 +120,13 @@ def resolve(resource: str, directory: str) -> Target:
         raise UsageError("a lease needs a resource: a name, or a path or glob inside a git repository")
     if "\x00" in text or any(ord(c) < 32 for c in text):
         raise UsageError(f"{resource!r}: control characters in a resource")
-    if not looks_like_path(text, directory):
+    forced = None
+    for kind in (NAME_KIND, PATH_KIND):
+        if text.startswith(f"{kind}:"):
+            forced, text = kind, text[len(kind) + 1 :]
+            if not text:
+                raise UsageError(f"{resource!r}: a {kind} after {kind}:")
+    if forced == NAME_KIND or (forced is None and not looks_like_path(text, directory)):
         from dev_sessions.api import check_name
 
         check_name(text, "resource name")
