@@ -19,31 +19,18 @@ from typing import TYPE_CHECKING
 
 from dev_sessions.api import call, check_name
 from dev_sessions.errors import ProjectNotFound, UsageError
-from dev_sessions.messaging.leases import (
-    DEFAULT_TTL,
-    GLOB_CHARS,
-    PATH_KIND,
-    Lease,
-    LeaseCheck,
-    Target,
-    parse_ttl,
-    resolve,
-)
-from dev_sessions.messaging.projects import (
-    Focus,
-    Project,
-    check_status,
-    check_text,
-    parse_tags,
-)
 
 if TYPE_CHECKING:
     from dev_sessions.config import Settings
+    from dev_sessions.messaging.leases import Lease, LeaseCheck, Target
+    from dev_sessions.messaging.projects import Focus, Project
     from dev_sessions.messaging.records import Space
     from dev_sessions.messaging.store import MessageStore
     from dev_sessions.messaging.webhooks import WebhookAttempt, WebhooksReport
 
+# The parts each call needs are imported by the call: `msg send` loads the messenger, not these.
 MAX_REASON = 200
+DEFAULT_TTL = "30m"
 
 
 def _reason(text: str) -> str:
@@ -56,6 +43,8 @@ def _reason(text: str) -> str:
 
 
 def _url(value: str | None, what: str) -> str | None:
+    from dev_sessions.messaging.projects import check_text
+
     if value is None or value == "":
         return value or None
     check_text(value, what)
@@ -95,6 +84,8 @@ class Coordination:
         description: str = "",
         creator: str | None = None,
     ) -> Project:
+        from dev_sessions.messaging.projects import check_text, parse_tags
+
         check_name(name, "project name")
         return self.store.create_project(
             name,
@@ -107,6 +98,8 @@ class Coordination:
 
     @call(tool="list_projects", about="Every project (only those with `status`: active, paused or archived).")
     def projects(self, status: str | None = None) -> list[Project]:
+        from dev_sessions.messaging.projects import check_status
+
         return self.store.projects(None if status is None else check_status(status))
 
     @call(tool="get_project", about="One project: its directory, repository, tags, status and spaces.")
@@ -127,6 +120,8 @@ class Coordination:
         description: str | None = None,
         status: str | None = None,
     ) -> Project:
+        from dev_sessions.messaging.projects import check_status, check_text, parse_tags
+
         changes: dict[str, object] = {}
         if path is not None:
             changes["path"] = check_text(path, "path") or None
@@ -178,6 +173,8 @@ class Coordination:
     # -- leases ------------------------------------------------------------------------------------------
 
     def _targets(self, resources: list[str], directory: str | None) -> list[Target]:
+        from dev_sessions.messaging.leases import resolve
+
         if not resources:
             raise UsageError("name at least one resource: a name, or a path or glob inside a git repository")
         where = directory if directory is not None else os.getcwd()
@@ -203,6 +200,8 @@ class Coordination:
         directory: str | None = None,
         holder: str | None = None,
     ) -> list[Lease]:
+        from dev_sessions.messaging.leases import parse_ttl
+
         me = self.me(holder)
         seconds = parse_ttl(ttl)
         targets = self._targets(resources, directory)
@@ -224,6 +223,8 @@ class Coordination:
         directory: str | None = None,
         holder: str | None = None,
     ) -> list[Lease]:
+        from dev_sessions.messaging.leases import parse_ttl
+
         seconds = None if ttl is None else parse_ttl(ttl)
         targets = self._targets(resources, directory) if resources else None
         return self.store.renew(self.me(holder), targets, seconds)
@@ -258,6 +259,8 @@ class Coordination:
     def lease_check(
         self, resources: list[str], *, directory: str | None = None, holder: str | None = None
     ) -> list[LeaseCheck]:
+        from dev_sessions.messaging.leases import GLOB_CHARS, PATH_KIND, resolve
+
         me = self.me(holder)
         where = directory if directory is not None else os.getcwd()
         checks = []

@@ -22,13 +22,16 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from dev_sessions.errors import LeaseConflict, LeaseNotHeld, ProjectInUse, ProjectNotFound, UsageError
-from dev_sessions.messaging.leases import NAME_KIND, Lease, LeaseCheck, Target, ancestors, overlaps, prefix_of
-from dev_sessions.messaging.projects import Focus, Project
 from dev_sessions.store import now_iso
 
 if TYPE_CHECKING:
+    from dev_sessions.messaging.leases import Lease, LeaseCheck, Target
+    from dev_sessions.messaging.projects import Focus, Project
     from dev_sessions.messaging.records import Message
     from dev_sessions.messaging.store import Database
+
+# The records and globs are imported where they are used: the message commands never load them.
+NAME_KIND = "name"
 
 _PROJECT_COLUMNS = (
     "p.name, p.path, p.repository, p.tags, p.description, p.status, p.created_at, p.created_by, p.updated_at"
@@ -49,6 +52,8 @@ def iso_of_ms(ms: int) -> str:
 
 
 def _lease(row: Sequence[Any]) -> Lease:
+    from dev_sessions.messaging.leases import Lease
+
     return Lease(
         kind=str(row[0]),
         repo=str(row[1]),
@@ -86,6 +91,8 @@ class CoordinationStore:
     # -- projects ----------------------------------------------------------------------------------------
 
     def _project(self, row: Sequence[Any], spaces: list[str]) -> Project:
+        from dev_sessions.messaging.projects import Project
+
         try:
             tags = [str(t) for t in json.loads(row[3] or "[]")]
         except ValueError:
@@ -190,10 +197,14 @@ class CoordinationStore:
     # -- focus -------------------------------------------------------------------------------------------
 
     def focus_of(self, agent: str) -> Focus:
+        from dev_sessions.messaging.projects import Focus
+
         row = self.db.execute("SELECT project, set_at FROM focus WHERE agent = ?", (agent,)).fetchone()
         return Focus(agent, row[0], row[1]) if row else Focus(agent, None)
 
     def set_focus(self, agent: str, project: str) -> Focus:
+        from dev_sessions.messaging.projects import Focus
+
         stamp = now_iso()
         with self.write() as db:
             if not db.execute("SELECT 1 FROM projects WHERE name = ?", (project,)).fetchone():
@@ -215,6 +226,8 @@ class CoordinationStore:
     def _around(self, db: Database, target: Target, now: int, literal: bool = False) -> list[Lease]:
         """The live leases on ``target``'s name, or whose globs may overlap its glob (its path, with
         ``literal``): found by prefix, then decided exactly."""
+        from dev_sessions.messaging.leases import ancestors, overlaps, prefix_of
+
         if target.kind == NAME_KIND:
             rows = db.execute(
                 f"""SELECT {_LEASE_COLUMNS} FROM leases l
@@ -327,6 +340,8 @@ class CoordinationStore:
                     )
                 if cursor.rowcount == 0:
                     raise LeaseNotHeld(resource=pattern, holder=holder)
+        from dev_sessions.messaging.leases import Target
+
         return self._held(holder, [Target(NAME_KIND if not r else "path", r, p) for r, p in keys])
 
     def release(self, holder: str, targets: Sequence[Target] | None) -> list[Lease]:
@@ -357,6 +372,8 @@ class CoordinationStore:
 
     def check(self, resource: str, target: Target, holder: str, literal: bool) -> LeaseCheck:
         """Who holds ``target`` (a path, with ``literal``); blocked when another holds it exclusively."""
+        from dev_sessions.messaging.leases import LeaseCheck
+
         found = self._around(self.db, target, _ms(), literal)
         blocked = any(lease.exclusive and lease.holder != holder for lease in found)
         return LeaseCheck(resource, target.kind, target.repo, target.pattern, found, blocked, holder)
