@@ -11,8 +11,10 @@ directory of that repository:
 * ``lease check FILE`` of a held file and of a free one; ``lease check`` of 10 files;
 * the git guard of a commit of 100 files (the hook's own process: ``python -m
   dev_sessions.messaging.guard``);
-* for scale, ``dev-sessions --version`` (the interpreter's start) and ``space list`` (a quick command
-  that opens the store).
+* for scale, ``dev-sessions --version`` (the interpreter's start), ``space list`` and ``msg send`` (quick
+  commands that open the store);
+* the library's own calls in this process (``Messenger.lease_check`` / ``lease_acquire``): what the
+  leases stored cost, without the process's start.
 
 The target is 150 ms for ``lease acquire`` / ``lease check`` with 10,000 leases stored. Besides the
 wall-clock time, the CPU time each process used (user + system, from ``getrusage``): on a machine
@@ -152,20 +154,67 @@ def measure(engine: str, url: str | None, runs: int, count: int) -> list[list[st
             )
 
         rows.append(("git guard: a commit of 100 files", timed(guard, runs)))
+        run("agents", "register", "bench-reader")
+        rows.append(("msg send", timed(lambda: run("msg", "send", "--to", "bench-reader", "hello"), runs)))
+        rows += _library(env, repo, runs, held)
         return [
             [
                 engine,
                 what,
-                ms(s.median),
-                ms(s.p95),
-                ms(c.median),
-                ms(c.p95),
+                _ms(s.median),
+                _ms(s.p95),
+                "" if what.startswith("library") else ms(c.median),
+                "" if what.startswith("library") else ms(c.p95),
                 _verdict(s) if what.startswith("lease") else "",
             ]
             for what, (s, c) in rows
         ]
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _library(env: dict[str, str], repo: Path, runs: int, held: str) -> list[tuple[str, tuple[Stats, Stats]]]:
+    """The calls in this process, the store open: what the lookups cost with the leases stored."""
+    from dev_sessions.config import Settings
+    from dev_sessions.errors import LeaseConflict
+    from dev_sessions.messaging.messenger import Messenger
+
+    messenger = Messenger(Settings.from_env({**os.environ, **env}))
+    where = str(repo)
+    counter = iter(range(10**9))
+
+    def refused() -> None:
+        try:
+            messenger.lease_acquire([held], directory=where)
+        except LeaseConflict:
+            return
+        raise RuntimeError("acquired a held file")
+
+    def in_process(action: Callable[[], object]) -> tuple[Stats, Stats]:
+        samples = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            action()
+            samples.append(time.perf_counter() - started)
+        return Stats(samples), Stats(samples)
+
+    found = [
+        (
+            "library: lease_check (a held file)",
+            in_process(lambda: messenger.lease_check([held], directory=where)),
+        ),
+        ("library: lease_acquire (a held file)", in_process(refused)),
+        (
+            "library: lease_acquire (a free file)",
+            in_process(lambda: messenger.lease_acquire([f"./lib/f{next(counter)}.py"], directory=where)),
+        ),
+    ]
+    messenger.close()
+    return found
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms" if seconds < 0.01 else ms(seconds)
 
 
 def _verdict(stats: Stats) -> str:
