@@ -185,7 +185,10 @@ def test_what_a_resource_names(tmp_path: Path) -> None:
     assert (resolve("deploy", inside).repo, resolve("deploy", inside).pattern) == ("", "deploy")
     (repo / "docs" / "deploy").write_text("a file of that name")
     assert resolve("deploy", inside).kind == PATH_KIND
-    assert (resolve("name:deploy", inside).kind, resolve("name:deploy", inside).pattern) == (NAME_KIND, "deploy")
+    assert (resolve("name:deploy", inside).kind, resolve("name:deploy", inside).pattern) == (
+        NAME_KIND,
+        "deploy",
+    )
     named = {
         "a path": ("../README.md", "README.md"),
         "a glob": ("*.md", "docs/*.md"),
