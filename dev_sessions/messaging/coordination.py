@@ -37,8 +37,8 @@ def _reason(text: str) -> str:
     text = " ".join(text.split())
     if len(text) > MAX_REASON:
         raise UsageError(f"--reason: at most {MAX_REASON} characters")
-    if any(ord(c) < 32 or ord(c) == 127 for c in text):
-        raise UsageError("--reason: control characters")
+    if any(ord(c) < 32 or ord(c) == 127 or 0xD800 <= ord(c) < 0xE000 for c in text):
+        raise UsageError("--reason: control characters, or bytes that are not UTF-8")
     return text
 
 

@@ -118,8 +118,8 @@ def resolve(resource: str, directory: str) -> Target:
     text = resource.strip()
     if not text:
         raise UsageError("a lease needs a resource: a name, or a path or glob inside a git repository")
-    if "\x00" in text or any(ord(c) < 32 for c in text):
-        raise UsageError(f"{resource!r}: control characters in a resource")
+    if "\x00" in text or any(ord(c) < 32 or 0xD800 <= ord(c) < 0xE000 for c in text):
+        raise UsageError(f"{resource!r}: control characters or bytes that are not UTF-8 in a resource")
     forced = None
     for kind in (NAME_KIND, PATH_KIND):
         if text.startswith(f"{kind}:"):

@@ -85,6 +85,6 @@ def check_text(value: str | None, what: str) -> str | None:
         return None
     if len(value) > MAX_TEXT:
         raise UsageError(f"--{what}: at most {MAX_TEXT} characters")
-    if "\x00" in value:
-        raise UsageError(f"--{what}: a NUL character")
+    if "\x00" in value or any(0xD800 <= ord(c) < 0xE000 for c in value):
+        raise UsageError(f"--{what}: a NUL character, or bytes that are not UTF-8")
     return value
