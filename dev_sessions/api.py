@@ -122,7 +122,10 @@ def call(
 def calls(cls: type) -> dict[str, Call]:
     """The calls of a library class, by method name, from its ``@call`` marks and signatures."""
     found: dict[str, Call] = {}
-    for name, function in vars(cls).items():
+    members: dict[str, Callable[..., object]] = {}
+    for klass in reversed(cls.__mro__):  # a library's calls may come from a base class of its own
+        members.update(vars(klass))
+    for name, function in members.items():
         spec: _Spec | None = getattr(function, "__api_call__", None)
         if spec is None:
             continue

@@ -47,6 +47,17 @@ variables), read only when the variable is unset: ``DEV_SESSIONS_MESSAGES_URL``,
 of a machine uses the team's server without exporting it in each shell, and
 ``DEV_SESSIONS_MESSAGES_RETENTION``.
 
+The same file's ``webhooks`` section (a list) says which HTTP endpoints the deliverer tells of
+messages (:mod:`dev_sessions.messaging.webhooks`); each entry is a :class:`Webhook`::
+
+    {"webhooks": [{"url": "https://example.com/hook", "events": ["dm", "mention"],
+                   "agents": ["boss"], "secret": "...", "timeout": 5, "retries": 4}]}
+
+``events`` (default all): ``dm``, ``space``, ``mention`` (an ``@name`` in a body), ``urgent``;
+``agents`` (optional): only messages to them (or mentioning them); ``secret`` (optional): the key of
+the HMAC-SHA256 signature header. An entry that is not right is left out and said by
+``webhooks status`` (``Settings.webhooks_problem``), never with its secret.
+
 Not ours, read to know which agent session a command runs in (``Settings.holder``: who holds an
 outside agent's name): ``DEV_SESSIONS_ID``, else Claude Code's ``CLAUDE_CODE_SESSION_ID``, else
 Codex's ``CODEX_THREAD_ID``, which each agent sets for the commands it runs.
@@ -80,19 +91,39 @@ def _path(environ: Mapping[str, str], name: str) -> Path | None:
     return Path(raw).expanduser() if raw else None
 
 
+WEBHOOK_EVENTS = ("dm", "space", "mention", "urgent")
+
+
+class Webhook(NamedTuple):
+    """One endpoint of the ``webhooks`` section of ``config.json``. Its secret is never shown."""
+
+    url: str
+    events: tuple[str, ...] = WEBHOOK_EVENTS
+    agents: tuple[str, ...] | None = None
+    """Only messages to (or mentioning) these agents; None: everyone's."""
+    secret: str | None = None
+    timeout: float = 5.0
+    retries: int = 4
+
+    def __repr__(self) -> str:
+        signed = "signed" if self.secret else "unsigned"
+        return f"Webhook({self.url.split('?')[0]!r}, events={list(self.events)}, {signed})"
+
+
 _MISSING = object()
 
 
 class _ConfigFile:
-    """``$DEV_SESSIONS_HOME/config.json``, read once, and only if a setting is looked up in it."""
+    """``$DEV_SESSIONS_HOME/config.json``, read once (one small read: its ``webhooks`` are always wanted)."""
 
     def __init__(self, home: str) -> None:
         self.path = Path(home).expanduser() / CONFIG_FILE
         self.values: object = _MISSING
         self.read = False
 
-    def get(self, name: str) -> str | None:
-        """``name`` in the file, if the file exists and sets it to a string."""
+    def parsed(self) -> object:
+        """The file's JSON (a dict when it is right), ``_MISSING`` when there is none, or
+        ``BROKEN_CONFIG`` when it is not JSON."""
         if not self.read:
             self.read = True
             try:
@@ -106,13 +137,79 @@ class _ConfigFile:
                     self.values = json.loads(raw)
                 except ValueError:
                     self.values = BROKEN_CONFIG
-        if self.values is _MISSING:
+        return self.values
+
+    def get(self, name: str) -> str | None:
+        """``name`` in the file, if the file exists and sets it to a string."""
+        if self.parsed() is _MISSING:
             return None
         value = self.values.get(name, "") if isinstance(self.values, dict) else None
         if not isinstance(value, str):
             # Not silently the default: the command that needs the value says what is wrong with the file.
             return f"{BROKEN_CONFIG}{self.path}"
         return value or None
+
+
+def _webhooks(home: str, config: object) -> tuple[tuple[Webhook, ...], str | None]:
+    """The usable entries of ``config.json``'s ``webhooks``, and what is wrong with the others."""
+    if not isinstance(config, dict) or "webhooks" not in config:
+        return (), None
+    where = f"{Path(home).expanduser() / CONFIG_FILE}: webhooks"
+    entries = config["webhooks"]
+    if not isinstance(entries, list):
+        return (), f"{where}: not a list"
+    hooks: list[Webhook] = []
+    problems: list[str] = []
+    for n, entry in enumerate(entries):
+        hook = _webhook(entry)
+        if isinstance(hook, str):
+            problems.append(f"[{n}]: {hook}")
+        else:
+            hooks.append(hook)
+    return tuple(hooks), (f"{where}{'; '.join(problems)}" if problems else None)
+
+
+def _webhook(entry: object) -> Webhook | str:
+    """One entry as a :class:`Webhook`, or what is wrong with it (never its secret)."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(entry, dict):
+        return "not an object"
+    unknown = set(entry) - {"url", "events", "agents", "secret", "timeout", "retries"}
+    if unknown:
+        return f"unknown key {sorted(unknown)[0]!r} (url, events, agents, secret, timeout, retries)"
+    url = entry.get("url")
+    try:
+        parts = urlsplit(url) if isinstance(url, str) else None
+        host = parts.hostname if parts else None
+    except ValueError:
+        parts, host = None, None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not host
+        or any(ord(c) < 33 for c in str(url))
+    ):
+        return "url: an http:// or https:// URL"
+    events = entry.get("events", list(WEBHOOK_EVENTS))
+    if not isinstance(events, list) or not events or not all(e in WEBHOOK_EVENTS for e in events):
+        return f"events: a list of {', '.join(WEBHOOK_EVENTS)}"
+    agents = entry.get("agents")
+    if agents is not None and not (isinstance(agents, list) and all(isinstance(a, str) for a in agents)):
+        return "agents: a list of agent names"
+    secret = entry.get("secret")
+    if secret is not None and (not isinstance(secret, str) or not secret):
+        return "secret: a string"
+    timeout = entry.get("timeout", 5.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 60:
+        return "timeout: seconds, more than 0 and at most 60"
+    retries = entry.get("retries", 4)
+    if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 10:
+        return "retries: a whole number from 0 to 10"
+    return Webhook(
+        str(url), tuple(dict.fromkeys(events)), tuple(agents) if agents is not None else None, secret,
+        float(timeout), retries,
+    )  # fmt: skip
 
 
 def _flag(environ: Mapping[str, str], name: str) -> bool:
@@ -151,6 +248,10 @@ class Settings(NamedTuple):
     """Where messages live (None or ``sqlite:``: ``messages.db`` here; ``postgresql://...``: a server)."""
     messages_retention: str | None = None
     """How long messages are kept (an age as typed, checked where it is used); None: for ever."""
+    webhooks: tuple[Webhook, ...] = ()
+    """The endpoints told of messages (``config.json``'s ``webhooks``)."""
+    webhooks_problem: str | None = None
+    """What is wrong with the entries of ``webhooks`` that were left out (None: nothing)."""
     machine: str = "localhost"
     """This machine's name among those sharing a message store (``DEV_SESSIONS_MACHINE``, else the
     host name); checked where it is used (``machine_name``)."""
@@ -166,6 +267,7 @@ class Settings(NamedTuple):
         env = dict(os.environ if environ is None else environ)
         home = env.get("DEV_SESSIONS_HOME") or str(Path(env.get("HOME") or Path.home()) / ".dev-sessions")
         config = _ConfigFile(home)
+        webhooks, webhooks_problem = _webhooks(home, config.parsed())
         return cls(
             home=Path(home).expanduser(),
             tmux_socket=env.get("DEV_SESSIONS_TMUX_SOCKET") or None,
@@ -194,9 +296,15 @@ class Settings(NamedTuple):
             messages_url=env.get("DEV_SESSIONS_MESSAGES_URL") or config.get("DEV_SESSIONS_MESSAGES_URL"),
             messages_retention=env.get("DEV_SESSIONS_MESSAGES_RETENTION")
             or config.get("DEV_SESSIONS_MESSAGES_RETENTION"),
+            webhooks=webhooks,
+            webhooks_problem=webhooks_problem,
             machine=env.get("DEV_SESSIONS_MACHINE") or os.uname().nodename or "localhost",
             environ=env,
         )
+
+    @property
+    def config_path(self) -> Path:
+        return self.home / CONFIG_FILE
 
     @property
     def store_path(self) -> Path:

@@ -20,6 +20,10 @@ Exit 1, everything else:
 * ``SessionNotFound``: no session with that id in the store.
 * ``RecipientNotFound``: no session, agent or space has that name (or ``parent`` has none).
 * ``MessageNotFound`` / ``SpaceNotFound``: no such message id, no such space.
+* ``ProjectNotFound``: no such project; ``ProjectInUse``: a project spaces still belong to (not deleted).
+* ``LeaseConflict``: another agent holds a resource asked for (who, why, until when); nothing was
+  acquired. ``LeaseNotHeld``: a lease to renew that the agent does not hold (any more).
+* ``WebhookFailed``: ``webhooks test``: the endpoint did not take the test event (its status or error).
 * ``NoReply``: the session has not replied yet (``last-message``).
 * ``NameInUse``: an outside agent's name is held by another agent session seen lately (``agents
   register`` / ``heartbeat`` without ``--takeover``); names the session and when it was last seen.
@@ -139,6 +143,55 @@ class NameInUse(DevSessionsError):
             f"{name}: in use by session {holder}{where}, last seen {format_age(seconds)} ago; "
             f"take it over with `dev-sessions agents register {name} --takeover`, or choose another name"
         )
+
+
+class ProjectNotFound(DevSessionsError, LookupError):
+    def __init__(self, *, name: str) -> None:
+        self.name = name
+        super().__init__(f"project {name}: no such project (see `dev-sessions project list`)")
+
+
+class ProjectInUse(DevSessionsError):
+    def __init__(self, *, name: str, spaces: Sequence[str]) -> None:
+        self.name = name
+        self.spaces = tuple(spaces)
+        listed = ", ".join(spaces[:5]) + (f" and {len(spaces) - 5} more" if len(spaces) > 5 else "")
+        super().__init__(
+            f"project {name}: spaces belong to it ({listed}); nothing was deleted (take them out with "
+            "`dev-sessions space update SPACE --no-project`)"
+        )
+
+
+class LeaseConflict(DevSessionsError):
+    """Resources another agent holds: ``conflicts`` says each (resource, holder, mode, reason, expiry)."""
+
+    def __init__(
+        self, *, conflicts: Sequence[Mapping[str, object]], what: str = "nothing was acquired"
+    ) -> None:
+        self.conflicts = tuple(dict(c) for c in conflicts)
+        self.what = what
+        parts = []
+        for c in self.conflicts[:3]:
+            why = f": {c['reason']}" if c.get("reason") else ""
+            parts.append(f"{c['resource']} is held {c['mode']} by {c['holder']} until {c['expiresAt']}{why}")
+        more = f" (and {len(self.conflicts) - 3} more)" if len(self.conflicts) > 3 else ""
+        super().__init__(f"{'; '.join(parts)}{more}; {what}")
+
+
+class LeaseNotHeld(DevSessionsError, LookupError):
+    def __init__(self, *, resource: str, holder: str) -> None:
+        self.resource = resource
+        super().__init__(
+            f"{resource}: {holder} holds no lease on it (it may have expired); acquire it with "
+            "`dev-sessions lease acquire`"
+        )
+
+
+class WebhookFailed(DevSessionsError):
+    def __init__(self, *, url: str, detail: str) -> None:
+        self.url = url
+        self.detail = detail
+        super().__init__(f"webhook {url}: {detail}")
 
 
 class NoReply(DevSessionsError):

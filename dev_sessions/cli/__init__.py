@@ -69,7 +69,7 @@ def _run(args: list[str]) -> int:
     click_error: type[Exception] = next(
         c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
     )
-    from dev_sessions.cli.lifecycle import optional_values
+    from dev_sessions.cli.app import optional_values
 
     args = optional_values(args)
     try:

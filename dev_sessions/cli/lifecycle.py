@@ -223,25 +223,6 @@ def usage(
     return EXIT_ERROR if any(r.error for r in found.sessions) else EXIT_OK
 
 
-OPTIONAL_VALUES = {"create": ("--worktree", "-w")}
-
-
-def optional_values(args: list[str]) -> list[str]:
-    """An option whose value may be left out (``create --worktree [BRANCH]``), which typer cannot say:
-    given alone, at the end or before another option, it becomes ``--worktree=`` (no branch named)."""
-    command = next((a for a in args if not a.startswith("-")), None)
-    names = OPTIONAL_VALUES.get(command or "", ())
-    if not names:
-        return args
-    out = list(args)
-    for index, arg in enumerate(out):
-        if arg == "--":
-            break
-        if arg in names and (index + 1 == len(out) or out[index + 1].startswith("-")):
-            out[index] = f"{names[0]}="
-    return out
-
-
 COMMANDS = frozenset({"create", "list", "kill", "usage"})
 
 

@@ -53,6 +53,9 @@ SinceOpt = Annotated[
     str | None, typer.Option("--since", metavar="AGE|TIME", help="Only since then (30m, 2h, ISO).")
 ]
 LimitOpt = Annotated[int | None, typer.Option("--limit", "-n", help="At most this many (the newest).")]
+AllProjectsOpt = Annotated[
+    bool, typer.Option("--all-projects", help="Every project's, whatever your focus (`dev-sessions focus`).")
+]
 
 msg_app = typer.Typer(help="Direct messages and threads between agents.", no_args_is_help=True)
 space_app = typer.Typer(help="Spaces: named groups of agents to broadcast to.", no_args_is_help=True)
@@ -144,12 +147,14 @@ def msg_read(
     ] = None,
     since: SinceOpt = None,
     limit: LimitOpt = None,
+    all_projects: AllProjectsOpt = False,
     as_json: JsonOpt = False,
 ) -> int:
-    """Messages to you (or to --as NAME), oldest first."""
+    """Messages to you (or to --as NAME), oldest first; with a focus, the direct ones and its project's."""
     found = messages_api().read(
-        reader, unread=unread, mark_read=mark_read, sender=sender, since=since, limit=limit
-    )
+        reader, unread=unread, mark_read=mark_read, sender=sender, since=since, limit=limit,
+        all_projects=all_projects,
+    )  # fmt: skip
     _render(found, as_json)
     return 0
 
@@ -304,9 +309,15 @@ def msg_search(
 
 
 @msg_app.command("feed")
-def msg_feed(since: SinceOpt = None, limit: LimitOpt = None, as_json: JsonOpt = False) -> int:
-    """Every message in the store, oldest first (all agents, all spaces)."""
-    _render(messages_api().feed(since, limit), as_json)
+def msg_feed(
+    since: SinceOpt = None,
+    limit: LimitOpt = None,
+    reader: AsOpt = None,
+    all_projects: AllProjectsOpt = False,
+    as_json: JsonOpt = False,
+) -> int:
+    """Every message in the store, oldest first (with a focus, only its project's spaces)."""
+    _render(messages_api().feed(since, limit, reader=reader, all_projects=all_projects), as_json)
     return 0
 
 
@@ -320,10 +331,13 @@ def space_create(
         str | None, typer.Option("--parent", help="Nest it in this space (3 levels at most).")
     ] = None,
     description: Annotated[str, typer.Option("--description", "-d", help="What it is for.")] = "",
+    project: Annotated[
+        str | None, typer.Option("--project", metavar="PROJECT", help="The project it belongs to.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> int:
     """Create a space."""
-    space = messages_api().create_space(name, parent, description)
+    space = messages_api().create_space(name, parent, description, project=project)
     if as_json:
         emit_json(space.__dict__)
     else:
@@ -331,10 +345,28 @@ def space_create(
     return 0
 
 
+@space_app.command("update")
+def space_update(
+    name: Annotated[str, typer.Argument(help="The space.")],
+    project: Annotated[
+        str | None, typer.Option("--project", metavar="PROJECT", help="Put it in this project.")
+    ] = None,
+    no_project: Annotated[bool, typer.Option("--no-project", help="Take it out of its project.")] = False,
+    as_json: JsonOpt = False,
+) -> int:
+    """Put a space in a project, or take it out."""
+    space = messages_api().update_space(name, project=project, no_project=no_project)
+    if as_json:
+        emit_json(space.__dict__)
+    else:
+        print(f"{space.name}: {f'in project {space.project}' if space.project else 'in no project'}")
+    return 0
+
+
 @space_app.command("list")
-def space_list(as_json: JsonOpt = False) -> int:
-    """All spaces, with their parent and number of members."""
-    spaces = messages_api().spaces()
+def space_list(agent: AsOpt = None, all_projects: AllProjectsOpt = False, as_json: JsonOpt = False) -> int:
+    """All spaces, with their parent and number of members (with a focus, its project's)."""
+    spaces = messages_api().spaces(agent, all_projects=all_projects)
     if as_json:
         emit_json([s.__dict__ for s in spaces])
         return 0
@@ -342,6 +374,7 @@ def space_list(as_json: JsonOpt = False) -> int:
         note("no spaces")
     for space in spaces:
         parent = f" (in {space.parent})" if space.parent else ""
+        parent += f" [{space.project}]" if space.project else ""
         description = f"  {cell(space.description)}" if space.description else ""
         print(f"{space.name}{parent}  {space.members} member(s){description}")
     return 0

@@ -228,7 +228,8 @@ def _context_lines(found: Context) -> list[str]:
 
 
 def stats(as_json: JsonOpt = False) -> int:
-    """How much there is: sessions, agents, messages, unread, spaces, pins; where messages live."""
+    """How much there is: sessions, agents, messages, unread, spaces, pins, projects, live leases; where
+    messages live."""
     found = messages_api().stats()
     data = found.to_json()
     if as_json:

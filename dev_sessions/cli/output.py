@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dev_sessions.api import JsonObject
-from dev_sessions.backend import Dialog, Status, WaitResult
 from dev_sessions.errors import UsageError, outcome_exit
+
+if TYPE_CHECKING:  # the messaging and lease commands print no session: they need not load it
+    from dev_sessions.backend import Dialog, Status, WaitResult
 from dev_sessions.terminal import json_text
 
 

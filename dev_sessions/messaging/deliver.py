@@ -27,6 +27,10 @@ each idle point.
   box's, so it is sent once.
 * It applies the automatic retention (``DEV_SESSIONS_MESSAGES_RETENTION``) while it runs, at most once
   an hour (:mod:`dev_sessions.messaging.retention`).
+* With webhooks in ``config.json``, it also tells their endpoints of the messages they want
+  (:mod:`dev_sessions.messaging.webhooks`): each round hands new messages to one thread per endpoint,
+  so that a slow or failing endpoint never holds up a delivery into a session; it stays while an
+  endpoint's message is being sent or retried.
 """
 
 from __future__ import annotations
@@ -55,12 +59,15 @@ from dev_sessions.store import Session, SessionStore
 
 if TYPE_CHECKING:
     from dev_sessions.backend import LogItem, Verdict
+    from dev_sessions.messaging.webhooks import Sender
     from dev_sessions.watch import Watcher
 
 log = logging.getLogger("dev_sessions.messaging.deliver")
 
 CODEX_POLL_S = 0.5
 CLAIMED_ELSEWHERE_S = 1.0
+WEBHOOKS_BUSY_S = 0.2
+"""How often a deliverer looks whether its webhooks' threads are done (they wake nothing)."""
 LOST_ROUND_S = 0.5
 """How soon a deliverer whose messages server went away looks again."""
 PUBLISH_EVERY_S = 60.0
@@ -130,6 +137,15 @@ class Deliverer:
         """Receipts found marked as being typed: (message, recipient) -> (the mark, when first seen)."""
         self.settle_at: float | None = None
         """When the first of those marks has settled (a round then looks again)."""
+        self.webhooks: Sender | None = None
+        if settings.webhooks:
+            from dev_sessions.messaging.webhooks import Sender
+
+            self.webhooks = Sender(settings, self.store)
+
+    def close(self) -> None:
+        if self.webhooks is not None:
+            self.webhooks.close()
 
     def attempt(self, message: Message, receipt: Receipt, sessions: Mapping[str, Session]) -> str:
         """Try one delivery: ``delivered``, ``failed``, ``waiting`` (the session is busy) or
@@ -265,6 +281,8 @@ class Deliverer:
         sessions = {s.id: s for s in self.sessions.sessions()}
         if self.due(sessions) or self.next_retry_ms(sessions) is not None or self.stays(sessions):
             return True
+        if self.webhooks is not None and self.webhooks.has_work(self.store):
+            return True
         return bool(self.talking(sessions))
 
     @staticmethod
@@ -318,6 +336,8 @@ class Deliverer:
         self.publish(sessions)
         if self.settings.messages_retention is not None:
             self.retain()
+        if self.webhooks is not None:
+            self.webhooks.look(self.store)  # handed to their threads: nothing here waits for them
         waiting_codex = False
         claimed_elsewhere = False
         blocked: set[str] = set()
@@ -354,7 +374,14 @@ class Deliverer:
                     watcher.watch_dir(directory)
                 waiting_codex = waiting_codex or not signals
         next_retry = self.next_retry_ms(sessions)
-        if not blocked and next_retry is None and not self._talking and not self.stays(sessions):
+        hooks_busy = self.webhooks is not None and self.webhooks.busy()
+        if (
+            not blocked
+            and next_retry is None
+            and not self._talking
+            and not self.stays(sessions)
+            and not hooks_busy
+        ):
             self._idle_since = self._idle_since or time.monotonic()
             if time.monotonic() - self._idle_since >= self.linger:
                 return None
@@ -367,6 +394,8 @@ class Deliverer:
             timeout = min(timeout, CODEX_POLL_S)
         if claimed_elsewhere:  # look again soon, in case that deliverer let it go undelivered
             timeout = min(timeout, CLAIMED_ELSEWHERE_S)
+        if hooks_busy:
+            timeout = min(timeout, WEBHOOKS_BUSY_S)
         if self._talking:
             timeout = min(timeout, max(0.0, self._pull_at - time.monotonic()))
         if self.settle_at is not None:
@@ -444,15 +473,18 @@ def main() -> None:
     root.setLevel(logging.DEBUG if settings.debug else logging.INFO)
     try:
         deliverer = Deliverer(settings, environ)
-        while True:
-            deliverer.run()
-            # Nothing was left. Let go of the lock first, then look once more: work queued after the
-            # last look but while the lock was still held found "a deliverer runs" and started none.
-            # Either that look sees it here, or its writer sees the lock free and starts a deliverer.
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            if deliverer.gone or not deliverer.has_work() or not _hold(fd):
-                break
-            log.info("work came in while stopping; going on")
+        try:
+            while True:
+                deliverer.run()
+                # Nothing was left. Let go of the lock first, then look once more: work queued after the
+                # last look but while the lock was still held found "a deliverer runs" and started none.
+                # Either that look sees it here, or its writer sees the lock free and starts a deliverer.
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                if deliverer.gone or not deliverer.has_work() or not _hold(fd):
+                    break
+                log.info("work came in while stopping; going on")
+        finally:
+            deliverer.close()
     except Exception:
         log.exception("deliverer stopped by an error")
         sys.exit(1)

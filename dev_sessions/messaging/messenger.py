@@ -22,7 +22,7 @@ import time
 from collections.abc import Generator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from dev_sessions.api import USER, JsonObject, call, check_name
 from dev_sessions.config import Settings
@@ -35,6 +35,7 @@ from dev_sessions.errors import (
     SpaceNotFound,
     UsageError,
 )
+from dev_sessions.messaging.coordination import Coordination
 from dev_sessions.messaging.machines import elsewhere, split
 from dev_sessions.messaging.records import Agent, AgentInfo, Message, Receipt, Space
 from dev_sessions.messaging.relay import PULL_EVERY_S, hosts_of
@@ -79,7 +80,9 @@ def parse_since(text: str | None) -> int | None:
     return int((time.time() - parse_duration(text)) * 1000)
 
 
-class Messenger:
+class Messenger(Coordination):
+    """The ``messages`` API (projects, focus, leases and webhooks are :class:`Coordination`'s part)."""
+
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings.from_env()
         self.environ = dict(self.settings.environ)
@@ -290,6 +293,11 @@ class Messenger:
             outcomes = relay_due(self.settings, self.store, [(message, name) for name in remote], sessions)
             # The deliverer retries what a host did not take, and pulls the answers of a session here.
             deliver = deliver or "failed" in outcomes.values() or message.sender in sessions
+        if not deliver and self.settings.webhooks:
+            from dev_sessions.messaging.webhooks import wanted
+
+            # The deliverer tells the endpoints (in threads of its own): this command waits for none.
+            deliver = wanted(self.settings.webhooks, message, list(recipients))
         if deliver:
             from dev_sessions.messaging.deliver import ensure_deliverer
 
@@ -300,7 +308,11 @@ class Messenger:
             return replace(message, receipt=self.store.receipt(message.id, remote[0]))
         return message
 
-    @call(identity="reader", tool="read_messages", about="Your messages (or `reader`'s), oldest first.")
+    @call(
+        identity="reader",
+        tool="read_messages",
+        about="Your messages (or `reader`'s), oldest first (with a focus: direct ones and its project's).",
+    )
     def read(
         self,
         reader: str | None = None,
@@ -310,6 +322,7 @@ class Messenger:
         sender: str | None = None,
         since: str | None = None,
         limit: int | None = None,
+        all_projects: bool = False,
     ) -> list[Message]:
         me = self.me(reader)
         if limit is not None and limit < 1:
@@ -317,8 +330,9 @@ class Messenger:
         self._retain()
         self._pull(me)
         messages = self.store.inbox(
-            me, unread=unread, sender=sender, since_ms=parse_since(since), limit=limit
-        )
+            me, unread=unread, sender=sender, since_ms=parse_since(since), limit=limit,
+            project=self.focused_on(me, all_projects),
+        )  # fmt: skip
         if mark_read and messages:
             self.store.mark_read(me, [m.id for m in messages])
         return messages
@@ -475,17 +489,35 @@ class Messenger:
             raise UsageError("search: the query is empty")
         return self.store.search(query, limit, viewer)
 
-    @call(scope=("viewer",), about="The latest messages of everyone (since an age like 2h, or an ISO time).")
+    @call(
+        scope=("viewer",),
+        identity="reader",
+        about="The latest messages of everyone (since an age like 2h, or an ISO time; a focus: its project).",
+    )
     def feed(
-        self, since: str | None = None, limit: int | None = None, viewer: str | None = None
+        self,
+        since: str | None = None,
+        limit: int | None = None,
+        viewer: str | None = None,
+        reader: str | None = None,
+        *,
+        all_projects: bool = False,
     ) -> list[Message]:
-        return self.store.feed(parse_since(since), limit, viewer)
+        project = self.focused_on(self.me(reader), all_projects)
+        return self.store.feed(parse_since(since), limit, viewer, project)
 
     # -- spaces --------------------------------------------------------------------------------------
 
-    @call(identity="creator", about="Create a space (a channel; nests up to 3 levels).")
+    @call(
+        identity="creator", about="Create a space (a channel; nests up to 3 levels; may belong to a project)."
+    )
     def create_space(
-        self, name: str, parent: str | None = None, description: str = "", creator: str | None = None
+        self,
+        name: str,
+        parent: str | None = None,
+        description: str = "",
+        creator: str | None = None,
+        project: str | None = None,
     ) -> Space:
         check_name(name, "space name")
         if name in RESERVED or name == USER:
@@ -493,11 +525,11 @@ class Messenger:
         kind = self.known(name)
         if kind in ("session", "agent"):
             raise UsageError(f"{name}: a {kind} has that name; spaces and agents share one namespace")
-        return self.store.create_space(name, parent, description, self.me(creator))
+        return self.store.create_space(name, parent, description, self.me(creator), project)
 
-    @call(about="Every space, with its member count.")
-    def spaces(self) -> list[Space]:
-        return self.store.spaces()
+    @call(identity="agent", about="Every space, with its member count (with a focus: its project's).")
+    def spaces(self, agent: str | None = None, *, all_projects: bool = False) -> list[Space]:
+        return self.store.spaces(self.focused_on(self.me(agent), all_projects))
 
     @call(identity="agent", tool="join_space", about="Join a space (you, or `agent`).")
     def join(self, space: str, agent: str | None = None) -> bool:
@@ -782,10 +814,14 @@ class Messenger:
             mentions=tuple(named[:MENTIONS]),
             spaces=tuple(self.store.spaces_of(me)),
             sessions=tuple(sorted(s.id for s in sessions.values() if s.parent == me)),
-            # Leases and focus (issue 16's other part) are filled in here once they exist.
+            leases=tuple(cast(JsonObject, lease.to_json()) for lease in self.store.leases(me)),
+            focus=self.store.focus_of(me).project,
         )
 
-    @call(about="Counts of sessions, agents, messages, unread, spaces and pins, and where messages live.")
+    @call(
+        about="Counts of sessions, agents, messages, unread, spaces, pins, projects and live leases, "
+        "and where messages live."
+    )
     def stats(self) -> Stats:
         from dev_sessions.messaging.results import Stats
 
@@ -797,6 +833,8 @@ class Messenger:
             unread=counts["unread"],
             spaces=counts["spaces"],
             pinned=counts["pinned"],
+            projects=counts["projects"],
+            leases=counts["leases"],
             engine=self.store.engine,
             store=self.store.where,
             schema=self.store.version,

@@ -1,12 +1,14 @@
 """``msg migrate``: copy this machine's SQLite store into a shared one (PostgreSQL).
 
-Everything the store holds is copied in one transaction of the target: outside agents, spaces
-(parents first) and their members, messages in order with their receipts (a reply's ``reply_to`` and
-``thread`` renumbered to the copies; a thread whose first message was pruned stays one thread), the
-links to messages on ssh hosts (``relays``), reactions and pins. Each copied
-message is recorded in the target's ``copied`` table (this store's name, its id here, its id there),
-so that a second run copies nothing twice; agents, spaces, members and relays are kept by their keys.
-Messages and receipts written here without a machine are this machine's: the copy says so.
+Everything the store holds is copied in one transaction of the target: outside agents, projects and
+each agent's focus, spaces (parents first, with their project) and their members, messages in order
+with their receipts (a reply's ``reply_to`` and ``thread`` renumbered to the copies; a thread whose
+first message was pruned stays one thread), the links to messages on ssh hosts (``relays``),
+reactions and pins. Each copied message is recorded in the target's ``copied`` table (this store's
+name, its id here, its id there), so that a second run copies nothing twice; agents, projects, focus,
+spaces, members and relays are kept by their keys. Leases are not copied: they last minutes, and lapse
+by themselves. Messages and receipts written here without a machine are this machine's: the copy
+says so.
 
 Nothing is removed from the source, and nothing here prints: the caller shows the counts, with the
 target's URL without its password.
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 from dev_sessions.api import JsonObject
 from dev_sessions.messaging.store import MessageStore
 
-KINDS = ("messages", "receipts", "spaces", "members", "agents", "relays", "reactions", "pins")
+KINDS = ("messages", "receipts", "spaces", "members", "agents", "relays", "reactions", "pins", "projects")
 
 
 @dataclass
@@ -59,17 +61,33 @@ def _copy(source: MessageStore, target: MessageStore, machine: str) -> Migrated:
                 (row[0], row[1], row[2], row[3], row[4] or machine, row[5]),
             )
             report.count("agents", cursor.rowcount > 0)
+        for row in src.execute(
+            """SELECT name, path, repository, tags, description, status, created_at, created_by, updated_at
+               FROM projects ORDER BY name"""
+        ):
+            cursor = db.execute(
+                """INSERT INTO projects (name, path, repository, tags, description, status, created_at,
+                                         created_by, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (name) DO NOTHING""",
+                tuple(row),
+            )
+            report.count("projects", cursor.rowcount > 0)
+        for row in src.execute("SELECT agent, project, set_at FROM focus"):
+            db.execute(
+                "INSERT INTO focus (agent, project, set_at) VALUES (?, ?, ?) ON CONFLICT (agent) DO NOTHING",
+                tuple(row),
+            )
         spaces = src.execute(
             """WITH RECURSIVE tree(name, depth) AS (
                    SELECT name, 1 FROM spaces WHERE parent IS NULL
                    UNION ALL SELECT s.name, t.depth + 1 FROM spaces s JOIN tree t ON s.parent = t.name
-               ) SELECT s.name, s.parent, s.description, s.created_at, s.created_by
+               ) SELECT s.name, s.parent, s.description, s.created_at, s.created_by, s.project
                FROM spaces s JOIN tree t ON t.name = s.name ORDER BY t.depth, s.name"""
         ).fetchall()
         for row in spaces:
             cursor = db.execute(
-                """INSERT INTO spaces (name, parent, description, created_at, created_by)
-                   VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING""",
+                """INSERT INTO spaces (name, parent, description, created_at, created_by, project)
+                   VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING""",
                 tuple(row),
             )
             report.count("spaces", cursor.rowcount > 0)

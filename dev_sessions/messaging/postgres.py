@@ -61,7 +61,7 @@ from dev_sessions.errors import MessageNotFound, MessagesUnavailable, StoreTooNe
 from dev_sessions.messaging import libpq
 from dev_sessions.messaging.fts import to_tsquery
 from dev_sessions.messaging.records import Message
-from dev_sessions.messaging.schema import EXTRAS, MACHINES, PASTING
+from dev_sessions.messaging.schema import COORDINATION, EXTRAS, MACHINES, PASTING
 from dev_sessions.messaging.store import (
     MESSAGE_COLUMNS,
     PRIORITIES,
@@ -175,6 +175,7 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     (3, MACHINES),
     (4, PASTING),
     (5, EXTRAS),
+    (6, COORDINATION),
 ]
 
 

@@ -93,6 +93,8 @@ class Space:
     created_at: str
     created_by: str
     members: int = 0
+    project: str | None = None
+    """The project it belongs to (``space create --project``)."""
 
 
 @dataclass(frozen=True)

@@ -110,9 +110,9 @@ class Context:
     sessions: tuple[str, ...]
     """The sessions of this machine it created (their parent is its name)."""
     leases: tuple[JsonObject, ...] = ()
-    """Seam for the leases of issue 16's other part: none until they exist."""
+    """The live leases it holds (``lease list --mine``)."""
     focus: str | None = None
-    """Seam for the project focus of issue 16's other part: None until it exists."""
+    """The project its reads are scoped to (None: every project)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -148,9 +148,9 @@ class Stats:
     store: str
     schema: int
     projects: int | None = None
-    """Seam for issue 16's projects: None (left out of the JSON) until they exist."""
+    """How many projects (None: left out of the JSON)."""
     leases: int | None = None
-    """Seam for issue 16's leases: None (left out of the JSON) until they exist."""
+    """How many live leases (None: left out of the JSON)."""
 
     def to_json(self) -> JsonObject:
         data: JsonObject = {

@@ -73,6 +73,46 @@ EXTRAS = [
     "ALTER TABLE agents ADD COLUMN session TEXT",
 ]
 """Migration 5, the same SQL on both engines: reactions, pins, and who holds an agent's name."""
+COORDINATION = [
+    """CREATE TABLE projects (
+        name TEXT PRIMARY KEY,
+        path TEXT,
+        repository TEXT,
+        tags TEXT NOT NULL DEFAULT '[]',
+        description TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'paused', 'archived')),
+        created_at TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    )""",
+    "ALTER TABLE spaces ADD COLUMN project TEXT REFERENCES projects(name)",
+    "CREATE INDEX spaces_project ON spaces(project) WHERE project IS NOT NULL",
+    """CREATE TABLE focus (
+        agent TEXT PRIMARY KEY,
+        project TEXT NOT NULL REFERENCES projects(name) ON DELETE CASCADE,
+        set_at TEXT NOT NULL
+    )""",
+    # A lease: a name (repo '') or a glob relative to a worktree's top in a repository; ``prefix`` is the
+    # glob's literal directories, so that the globs a path or glob may overlap are found by index.
+    """CREATE TABLE leases (
+        repo TEXT NOT NULL,
+        pattern TEXT NOT NULL,
+        holder TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('name', 'path')),
+        prefix TEXT NOT NULL,
+        exclusive INTEGER NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        ttl_s DOUBLE PRECISION NOT NULL,
+        acquired_at TEXT NOT NULL,
+        expires_ms BIGINT NOT NULL,
+        machine TEXT,
+        PRIMARY KEY (repo, pattern, holder)
+    )""",
+    "CREATE INDEX leases_prefix ON leases(repo, prefix)",
+    "CREATE INDEX leases_holder ON leases(holder)",
+    "CREATE INDEX leases_expires ON leases(expires_ms)",
+]
+"""Migration 6 (issue 16: projects, focus, leases), the same SQL on both engines."""
 
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (
@@ -190,6 +230,8 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     ),
     # Issue 16: reactions, pins (kept by ``msg prune``), the session holding an outside agent's name.
     (5, EXTRAS),
+    # Projects (spaces may belong to one), each agent's focus, and leases (issue 16).
+    (6, COORDINATION),
 ]
 
 

@@ -29,19 +29,20 @@ its own.
 
 from __future__ import annotations
 
-import functools
 import json
 import sqlite3
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from dev_sessions.config import BROKEN_CONFIG, Settings
-from dev_sessions.errors import MessageNotFound, NameInUse, SpaceNotFound, UsageError
+from dev_sessions.errors import MessageNotFound, NameInUse, ProjectNotFound, SpaceNotFound, UsageError
+from dev_sessions.messaging.coordination_store import CoordinationStore
 from dev_sessions.messaging.records import Agent, Message, Receipt, Space
 from dev_sessions.messaging.schema import MIGRATIONS, migrate, open_database, transaction, user_version
+from dev_sessions.messaging.writes import one_write
 from dev_sessions.store import now_iso, parse_iso
 
 if TYPE_CHECKING:
@@ -142,21 +143,7 @@ def open_store(where: Path | str, migrations: list[tuple[int, list[str]]] | None
     )
 
 
-P = ParamSpec("P")
 R = TypeVar("R")
-S = TypeVar("S", bound="MessageStore")
-
-
-def one_write(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], R]:
-    """A method whose changes are one :meth:`MessageStore.write` transaction (with reads before and after
-    it): the engine may run it again whole when that transaction did nothing and may be tried again (on
-    PostgreSQL: a serialization failure, a deadlock, a connection lost before COMMIT)."""
-
-    @functools.wraps(method)
-    def run(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        return self.retried(functools.partial(method, self, *args, **kwargs))
-
-    return run
 
 
 class MailNews(Protocol):
@@ -179,8 +166,9 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class MessageStore:
-    """The messages in ``messages.db`` (SQLite); the base of the PostgreSQL store too."""
+class MessageStore(CoordinationStore):
+    """The messages in ``messages.db`` (SQLite); the base of the PostgreSQL store too. Projects, focus
+    and leases are :class:`CoordinationStore`'s part of it."""
 
     engine = "sqlite"
     shared = False
@@ -339,25 +327,35 @@ class MessageStore:
     def space(self, name: str) -> Space | None:
         row = self.db.execute(
             """SELECT s.name, s.parent, s.description, s.created_at, s.created_by,
-                      (SELECT count(*) FROM members WHERE space = s.name)
+                      (SELECT count(*) FROM members WHERE space = s.name), s.project
                FROM spaces s WHERE s.name = ?""",
             (name,),
         ).fetchone()
         return Space(*row) if row else None
 
-    def spaces(self) -> list[Space]:
+    def spaces(self, project: str | None = None) -> list[Space]:
+        """Every space (those of ``project``, when given)."""
+        where, args = ("WHERE s.project = ?", (project,)) if project is not None else ("", ())
         rows = self.db.execute(
-            """SELECT s.name, s.parent, s.description, s.created_at, s.created_by,
-                      (SELECT count(*) FROM members WHERE space = s.name)
-               FROM spaces s ORDER BY s.name"""
+            f"""SELECT s.name, s.parent, s.description, s.created_at, s.created_by,
+                      (SELECT count(*) FROM members WHERE space = s.name), s.project
+               FROM spaces s {where} ORDER BY s.name""",
+            args,
         )
         return [Space(*row) for row in rows]
 
     @one_write
-    def create_space(self, name: str, parent: str | None, description: str, by: str) -> Space:
+    def create_space(
+        self, name: str, parent: str | None, description: str, by: str, project: str | None = None
+    ) -> Space:
         with self.write() as db:
             if db.execute("SELECT 1 FROM spaces WHERE name = ?", (name,)).fetchone():
                 raise UsageError(f"space {name}: already exists")
+            if (
+                project is not None
+                and not db.execute("SELECT 1 FROM projects WHERE name = ?", (project,)).fetchone()
+            ):
+                raise ProjectNotFound(name=project)
             if parent is not None:
                 depth = self._depth(parent)
                 if depth is None:
@@ -365,8 +363,9 @@ class MessageStore:
                 if depth + 1 > MAX_SPACE_DEPTH:
                     raise UsageError(f"space {name}: spaces nest at most {MAX_SPACE_DEPTH} levels deep")
             db.execute(
-                "INSERT INTO spaces (name, parent, description, created_at, created_by) VALUES (?, ?, ?, ?, ?)",
-                (name, parent, description, now_iso(), by),
+                """INSERT INTO spaces (name, parent, description, created_at, created_by, project)
+                   VALUES (?, ?, ?, ?, ?, ?)""",
+                (name, parent, description, now_iso(), by, project),
             )
         space = self.space(name)
         assert space is not None
@@ -506,8 +505,10 @@ class MessageStore:
         limit: int | None = None,
         space: str | None = None,
         after_id: int | None = None,
+        project: str | None = None,
     ) -> list[Message]:
-        """Messages to ``reader`` (newest last), with the reader's receipt."""
+        """Messages to ``reader`` (newest last), with the reader's receipt; with ``project``, only the
+        direct ones and those of the project's spaces."""
         clauses = ["r.recipient = ?"]
         args: list[Any] = [reader]
         if unread:
@@ -524,6 +525,9 @@ class MessageStore:
         if after_id is not None:
             clauses.append("m.id > ?")
             args.append(after_id)
+        if project is not None:
+            clauses.append("(m.space IS NULL OR m.space IN (SELECT name FROM spaces WHERE project = ?))")
+            args.append(project)
         query = f"""SELECT {MESSAGE_COLUMNS}, {_RECEIPT_COLUMNS} FROM receipts r JOIN messages m ON m.id = r.message
                     WHERE {" AND ".join(clauses)} ORDER BY m.id DESC"""
         if limit is not None:
@@ -573,9 +577,17 @@ class MessageStore:
         return [message_of(row) for row in rows]
 
     def feed(
-        self, since_ms: int | None = None, limit: int | None = None, viewer: str | None = None
+        self,
+        since_ms: int | None = None,
+        limit: int | None = None,
+        viewer: str | None = None,
+        project: str | None = None,
     ) -> list[Message]:
+        """The latest messages (those ``viewer`` sent or received; those of ``project``'s spaces)."""
         where, args = visible_to(viewer)
+        if project is not None:
+            where += " AND m.space IN (SELECT name FROM spaces WHERE project = ?)"
+            args = (*args, project)
         return self._latest(where, list(args), since_ms, limit)
 
     def space_messages(
@@ -863,13 +875,17 @@ class MessageStore:
         return [str(row[0]) for row in rows]
 
     def counts(self) -> dict[str, int]:
-        """How many outside agents, messages, unread receipts, spaces and pins the store holds."""
+        """How many outside agents, messages, unread receipts, spaces, pins, projects and live leases the
+        store holds."""
         row = self.db.execute(
             """SELECT (SELECT count(*) FROM agents), (SELECT count(*) FROM messages),
                       (SELECT count(*) FROM receipts WHERE state != 'read'), (SELECT count(*) FROM spaces),
-                      (SELECT count(*) FROM pins)"""
+                      (SELECT count(*) FROM pins), (SELECT count(*) FROM projects),
+                      (SELECT count(*) FROM leases WHERE expires_ms > ?)""",
+            (int(time.time() * 1000),),
         ).fetchone()
-        return dict(zip(("agents", "messages", "unread", "spaces", "pinned"), map(int, row), strict=True))
+        names = ("agents", "messages", "unread", "spaces", "pinned", "projects", "leases")
+        return dict(zip(names, map(int, row), strict=True))
 
     # -- retention -----------------------------------------------------------------------------------------
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,9 +27,12 @@ from dev_sessions.config import Settings
 from dev_sessions.errors import (
     BadAnswer,
     DevSessionsError,
+    LeaseConflict,
     MessageNotFound,
     NameInUse,
     NoMessage,
+    ProjectInUse,
+    ProjectNotFound,
     SessionNotFound,
     SpaceNotFound,
     UsageError,
@@ -39,6 +44,7 @@ from dev_sessions.gateway.server import Gateway, listen
 from dev_sessions.messaging.messenger import Messenger
 from dev_sessions.sessions import SessionManager
 from tests.fakes.backend import FakeBackend, Turn
+from tests.fakes.webhooks import Receiver
 
 if TYPE_CHECKING:
     from dev_sessions.api import MessagesAPI, SessionsAPI
@@ -63,6 +69,12 @@ def faces(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Faces]:
     workspace = isolated / "ws"
     workspace.mkdir()
     monkeypatch.chdir(workspace)  # where a create without --path runs, in the container and on the host
+    # A webhook to test (`webhook_test`), for messages none of the cases sends (no deliverer starts).
+    receiver = Receiver()
+    state = isolated / "state"
+    state.mkdir(mode=0o700, exist_ok=True)
+    webhook = {"url": receiver.url, "events": ["urgent"], "agents": ["nobody-at-all"], "secret": "s3"}
+    (state / "config.json").write_text(json.dumps({"webhooks": [webhook]}))
     host = Settings.from_env(os.environ)
     claude, codex = FakeBackend("claude"), FakeBackend("codex")
     backends = {"claude": claude, "codex": codex}
@@ -117,6 +129,7 @@ def faces(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Faces]:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         gateway.pool.shutdown(wait=False)
+        receiver.close()
 
 
 def shape(value: object) -> object:
@@ -229,7 +242,48 @@ MESSAGE_CASES: dict[str, MessageCase] = {
     "conversations": lambda api, me: (_message(api, me), api.conversations(me))[1],
     "context": lambda api, me: (api.send("boss", f"@{me} hi", sender="boss"), api.context(me))[1],
     "prune": lambda api, me: api.prune("30d", dry_run=True),
+    "create_project": lambda api, me: api.create_project(
+        f"p-{me}", tags=["web", "api"], description="d", creator=me
+    ),
+    "project": lambda api, me: api.project(_project(api, me)),
+    "update_project": lambda api, me: api.update_project(_project(api, me), status="paused", tags=[]),
+    "delete_project": lambda api, me: api.delete_project(_project(api, me)),
+    "set_focus": lambda api, me: api.set_focus(_project(api, me), me),
+    "update_space": lambda api, me: api.update_space(_space(api, me), project=_project(api, me)),
+    "lease_acquire": lambda api, me: api.lease_acquire([f"res-{me}"], holder=me, reason="r", ttl="1h"),
+    "lease_renew": lambda api, me: (
+        api.lease_acquire([f"ren-{me}"], holder=me),
+        api.lease_renew([f"ren-{me}"], ttl="2h", holder=me),
+    )[1],
+    "lease_release": lambda api, me: (
+        api.lease_acquire([f"rel-{me}"], holder=me),
+        api.lease_release([f"rel-{me}"], holder=me),
+    )[1],
+    "lease_check": lambda api, me: (
+        api.lease_acquire([f"chk-{me}"], holder=me, exclusive=False),
+        api.lease_check([f"chk-{me}"], holder="boss"),
+    )[1],
+    "install_lease_guard": lambda api, me: api.install_lease_guard(_repo(me)),
+    "uninstall_lease_guard": lambda api, me: (
+        api.install_lease_guard(repo := _repo(me)),
+        api.uninstall_lease_guard(repo),
+    )[1],
+    "webhook_test": lambda api, me: api.webhook_test(api.webhooks().hooks[0].url),
 }
+
+
+def _project(api: MessagesAPI, me: str) -> str:
+    name = f"p{os.urandom(3).hex()}"
+    api.create_project(name, creator=me)
+    return name
+
+
+def _repo(me: str) -> str:
+    """A git repository in the workspace (the same directory on the host and in the container)."""
+    path = Path.cwd() / f"repo-{me}-{os.urandom(2).hex()}"
+    path.mkdir()
+    subprocess.run(["git", "init", "-q", str(path)], check=True)
+    return str(path)
 
 
 def _space(api: MessagesAPI, me: str) -> str:
@@ -332,7 +386,30 @@ ERROR_CASES: list[tuple[str, type[DevSessionsError], Callable[[Faces, bool], obj
         NameInUse,
         lambda f, r: (f.remote_messages if r else f.local_messages).register("held", session="codex:other"),
     ),
+    (
+        "no project",
+        ProjectNotFound,
+        lambda f, r: (f.remote_messages if r else f.local_messages).set_focus("nowhere"),
+    ),
+    (
+        "project in use",
+        ProjectInUse,
+        lambda f, r: _used_project(f.remote_messages if r else f.local_messages),
+    ),
+    ("lease held", LeaseConflict, lambda f, r: _held(f.remote_messages if r else f.local_messages)),
 ]
+
+
+def _used_project(api: MessagesAPI) -> object:
+    if api.projects() == []:  # made once, by the first face
+        api.create_project("used", creator="boss")
+        api.create_space("in-use", creator="boss", project="used")
+    return api.delete_project("used")
+
+
+def _held(api: MessagesAPI) -> object:
+    api.lease_acquire(["the-db"], holder="boss", reason="migrating", ttl="1h")
+    return api.lease_acquire(["the-db", "other"], holder="carol")
 
 
 @pytest.mark.parametrize(("name", "kind", "case"), ERROR_CASES, ids=[c[0] for c in ERROR_CASES])
@@ -347,7 +424,11 @@ def test_errors_come_back_as_themselves(
         case(faces, True)
     assert type(remote.value) is type(local.value)
     assert remote.value.exit_code == local.value.exit_code
-    if name not in ("bad answer",):  # the session ids differ
+    if name not in ("bad answer", "lease held"):  # the session ids differ; the expiry moved on
         assert str(remote.value) == str(local.value)
     assert isinstance(remote.value, LookupError) == isinstance(local.value, LookupError)
-    assert vars(remote.value) == vars(local.value) or name == "bad answer"
+    if isinstance(remote.value, LeaseConflict) and isinstance(local.value, LeaseConflict):
+        assert [c["holder"] for c in remote.value.conflicts] == ["boss"]
+        assert [set(c) for c in remote.value.conflicts] == [set(c) for c in local.value.conflicts]
+    else:
+        assert vars(remote.value) == vars(local.value) or name == "bad answer"

@@ -148,8 +148,10 @@ def test_msg_migrate_copies_a_local_store_once(
     monkeypatch.delenv("DEV_SESSIONS_MESSAGES_URL", raising=False)
     monkeypatch.setenv("DEV_SESSIONS_MACHINE", "laptop")
     cli.ok("agents", "register", "alice")
+    cli.ok("project", "create", "web", "--tags", "a,b")
+    cli.ok("focus", "set", "web", "--as", "alice")
     cli.ok("space", "create", "org")
-    cli.ok("space", "create", "team", "--parent", "org")
+    cli.ok("space", "create", "team", "--parent", "org", "--project", "web")
     cli.ok("space", "join", "team", "--as", "alice")
     first = cli.ok("msg", "send", "--to", "alice", "first").strip()
     cli.ok("msg", "reply", first, "--from", "alice", "the answer")
@@ -158,10 +160,12 @@ def test_msg_migrate_copies_a_local_store_once(
     out = cli.ok("msg", "migrate", "--to", with_password)
     assert out.count("\n") == 1 and "pw-never-shown" not in out and "***" in out
     assert "3 messages (0 already there)" in out and "2 spaces (0 already there)" in out
+    assert "1 projects (0 already there)" in out
     again = json.loads(cli.ok("msg", "migrate", "--to", "-", "--json", stdin=pg_url))
     assert again["messages"] == {"copied": 0, "already": 3}
     assert again["receipts"] == {"copied": 0, "already": 3}
     assert again["spaces"] == {"copied": 0, "already": 2}
+    assert again["projects"] == {"copied": 0, "already": 1}
     assert again["members"] == {"copied": 0, "already": 1}
     assert again["agents"]["copied"] == 0 and again["agents"]["already"] >= 1
     store = open_store(pg_url)
@@ -174,6 +178,9 @@ def test_msg_migrate_copies_a_local_store_once(
     assert [r.state for r in store.receipts(copies[0].id)] == ["read"], "answering it read it"
     assert store.origin_machine(copies[0].id) == "laptop"
     assert [s.name for s in store.spaces()] == ["org", "team"]
+    assert [(s.name, s.project) for s in store.spaces("web")] == [("team", "web")]
+    project = store.project("web")
+    assert project is not None and project.tags == ["a", "b"] and store.focus_of("alice").project == "web"
     store.close()
 
 
