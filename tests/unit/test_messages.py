@@ -544,7 +544,13 @@ def test_stats_count_what_the_store_holds(tmp_path: Path, messages_url: str | No
         1,
     )
     assert stats.schema == m.store.migrations[-1][0] and stats.engine == m.store.engine
-    assert "projects" not in stats.to_json() and "leases" not in stats.to_json()
+    assert (stats.projects, stats.leases) == (0, 0)
+    m.create_project("web")
+    m.lease_acquire(["deploy"], holder="a")
+    m.lease_acquire(["old"], holder="a", ttl="1s")
+    time.sleep(1.1)  # a lapsed lease is not counted
+    again = m.stats().to_json()
+    assert (again["projects"], again["leases"]) == (1, 1)
     if messages_url is not None:
         assert stats.store.startswith("postgresql://") and stats.store == m.store.where
     else:
