@@ -251,7 +251,8 @@ class CoordinationStore:
         above = ancestors(prefix)
         marks = ", ".join("?" * len(above))
         query = f"""SELECT {_LEASE_COLUMNS} FROM leases l WHERE l.repo = ? AND l.expires_ms > ?
-                    AND (l.prefix IN ({marks}) OR substr(l.prefix, 1, ?) = ?)"""
+                    AND (l.prefix IN ({marks}) OR substr(l.prefix, 1, CAST(? AS INTEGER)) = ?)"""
+        # CAST: a Python int goes to PostgreSQL as a bigint, and its substr takes an integer.
         args: list[Any] = [target.repo, now, *above]
         if literal:
             # Every path a glob of a deeper directory names lies in that directory: not this path.

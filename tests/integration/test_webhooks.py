@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from dev_sessions.backend import BeforeTyping
 from dev_sessions.config import Settings
 from dev_sessions.messaging.deliver import Deliverer, running
 from dev_sessions.messaging.store import MessageStore
@@ -63,7 +64,12 @@ class Pasting(FakeBackend):
         super().__init__("claude")
         self.pasted: list[str] = []
 
-    def deliver(self, session: Session, text: str, *, urgent: bool = False) -> bool:
+    def deliver(
+        self, session: Session, text: str, *, urgent: bool = False, check: BeforeTyping | None = None
+    ) -> bool:
+        verdict = check() if check is not None else "type"
+        if verdict != "type":
+            return verdict == "there"
         self.pasted.append(text)
         return True
 
