@@ -163,8 +163,16 @@ class Tmux:
 
     # -- queries -----------------------------------------------------------------------------------
 
-    def panes(self) -> dict[str, Pane]:
-        """The visible pane of every tmux session on this server, by session name: one tmux call."""
+    def _reap(self) -> None:
+        """Have the server read the exit status of a pane whose process died. tmux 3.3 may leave that
+        process a zombie, the pane dead with no status, until another child of the server exits (on a
+        loaded machine, a third of quick exits; for ever on a quiet server): a job of its own that
+        exits at once makes it reap every one."""
+        self.run("run-shell", "true", check=False)
+
+    def panes(self, *, _reaped: bool = False) -> dict[str, Pane]:
+        """The visible pane of every tmux session on this server, by session name: one tmux call (two
+        more when a dead pane's exit status is not read yet, see ``_reap``)."""
         proc = self.run("list-panes", "-a", "-F", _FORMAT, check=False)
         if proc.returncode != 0:
             if _matches(proc.stderr, _NO_SERVER):
@@ -178,9 +186,12 @@ class Tmux:
             pane, visible = parsed
             if visible or pane.session not in found:
                 found[pane.session] = pane
+        if not _reaped and any(p.dead and p.dead_status is None for p in found.values()):
+            self._reap()
+            return self.panes(_reaped=True)
         return found
 
-    def snapshot(self, session: str) -> tuple[Pane, str] | None:
+    def snapshot(self, session: str, *, _reaped: bool = False) -> tuple[Pane, str] | None:
         """The pane of a session and what its screen shows, in one tmux call; None when it is gone."""
         proc = self.run_all(
             [
@@ -197,6 +208,9 @@ class Tmux:
         parsed = Pane.parse(first)
         if parsed is None:
             return None
+        if not _reaped and parsed[0].dead and parsed[0].dead_status is None:
+            self._reap()  # see _reap
+            return self.snapshot(session, _reaped=True)
         return parsed[0], screen
 
     def scrollback(self, session: str, lines: int | None = None) -> str:
