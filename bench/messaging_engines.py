@@ -8,6 +8,8 @@ measures our code and the protocol, not a disk). Per engine:
 
 * messages per second sent through the library by one process (one transaction each);
 * ``msg send`` and ``msg read --unread`` as whole processes, with ``--messages`` stored;
+* how long after ``msg send`` a message is in an idle Claude session's conversation (on PostgreSQL, a
+  session of another machine than the sender's);
 * how long after a send commits a waiting ``msg wait`` process prints it, and a waiting
   ``Messenger.wait`` in a process of its own (another machine: its own ``DEV_SESSIONS_HOME``) returns
   it: on PostgreSQL the server's NOTIFY wakes it (before: it looked every 0.2 s).
@@ -18,6 +20,7 @@ measures our code and the protocol, not a disk). Per engine:
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import textwrap
@@ -27,6 +30,7 @@ from pathlib import Path
 from common import VENV, Stats, World, ms, table, timed, world
 
 from dev_sessions.messaging.store import MessageStore, open_store
+from dev_sessions.store import parse_iso
 from tests.fakes.postgres import binaries, running_postgres
 
 
@@ -121,8 +125,45 @@ def measure(
         where = " on another machine" if url else ""
         label = f"Messenger.wait{where}: returns after the commit"
         rows.append([engine, label, ms(wake.median), ms(wake.p95)])
+        if not only_wait:
+            delivery = delivery_into_claude(w, url, max(3, runs // 3))
+            label = f"delivery into an idle Claude session{where} (target < 1 s)"
+            rows.append([engine, label, ms(delivery.median), ms(delivery.p95)])
         store.close()
     return rows
+
+
+def delivery_into_claude(w: World, url: str | None, runs: int) -> Stats:
+    """How long after ``msg send`` commits a message is in an idle Claude session's conversation (its
+    receipt ``delivered``: typed and taken). On PostgreSQL the session is on this world's machine
+    ("beta") and the sender on another ("alpha": its own state dir, the same server), so that beta's
+    deliverer is woken by the server's push. The first delivery starts the deliverer."""
+    w.env["DEV_SESSIONS_MACHINE"] = "beta"
+    sid = w.create()
+    sender = dict(w.env)
+    if url is not None:
+        alpha = Path(w.env["DEV_SESSIONS_HOME"]).with_name("alpha-machine")
+        alpha.mkdir(mode=0o700, exist_ok=True)
+        sender.update(DEV_SESSIONS_HOME=str(alpha), DEV_SESSIONS_MACHINE="alpha")
+    delays = []
+    for n in range(runs):
+        sent = subprocess.run(
+            [str(w.tool), "msg", "send", "--to", sid, f"notice {n}", "--json"],
+            env=sender, cwd=w.workdir, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        message = json.loads(sent.stdout)
+        deadline = time.monotonic() + 30
+        while True:
+            status = json.loads(w.run("msg", "status", str(message["id"]), "--json").stdout)
+            receipt = status["recipients"][0]
+            if receipt["state"] == "delivered" or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        created, delivered = parse_iso(message["createdAt"]), parse_iso(receipt["deliveredAt"] or "")
+        assert created is not None and delivered is not None, receipt
+        delays.append((delivered - created).total_seconds())
+        w.run("wait", sid, "--timeout", "30")
+    return Stats(delays)
 
 
 def main() -> None:
