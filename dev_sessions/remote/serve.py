@@ -42,9 +42,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dev_sessions.config import Settings
 from dev_sessions.errors import EXIT_ERROR, EXIT_OK, DevSessionsError
@@ -55,6 +55,11 @@ if TYPE_CHECKING:
     from dev_sessions.api import Call
 
 log = logging.getLogger("dev_sessions.remote.serve")
+
+
+class Handler(Protocol):
+    def run(self) -> None: ...
+
 
 _START_TIMEOUT = 20.0
 _REQUEST_TIMEOUT = 60.0  # a client that connects and never asks
@@ -209,9 +214,20 @@ def _spawn(directory: Path, path: Path, code: str) -> dict[str, Any]:
 class Server:
     """The listening process: accepts, forks a child per connection, reaps, lingers, exits."""
 
-    def __init__(self, settings: Settings, path: Path, lock_fd: int) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        path: Path,
+        lock_fd: int,
+        *,
+        handler: Callable[[socket.socket, str, int], Handler] | None = None,
+        name: str = "call server",
+    ) -> None:
         from dev_sessions.codex.link import code_stamp
 
+        self.handler = handler or Served
+        """What serves a connection, in the child forked for it (the warm command server's is its own)."""
+        self.name = name
         self.settings = settings
         self.path = path
         self.lock_fd = lock_fd
@@ -231,7 +247,7 @@ class Server:
             signal.signal(sig, self._stop)
         signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes select through the wakeup fd
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        log.info("call server %s pid %d listening on %s", self.code, os.getpid(), self.path)
+        log.info("%s %s pid %d listening on %s", self.name, self.code, os.getpid(), self.path)
         try:
             while not self.stopping:
                 idle = (
@@ -255,7 +271,8 @@ class Server:
                 if (now.st_dev, now.st_ino) == (bound.st_dev, bound.st_ino):
                     self.path.unlink()
             log.info(
-                "call server pid %d stopped (%d calls still running on their own)",
+                "%s pid %d stopped (%d calls still running on their own)",
+                self.name,
                 os.getpid(),
                 len(self.children),
             )
@@ -315,7 +332,7 @@ class Server:
                 signal.set_wakeup_fd(-1)
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP):
                     signal.signal(sig, signal.SIG_DFL)
-                Served(conn, self.code, server).run()
+                self.handler(conn, self.code, server).run()
                 code = 0
             except BaseException:
                 # The one broad catch: a child must end here, never run on as a second server.
@@ -404,7 +421,7 @@ def _control(line: bytes) -> str | None:
     return None
 
 
-def _log_to(path: Path, debug: bool) -> None:
+def log_to(path: Path, debug: bool) -> None:
     check_not_link(path)
     with contextlib.suppress(OSError):
         if path.stat().st_size > _LOG_MAX:
@@ -439,7 +456,7 @@ def main() -> None:
             if time.monotonic() > deadline:
                 return  # another server runs and keeps running: it serves
             time.sleep(0.01)
-    _log_to(directory / "serve.log", settings.debug)
+    log_to(directory / "serve.log", settings.debug)
     _warm()
     Server(settings, socket_path(settings.home), lock_fd).run()
 
