@@ -10,9 +10,23 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from dev_sessions import __version__
+
+_prebuilt: Callable[..., object] | None = None
+"""The whole command line as a click command, built once by the warm command server (``warm.py``) for
+the children it forks; None: each process builds only what its command needs."""
+
+
+def prebuild() -> None:
+    """Build every command now (in the warm command server: its children then build none)."""
+    global _prebuilt
+    import typer
+
+    from dev_sessions.cli.app import build_app
+
+    _prebuilt = typer.main.get_command(build_app())
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -80,7 +94,8 @@ def _run(args: list[str]) -> int:
 
     args = optional_values(args)
     try:
-        code = build_app(args)(args=args, prog_name="dev-sessions", standalone_mode=False)
+        command = _prebuilt if _prebuilt is not None else build_app(args)
+        code = command(args=args, prog_name="dev-sessions", standalone_mode=False)
     except DevSessionsError as err:
         if debug:
             raise
