@@ -65,6 +65,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from dev_sessions import quiet_logs
+
+quiet_logs()  # every module that logs imports this one (or watch): the library's loggers stay quiet
+
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2

@@ -23,6 +23,9 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import Protocol, TypeVar, cast
 
+from dev_sessions import quiet_logs
+
+quiet_logs()  # see dev_sessions.quiet_logs
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL = 0.05

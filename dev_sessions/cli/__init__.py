@@ -8,7 +8,6 @@ anything else is imported.
 from __future__ import annotations
 
 import os
-import re
 import sys
 from collections.abc import Callable, Sequence
 
@@ -108,6 +107,8 @@ def _run(args: list[str]) -> int:
             hint = f" (see '{context.command_path} --help')"
         text = getattr(err, "format_message", err.__str__)()
         # typer and click each add the same suggestion to an unknown command.
+        import re
+
         text = re.sub(r"( Did you mean '[^']+'\?)\1", r"\1", text)
         _fail(f"{text}{hint}")
         return int(getattr(err, "exit_code", EXIT_USAGE))

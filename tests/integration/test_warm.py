@@ -153,15 +153,23 @@ def test_only_its_owner_reaches_it(cli: DevSessions, warm: Path) -> None:
 def test_changed_code_runs_nothing() -> None:
     # The server compares the code installed now with its own before it runs anything; a client told
     # so runs the command itself (and the server steps aside).
-    from dev_sessions.cli.warm import Command
+    import marshal
+
+    from dev_sessions.cli.warm_server import Command
 
     ours, theirs = socket.socketpair()
     with contextlib.closing(ours), contextlib.closing(theirs):
-        request = json.dumps({"argv": ["msg", "send", "--to", "x", "hi"], "env": {}, "cwd": "/", "umask": 18})
-        data = request.encode()
-        socket.send_fds(ours, [struct.pack("!I", len(data)) + data], [0, 1, 2])
+        request = {
+            "argv": ["msg", "send", "--to", "x", "hi"],
+            "argv0": "",
+            "env": {},
+            "cwd": "/",
+            "umask": 18,
+        }
+        data = marshal.dumps(request)
+        socket.send_fds(ours, [len(data).to_bytes(4, "big") + data], [0, 1, 2])
         Command(theirs, "some other code", server=-1).run()
-        assert ours.recv(100) == b'{"stale": true}\n'
+        assert ours.recv(100) == b"stale\n"
 
 
 def test_quick_commands_skip_it_unless_asked() -> None:
@@ -173,3 +181,12 @@ def test_quick_commands_skip_it_unless_asked() -> None:
     assert not wanted(["logs", "x", "-f"], {"DEV_SESSIONS_WARM": "1"})
     assert not wanted(["--help"], {"DEV_SESSIONS_WARM": "1"})
     assert ROOT.is_dir()
+
+
+def test_the_client_loads_no_more_than_it_needs() -> None:
+    # A warm command is the client's start and the child's work: the client imports neither typer
+    # nor what only the library needs (logging's ~20 ms was a third of a warm command).
+    probe = "import sys; from dev_sessions.cli import warm; print(' '.join(sorted(sys.modules)))"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    heavy = {"typer", "click", "logging", "json", "socket", "typing", "dev_sessions.config"}
+    assert heavy.isdisjoint(loaded.split())

@@ -1,0 +1,218 @@
+"""The warm command server (issue 17): the server's side of :mod:`dev_sessions.cli.warm`.
+
+``python -m dev_sessions.cli.warm_server``, started in the background by a client that found none: it
+loads typer, the command modules and the backends, builds every command once, and serves
+``$DEV_SESSIONS_HOME/serve/cli.sock`` with :class:`dev_sessions.remote.serve.Server`; each command
+line is run by :class:`Command` in a child forked for it.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import socket
+import sys
+from typing import TypedDict
+
+from dev_sessions.cli.warm import QUICK, socket_path
+
+
+class Request(TypedDict):
+    argv: list[str]
+    argv0: str
+    env: dict[str, str]
+    cwd: str
+    umask: int
+
+
+def _request(found: object) -> Request | None:
+    """The request as sent by :func:`client`, its types checked; None for anything else."""
+    if not isinstance(found, dict):
+        return None
+    argv, env = found.get("argv"), found.get("env")
+    if not (isinstance(argv, list) and all(isinstance(a, str) for a in argv)):
+        return None
+    if not (isinstance(env, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())):
+        return None
+    cwd, umask, argv0 = found.get("cwd"), found.get("umask"), found.get("argv0", "")
+    if not (isinstance(cwd, str) and isinstance(umask, int) and isinstance(argv0, str)):
+        return None
+    return Request(argv=argv, argv0=argv0, env=env, cwd=cwd, umask=umask)
+
+
+_REQUEST_MAX = 1 << 24
+
+
+class Command:
+    """One command line, in the child the server forked for it: it becomes the caller, then runs it."""
+
+    def __init__(self, conn: socket.socket, code: str, server: int) -> None:
+        self.conn = conn
+        self.code = code
+        self.server = server
+
+    def run(self) -> None:
+        import contextlib
+        import logging
+        import signal
+        import socket
+
+        from dev_sessions.codex.link import code_stamp
+
+        log = logging.getLogger("dev_sessions.cli.warm")
+        conn = self.conn
+        conn.settimeout(60.0)
+        try:
+            head, fds, _, _ = socket.recv_fds(conn, 4, 3)
+        except OSError:
+            return
+        try:
+            if len(head) != 4 or len(fds) != 3:
+                return
+            size = int.from_bytes(head, "big")
+            if size > _REQUEST_MAX:
+                return
+            body = b""
+            while len(body) < size:
+                chunk = conn.recv(size - len(body))
+                if not chunk:
+                    return
+                body += chunk
+            if code_stamp() != self.code:
+                log.info("the installed code changed; stepping aside")
+                conn.sendall(b"stale\n")
+                if os.getppid() == self.server:
+                    os.kill(self.server, signal.SIGTERM)
+                return
+            # marshal, not JSON: the client loads no more than C modules. Only the owner's processes
+            # reach this socket (its mode, and the peer's uid checked by the server).
+            request = _request(marshal.loads(body))
+            if request is None:
+                return
+            words = [a for a in request["argv"] if not a.startswith("-")]
+            # The command's name only: its arguments may be a message or a secret.
+            name = words[0] if words and words[0] in QUICK else "?"
+            log.info("pid %d runs a %s command", os.getpid(), name)
+            self._become(request, fds)
+        finally:
+            for fd in fds:
+                if fd > 2:
+                    os.close(fd)
+        conn.settimeout(None)
+        conn.sendall(f"pid {os.getpid()}\n".encode())
+        code = _run(request["argv"])
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        with contextlib.suppress(OSError):
+            conn.sendall(f"exit {code}\n".encode())
+        os._exit(code)
+
+    def _become(self, request: Request, fds: list[int]) -> None:
+        """This process as the caller: its files on 0, 1 and 2, its directory, environment and umask, and
+        a fresh process's signal handlers and logging."""
+        import io
+        import logging
+        import signal
+
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        os.umask(request["umask"])
+        sys.argv = [request["argv0"] or "dev-sessions", *request["argv"]]
+        encoding = sys.stdout.encoding if sys.stdout is not None else "utf-8"
+
+        def text(fd: int, mode: str) -> io.TextIOWrapper:
+            # As Python makes them: stderr and a terminal line-buffered, stderr's errors escaped.
+            lines = mode == "w" and (fd == 2 or os.isatty(fd))
+            errors = "backslashreplace" if fd == 2 else "strict"
+            buffering = 1 if lines else -1
+            stream = open(fd, mode, encoding=encoding, errors=errors, closefd=False, buffering=buffering)  # noqa: SIM115
+            assert isinstance(stream, io.TextIOWrapper)
+            return stream
+
+        sys.stdin, sys.stdout, sys.stderr = text(0, "r"), text(1, "w"), text(2, "w")
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)
+        root = logging.getLogger("dev_sessions")
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        root.setLevel(logging.NOTSET)
+
+
+def _run(argv: list[str]) -> int:
+    from dev_sessions.cli import run
+
+    try:
+        return run(list(argv))
+    except SystemExit as exit_:
+        code = exit_.code
+        if code is None:
+            return 0
+        if isinstance(code, int):
+            return code
+        print(code, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+# Imported once by the server: what the quick commands load.
+PRELOAD = (
+    "typer",
+    "dev_sessions.cli.app",
+    "dev_sessions.cli.sessions",
+    "dev_sessions.cli.lifecycle",
+    "dev_sessions.cli.messaging",
+    "dev_sessions.cli.messaging_extras",
+    "dev_sessions.cli.coordination",
+    "dev_sessions.sessions",
+    "dev_sessions.messaging.messenger",
+    "dev_sessions.claude.backend",
+    "dev_sessions.codex.backend",
+    "dev_sessions.tmux",
+    "dev_sessions.terminal",
+)
+
+
+def main() -> None:
+    import fcntl
+    import importlib
+    import logging
+    import time
+    from pathlib import Path
+
+    from dev_sessions.config import Settings
+    from dev_sessions.files import open_private, private_dir
+    from dev_sessions.remote import serve
+
+    settings = Settings.from_env()
+    path = socket_path(str(settings.home))
+    if path is None or not settings.home.is_dir():
+        return
+    directory = private_dir(serve.serve_dir(settings.home))
+    lock_fd = open_private(directory / "cli.lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return  # another one runs: it serves
+    serve.log_to(directory / "cli.log", settings.debug)
+    log = logging.getLogger("dev_sessions.cli.warm")
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError as err:
+            log.debug("not preloaded: %s (%s)", name, err)
+    from dev_sessions import cli
+
+    cli.prebuild()  # every command built once: a child builds none (~10 ms of typer each)
+    started = time.monotonic()
+    serve.Server(settings, Path(path), lock_fd, handler=Command, name="warm command server").run()
+    log.info("up %.0f s", time.monotonic() - started)
+
+
+if __name__ == "__main__":
+    main()
