@@ -4,6 +4,7 @@ whose login has its own home, state dir and tmux server, tests/fakes/sshd.py), d
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -85,6 +86,19 @@ def calls_on(server: int) -> list[int]:
         if fields[1] == str(server) and fields[0] != "Z":
             found.append(int(entry))
     return found
+
+
+def waiting_there(server: int) -> bool:
+    """Whether a call the host's server serves is waiting on the session's files (an inotify instance
+    among its fds): its request has reached the host and the wait runs, not only its connection (a
+    child is forked at the connection, before the client has its hello and sends the request)."""
+    for child in calls_on(server):
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{child}/fd"):
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"/proc/{child}/fd/{fd}") == "anon_inode:inotify":
+                        return True
+    return False
 
 
 def remote_store(host: Sshd) -> dict[str, dict[str, object]]:
@@ -328,6 +342,9 @@ def test_killing_the_shared_connection_mid_command(
     eventually(lambda: calls_on(hello["server"]) == [])
     waiter = cli.start("wait", sid, "--timeout", "300")
     eventually(lambda: len(calls_on(hello["server"])) == 1)  # the wait runs there, over the master
+    # Its request has reached the host: killed before, the master would only have made the wait go
+    # over a new connection (as it must: nothing was sent yet), and it would wait on (a CI run).
+    eventually(lambda: waiting_there(hello["server"]))
     assert waiter.process.poll() is None
     os.kill(master, signal.SIGKILL)
     killed_at = time.monotonic()
