@@ -72,6 +72,7 @@ def shoot(page: Any, name: str) -> None:
 def test_the_dashboard_in_a_browser(
     claude: FakeAnthropic, cli: DevSessions, dashboard: Served, browser: Any
 ) -> None:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect
 
     expect.set_options(timeout=TIMEOUT_MS)
@@ -135,7 +136,15 @@ def test_the_dashboard_in_a_browser(
         expect(overview.locator(f"#row-{sid} .state")).to_have_text("waiting for input")
         shoot(overview, "sessions")
         overview.close()
-    dialog.locator("button.option", has_text="Blue").click()
+    # The dialog is drawn again once Claude's screen shows it (its options as the screen numbers them):
+    # a click while its button is replaced is lost (a CI run). Until the answer is posted, click again.
+    for attempt in range(5):
+        try:
+            with page.expect_request(lambda r: r.method == "POST", timeout=5_000):
+                dialog.locator("button.option", has_text="Blue").click()
+            break
+        except PlaywrightTimeout:
+            assert attempt < 4, "the answer was never posted"
     expect(page.locator(".role-assistant .text").last).to_contain_text('"Which colour?"="Blue"')
     expect(page.locator("#status .state")).to_have_text("idle")
     expect(page.locator("#status .dialog")).to_have_count(0)

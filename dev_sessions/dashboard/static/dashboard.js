@@ -71,10 +71,13 @@
       times(log);
       if (follow) toBottom();
     });
+    let shownStatus = null;
     source.addEventListener("status", function (e) {
       const data = JSON.parse(e.data);
       const box = document.getElementById("status");
-      if (box) { box.innerHTML = data.html; times(box); }
+      // The same status again leaves the box as it is: a click on a dialog's option must not land
+      // on a button that is being replaced.
+      if (box && data.html !== shownStatus) { box.innerHTML = data.html; times(box); shownStatus = data.html; }
     });
     source.addEventListener("tokens", function (e) {
       const data = JSON.parse(e.data);
