@@ -21,6 +21,14 @@ from dataclasses import dataclass, field
 from dev_sessions.api import JsonObject
 from dev_sessions.messaging.store import MessageStore
 
+_BY_MESSAGE = (
+    ("relays", ("host", "remote", "recipient")),
+    ("reactions", ("agent", "emoji", "created_at")),
+    ("pins", ("pinned_by", "pinned_at")),
+)
+"""The tables whose rows belong to one message (its column ``message``), copied after the messages:
+their names and other columns, as in the schema (never from outside)."""
+
 KINDS = ("messages", "receipts", "spaces", "members", "agents", "relays", "reactions", "pins", "projects")
 
 
@@ -158,33 +166,16 @@ def _copy(source: MessageStore, target: MessageStore, machine: str) -> Migrated:
                     (new, *receipt[:9], on),
                 )
                 report.count("receipts", True)
-        for row in src.execute("SELECT message, host, remote, recipient FROM relays ORDER BY message"):
-            copy = ids.get(int(row[0]))
-            if copy is None:
-                continue
-            cursor = db.execute(
-                """INSERT INTO relays (message, host, remote, recipient) VALUES (?, ?, ?, ?)
-                   ON CONFLICT DO NOTHING""",
-                (copy, row[1], row[2], row[3]),
-            )
-            report.count("relays", cursor.rowcount > 0)
-        for row in src.execute("SELECT message, agent, emoji, created_at FROM reactions ORDER BY message"):
-            copy = ids.get(int(row[0]))
-            if copy is None:
-                continue
-            cursor = db.execute(
-                """INSERT INTO reactions (message, agent, emoji, created_at) VALUES (?, ?, ?, ?)
-                   ON CONFLICT DO NOTHING""",
-                (copy, row[1], row[2], row[3]),
-            )
-            report.count("reactions", cursor.rowcount > 0)
-        for row in src.execute("SELECT message, pinned_by, pinned_at FROM pins ORDER BY message"):
-            copy = ids.get(int(row[0]))
-            if copy is None:
-                continue
-            cursor = db.execute(
-                "INSERT INTO pins (message, pinned_by, pinned_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                (copy, row[1], row[2]),
-            )
-            report.count("pins", cursor.rowcount > 0)
+        # What hangs on a message (its links to hosts, its reactions, its pin): with the copy's id.
+        for table, columns in _BY_MESSAGE:
+            names = ", ".join(("message", *columns))
+            marks = ", ".join("?" * (len(columns) + 1))
+            for row in src.execute(f"SELECT {names} FROM {table} ORDER BY message"):
+                copy = ids.get(int(row[0]))
+                if copy is None:
+                    continue
+                cursor = db.execute(
+                    f"INSERT INTO {table} ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING", (copy, *row[1:])
+                )
+                report.count(table, cursor.rowcount > 0)
     return report
