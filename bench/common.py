@@ -122,7 +122,7 @@ def world() -> Iterator[World]:
             "DEV_SESSIONS_HOME": str(base / "state"),
             "DEV_SESSIONS_TMUX_SOCKET": socket,
             "DEV_SESSIONS_CLAUDE_BIN": str(binary),
-            # DEV_SESSIONS_WARM=1 python bench/...: the same measures through the warm command server.
+            # DEV_SESSIONS_WARM=0 python bench/...: the same measures without the warm command server.
             **(
                 {"DEV_SESSIONS_WARM": os.environ["DEV_SESSIONS_WARM"]}
                 if os.environ.get("DEV_SESSIONS_WARM")
@@ -138,18 +138,10 @@ def world() -> Iterator[World]:
 
 
 def _stop_warm(home: Path) -> None:
-    """Stop the warm command server of a state dir, if one answers (its pid from the socket's peer)."""
-    import signal
-    import socket as sockets
-    import struct
+    """Stop the warm command server of a state dir, if one runs."""
+    from dev_sessions.cli.warm_server import stop
 
-    with sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM) as probe:
-        try:
-            probe.connect(str(home / "serve" / "cli.sock"))
-        except OSError:
-            return
-        raw = probe.getsockopt(sockets.SOL_SOCKET, sockets.SO_PEERCRED, struct.calcsize("3i"))
-    os.kill(struct.unpack("3i", raw)[0], signal.SIGTERM)
+    stop(home)
 
 
 @dataclass

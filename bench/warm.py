@@ -1,4 +1,4 @@
-"""Quick commands with and without the warm command server (issue 17, ``DEV_SESSIONS_WARM=1``).
+"""Quick commands with and without the warm command server (issue 17; on unless ``DEV_SESSIONS_WARM=0``).
 
     python bench/warm.py [--runs 20]
 
@@ -13,25 +13,13 @@ the server (it is not counted).
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import socket
-import struct
 import subprocess
 import time
 from pathlib import Path
 
 from common import ms, table, timed_pair, world
 
-
-def _server_pid(home: Path) -> int | None:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        try:
-            probe.connect(str(home / "serve" / "cli.sock"))
-        except OSError:
-            return None
-        raw = probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        return int(struct.unpack("3i", raw)[0])
+from dev_sessions.cli.warm_server import running, stop
 
 
 def main() -> None:
@@ -54,7 +42,7 @@ def main() -> None:
             "msg send (to an agent)": ["msg", "send", "--to", "bench", "hello"],
             "lease check FILE": ["lease", "check", "a.py"],
         }
-        cold_env = dict(w.env)
+        cold_env = {**w.env, "DEV_SESSIONS_WARM": "0"}
         warm_env = {**w.env, "DEV_SESSIONS_WARM": "1"}
 
         def run(env: dict[str, str], argv: list[str]) -> None:
@@ -62,7 +50,9 @@ def main() -> None:
 
         run(warm_env, ["list", "--json"])  # starts the server
         deadline = time.monotonic() + 30
-        while _server_pid(home) is None and time.monotonic() < deadline:
+        while not (running(home) and list((home / "serve").glob("cli-*.sock"))):
+            if time.monotonic() > deadline:
+                raise SystemExit("the warm command server did not start")
             time.sleep(0.05)
         rows = []
         try:
@@ -75,9 +65,7 @@ def main() -> None:
                      f"{warm.median / cold.median:.2f}"]
                 )  # fmt: skip
         finally:
-            pid = _server_pid(home)
-            if pid is not None:
-                os.kill(pid, signal.SIGTERM)
+            stop(home)
     print(table(["command", "cold median", "cold p95", "warm median", "warm p95", "ratio"], rows))
     print(f"\nruns per measure: {args.runs}; whole processes of the regular install")
 

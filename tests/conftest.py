@@ -80,7 +80,24 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     runtime = tmp_path / "run"
     runtime.mkdir(mode=0o700)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    # The quick commands run in this process, each test's own, unless the test asks for the warm command
+    # server (``warm_commands``): left on, every state dir would get one, lingering after its test.
+    monkeypatch.setenv("DEV_SESSIONS_WARM", "0")
     return tmp_path
+
+
+@pytest.fixture
+def warm_commands(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The quick commands answered by the warm command server (issue 17), as they are for a user: on for
+    this test, and its server stopped at the end."""
+    from dev_sessions.cli.warm_server import stop
+
+    monkeypatch.setenv("DEV_SESSIONS_WARM", "1")
+    homes = {Path(os.environ["DEV_SESSIONS_HOME"])}
+    yield
+    homes.add(Path(os.environ["DEV_SESSIONS_HOME"]))
+    for home in homes:
+        stop(home)
 
 
 def need(what: str) -> NoReturn:

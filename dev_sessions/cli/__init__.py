@@ -41,13 +41,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         from dev_sessions.cli.call import serve
 
         sys.exit(serve())
-    if os.environ.get("DEV_SESSIONS_WARM"):  # a quick command answered by the warm process (warm.py)
-        from dev_sessions.cli import warm
+    from dev_sessions.cli import warm  # a quick command answered by the warm process (warm.py)
 
-        if warm.wanted(args, os.environ):
-            code = warm.client(args)
-            if code is not None:
-                sys.exit(code)
+    if warm.wanted(args, os.environ):
+        code = warm.client(args)
+        if code is not None:
+            sys.exit(code)
     sys.exit(run(args))
 
 

@@ -1,25 +1,30 @@
-"""Quick commands answered by a warm process (issue 17), when ``DEV_SESSIONS_WARM=1``.
+"""Quick commands answered by a warm process (issue 17); on unless ``DEV_SESSIONS_WARM=0``.
 
 Every command pays for Python's start, typer's import and ours (~100 ms) before its own few ms of work.
 A warm process has all of that done once: the command line goes to it over a Unix socket, and a child it
 forks for the call runs it exactly as this process would have, as the caller:
 
-* **The client** (:func:`client`, the standard library only, run by :func:`dev_sessions.cli.main` before
-  anything else is imported) sends the argv, the environment, the working directory and the umask, and
-  passes its own stdin, stdout and stderr (``SCM_RIGHTS``), so that the child reads and writes the
-  caller's very files and terminal (``isatty`` and the terminal's width are the caller's). It forwards
-  SIGINT, SIGTERM and SIGHUP to the child (Ctrl-C during ``msg wait``), and exits with the child's exit
-  code. Only the quick commands go this way (:data:`QUICK`): nothing that takes over the terminal
-  (``attach``, ``tui``), serves (``gateway``, ``dashboard``, ``mcp``) or streams (``logs``, ``wait``).
-* **When it cannot**, the command runs here, as without it, just slower: no server (one is started in
-  the background for the next command), a socket of another uid, code changed since the server started
-  (it says so before running anything, and steps aside), a server that breaks before the child says
-  it runs. Once the child has said so, the command is never run a second time here: a child that ends
-  without an exit code is one line and exit 1.
+* **The client** (:func:`client`, C modules only, run by :func:`dev_sessions.cli.main` before anything
+  else is imported) sends the argv, the environment, the working directory, the umask and the signals
+  it ignores, and passes its own stdin, stdout and stderr (``SCM_RIGHTS``), so that the child reads and
+  writes the caller's very files and terminal (``isatty`` and the terminal's width are the caller's).
+  It forwards SIGINT, SIGTERM and SIGHUP to the child (Ctrl-C during a ``wait``), stops and resumes it
+  with itself (Ctrl-Z), exits with the child's exit code, or dies of the signal the child died of. A
+  caller killed outright (SIGKILL) takes the child with it: the child sees the socket close. Only the
+  quick commands go this way (:data:`QUICK`).
+* **When it cannot**, the command runs here, as without it, just slower: no state directory yet, no
+  server (one is started in the background for the next command, unless one is starting or one could
+  not listen in the last 10 minutes), a socket of another uid, code changed since the server started
+  (it says so before running anything, and steps aside), another install's server, a server that breaks
+  before the child says it runs. Once the child has said so, the command is never run a second time
+  here: a child that ends without an exit code is one line and exit 1.
 * **The server** (:mod:`.warm_server`) is :class:`dev_sessions.remote.serve.Server`, the host's warm
-  call server, with another socket (``serve/cli.sock``, 0600 in a 0700 directory; a peer of
-  another uid is refused) and another lock: one per state directory, gone after
-  ``DEV_SESSIONS_SERVE_LINGER`` seconds without a command (default 600), or when its code changes.
+  call server, with its own handler, one per state directory and install (:func:`identity`): its lock
+  ``serve/cli-<key>.lock`` (its pid inside), its socket ``serve/cli-<key>.sock`` or, for a state
+  directory too deep for a socket's path, ``$XDG_RUNTIME_DIR/dev-sessions-<uid>/<key>-cli.sock`` (or
+  ``/tmp/...``), 0600 in a 0700 directory, a peer of another uid refused; its log ``serve/cli.log``.
+  It exits after ``DEV_SESSIONS_SERVE_LINGER`` seconds without a command (default 600), when its code
+  changes, or when its socket is gone (its state directory removed).
 """
 
 from __future__ import annotations
@@ -35,14 +40,21 @@ import sys
 from collections.abc import Mapping, Sequence
 
 ENV = "DEV_SESSIONS_WARM"
+OFF = ("0", "off", "no", "false")
 QUICK = frozenset(
-    {"status", "list", "last-message", "send", "inspect", "usage", "interrupt", "respond"}
+    {"status", "list", "last-message", "send", "inspect", "usage", "interrupt", "respond", "goal"}
+    | {"wait", "ask", "logs"}
     | {"msg", "space", "agents", "context", "stats", "project", "focus", "lease"}
 )
-"""The commands a warm process answers (the first word of the command line)."""
+"""The commands a warm process answers (the first word of the command line): not those that take over
+the terminal (``attach``, ``tui``), serve (``gateway``, ``dashboard``, ``mcp``, ``call``), start or
+stop sessions and their servers (``create``, ``kill``: what they start is the caller's), or install."""
 
 _FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP)
 _NO_EXIT = 1
+_FAILED_FOR = 600.0
+"""Seconds after a server could not start during which no command starts another."""
+_SOCKET_MAX = 100  # bytes of a Unix socket's path, with room to spare (108 on Linux, 104 on macOS)
 
 
 def home_of(environ: Mapping[str, str]) -> str:
@@ -53,15 +65,49 @@ def home_of(environ: Mapping[str, str]) -> str:
     return os.path.expanduser(home)
 
 
-def socket_path(home: str) -> str | None:
-    """The warm process's socket; None when the path is too long for a Unix socket (then no warm
-    process: the commands run as they are)."""
-    path = os.path.join(home, "serve", "cli.sock")
-    return path if len(os.fsencode(path)) < 100 else None
+def identity(home: str) -> str:
+    """Which server a command may use: the state directory's and this install's (its package and its
+    Python). Two installs sharing a state directory (a venv and pipx, an upgrade into a new place) each
+    have their own server; the server compares it with its own before it runs anything."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return "\0".join((os.path.realpath(home), package, sys.executable))
+
+
+def key(ident: str) -> str:
+    """16 hex digits naming the server of an :func:`identity` (zlib's sums: no ``hashlib`` to load). A
+    clash of two names is harmless: a server answers only its own identity's commands."""
+    import zlib
+
+    raw = os.fsencode(ident)
+    return f"{zlib.crc32(raw):08x}{zlib.adler32(raw):08x}"
+
+
+def lock_path(home: str, name: str) -> str:
+    """The file the server holds locked for its life (its pid inside), always in the state directory."""
+    return os.path.join(home, "serve", f"cli-{name}.lock")
+
+
+def socket_path(home: str, environ: Mapping[str, str], name: str) -> str:
+    """The server's socket: in the state directory, or when that path would be too long for a Unix
+    socket, in ``$XDG_RUNTIME_DIR/dev-sessions-<uid>/`` or ``/tmp/dev-sessions-<uid>/`` (as the Codex
+    bridge's: :func:`dev_sessions.codex.link.socket_dir`; the server checks that directory is ours)."""
+    path = os.path.join(home, "serve", f"cli-{name}.sock")
+    if len(os.fsencode(path)) < _SOCKET_MAX:
+        return path
+    leaf = f"{name}-cli.sock"
+    base = os.path.join(environ.get("XDG_RUNTIME_DIR") or "/tmp", f"dev-sessions-{os.getuid()}")
+    if len(os.fsencode(base)) + 1 + len(leaf) >= _SOCKET_MAX:
+        base = f"/tmp/dev-sessions-{os.getuid()}"
+    return os.path.join(base, leaf)
+
+
+def enabled(environ: Mapping[str, str]) -> bool:
+    """On unless ``DEV_SESSIONS_WARM`` is 0, off, no or false."""
+    return environ.get(ENV, "1").strip().lower() not in OFF
 
 
 def wanted(args: Sequence[str], environ: Mapping[str, str]) -> bool:
-    if environ.get(ENV, "").lower() not in ("1", "on", "yes", "true"):
+    if not enabled(environ):
         return False
     words = [a for a in args if not a.startswith("-")]
     return bool(words) and words[0] in QUICK
@@ -74,41 +120,59 @@ def client(args: Sequence[str]) -> int | None:
     umask), with the three fds on its first bytes; the answers are lines: ``pid N`` once the child
     runs it, then ``exit N``; or ``stale`` (not run: the code changed)."""
     home = home_of(os.environ)
-    path = socket_path(home)
-    if path is None or not os.path.isdir(home):
-        return None
+    if not os.path.isdir(home):
+        return None  # a first command: it makes the state directory
+    ident = identity(home)
+    name = key(ident)
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         try:
-            sock.connect(path)
+            sock.connect(socket_path(home, os.environ, name))
         except OSError:
-            _start()
+            if _may_start(home, name):
+                _start()
             return None
         if _peer_uid(sock) not in (None, os.getuid()):
             return None  # not ours: never send it our environment
-        return _ask(sock, args)
+        return _ask(sock, args, ident)
     finally:
         sock.close()
 
 
-def _ask(sock: _socket.socket, args: Sequence[str]) -> int | None:
+def _ask(sock: _socket.socket, args: Sequence[str], ident: str) -> int | None:
     umask = os.umask(0o077)
     os.umask(umask)
+    # What the caller ignores (``nohup``, a script's ``cmd &``) it neither forwards nor has the command
+    # take: the child ignores them too, as this process would have, and whatever it starts inherits that.
+    ignored = [sig for sig in (*_FORWARDED, _signal.SIGQUIT, _signal.SIGTSTP) if _ignores(sig)]
     caller = {"argv": list(args), "argv0": sys.argv[0], "env": dict(os.environ), "cwd": os.getcwd()}
-    data = marshal.dumps({**caller, "umask": umask})
+    data = marshal.dumps({**caller, "umask": umask, "identity": ident, "ignored": ignored})
     payload = len(data).to_bytes(4, "big") + data
     fds = array.array("i", [0, 1, 2]).tobytes()
     child: list[int] = []
     early: list[int] = []
+    forwarded: list[int] = []
 
     def forward(signum: int, frame: object) -> None:
         if child:
+            forwarded.append(signum)
             os.kill(child[0], signum)
         else:
             early.append(signum)  # before the child runs: it gets it once it does
 
+    def suspend(signum: int, frame: object) -> None:
+        # Ctrl-Z: the command stops with its caller, and goes on when the caller does (fg, bg).
+        if not child:
+            early.append(signum)  # once it runs: it stops with this process then
+            return
+        os.kill(child[0], _signal.SIGSTOP)
+        _stop_here(suspend)
+        os.kill(child[0], _signal.SIGCONT)
+
     # From before the request goes: a Ctrl-C at any moment reaches the command, or stops it before it ran.
-    before = {sig: _signal.signal(sig, forward) for sig in _FORWARDED}
+    before = {sig: _signal.signal(sig, forward) for sig in _FORWARDED if sig not in ignored}
+    if _signal.SIGTSTP not in ignored:
+        before[_signal.SIGTSTP] = _signal.signal(_signal.SIGTSTP, suspend)
     pending = b""
     try:
         sent = sock.sendmsg([payload], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
@@ -122,12 +186,16 @@ def _ask(sock: _socket.socket, args: Sequence[str]) -> int | None:
             while b"\n" in pending:
                 line, pending = pending.split(b"\n", 1)
                 word, _, value = line.decode("ascii", "replace").partition(" ")
-                if word == "stale" and not child:
+                if word in ("stale", "other") and not child:
                     break
                 if word == "pid":
                     child.append(int(value))
                     for signum in early:
-                        os.kill(child[0], signum)
+                        if signum == _signal.SIGTSTP:
+                            suspend(signum, None)
+                        else:
+                            forwarded.append(signum)
+                            os.kill(child[0], signum)
                     early.clear()
                 elif word == "exit":
                     return int(value)
@@ -140,12 +208,38 @@ def _ask(sock: _socket.socket, args: Sequence[str]) -> int | None:
         for sig, handler in before.items():
             _signal.signal(sig, handler)
     if not child:
+        if _signal.SIGTSTP in early:
+            early.remove(_signal.SIGTSTP)
+            _stop_here(_signal.SIG_DFL)  # the Ctrl-Z it was sent, now that it runs the command itself
         if early:  # stopped before it ran there: nothing ran, and it is not run here either
-            return 128 + early[0]
+            return _end_by(early[0])
         return None  # not run there (the code changed, or the server went): run it here
+    if forwarded:  # the command died of the signal it was sent: so does its caller, as it would have
+        return _end_by(forwarded[-1])
     said = "dev-sessions: the command ended without an exit status (the warm process stopped)"
     print(said, file=sys.stderr)
     return _NO_EXIT
+
+
+def _stop_here(then: object) -> None:
+    """Stop this process as Ctrl-Z would have; ``then`` is SIGTSTP's handler once it goes on."""
+    _signal.signal(_signal.SIGTSTP, _signal.SIG_DFL)
+    os.kill(os.getpid(), _signal.SIGTSTP)  # stopped here until SIGCONT
+    _signal.signal(_signal.SIGTSTP, then)
+
+
+def _ignores(sig: int) -> bool:
+    return bool(_signal.getsignal(sig) == _signal.SIG_IGN)
+
+
+def _end_by(sig: int) -> int:
+    """This process ended by ``sig`` as the command's own would have been: a Ctrl-C is Python's exit 130
+    (the command line catches it), another signal kills it."""
+    if sig == _signal.SIGINT:
+        return 130
+    _signal.signal(sig, _signal.SIG_DFL)
+    os.kill(os.getpid(), sig)
+    return 128 + sig
 
 
 def _peer_uid(sock: _socket.socket) -> int | None:
@@ -154,6 +248,30 @@ def _peer_uid(sock: _socket.socket) -> int | None:
         return None
     raw = sock.getsockopt(_socket.SOL_SOCKET, creds, 12)  # struct ucred: pid, uid, gid
     return int.from_bytes(raw[4:8], sys.byteorder, signed=True)
+
+
+def _may_start(home: str, name: str) -> bool:
+    """Whether to start a server: not while one holds its lock (it is starting: it loads for ~0.3 s
+    before it listens), nor for a while after one could not listen here."""
+    import fcntl
+    import time
+
+    try:
+        fd = os.open(lock_path(home, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        fd = -1
+    if fd >= 0:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return False  # held: a server runs, or starts
+        finally:
+            os.close(fd)
+    try:
+        failed = os.stat(os.path.join(home, "serve", f"cli-{name}.failed")).st_mtime
+    except OSError:
+        return True
+    return not 0 <= time.time() - failed < _FAILED_FOR
 
 
 def _start() -> None:

@@ -8,13 +8,15 @@ line is run by :class:`Command` in a child forked for it.
 
 from __future__ import annotations
 
+import contextlib
 import marshal
 import os
 import socket
 import sys
+from pathlib import Path
 from typing import TypedDict
 
-from dev_sessions.cli.warm import QUICK, socket_path
+from dev_sessions.cli import warm
 
 
 class Request(TypedDict):
@@ -23,6 +25,8 @@ class Request(TypedDict):
     env: dict[str, str]
     cwd: str
     umask: int
+    identity: str
+    ignored: list[int]
 
 
 def _request(found: object) -> Request | None:
@@ -35,9 +39,15 @@ def _request(found: object) -> Request | None:
     if not (isinstance(env, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())):
         return None
     cwd, umask, argv0 = found.get("cwd"), found.get("umask"), found.get("argv0", "")
+    ident = found.get("identity")
     if not (isinstance(cwd, str) and isinstance(umask, int) and isinstance(argv0, str)):
         return None
-    return Request(argv=argv, argv0=argv0, env=env, cwd=cwd, umask=umask)
+    ignored = found.get("ignored", [])
+    if not isinstance(ident, str):
+        return None
+    if not (isinstance(ignored, list) and all(isinstance(sig, int) for sig in ignored)):
+        return None
+    return Request(argv=argv, argv0=argv0, env=env, cwd=cwd, umask=umask, identity=ident, ignored=ignored)
 
 
 _REQUEST_MAX = 1 << 24
@@ -45,6 +55,9 @@ _REQUEST_MAX = 1 << 24
 
 class Command:
     """One command line, in the child the server forked for it: it becomes the caller, then runs it."""
+
+    identity = ""
+    """The server's :func:`warm.identity`: a request of another is not run (set by :func:`main`)."""
 
     def __init__(self, conn: socket.socket, code: str, server: int) -> None:
         self.conn = conn
@@ -89,9 +102,14 @@ class Command:
             request = _request(marshal.loads(body))
             if request is None:
                 return
+            if request["identity"] != self.identity:
+                # Another install, or another state directory whose name clashed: not ours to run.
+                log.info("a command of another install or state directory: not run here")
+                conn.sendall(b"other\n")
+                return
             words = [a for a in request["argv"] if not a.startswith("-")]
             # The command's name only: its arguments may be a message or a secret.
-            name = words[0] if words and words[0] in QUICK else "?"
+            name = words[0] if words and words[0] in warm.QUICK else "?"
             log.info("pid %d runs a %s command", os.getpid(), name)
             self._become(request, fds)
         finally:
@@ -99,14 +117,23 @@ class Command:
                 if fd > 2:
                     os.close(fd)
         conn.settimeout(None)
-        conn.sendall(f"pid {os.getpid()}\n".encode())
-        code = _run(request["argv"])
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(OSError, ValueError):
-                stream.flush()
-        with contextlib.suppress(OSError):
-            conn.sendall(f"exit {code}\n".encode())
-        os._exit(code)
+        code = 1
+        try:
+            conn.sendall(f"pid {os.getpid()}\n".encode())
+            # The caller forwards a Ctrl-C as soon as it reads this: it may land before the command's
+            # own handling does, and is the same interruption.
+            _end_with_the_caller(conn)
+            code = _run(request["argv"])
+        except KeyboardInterrupt:
+            code = 130
+        finally:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # the command is over: its code goes back
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(OSError, ValueError):
+                    stream.flush()
+            with contextlib.suppress(OSError):
+                conn.sendall(f"exit {code}\n".encode())
+            os._exit(code)
 
     def _become(self, request: Request, fds: list[int]) -> None:
         """This process as the caller: its files on 0, 1 and 2, its directory, environment and umask, and
@@ -135,12 +162,33 @@ class Command:
 
         sys.stdin, sys.stdout, sys.stderr = text(0, "r"), text(1, "w"), text(2, "w")
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD, signal.SIGQUIT, signal.SIGTSTP):
             signal.signal(sig, signal.SIG_DFL)
+        for number in request["ignored"]:
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(signal.Signals(number), signal.SIG_IGN)
         root = logging.getLogger("dev_sessions")
         for handler in list(root.handlers):
             root.removeHandler(handler)
         root.setLevel(logging.NOTSET)
+
+
+def _end_with_the_caller(conn: socket.socket) -> None:
+    """A caller killed outright (SIGKILL: nothing it could forward) takes its command with it, as it
+    would have without the warm process: a ``wait`` must not run on for nobody. The client sends nothing
+    after its request, so the connection's end is the caller's."""
+    import signal
+    import threading
+
+    def watch() -> None:
+        try:
+            while conn.recv(1):
+                pass
+        except OSError:
+            pass
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="caller", daemon=True).start()
 
 
 def _run(argv: list[str]) -> int:
@@ -183,35 +231,89 @@ def main() -> None:
     import importlib
     import logging
     import time
-    from pathlib import Path
 
     from dev_sessions.config import Settings
-    from dev_sessions.files import open_private, private_dir
+    from dev_sessions.files import open_private, owned_private_dir, private_dir
     from dev_sessions.remote import serve
 
     settings = Settings.from_env()
-    path = socket_path(str(settings.home))
-    if path is None or not settings.home.is_dir():
+    home = str(settings.home)
+    if not settings.home.is_dir():
         return
+    ident = warm.identity(home)
+    name = warm.key(ident)
     directory = private_dir(serve.serve_dir(settings.home))
-    lock_fd = open_private(directory / "cli.lock", os.O_RDWR | os.O_CREAT)
+    lock_fd = open_private(Path(warm.lock_path(home, name)), os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return  # another one runs: it serves
+    os.ftruncate(lock_fd, 0)
+    os.write(lock_fd, f"{os.getpid()}\n".encode())
     serve.log_to(directory / "cli.log", settings.debug)
     log = logging.getLogger("dev_sessions.cli.warm")
-    for name in PRELOAD:
-        try:
-            importlib.import_module(name)
-        except ImportError as err:
-            log.debug("not preloaded: %s (%s)", name, err)
-    from dev_sessions import cli
+    failed = directory / f"cli-{name}.failed"
+    path = Path(warm.socket_path(home, os.environ, name))
+    try:
+        if path.parent != directory:
+            owned_private_dir(path.parent)  # a shared place (the runtime dir, /tmp): ours, or nothing
+        for module in PRELOAD:
+            try:
+                importlib.import_module(module)
+            except ImportError as err:
+                log.debug("not preloaded: %s (%s)", module, err)
+        from dev_sessions import cli
 
-    cli.prebuild()  # every command built once: a child builds none (~10 ms of typer each)
+        cli.prebuild()  # every command built once: a child builds none (~10 ms of typer each)
+        Command.identity = ident
+        server = serve.Server(settings, path, lock_fd, handler=Command, name="warm command server")
+        listening = server.listen()
+    except Exception as err:  # the one broad catch: commands run without it, and none starts another soon
+        log.warning("the warm command server could not start: %s: %s", type(err).__name__, err)
+        with contextlib.suppress(OSError):
+            os.close(open_private(failed, os.O_WRONLY | os.O_CREAT | os.O_TRUNC))
+            os.utime(failed)
+        return
+    with contextlib.suppress(FileNotFoundError):
+        failed.unlink()
     started = time.monotonic()
-    serve.Server(settings, Path(path), lock_fd, handler=Command, name="warm command server").run()
+    server.run(listening)
     log.info("up %.0f s", time.monotonic() - started)
+
+
+def running(home: Path) -> list[int]:
+    """The pids of the warm command servers of a state directory (of any install), from the locks they
+    hold."""
+    import fcntl
+
+    pids = []
+    for lock in sorted((home / "serve").glob("cli-*.lock")):
+        try:
+            fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:  # held: a server's
+            with contextlib.suppress(ValueError, OSError):
+                pids.append(int(os.read(fd, 32).decode().strip()))
+        finally:
+            os.close(fd)
+    return pids
+
+
+def stop(home: Path, timeout: float = 10.0) -> None:
+    """Stop the warm command servers of a state directory, and wait until they are gone."""
+    import signal
+    import time
+
+    pids = running(home)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while running(home) and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 if __name__ == "__main__":

@@ -207,11 +207,21 @@ def code_stamp() -> str:
     """
     import zlib
 
-    package = Path(__file__).resolve().parents[1]
-    parts = [__version__]
-    for path in sorted(package.rglob("*.py")):
-        info = path.stat()
-        parts.append(f"{path.relative_to(package)}:{info.st_size}:{info.st_mtime_ns}")
+    package = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+    found: list[str] = []
+    # os.scandir, not Path.rglob: the warm command server asks before every command (~1 ms, not ~4).
+    folders = [package]
+    while folders:
+        folder = folders.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.name.endswith(".py"):
+                    info = entry.stat(follow_symlinks=True)
+                    relative = entry.path[len(package) + 1 :]
+                    found.append(f"{relative}:{info.st_size}:{info.st_mtime_ns}")
+                elif entry.is_dir(follow_symlinks=True) and entry.name != "__pycache__":
+                    folders.append(entry.path)
+    parts = [__version__, *sorted(found)]
     return f"{__version__}-{zlib.crc32(chr(10).join(parts).encode()):08x}"
 
 

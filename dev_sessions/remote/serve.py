@@ -211,6 +211,18 @@ def _spawn(directory: Path, path: Path, code: str) -> dict[str, Any]:
 # -- the server -------------------------------------------------------------------------------------
 
 
+_LOOK_AGAIN = 30.0
+"""Seconds between two looks at the server's socket when nothing happens: gone, the server exits."""
+
+
+def _same_file(path: Path, bound: os.stat_result) -> bool:
+    try:
+        now = os.lstat(path)
+    except OSError:
+        return False
+    return (now.st_dev, now.st_ino) == (bound.st_dev, bound.st_ino)
+
+
 class Server:
     """The listening process: accepts, forks a child per connection, reaps, lingers, exits."""
 
@@ -236,8 +248,12 @@ class Server:
         self.stopping = False
         self.last = time.monotonic()
 
-    def run(self) -> None:
-        listener = self._listen()
+    def listen(self) -> socket.socket:
+        """Bind the socket (before :meth:`run`, for a caller that wants to know it could)."""
+        return self._listen()
+
+    def run(self, listener: socket.socket | None = None) -> None:
+        listener = listener or self._listen()
         bound = os.lstat(self.path)
         wake_r, wake_w = socket.socketpair()
         wake_r.setblocking(False)
@@ -250,11 +266,9 @@ class Server:
         log.info("%s %s pid %d listening on %s", self.name, self.code, os.getpid(), self.path)
         try:
             while not self.stopping:
-                idle = (
-                    None
-                    if self.children
-                    else max(0.0, self.last + self.settings.serve_linger - time.monotonic())
-                )
+                idle = _LOOK_AGAIN
+                if not self.children:
+                    idle = min(idle, max(0.0, self.last + self.settings.serve_linger - time.monotonic()))
                 ready, _, _ = select.select([listener, wake_r], [], [], idle)
                 with contextlib.suppress(BlockingIOError):
                     wake_r.recv(4096)
@@ -264,11 +278,14 @@ class Server:
                 if not self.children and time.monotonic() - self.last >= self.settings.serve_linger:
                     log.info("no call for %.0f s; exiting", self.settings.serve_linger)
                     break
+                if not ready and not _same_file(self.path, bound):
+                    # Its state dir removed (a test's, a sandbox's), or another server in its place.
+                    log.info("its socket is gone or replaced; exiting")
+                    break
         finally:
             listener.close()
-            with contextlib.suppress(OSError):
-                now = os.lstat(self.path)
-                if (now.st_dev, now.st_ino) == (bound.st_dev, bound.st_ino):
+            if _same_file(self.path, bound):
+                with contextlib.suppress(OSError):
                     self.path.unlink()
             log.info(
                 "%s pid %d stopped (%d calls still running on their own)",

@@ -21,7 +21,7 @@ from dev_sessions.tmux import Tmux
 from tests.conftest import DevSessions, eventually
 from tests.fakes.agents import AgentSet
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("warm_commands")]
 
 NASTY = (
     "Quotes \"double\" and 'single', $HOME and ${PATH} and $(date), `backticks`, \\backslash\\,\n"

@@ -21,7 +21,7 @@ from tests.conftest import DevSessions, eventually
 from tests.e2e.test_claude import NASTY, one_mb_text
 from tests.fakes.agents import AgentSet
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("warm_commands")]
 
 
 def create(cli: DevSessions, *args: str) -> str:

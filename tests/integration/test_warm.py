@@ -1,6 +1,7 @@
-"""The warm command server (issue 17, ``DEV_SESSIONS_WARM=1``): a quick command answered by a child of a
-warm process is what it would be without it (output, errors, exit code, stdin, directory, environment,
-Ctrl-C), only the owner reaches it, and with no server or a dead one every command still works."""
+"""The warm command server (issue 17, on unless ``DEV_SESSIONS_WARM=0``): a quick command answered by a
+child of a warm process is what it would be without it (output, errors, exit code, stdin, directory,
+environment, signals), only the owner reaches it, and with no server, a dead one or one that cannot
+listen every command still works."""
 
 from __future__ import annotations
 
@@ -21,28 +22,30 @@ from pathlib import Path
 
 import pytest
 
+from dev_sessions.cli import warm as warm_client
+from dev_sessions.cli.warm_server import running, stop
 from tests.conftest import ROOT, DevSessions, Result, eventually
 
 
 @pytest.fixture
 def warm(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A state dir with a short path (a Unix socket's is at most ~100 bytes), the warm server on; the
-    server stopped at the end."""
+    """A state dir with a short path (its socket in it: a Unix socket's path is at most ~100 bytes),
+    the warm server on; the server stopped at the end."""
     home = Path(tempfile.mkdtemp(prefix="dsw", dir="/tmp"))
     monkeypatch.setenv("DEV_SESSIONS_HOME", str(home))
     monkeypatch.setenv("DEV_SESSIONS_WARM", "1")
     try:
         yield home
     finally:
-        pid = server_pid(home)
-        if pid is not None:
-            os.kill(pid, signal.SIGTERM)
-            eventually(lambda: server_pid(home) is None)
+        stop(home)
+        assert running(home) == []
         shutil.rmtree(home, ignore_errors=True)
 
 
 def sock_of(home: Path) -> Path:
-    return home / "serve" / "cli.sock"
+    return Path(
+        warm_client.socket_path(str(home), os.environ, warm_client.key(warm_client.identity(str(home))))
+    )
 
 
 def server_pid(home: Path) -> int | None:
@@ -64,7 +67,7 @@ def served(home: Path) -> list[tuple[int, str]]:
 
 
 def cold(cli: DevSessions, *args: str, stdin: str | None = None) -> Result:
-    env = {k: v for k, v in os.environ.items() if k != "DEV_SESSIONS_WARM"}
+    env = {**os.environ, "DEV_SESSIONS_WARM": "0"}
     proc = subprocess.run(
         [sys.executable, "-m", "dev_sessions", *args],
         input=stdin.encode() if stdin is not None else None, capture_output=True, cwd=cli.cwd, env=env,
@@ -165,6 +168,7 @@ def test_changed_code_runs_nothing() -> None:
             "env": {},
             "cwd": "/",
             "umask": 18,
+            "identity": "",
         }
         data = marshal.dumps(request)
         socket.send_fds(ours, [len(data).to_bytes(4, "big") + data], [0, 1, 2])
@@ -172,13 +176,16 @@ def test_changed_code_runs_nothing() -> None:
         assert ours.recv(100) == b"stale\n"
 
 
-def test_quick_commands_skip_it_unless_asked() -> None:
+def test_quick_commands_go_to_it_unless_turned_off() -> None:
     from dev_sessions.cli.warm import wanted
 
     assert wanted(["list", "--json"], {"DEV_SESSIONS_WARM": "1"})
-    assert not wanted(["list", "--json"], {})
+    assert wanted(["list", "--json"], {})  # on by default
+    for off in ("0", "off", "No", "false "):
+        assert not wanted(["list", "--json"], {"DEV_SESSIONS_WARM": off})
     assert not wanted(["attach", "x"], {"DEV_SESSIONS_WARM": "1"})  # takes over the terminal
-    assert not wanted(["logs", "x", "-f"], {"DEV_SESSIONS_WARM": "1"})
+    assert not wanted(["create", "--agent", "codex"], {})  # what it starts is the caller's
+    assert wanted(["logs", "x", "-f"], {}) and wanted(["wait", "x"], {})
     assert not wanted(["--help"], {"DEV_SESSIONS_WARM": "1"})
     assert ROOT.is_dir()
 
@@ -190,3 +197,171 @@ def test_the_client_loads_no_more_than_it_needs() -> None:
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     heavy = {"typer", "click", "logging", "json", "socket", "typing", "dev_sessions.config"}
     assert heavy.isdisjoint(loaded.split())
+
+
+def test_a_state_dir_too_long_for_a_socket_is_served_from_the_runtime_dir(
+    cli: DevSessions, warm_commands: None, isolated: Path
+) -> None:
+    # The tests' own state dirs are such: the socket goes to $XDG_RUNTIME_DIR/dev-sessions-<uid>/ or,
+    # when that is long too, /tmp/dev-sessions-<uid>/ (checked to be ours), the lock stays at home.
+    home = Path(os.environ["DEV_SESSIONS_HOME"])
+    assert len(str(home / "serve" / "cli-0123456789abcdef.sock")) >= 100
+    cli.ok("agents", "register", "bob")  # makes the state dir: the next command starts the server
+    assert cli.ok("list", "--json") == "[]\n"
+    eventually(lambda: server_pid(home) is not None, timeout=30)
+    path = sock_of(home)
+    assert not path.is_relative_to(home)
+    assert path.parent.name == f"dev-sessions-{os.getuid()}"
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert json.loads(cli.ok("agents", "--json"))[0]["name"] == "bob"
+    assert [name for _, name in served(home)] == ["agents"]
+    (pid,) = running(home)
+    assert server_pid(home) == pid
+
+
+def test_a_server_that_cannot_listen_leaves_the_commands_cold_and_is_not_started_again(
+    cli: DevSessions, warm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A long state dir, whose socket would go to a runtime dir that someone else holds: a file where
+    # our directory would be. The server says why in its log and marks it; for a while no command
+    # starts another (each would load everything for nothing), and every command still works.
+    home = warm / ("x" * 90)
+    monkeypatch.setenv("DEV_SESSIONS_HOME", str(home))
+    runtime = Path(tempfile.mkdtemp(prefix="dsr", dir="/tmp"))
+    try:
+        (runtime / f"dev-sessions-{os.getuid()}").write_text("squatted")
+        monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+        cli.ok("agents", "register", "bob")  # makes the state dir
+        assert cli.ok("list", "--json") == "[]\n"  # starts the server, which fails
+        failed = eventually(lambda: list((home / "serve").glob("cli-*.failed")), timeout=30)
+        assert isinstance(failed, list) and len(failed) == 1
+        eventually(lambda: running(home) == [], timeout=30)
+        assert "could not start: UnsafePath" in (home / "serve" / "cli.log").read_text()
+        stamp = failed[0].stat().st_mtime_ns
+        for _ in range(3):
+            assert cli.ok("list", "--json") == "[]\n"
+        assert running(home) == [] and failed[0].stat().st_mtime_ns == stamp  # none started again
+        assert served(home) == []
+    finally:
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
+def test_another_installs_command_is_not_run() -> None:
+    # Two installs sharing a state dir each have their own server (their sockets are named after the
+    # install); a request of another install that reaches one anyway is not run, and the client runs it.
+    import marshal
+
+    from dev_sessions.cli.warm_server import Command
+    from dev_sessions.codex.link import code_stamp
+
+    ours, theirs = socket.socketpair()
+    with contextlib.closing(ours), contextlib.closing(theirs):
+        request = {
+            "argv": ["msg", "send", "--to", "x", "hi"],
+            "argv0": "",
+            "env": {},
+            "cwd": "/",
+            "umask": 18,
+            "identity": "/elsewhere\0/other/site-packages\0/other/python",
+        }
+        data = marshal.dumps(request)
+        socket.send_fds(ours, [len(data).to_bytes(4, "big") + data], [0, 1, 2])
+        Command.identity = "/home/me/.dev-sessions\0/site-packages\0/usr/bin/python3"
+        Command(theirs, code_stamp(), server=-1).run()
+        assert ours.recv(100) == b"other\n"
+
+
+def test_a_caller_killed_outright_takes_its_command_with_it(cli: DevSessions, warm: Path) -> None:
+    # SIGKILL cannot be forwarded; the child sees the caller's end of the socket close and ends, as the
+    # command would have died with it without the warm process.
+    started(cli, warm)
+    waiter = subprocess.Popen(
+        [sys.executable, "-m", "dev_sessions", "msg", "wait", "--as", "bob", "--timeout", "120"],
+        cwd=cli.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        found = eventually(lambda: served(warm), timeout=30)
+        assert isinstance(found, list)
+        ((child, _),) = found
+        assert Path(f"/proc/{child}").exists()
+        waiter.kill()
+        waiter.wait(10)
+    finally:
+        if waiter.poll() is None:
+            waiter.kill()
+    eventually(lambda: not Path(f"/proc/{child}").exists(), timeout=10)
+    assert server_pid(warm) is not None  # the server itself serves on
+
+
+def _warm_wait(
+    cli: DevSessions, warm: Path, *extra: str, **popen: object
+) -> tuple[subprocess.Popen[str], int]:
+    """A warm ``msg wait`` running, and the pid of the server's child that runs it."""
+    waiter = subprocess.Popen(  # type: ignore[call-overload]
+        [sys.executable, "-m", "dev_sessions", "msg", "wait", "--as", "bob", *extra],
+        cwd=cli.cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen,
+    )  # fmt: skip
+    found = eventually(lambda: served(warm), timeout=30)
+    assert isinstance(found, list)
+    ((child, name),) = found
+    assert name == "msg"
+    eventually(lambda: _state(child) in "SR", timeout=10)
+    return waiter, child
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+
+def test_a_signal_that_kills_the_command_kills_its_caller_too(cli: DevSessions, warm: Path) -> None:
+    # Without the warm process, SIGTERM ends a msg wait by the signal (a shell sees 143); so it does
+    # with it: the command dies of the forwarded signal, and the caller of the same one.
+    started(cli, warm)
+    waiter, child = _warm_wait(cli, warm, "--timeout", "120")
+    try:
+        waiter.send_signal(signal.SIGTERM)
+        out, err = waiter.communicate(timeout=30)
+    finally:
+        if waiter.poll() is None:
+            waiter.kill()
+    assert (waiter.returncode, out, err) == (-signal.SIGTERM, "", "")
+    eventually(lambda: _state(child) == "gone", timeout=10)
+
+
+def test_what_the_caller_ignores_does_not_reach_the_command(cli: DevSessions, warm: Path) -> None:
+    # nohup, or a script's `cmd &`: SIGINT ignored; the command is not interrupted, as it would not be.
+    started(cli, warm)
+
+    def ignore_interrupts() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    waiter, child = _warm_wait(cli, warm, "--timeout", "3", preexec_fn=ignore_interrupts)
+    try:
+        waiter.send_signal(signal.SIGINT)
+        ignores = int(Path(f"/proc/{child}/status").read_text().split("SigIgn:")[1].split()[0], 16)
+        assert ignores & (1 << (signal.SIGINT - 1))  # and what it starts inherits that
+        out, err = waiter.communicate(timeout=30)
+    finally:
+        if waiter.poll() is None:
+            waiter.kill()
+    assert (waiter.returncode, out, err) == (124, "", "dev-sessions: bob: no message within 3 s\n")
+
+
+def test_ctrl_z_stops_the_command_with_its_caller(cli: DevSessions, warm: Path) -> None:
+    started(cli, warm)
+    waiter, child = _warm_wait(cli, warm, "--timeout", "120")
+    try:
+        waiter.send_signal(signal.SIGTSTP)
+        eventually(lambda: _state(waiter.pid) == "T" and _state(child) == "T", timeout=10)
+        waiter.send_signal(signal.SIGCONT)
+        eventually(lambda: _state(waiter.pid) in "SR" and _state(child) in "SR", timeout=10)
+        cli.ok("msg", "send", "--from", "alice", "--to", "bob", "go on")
+        out, err = waiter.communicate(timeout=30)
+    finally:
+        if waiter.poll() is None:
+            waiter.kill()
+    assert waiter.returncode == 0, err
+    assert "go on" in out
