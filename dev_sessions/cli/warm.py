@@ -67,10 +67,20 @@ def home_of(environ: Mapping[str, str]) -> str:
 
 def identity(home: str) -> str:
     """Which server a command may use: the state directory's and this install's (its package and its
-    Python). Two installs sharing a state directory (a venv and pipx, an upgrade into a new place) each
-    have their own server; the server compares it with its own before it runs anything."""
+    Python), on this machine (its namespaces). Two installs sharing a state directory (a venv and pipx,
+    an upgrade into a new place) each have their own server; the server compares it with its own before
+    it runs anything."""
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return "\0".join((os.path.realpath(home), package, sys.executable))
+    return "\0".join((os.path.realpath(home), package, sys.executable, *_namespaces()))
+
+
+def _namespaces() -> tuple[str, ...]:
+    """The mount and pid namespaces (Linux): a container that sees the state directory (a mounted home)
+    is another machine to the server, whose pids and paths are not the container's."""
+    try:
+        return os.readlink("/proc/self/ns/mnt"), os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ()
 
 
 def key(ident: str) -> str:

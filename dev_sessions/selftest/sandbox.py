@@ -135,6 +135,9 @@ class Sandbox:
                 Tmux(env["DEV_SESSIONS_TMUX_SOCKET"], environ=env).kill_server()
             if self.agent == "codex":
                 left += _stop_codex(env)
+            from dev_sessions.cli.warm_server import stop
+
+            stop(Path(env["DEV_SESSIONS_HOME"]))  # the warm command server its commands started
             left += [f"pid {pid} ({name})" for pid, name in _reap(env["DEV_SESSIONS_HOME"])]
             if self.fake is not None:
                 self.fake.stop()

@@ -269,6 +269,10 @@ def test_another_installs_command_is_not_run() -> None:
         Command.identity = "/home/me/.dev-sessions\0/site-packages\0/usr/bin/python3"
         Command(theirs, code_stamp(), server=-1).run()
         assert ours.recv(100) == b"other\n"
+    # A container that sees the state directory (a mounted home) is not this machine: its pids and
+    # paths are its own.
+    ident = warm_client.identity("/tmp").split("\0")
+    assert ident[-2:] == [os.readlink("/proc/self/ns/mnt"), os.readlink("/proc/self/ns/pid")]
 
 
 def test_a_caller_killed_outright_takes_its_command_with_it(cli: DevSessions, warm: Path) -> None:
