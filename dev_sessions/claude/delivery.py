@@ -13,10 +13,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import time
 from collections.abc import Callable
 
 from dev_sessions import files, ids
-from dev_sessions.backend import BeforeTyping, choose
+from dev_sessions.backend import BeforeTyping, Dialog, choose
 from dev_sessions.claude import screen as screens
 from dev_sessions.claude import transcript as tx
 from dev_sessions.claude import wiring
@@ -42,6 +43,12 @@ _SETTLE = 3.0
 _SAME_TEXT = 1.0
 # How long a question the hooks announce may take to be drawn (seconds on a loaded machine).
 _DIALOG_DRAWN = 10.0
+# How long an answered question may take to go (from the screen, then from Claude's state).
+_ANSWER_TAKEN = 10.0
+# How long a key or a paste into a question may take to show before it is taken as lost.
+_KEY_LOST = 1.5
+# How long a question just drawn is left before a key is pressed in it.
+_JUST_DRAWN = 0.5
 
 # What a paste changes (docs/claude-code.md): 2.1.332 wraps one of over 800 characters or with more
 # newlines than the pane's rows allow (none on a small pane) in <pasted_content> tags, and so it does
@@ -264,6 +271,10 @@ def _ready_for_input(facts: Facts, session: Session) -> Live:
 # -- dialogs and interrupts ------------------------------------------------------------------------
 
 
+def dialog_question(live: Live) -> str | None:
+    return live.screen.dialog.question if live.screen.dialog is not None else None
+
+
 def respond(facts: Facts, session: Session, answer: str) -> str:
     """Answer the dialog the session shows; the option chosen, as ``N. label`` (or the text typed)."""
     live = facts.live(session)
@@ -282,21 +293,42 @@ def respond(facts: Facts, session: Session, answer: str) -> str:
                 session_id=session.id, waited=_DIALOG_DRAWN,
                 screen_hint="the question Claude announced is not drawn yet; nothing was pressed",
             )  # fmt: skip
-        live = drawn
+        time.sleep(_JUST_DRAWN)  # just drawn: see below
+        live = facts.live(session)
         status = facts.status(session, live)
     dialog = status.dialog
     if dialog is None:
         raise NoDialog(session_id=session.id, status=status.state)
+    # A question just drawn takes no key for a moment: 2.1.332 loses a digit or a paste pressed at once
+    # (a warm respond right after the wait that saw the question comes within ~10 ms). Claude's state
+    # file says since when it waits.
+    state = facts.claude_state(session, live.pane.pid) if live.pane else None
+    if state is not None and state.get("status") == "waiting":
+        with contextlib.suppress(TypeError, ValueError):
+            since = float(state.get("statusUpdatedAt") or 0) / 1000
+            time.sleep(max(0.0, min(_JUST_DRAWN, since + _JUST_DRAWN - time.time())))
     option, typed = choose(session.id, dialog, answer)
     name = ids.tmux_name(session.id)
     tmux = facts.tmux(session)
-    if option.keys:  # an unnumbered list (the arrows, then Enter) or a dialog of key hints
-        tmux.send_keys(name, list(option.keys))
-    else:
-        tmux.send_keys(name, [str(option.number)], literal=True)
+
+    def press() -> None:
+        if option.keys:  # an unnumbered list (the arrows, then Enter) or a dialog of key hints
+            tmux.send_keys(name, list(option.keys))
+        else:
+            tmux.send_keys(name, [str(option.number)], literal=True)
+
+    def still(check: Callable[[Dialog], bool]) -> bool:
+        """The question still on the screen, and ``check`` true of it."""
+        now = facts.live(session).screen.dialog
+        return now is not None and now.question == dialog_question(live) and check(now)
+
+    press()
     if typed is not None:
         # The digit opens the text field; the text goes in as a paste and Enter follows on its
-        # own once the text shows (see submit for why).
+        # own once the text shows (see submit for why). A paste that lands as the question is first
+        # drawn is lost (2.1.332: its field takes no text for a moment): the field still shows its
+        # placeholder, and the text is pasted again. Enter is never pressed on a field without it:
+        # it would send an empty answer.
         clean = neutralise(typed)
         tmux.paste(name, clean.encode(), enter=False)
         probe = next((line.strip() for line in clean.splitlines() if line.strip()), "")[:40]
@@ -305,21 +337,51 @@ def respond(facts: Facts, session: Session, answer: str) -> str:
             snap = tmux.snapshot(name)
             return snap is None or probe in snap[1].replace("\xa0", " ")
 
-        if probe:
-            poll_until(shows, _PASTE_SHOWS, INPUT_POLL)
+        def empty(now: Dialog) -> bool:
+            shown = [*now.options, *([now.text_option] if now.text_option is not None else [])]
+            return any(o.number == option.number and o.label == option.label for o in shown)
+
+        if probe and poll_until(shows, _KEY_LOST, INPUT_POLL) is None:
+            if still(empty):
+                if still(lambda now: now.selected is not None and now.selected != option.number):
+                    press()  # the digit was lost too: the field is not open
+                log.info("%s: the answer's text did not land; pasting it again", session.id)
+                tmux.paste(name, clean.encode(), enter=False)
+            if poll_until(shows, _PASTE_SHOWS, INPUT_POLL) is None:
+                raise NotReady(
+                    session_id=session.id, waited=_KEY_LOST + _PASTE_SHOWS,
+                    screen_hint="the answer's text does not show in its field; nothing was submitted",
+                )  # fmt: skip
         tmux.send_keys(name, ["Enter"])
-    # Return once the answer is taken: the dialog gone from the screen and Claude's own state no
-    # longer "waiting" (it lags the screen a little), so that a wait right after this one does
-    # not see the answered dialog again.
-    shown = live.screen.dialog
+    # Return once the answer is taken: the question gone from the screen and from what status says
+    # (Claude's own state lags the screen a little), so that a wait right after this one (a warm one
+    # starts within ~10 ms) does not see the answered question again. The question, not the whole
+    # dialog: pressing an option redraws the same dialog with it selected, or with a text field.
+    on_screen = dialog_question(live)
 
     def taken() -> bool:
         after = facts.live(session)
+        drawn = after.screen.dialog
+        if on_screen is not None and drawn is not None:
+            return drawn.question != on_screen  # the next question of several, or the same one
         state = facts.claude_state(session, after.pane.pid) if after.pane else None
-        still_waiting = state is not None and state.get("status") == "waiting"
-        return (shown is None or after.screen.dialog != shown) and not still_waiting
+        if state is not None and state.get("status") == "waiting":
+            return False
+        now = facts.status(session, after).dialog
+        return now is None or now.question != dialog.question
 
-    poll_until(taken, _SETTLE, SCREEN_POLL)
+    # A digit pressed as the question is drawn (or drawn again: 2.1.332 redraws a permission prompt
+    # once it knows whether to show its auto-mode tip) can be lost: the same question stays, with
+    # Claude still waiting. Pressed again then, twice at most. Should the first have been taken only
+    # late, the next lands in the input box, where the next send replaces it (the editor's text).
+    if typed is None and not option.keys:
+        for _ in range(2):
+            if poll_until(taken, _KEY_LOST, SCREEN_POLL) is not None or not still(lambda now: True):
+                break
+            log.info("%s: the answer's key was not taken; pressing it again", session.id)
+            press()
+    if poll_until(taken, _ANSWER_TAKEN, SCREEN_POLL) is None:
+        log.info("%s: answered; the question still shows after %.0f s", session.id, _ANSWER_TAKEN)
     return f"{option.number}. {typed if typed is not None else option.label}"
 
 

@@ -355,8 +355,10 @@ def test_what_the_caller_ignores_does_not_reach_the_command(cli: DevSessions, wa
 
 
 def test_ctrl_z_stops_the_command_with_its_caller(cli: DevSessions, warm: Path) -> None:
+    # As a shell's job: a process group of its own in the test's session (a Ctrl-Z sent to an orphaned
+    # group, as a new session's would be, is discarded by the kernel, with or without the warm process).
     started(cli, warm)
-    waiter, child = _warm_wait(cli, warm, "--timeout", "120")
+    waiter, child = _warm_wait(cli, warm, "--timeout", "120", process_group=0)
     try:
         waiter.send_signal(signal.SIGTSTP)
         eventually(lambda: _state(waiter.pid) == "T" and _state(child) == "T", timeout=10)
@@ -369,3 +371,20 @@ def test_ctrl_z_stops_the_command_with_its_caller(cli: DevSessions, warm: Path) 
             waiter.kill()
     assert waiter.returncode == 0, err
     assert "go on" in out
+
+
+def test_a_ctrl_z_the_caller_cannot_take_leaves_the_command_running(cli: DevSessions, warm: Path) -> None:
+    # A caller in an orphaned process group (no shell to resume it: a new session's) is not stopped by
+    # SIGTSTP; nor is its command, which would otherwise be left stopped for good.
+    started(cli, warm)
+    waiter, child = _warm_wait(cli, warm, "--timeout", "120", start_new_session=True)
+    try:
+        waiter.send_signal(signal.SIGTSTP)
+        cli.ok("msg", "send", "--from", "alice", "--to", "bob", "still here")
+        out, err = waiter.communicate(timeout=30)
+    finally:
+        if waiter.poll() is None:
+            waiter.kill()
+    assert waiter.returncode == 0, err
+    assert "still here" in out
+    assert _state(child) == "gone"
