@@ -25,8 +25,11 @@ from common import ROOT, Stats, World, ms, table, timed, timed_pair, world
 # Measured side by side with the original TypeScript tool (node) on this machine kind (issue 2).
 ORIGINAL: dict[str, float | None] = {
     "--version": 0.128,
+    "list --json (no sessions)": 0.150,  # issue 17's table, measured again side by side
     "status": 0.133,
+    "last-message": None,
     "list (20 live sessions)": 0.228,
+    "list --json (20 live sessions)": 0.255,  # issue 17's table
     "list (20 sessions, a turn each)": None,
     "send (session ready)": 0.466,
     "send + wait (instant model)": 0.635,
@@ -35,12 +38,15 @@ ORIGINAL: dict[str, float | None] = {
     "wait: late after the turn ends": 1.2,
 }
 TARGET = {
-    "--version": "< 100 ms",
-    "status": "< 100 ms",
+    "--version": "< 60 ms",
+    "list --json (no sessions)": "< 60 ms",
+    "status": "< 60 ms",
+    "last-message": "< 60 ms",
     "list (20 live sessions)": "< 150 ms",
+    "list --json (20 live sessions)": "< 60 ms",
     "list (20 sessions, a turn each)": "< 150 ms",
     "send (session ready)": "< 150 ms",
-    "send + wait (instant model)": "< 318 ms",
+    "send + wait (instant model)": "< 318 ms",  # issue 17: half the original's
     "send 50 lines, 4 KB (editor key)": "-",
     "create (until input box ready)": "< 2 s",
     "wait: late after the turn ends": "< 50 ms",
@@ -105,6 +111,9 @@ def main() -> None:
     with world() as w:
         if wanted("--version"):
             results["--version"] = timed(lambda: w.run("--version"), runs)
+        w.warm_up()
+        if wanted("list --json (no sessions)"):
+            results["list --json (no sessions)"] = timed(lambda: w.run("list", "--json"), runs)
         with ThreadPoolExecutor(4) as pool:
             ids = list(pool.map(lambda _: w.create(), range(20)))
         sid = ids[0]
@@ -124,6 +133,8 @@ def main() -> None:
 
         if wanted("list (20 live sessions)"):
             time_list("list (20 live sessions)")
+        if wanted("list --json (20 live sessions)"):
+            results["list --json (20 live sessions)"] = timed(lambda: w.run("list", "--json"), runs)
         if wanted("list (20 sessions, a turn each)"):
             # Each transcript holds a turn, so that list has tokens to read (its TOKENS column).
             with ThreadPoolExecutor(4) as pool:
@@ -146,6 +157,9 @@ def main() -> None:
 
         if wanted("send + wait (instant model)"):
             results["send + wait (instant model)"] = timed(send_and_wait, runs)
+        if wanted("last-message"):
+            settle()
+            results["last-message"] = timed(lambda: w.run("last-message", sid), runs)
         block = "\n".join(f"line {n}: {'x' * 70}" for n in range(50))
         if wanted("send 50 lines, 4 KB (editor key)"):
             results["send 50 lines, 4 KB (editor key)"] = timed(

@@ -95,6 +95,22 @@ class World:
     def create(self) -> str:
         return self.run("create", "-q").stdout.strip()
 
+    def warm_up(self) -> None:
+        """Start the warm command server (unless ``DEV_SESSIONS_WARM=0``) and wait until it listens, so
+        that no measure counts a command that ran without it while it started."""
+        from dev_sessions.cli.warm import enabled
+        from dev_sessions.cli.warm_server import running
+
+        if not enabled(self.env):
+            return
+        self.run("list", "--json")  # starts the server
+        home = Path(self.env["DEV_SESSIONS_HOME"])
+        deadline = time.monotonic() + 30
+        while not (running(home) and list((home / "serve").glob("cli-*.sock"))):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the warm command server did not start")
+            time.sleep(0.05)
+
 
 # Which pinned agent set to measure: baseline (default) or current (DEV_SESSIONS_BENCH_AGENTS=current).
 AGENTS = pinned(os.environ.get("DEV_SESSIONS_BENCH_AGENTS") or "baseline")

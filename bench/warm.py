@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import subprocess
-import time
 from pathlib import Path
 
 from common import ms, table, timed_pair, world
 
-from dev_sessions.cli.warm_server import running, stop
+from dev_sessions.cli.warm_server import stop
 
 
 def main() -> None:
@@ -48,12 +47,7 @@ def main() -> None:
         def run(env: dict[str, str], argv: list[str]) -> None:
             subprocess.run([str(w.tool), *argv], env=env, cwd=w.workdir, capture_output=True, check=True)
 
-        run(warm_env, ["list", "--json"])  # starts the server
-        deadline = time.monotonic() + 30
-        while not (running(home) and list((home / "serve").glob("cli-*.sock"))):
-            if time.monotonic() > deadline:
-                raise SystemExit("the warm command server did not start")
-            time.sleep(0.05)
+        w.warm_up()
         rows = []
         try:
             for label, argv in commands.items():

@@ -12,7 +12,7 @@ forks for the call runs it exactly as this process would have, as the caller:
   with itself (Ctrl-Z), exits with the child's exit code, or dies of the signal the child died of. A
   caller killed outright (SIGKILL) takes the child with it: the child sees the socket close. Only the
   quick commands go this way (:data:`QUICK`).
-* **When it cannot**, the command runs here, as without it, just slower: no state directory yet, no
+* **When it cannot**, the command runs here, as without it, just slower: no
   server (one is started in the background for the next command, unless one is starting or one could
   not listen in the last 10 minutes), a socket of another uid, code changed since the server started
   (it says so before running anything, and steps aside), another install's server, a server that breaks
@@ -130,8 +130,6 @@ def client(args: Sequence[str]) -> int | None:
     umask), with the three fds on its first bytes; the answers are lines: ``pid N`` once the child
     runs it, then ``exit N``; or ``stale`` (not run: the code changed)."""
     home = home_of(os.environ)
-    if not os.path.isdir(home):
-        return None  # a first command: it makes the state directory
     ident = identity(home)
     name = key(ident)
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)

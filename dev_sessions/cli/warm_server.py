@@ -238,8 +238,6 @@ def main() -> None:
 
     settings = Settings.from_env()
     home = str(settings.home)
-    if not settings.home.is_dir():
-        return
     ident = warm.identity(home)
     name = warm.key(ident)
     directory = private_dir(serve.serve_dir(settings.home))

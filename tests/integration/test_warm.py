@@ -206,8 +206,8 @@ def test_a_state_dir_too_long_for_a_socket_is_served_from_the_runtime_dir(
     # when that is long too, /tmp/dev-sessions-<uid>/ (checked to be ours), the lock stays at home.
     home = Path(os.environ["DEV_SESSIONS_HOME"])
     assert len(str(home / "serve" / "cli-0123456789abcdef.sock")) >= 100
-    cli.ok("agents", "register", "bob")  # makes the state dir: the next command starts the server
-    assert cli.ok("list", "--json") == "[]\n"
+    assert not home.exists()
+    cli.ok("agents", "register", "bob")  # the first command, on no state dir yet, starts it
     eventually(lambda: server_pid(home) is not None, timeout=30)
     path = sock_of(home)
     assert not path.is_relative_to(home)
@@ -231,8 +231,8 @@ def test_a_server_that_cannot_listen_leaves_the_commands_cold_and_is_not_started
     try:
         (runtime / f"dev-sessions-{os.getuid()}").write_text("squatted")
         monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
-        cli.ok("agents", "register", "bob")  # makes the state dir
-        assert cli.ok("list", "--json") == "[]\n"  # starts the server, which fails
+        cli.ok("agents", "register", "bob")  # starts the server, which fails
+        assert cli.ok("list", "--json") == "[]\n"
         failed = eventually(lambda: list((home / "serve").glob("cli-*.failed")), timeout=30)
         assert isinstance(failed, list) and len(failed) == 1
         eventually(lambda: running(home) == [], timeout=30)
