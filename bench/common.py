@@ -96,20 +96,24 @@ class World:
         return self.run("create", "-q").stdout.strip()
 
     def warm_up(self) -> None:
-        """Start the warm command server (unless ``DEV_SESSIONS_WARM=0``) and wait until it listens, so
-        that no measure counts a command that ran without it while it started."""
-        from dev_sessions.cli.warm import enabled
-        from dev_sessions.cli.warm_server import running
+        warm_up(self.tool, self.env, self.workdir)
 
-        if not enabled(self.env):
-            return
-        self.run("list", "--json")  # starts the server
-        home = Path(self.env["DEV_SESSIONS_HOME"])
-        deadline = time.monotonic() + 30
-        while not (running(home) and list((home / "serve").glob("cli-*.sock"))):
-            if time.monotonic() > deadline:
-                raise RuntimeError("the warm command server did not start")
-            time.sleep(0.05)
+
+def warm_up(tool: Path, env: dict[str, str], cwd: Path) -> None:
+    """Start the warm command server (unless ``DEV_SESSIONS_WARM=0``) and wait until it listens, so
+    that no measure counts a command that ran without it while it started."""
+    from dev_sessions.cli.warm import enabled
+    from dev_sessions.cli.warm_server import running
+
+    if not enabled(env):
+        return
+    subprocess.run([str(tool), "list", "--json"], env=env, cwd=cwd, capture_output=True, check=True)
+    home = Path(env["DEV_SESSIONS_HOME"])
+    deadline = time.monotonic() + 30
+    while not (running(home) and list((home / "serve").glob("cli-*.sock"))):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the warm command server did not start")
+        time.sleep(0.05)
 
 
 # Which pinned agent set to measure: baseline (default) or current (DEV_SESSIONS_BENCH_AGENTS=current).
@@ -149,11 +153,11 @@ def world() -> Iterator[World]:
             yield World(env, workdir, fake, tool)
         finally:
             subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True, check=False)
-            _stop_warm(base / "state")
+            stop_warm(base / "state")
             shutil.rmtree(base, ignore_errors=True)
 
 
-def _stop_warm(home: Path) -> None:
+def stop_warm(home: Path) -> None:
     """Stop the warm command server of a state dir, if one runs."""
     from dev_sessions.cli.warm_server import stop
 
