@@ -174,7 +174,38 @@ def run_checks(settings: Settings) -> list[Check]:
     )  # fmt: skip
     checks += check_store(settings)
     checks += check_codex_daemon(settings)
+    checks.append(check_warm(settings))
     return checks
+
+
+def check_warm(settings: Settings) -> Check:
+    """The warm command server of this install (issue 17): on or off, running or why not (nothing is
+    started)."""
+    import os
+    import time
+
+    from dev_sessions.cli import warm
+    from dev_sessions.cli.warm_server import running
+
+    name = "warm commands"
+    if not warm.enabled(settings.environ):
+        return Check("ok", name, f"off ({warm.ENV}=0): each command loads Python's libraries itself")
+    home = str(settings.home)
+    key = warm.key(warm.identity(home))
+    path = warm.socket_path(home, settings.environ, key)
+    failed = settings.home / "serve" / f"cli-{key}.failed"
+    try:
+        ago = time.time() - failed.stat().st_mtime
+    except OSError:
+        ago = None
+    pids = [pid for pid in running(settings.home, key) if os.path.exists(path)]
+    if pids:
+        return Check("ok", name, f"pid {pids[0]} on {path}")
+    if ago is not None and ago < 600:
+        log = settings.home / "serve" / "cli.log"
+        detail = f"its server could not start {ago:.0f} s ago (see {log}); commands run without it"
+        return Check("warn", name, detail)
+    return Check("ok", name, "not running (the next quick command starts it)")
 
 
 def check_codex_daemon(settings: Settings) -> list[Check]:

@@ -279,13 +279,13 @@ def main() -> None:
     log.info("up %.0f s", time.monotonic() - started)
 
 
-def running(home: Path) -> list[int]:
-    """The pids of the warm command servers of a state directory (of any install), from the locks they
-    hold."""
+def running(home: Path, key: str = "*") -> list[int]:
+    """The pids of the warm command servers of a state directory (of any install, or of the one whose
+    :func:`warm.key` is given), from the locks they hold."""
     import fcntl
 
     pids = []
-    for lock in sorted((home / "serve").glob("cli-*.lock")):
+    for lock in sorted((home / "serve").glob(f"cli-{key}.lock")):
         try:
             fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError:

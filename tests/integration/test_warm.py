@@ -388,3 +388,19 @@ def test_a_ctrl_z_the_caller_cannot_take_leaves_the_command_running(cli: DevSess
     assert waiter.returncode == 0, err
     assert "still here" in out
     assert _state(child) == "gone"
+
+
+def test_doctor_says_whether_it_runs(cli: DevSessions, warm: Path) -> None:
+    def said() -> dict[str, str]:
+        checks = json.loads(cli("doctor", "--json").stdout)  # not a quick command: never warm
+        (check,) = [c for c in checks if c["check"] == "warm commands"]
+        return {"level": check["level"], "message": check["message"]}
+
+    assert said() == {"level": "ok", "message": "not running (the next quick command starts it)"}
+    started(cli, warm)
+    (pid,) = running(warm)
+    assert said() == {"level": "ok", "message": f"pid {pid} on {sock_of(warm)}"}
+    stop(warm)
+    (warm / "serve" / f"cli-{warm_client.key(warm_client.identity(str(warm)))}.failed").touch()
+    found = said()
+    assert found["level"] == "warn" and "could not start" in found["message"], found
