@@ -153,14 +153,14 @@ def test_only_its_owner_reaches_it(cli: DevSessions, warm: Path) -> None:
     assert stat.S_IMODE(sock_of(warm).parent.stat().st_mode) == 0o700
 
 
-def test_changed_code_runs_nothing() -> None:
-    # The server compares the code installed now with its own before it runs anything; a client told
-    # so runs the command itself (and the server steps aside).
+def _answer(request_identity: str, server_identity: str, code: str) -> bytes:
+    """What a server's child answers a request (a ``msg send``) before it runs anything."""
     import marshal
 
     from dev_sessions.cli.warm_server import Command
 
     ours, theirs = socket.socketpair()
+    before = Command.identity
     with contextlib.closing(ours), contextlib.closing(theirs):
         request = {
             "argv": ["msg", "send", "--to", "x", "hi"],
@@ -168,12 +168,22 @@ def test_changed_code_runs_nothing() -> None:
             "env": {},
             "cwd": "/",
             "umask": 18,
-            "identity": "",
+            "identity": request_identity,
         }
         data = marshal.dumps(request)
         socket.send_fds(ours, [len(data).to_bytes(4, "big") + data], [0, 1, 2])
-        Command(theirs, "some other code", server=-1).run()
-        assert ours.recv(100) == b"stale\n"
+        Command.identity = server_identity
+        try:
+            Command(theirs, code, server=-1).run()
+        finally:
+            Command.identity = before
+        return ours.recv(100)
+
+
+def test_changed_code_runs_nothing() -> None:
+    # The server compares the code installed now with its own before it runs anything; a client told
+    # so runs the command itself (and the server steps aside).
+    assert _answer("", "", "some other code") == b"stale\n"
 
 
 def test_quick_commands_go_to_it_unless_turned_off() -> None:
@@ -249,26 +259,11 @@ def test_a_server_that_cannot_listen_leaves_the_commands_cold_and_is_not_started
 def test_another_installs_command_is_not_run() -> None:
     # Two installs sharing a state dir each have their own server (their sockets are named after the
     # install); a request of another install that reaches one anyway is not run, and the client runs it.
-    import marshal
-
-    from dev_sessions.cli.warm_server import Command
     from dev_sessions.codex.link import code_stamp
 
-    ours, theirs = socket.socketpair()
-    with contextlib.closing(ours), contextlib.closing(theirs):
-        request = {
-            "argv": ["msg", "send", "--to", "x", "hi"],
-            "argv0": "",
-            "env": {},
-            "cwd": "/",
-            "umask": 18,
-            "identity": "/elsewhere\0/other/site-packages\0/other/python",
-        }
-        data = marshal.dumps(request)
-        socket.send_fds(ours, [len(data).to_bytes(4, "big") + data], [0, 1, 2])
-        Command.identity = "/home/me/.dev-sessions\0/site-packages\0/usr/bin/python3"
-        Command(theirs, code_stamp(), server=-1).run()
-        assert ours.recv(100) == b"other\n"
+    theirs = "/elsewhere\0/other/site-packages\0/other/python"
+    ours = "/home/me/.dev-sessions\0/site-packages\0/usr/bin/python3"
+    assert _answer(theirs, ours, code_stamp()) == b"other\n"
     # A container that sees the state directory (a mounted home) is not this machine: its pids and
     # paths are its own.
     ident = warm_client.identity("/tmp").split("\0")
