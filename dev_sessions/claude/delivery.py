@@ -271,8 +271,21 @@ def _ready_for_input(facts: Facts, session: Session) -> Live:
 # -- dialogs and interrupts ------------------------------------------------------------------------
 
 
-def dialog_question(live: Live) -> str | None:
-    return live.screen.dialog.question if live.screen.dialog is not None else None
+def same_prompt(a: Dialog, b: Dialog) -> bool:
+    """The same prompt drawn again (selected otherwise, text typed in its field, a tip line added or
+    gone), not another (whose command, in its context, differs)."""
+    if a.question != b.question or len(a.options) != len(b.options):
+        return False
+    shown, now = set(a.context), set(b.context)
+    return shown <= now or now <= shown
+
+
+def _waiting_since(facts: Facts, session: Session, live: Live) -> object:
+    """Since when Claude's state file says it waits (None: not waiting, or no state file)."""
+    state = facts.claude_state(session, live.pane.pid) if live.pane else None
+    if state is None or state.get("status") != "waiting":
+        return None
+    return state.get("statusUpdatedAt")
 
 
 def respond(facts: Facts, session: Session, answer: str) -> str:
@@ -317,10 +330,18 @@ def respond(facts: Facts, session: Session, answer: str) -> str:
         else:
             tmux.send_keys(name, [str(option.number)], literal=True)
 
+    first = live.screen.dialog
+    waiting_since = _waiting_since(facts, session, live)
+
     def still(check: Callable[[Dialog], bool]) -> bool:
-        """The question still on the screen, and ``check`` true of it."""
-        now = facts.live(session).screen.dialog
-        return now is not None and now.question == dialog_question(live) and check(now)
+        """The very prompt answered still on the screen, Claude still waiting on it, and ``check`` true
+        of it. Not another that looks alike (parallel tool calls each ask "Do you want to proceed?"):
+        its command differs, and Claude's state file says it waits again, since another time."""
+        after = facts.live(session)
+        now = after.screen.dialog
+        if now is None or first is None or not same_prompt(first, now):
+            return False
+        return _waiting_since(facts, session, after) == waiting_since and check(now)
 
     press()
     if typed is not None:
@@ -353,17 +374,17 @@ def respond(facts: Facts, session: Session, answer: str) -> str:
                     screen_hint="the answer's text does not show in its field; nothing was submitted",
                 )  # fmt: skip
         tmux.send_keys(name, ["Enter"])
+
     # Return once the answer is taken: the question gone from the screen and from what status says
     # (Claude's own state lags the screen a little), so that a wait right after this one (a warm one
     # starts within ~10 ms) does not see the answered question again. The question, not the whole
     # dialog: pressing an option redraws the same dialog with it selected, or with a text field.
-    on_screen = dialog_question(live)
-
     def taken() -> bool:
         after = facts.live(session)
         drawn = after.screen.dialog
-        if on_screen is not None and drawn is not None:
-            return drawn.question != on_screen  # the next question of several, or the same one
+        if first is not None and drawn is not None:
+            # The same prompt, or the next (of several questions, or another tool call's).
+            return not (same_prompt(first, drawn) and _waiting_since(facts, session, after) == waiting_since)
         state = facts.claude_state(session, after.pane.pid) if after.pane else None
         if state is not None and state.get("status") == "waiting":
             return False
