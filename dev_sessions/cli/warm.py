@@ -52,6 +52,8 @@ stop sessions and their servers (``create``, ``kill``: what they start is the ca
 
 _FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP)
 _NO_EXIT = 1
+_ANSWER_WITHIN = 10.0
+"""Seconds a server has to say that the command runs (a stopped or swamped one: it runs here)."""
 _FAILED_FOR = 600.0
 """Seconds after a server could not start during which no command starts another."""
 _SOCKET_MAX = 100  # bytes of a Unix socket's path, with room to spare (108 on Linux, 104 on macOS)
@@ -127,34 +129,62 @@ def client(args: Sequence[str]) -> int | None:
     """The command line run by the warm process: its exit code; None when it was not run there.
 
     The wire: the request is 4 bytes of length, then a ``marshal``-ed dict (argv, argv0, env, cwd,
-    umask), with the three fds on its first bytes; the answers are lines: ``pid N`` once the child
-    runs it, then ``exit N``; or ``stale`` (not run: the code changed)."""
-    home = home_of(os.environ)
+    umask, identity, ignored signals, the streams' encodings); the answers are lines: ``pid N`` once
+    the child is ready, to which the client says ``g`` (go) with its three fds; then ``exit N``. A
+    client that gave up waiting for ``pid`` runs the command itself, and the child, seeing it gone,
+    runs nothing; or ``stale`` (not run: the code changed) or ``other`` (another install's, or
+    another machine's: a container's)."""
+    if not _own_terminal():
+        return None
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        return None  # a directory since removed: the command says so itself
+    home = os.path.abspath(home_of(os.environ))
     ident = identity(home)
     name = key(ident)
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
+        sock.settimeout(_ANSWER_WITHIN)
         try:
             sock.connect(socket_path(home, os.environ, name))
         except OSError:
             if _may_start(home, name):
-                _start()
+                _start(home)
             return None
-        if _peer_uid(sock) not in (None, os.getuid()):
-            return None  # not ours: never send it our environment
-        return _ask(sock, args, ident)
+        if _peer_uid(sock) != os.getuid():
+            return None  # not ours, or not known to be: never send it our environment
+        return _ask(sock, args, ident, cwd)
     finally:
         sock.close()
 
 
-def _ask(sock: _socket.socket, args: Sequence[str], ident: str) -> int | None:
+def _own_terminal() -> bool:
+    """Whether this process's stdin, stdout and stderr can be handed over as they are: all three open
+    (a closed one would be the socket's number, and the child would read its own answers), and no
+    terminal on stdin of a background job (the child is in no job: it would read the keys typed for
+    the foreground one, where this process would be stopped by SIGTTIN)."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            return False
+    try:
+        return not os.isatty(0) or os.tcgetpgrp(0) == os.getpgrp()
+    except OSError:
+        return False
+
+
+def _ask(sock: _socket.socket, args: Sequence[str], ident: str, cwd: str) -> int | None:
     umask = os.umask(0o077)
     os.umask(umask)
     # What the caller ignores (``nohup``, a script's ``cmd &``) it neither forwards nor has the command
     # take: the child ignores them too, as this process would have, and whatever it starts inherits that.
     ignored = [sig for sig in (*_FORWARDED, _signal.SIGQUIT, _signal.SIGTSTP) if _ignores(sig)]
-    caller = {"argv": list(args), "argv0": sys.argv[0], "env": dict(os.environ), "cwd": os.getcwd()}
-    data = marshal.dumps({**caller, "umask": umask, "identity": ident, "ignored": ignored})
+    caller = {"argv": list(args), "argv0": sys.argv[0], "env": dict(os.environ), "cwd": cwd}
+    data = marshal.dumps(
+        {**caller, "umask": umask, "identity": ident, "ignored": ignored, "encodings": _encodings()}
+    )
     payload = len(data).to_bytes(4, "big") + data
     fds = array.array("i", [0, 1, 2]).tobytes()
     child: list[int] = []
@@ -164,7 +194,7 @@ def _ask(sock: _socket.socket, args: Sequence[str], ident: str) -> int | None:
     def forward(signum: int, frame: object) -> None:
         if child:
             forwarded.append(signum)
-            os.kill(child[0], signum)
+            _send(child[0], signum)
         else:
             early.append(signum)  # before the child runs: it gets it once it does
 
@@ -173,9 +203,9 @@ def _ask(sock: _socket.socket, args: Sequence[str], ident: str) -> int | None:
         if not child:
             early.append(signum)  # once it runs: it stops with this process then
             return
-        os.kill(child[0], _signal.SIGSTOP)
+        _send(child[0], _signal.SIGSTOP)
         _stop_here(suspend)
-        os.kill(child[0], _signal.SIGCONT)
+        _send(child[0], _signal.SIGCONT)
 
     # From before the request goes: a Ctrl-C at any moment reaches the command, or stops it before it ran.
     before = {sig: _signal.signal(sig, forward) for sig in _FORWARDED if sig not in ignored}
@@ -183,9 +213,7 @@ def _ask(sock: _socket.socket, args: Sequence[str], ident: str) -> int | None:
         before[_signal.SIGTSTP] = _signal.signal(_signal.SIGTSTP, suspend)
     pending = b""
     try:
-        sent = sock.sendmsg([payload], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
-        if sent < len(payload):
-            sock.sendall(payload[sent:])
+        sock.sendall(payload)
         while True:
             chunk = sock.recv(4096)
             if not chunk:
@@ -197,13 +225,17 @@ def _ask(sock: _socket.socket, args: Sequence[str], ident: str) -> int | None:
                 if word in ("stale", "other") and not child:
                     break
                 if word == "pid":
+                    sock.settimeout(None)  # the command runs as long as it runs
+                    # Go, with this process's stdin, stdout and stderr: sent only now, so that none is
+                    # held in a server that never took them (a pipe's reader would wait for it).
+                    sock.sendmsg([b"g"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
                     child.append(int(value))
                     for signum in early:
                         if signum == _signal.SIGTSTP:
                             suspend(signum, None)
                         else:
                             forwarded.append(signum)
-                            os.kill(child[0], signum)
+                            _send(child[0], signum)
                     early.clear()
                 elif word == "exit":
                     return int(value)
@@ -229,6 +261,25 @@ def _ask(sock: _socket.socket, args: Sequence[str], ident: str) -> int | None:
     return _NO_EXIT
 
 
+def _encodings() -> list[list[str]]:
+    """The caller's streams' encodings and errors (``PYTHONIOENCODING``, its locale), for the child's."""
+    return [
+        [getattr(stream, "encoding", None) or "utf-8", getattr(stream, "errors", None) or "strict"]
+        for stream in (sys.stdin, sys.stdout, sys.stderr)
+    ]
+
+
+def _send(pid: int, sig: int) -> None:
+    """A signal to the command's process group (the child and what it runs, as a terminal's reaches
+    them all); nothing once it is gone."""
+    for target in (-pid, pid):
+        try:
+            os.kill(target, sig)
+            return
+        except OSError:
+            continue
+
+
 def _stop_here(then: object) -> None:
     """Stop this process as Ctrl-Z would have; ``then`` is SIGTSTP's handler once it goes on."""
     _signal.signal(_signal.SIGTSTP, _signal.SIG_DFL)
@@ -251,11 +302,18 @@ def _end_by(sig: int) -> int:
 
 
 def _peer_uid(sock: _socket.socket) -> int | None:
-    creds = getattr(_socket, "SO_PEERCRED", None)
-    if creds is None:
+    """The server's uid (as :func:`dev_sessions.peers.peer_uid`); None where it cannot be known."""
+    try:
+        creds = getattr(_socket, "SO_PEERCRED", None)
+        if creds is not None:
+            raw = sock.getsockopt(_socket.SOL_SOCKET, creds, 12)  # struct ucred: pid, uid, gid
+            return int.from_bytes(raw[4:8], sys.byteorder, signed=True)
+        if sys.platform == "darwin":  # struct xucred: u_int cr_version; uid_t cr_uid; ...
+            raw = sock.getsockopt(0, 0x001, 76)  # SOL_LOCAL, LOCAL_PEERCRED
+            return int.from_bytes(raw[4:8], sys.byteorder, signed=False)
+    except OSError:
         return None
-    raw = sock.getsockopt(_socket.SOL_SOCKET, creds, 12)  # struct ucred: pid, uid, gid
-    return int.from_bytes(raw[4:8], sys.byteorder, signed=True)
+    return None
 
 
 def _may_start(home: str, name: str) -> bool:
@@ -282,13 +340,15 @@ def _may_start(home: str, name: str) -> bool:
     return not 0 <= time.time() - failed < _FAILED_FOR
 
 
-def _start() -> None:
-    """A warm process for the next command, started in the background with this one's environment."""
+def _start(home: str) -> None:
+    """A warm process for the next command, started in the background with this one's environment
+    (its state directory made absolute: it runs in ``/``)."""
     import subprocess
 
     try:
         subprocess.Popen(
             [sys.executable, "-m", "dev_sessions.cli.warm_server"],
+            env={**os.environ, "DEV_SESSIONS_HOME": home},
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             cwd="/", start_new_session=True, close_fds=True,
         )  # fmt: skip

@@ -27,6 +27,7 @@ class Request(TypedDict):
     umask: int
     identity: str
     ignored: list[int]
+    encodings: list[tuple[str, str]]
 
 
 def _request(found: object) -> Request | None:
@@ -47,7 +48,67 @@ def _request(found: object) -> Request | None:
         return None
     if not (isinstance(ignored, list) and all(isinstance(sig, int) for sig in ignored)):
         return None
-    return Request(argv=argv, argv0=argv0, env=env, cwd=cwd, umask=umask, identity=ident, ignored=ignored)
+    encodings = _encodings(found.get("encodings"))
+    return Request(
+        argv=argv, argv0=argv0, env=env, cwd=cwd, umask=umask, identity=ident, ignored=ignored,
+        encodings=encodings,
+    )  # fmt: skip
+
+
+def _encodings(found: object) -> list[tuple[str, str]]:
+    """The caller's streams' encodings and errors, each a known codec and handler (else UTF-8)."""
+    import codecs
+
+    chosen = []
+    for index in range(3):
+        encoding, errors = "utf-8", "backslashreplace" if index == 2 else "strict"
+        if isinstance(found, list) and len(found) == 3:
+            pair = found[index]
+            if isinstance(pair, list) and len(pair) == 2 and all(isinstance(v, str) for v in pair):
+                try:
+                    codecs.lookup(pair[0])
+                    codecs.lookup_error(pair[1])
+                    encoding, errors = pair[0], pair[1]
+                except LookupError:
+                    pass
+        chosen.append((encoding, errors))
+    return chosen
+
+
+def stamp() -> str:
+    """Which code a warm process runs: the package's (:func:`~dev_sessions.codex.link.code_stamp`) and
+    its libraries' (the mtime of the directory typer is installed in: an upgrade of typer or click
+    changes it)."""
+    import importlib.util
+
+    from dev_sessions.codex.link import code_stamp
+
+    spec = importlib.util.find_spec("typer")
+    where = os.path.dirname(os.path.dirname(spec.origin)) if spec and spec.origin else ""
+    try:
+        libraries = os.stat(where).st_mtime_ns if where else 0
+    except OSError:
+        libraries = 0
+    return f"{code_stamp()}-{libraries}"
+
+
+def _same_machine(conn: socket.socket) -> bool:
+    """Whether the peer runs in this process's mount and pid namespaces (Linux: read from ``/proc``
+    of the peer's pid, which the kernel gives in ours): a container that sees the socket is not this
+    machine, whatever its request says. True where it cannot be known."""
+    import struct
+
+    creds = getattr(socket, "SO_PEERCRED", None)
+    if creds is None or not os.path.isdir("/proc/self/ns"):
+        return True
+    try:
+        pid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, creds, struct.calcsize("3i")))[0]
+        return all(
+            os.readlink(f"/proc/{pid}/ns/{kind}") == os.readlink(f"/proc/self/ns/{kind}")
+            for kind in ("mnt", "pid")
+        )
+    except OSError:
+        return False
 
 
 _REQUEST_MAX = 1 << 24
@@ -70,64 +131,73 @@ class Command:
         import signal
         import socket
 
-        from dev_sessions.codex.link import code_stamp
-
         log = logging.getLogger("dev_sessions.cli.warm")
         conn = self.conn
         conn.settimeout(60.0)
         try:
-            head, fds, _, _ = socket.recv_fds(conn, 4, 3)
+            head = _exactly(conn, 4)
+            size = int.from_bytes(head, "big")
+            if len(head) != 4 or size > _REQUEST_MAX:
+                return
+            body = _exactly(conn, size)
         except OSError:
             return
-        try:
-            if len(head) != 4 or len(fds) != 3:
-                return
-            size = int.from_bytes(head, "big")
-            if size > _REQUEST_MAX:
-                return
-            body = b""
-            while len(body) < size:
-                chunk = conn.recv(size - len(body))
-                if not chunk:
-                    return
-                body += chunk
-            if code_stamp() != self.code:
-                log.info("the installed code changed; stepping aside")
-                conn.sendall(b"stale\n")
-                if os.getppid() == self.server:
-                    os.kill(self.server, signal.SIGTERM)
-                return
-            # marshal, not JSON: the client loads no more than C modules. Only the owner's processes
-            # reach this socket (its mode, and the peer's uid checked by the server).
-            request = _request(marshal.loads(body))
-            if request is None:
-                return
-            if request["identity"] != self.identity:
-                # Another install, or another state directory whose name clashed: not ours to run.
-                log.info("a command of another install or state directory: not run here")
-                conn.sendall(b"other\n")
-                return
-            words = [a for a in request["argv"] if not a.startswith("-")]
-            # The command's name only: its arguments may be a message or a secret.
-            name = words[0] if words and words[0] in warm.QUICK else "?"
-            log.info("pid %d runs a %s command", os.getpid(), name)
-            self._become(request, fds)
-        finally:
-            for fd in fds:
-                if fd > 2:
-                    os.close(fd)
-        conn.settimeout(None)
+        if len(body) != size:
+            return
+        if stamp() != self.code:
+            log.info("the installed code changed; stepping aside")
+            conn.sendall(b"stale\n")
+            if os.getppid() == self.server:
+                os.kill(self.server, signal.SIGTERM)
+            return
+        # marshal, not JSON: the client loads no more than C modules. Only the owner's processes reach
+        # this socket (its mode, and the peer's uid checked by the server).
+        request = _request(marshal.loads(body))
+        if request is None:
+            return
+        if request["identity"] != self.identity or not _same_machine(conn):
+            # Another install, another state directory whose name clashed, or a container: not ours.
+            log.info("a command of another install, state directory or machine: not run here")
+            conn.sendall(b"other\n")
+            return
+        words = [a for a in request["argv"] if not a.startswith("-")]
+        # The command's name only: its arguments may be a message or a secret.
+        name = words[0] if words and words[0] in warm.QUICK else "?"
+        log.info("pid %d runs a %s command", os.getpid(), name)
+        # A process group of its own, as a shell gives a job: the caller's signals reach the command and
+        # whatever it runs (ssh, tmux), as a terminal's would.
+        with contextlib.suppress(OSError):
+            os.setpgid(0, 0)
+        # The caller forwards a Ctrl-C as soon as it reads the pid: it may land before the command's
+        # own handling does, and is the same interruption.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         code = 1
         try:
             conn.sendall(f"pid {os.getpid()}\n".encode())
-            # The caller forwards a Ctrl-C as soon as it reads this: it may land before the command's
-            # own handling does, and is the same interruption.
+            # Its files come with its go, not with the request: a caller that gave up waiting (and runs
+            # the command itself) leaves none of them held open here (a pipe's reader would wait).
+            go, fds, _, _ = socket.recv_fds(conn, 1, 3)
+            try:
+                if go != b"g" or len(fds) != 3:
+                    return
+                self._become(request, fds)
+            finally:
+                for fd in fds:
+                    if fd > 2:
+                        os.close(fd)
+            conn.settimeout(None)
             _end_with_the_caller(conn)
             code = _run(request["argv"])
         except KeyboardInterrupt:
             code = 130
+        except BaseException:  # the one broad catch: DEV_SESSIONS_DEBUG's traceback, as Python prints it
+            import traceback
+
+            traceback.print_exc()
+            code = 1
         finally:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # the command is over: its code goes back
+            _at_exit()
             for stream in (sys.stdout, sys.stderr):
                 with contextlib.suppress(OSError, ValueError):
                     stream.flush()
@@ -148,13 +218,15 @@ class Command:
         os.environ.clear()
         os.environ.update(request["env"])
         os.umask(request["umask"])
+        import time
+
+        time.tzset()  # the caller's TZ
         sys.argv = [request["argv0"] or "dev-sessions", *request["argv"]]
-        encoding = sys.stdout.encoding if sys.stdout is not None else "utf-8"
 
         def text(fd: int, mode: str) -> io.TextIOWrapper:
-            # As Python makes them: stderr and a terminal line-buffered, stderr's errors escaped.
+            # As Python makes them: the caller's encodings, stderr and a terminal line-buffered.
             lines = mode == "w" and (fd == 2 or os.isatty(fd))
-            errors = "backslashreplace" if fd == 2 else "strict"
+            encoding, errors = request["encodings"][fd]
             buffering = 1 if lines else -1
             stream = open(fd, mode, encoding=encoding, errors=errors, closefd=False, buffering=buffering)  # noqa: SIM115
             assert isinstance(stream, io.TextIOWrapper)
@@ -189,6 +261,26 @@ def _end_with_the_caller(conn: socket.socket) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=watch, name="caller", daemon=True).start()
+
+
+def _exactly(conn: socket.socket, size: int) -> bytes:
+    """``size`` bytes, or fewer if the connection ends first."""
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _at_exit() -> None:
+    """What the interpreter runs as it exits (``atexit``: the ssh streams of a remote follow stopped),
+    which ``os._exit`` skips."""
+    import atexit
+
+    with contextlib.suppress(Exception):
+        atexit._run_exitfuncs()
 
 
 def _run(argv: list[str]) -> int:
@@ -236,23 +328,25 @@ def main() -> None:
     from dev_sessions.files import open_private, owned_private_dir, private_dir
     from dev_sessions.remote import serve
 
+    code = stamp()  # before anything is loaded: code that changes meanwhile is seen by the first command
     settings = Settings.from_env()
     home = str(settings.home)
     ident = warm.identity(home)
     name = warm.key(ident)
-    directory = private_dir(serve.serve_dir(settings.home))
-    lock_fd = open_private(Path(warm.lock_path(home, name)), os.O_RDWR | os.O_CREAT)
-    try:
-        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return  # another one runs: it serves
-    os.ftruncate(lock_fd, 0)
-    os.write(lock_fd, f"{os.getpid()}\n".encode())
-    serve.log_to(directory / "cli.log", settings.debug)
-    log = logging.getLogger("dev_sessions.cli.warm")
+    directory = serve.serve_dir(settings.home)
     failed = directory / f"cli-{name}.failed"
-    path = Path(warm.socket_path(home, os.environ, name))
+    log = logging.getLogger("dev_sessions.cli.warm")
     try:
+        private_dir(directory)
+        lock_fd = open_private(Path(warm.lock_path(home, name)), os.O_RDWR | os.O_CREAT)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # another one runs: it serves
+        os.ftruncate(lock_fd, 0)
+        os.write(lock_fd, f"{os.getpid()}\n".encode())
+        serve.log_to(directory / "cli.log", settings.debug)
+        path = Path(warm.socket_path(home, os.environ, name))
         if path.parent != directory:
             owned_private_dir(path.parent)  # a shared place (the runtime dir, /tmp): ours, or nothing
         for module in PRELOAD:
@@ -264,7 +358,10 @@ def main() -> None:
 
         cli.prebuild()  # every command built once: a child builds none (~10 ms of typer each)
         Command.identity = ident
-        server = serve.Server(settings, path, lock_fd, handler=Command, name="warm command server")
+        server = serve.Server(
+            settings, path, lock_fd, handler=Command, name="warm command server", end_on_hangup=True
+        )
+        server.code = code
         listening = server.listen()
     except Exception as err:  # the one broad catch: commands run without it, and none starts another soon
         log.warning("the warm command server could not start: %s: %s", type(err).__name__, err)

@@ -211,6 +211,7 @@ def _spawn(directory: Path, path: Path, code: str) -> dict[str, Any]:
 # -- the server -------------------------------------------------------------------------------------
 
 
+_HUNG_UP = getattr(select, "POLLRDHUP", 0) | select.POLLHUP
 _LOOK_AGAIN = 30.0
 """Seconds between two looks at the server's socket when nothing happens: gone, the server exits."""
 
@@ -234,6 +235,7 @@ class Server:
         *,
         handler: Callable[[socket.socket, str, int], Handler] | None = None,
         name: str = "call server",
+        end_on_hangup: bool = False,
     ) -> None:
         from dev_sessions.codex.link import code_stamp
 
@@ -245,6 +247,12 @@ class Server:
         self.lock_fd = lock_fd
         self.code = code_stamp()
         self.children: set[int] = set()
+        self.end_on_hangup = end_on_hangup
+        """Kill a child whose client hung up (the warm command server's: a caller killed while its
+        command was stopped by Ctrl-Z, which the child cannot see itself)."""
+        self.peers: dict[int, tuple[int, socket.socket]] = {}
+        """fd of the server's copy of a child's connection -> (the child's pid, the connection)."""
+        self.poller = select.poll()
         self.stopping = False
         self.last = time.monotonic()
 
@@ -261,24 +269,32 @@ class Server:
         signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._stop)
-        signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes select through the wakeup fd
+        signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the poll through the wakeup fd
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        self.poller.register(listener, select.POLLIN)
+        self.poller.register(wake_r, select.POLLIN)
         log.info("%s %s pid %d listening on %s", self.name, self.code, os.getpid(), self.path)
         try:
             while not self.stopping:
                 idle = _LOOK_AGAIN
                 if not self.children:
                     idle = min(idle, max(0.0, self.last + self.settings.serve_linger - time.monotonic()))
-                ready, _, _ = select.select([listener, wake_r], [], [], idle)
+                try:
+                    events = self.poller.poll(idle * 1000)
+                except InterruptedError:  # pragma: no cover - PEP 475 retries; a signal's handler ran
+                    events = []
                 with contextlib.suppress(BlockingIOError):
                     wake_r.recv(4096)
                 self._reap()
-                if listener in ready:
+                ready = {fd for fd, _ in events}
+                if listener.fileno() in ready:
                     self._accept(listener, (wake_r, wake_w))
+                for fd in ready & set(self.peers):
+                    self._hung_up(fd)
                 if not self.children and time.monotonic() - self.last >= self.settings.serve_linger:
                     log.info("no call for %.0f s; exiting", self.settings.serve_linger)
                     break
-                if not ready and not _same_file(self.path, bound):
+                if not events and not _same_file(self.path, bound):
                     # Its state dir removed (a test's, a sandbox's), or another server in its place.
                     log.info("its socket is gone or replaced; exiting")
                     break
@@ -293,6 +309,19 @@ class Server:
                 os.getpid(),
                 len(self.children),
             )
+
+    def _hung_up(self, fd: int) -> None:
+        """A client gone before its child ended: the child killed (a stopped one cannot see it), and what
+        it ran woken, to see it gone too."""
+        pid, conn = self.peers.pop(fd)
+        self.poller.unregister(fd)
+        conn.close()
+        if pid in self.children:
+            log.info("pid %d: its caller went away; ending it", pid)
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGCONT)
 
     def _stop(self, signum: int, frame: object) -> None:
         self.stopping = True
@@ -323,6 +352,11 @@ class Server:
                 break
             self.children.discard(pid)
             self.last = time.monotonic()
+            for fd, (child, conn) in list(self.peers.items()):
+                if child == pid:
+                    del self.peers[fd]
+                    self.poller.unregister(fd)
+                    conn.close()
 
     def _accept(self, listener: socket.socket, wake: tuple[socket.socket, socket.socket]) -> None:
         from dev_sessions.peers import peer_uid
@@ -345,6 +379,8 @@ class Server:
                 listener.close()
                 for end in wake:
                     end.close()
+                for _, other in self.peers.values():  # other callers' connections are not this one's
+                    other.close()
                 os.close(self.lock_fd)
                 signal.set_wakeup_fd(-1)
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP):
@@ -356,8 +392,12 @@ class Server:
                 log.exception("a call failed in the server")
             finally:
                 os._exit(code)
-        conn.close()
         self.children.add(pid)
+        if self.end_on_hangup:
+            self.peers[conn.fileno()] = (pid, conn)
+            self.poller.register(conn, _HUNG_UP)
+        else:
+            conn.close()
 
 
 class Served:

@@ -171,7 +171,7 @@ def _answer(request_identity: str, server_identity: str, code: str) -> bytes:
             "identity": request_identity,
         }
         data = marshal.dumps(request)
-        socket.send_fds(ours, [len(data).to_bytes(4, "big") + data], [0, 1, 2])
+        ours.sendall(len(data).to_bytes(4, "big") + data)
         Command.identity = server_identity
         try:
             Command(theirs, code, server=-1).run()
@@ -259,11 +259,11 @@ def test_a_server_that_cannot_listen_leaves_the_commands_cold_and_is_not_started
 def test_another_installs_command_is_not_run() -> None:
     # Two installs sharing a state dir each have their own server (their sockets are named after the
     # install); a request of another install that reaches one anyway is not run, and the client runs it.
-    from dev_sessions.codex.link import code_stamp
+    from dev_sessions.cli.warm_server import stamp
 
     theirs = "/elsewhere\0/other/site-packages\0/other/python"
     ours = "/home/me/.dev-sessions\0/site-packages\0/usr/bin/python3"
-    assert _answer(theirs, ours, code_stamp()) == b"other\n"
+    assert _answer(theirs, ours, stamp()) == b"other\n"
     # A container that sees the state directory (a mounted home) is not this machine: its pids and
     # paths are its own.
     ident = warm_client.identity("/tmp").split("\0")
@@ -399,3 +399,82 @@ def test_doctor_says_whether_it_runs(cli: DevSessions, warm: Path) -> None:
     (warm / "serve" / f"cli-{warm_client.key(warm_client.identity(str(warm)))}.failed").touch()
     found = said()
     assert found["level"] == "warn" and "could not start" in found["message"], found
+
+
+def test_a_caller_killed_while_its_command_is_stopped_takes_it_along(cli: DevSessions, warm: Path) -> None:
+    # Ctrl-Z stops the child too, and a stopped child cannot see its caller go: the server, which
+    # holds each caller's connection, sees it hang up and ends the child.
+    started(cli, warm)
+    waiter, child = _warm_wait(cli, warm, "--timeout", "120", process_group=0)
+    try:
+        waiter.send_signal(signal.SIGTSTP)
+        eventually(lambda: _state(child) == "T", timeout=10)
+        waiter.kill()
+        waiter.wait(10)
+    finally:
+        if waiter.poll() is None:
+            waiter.kill()
+    eventually(lambda: _state(child) == "gone", timeout=10)
+    assert server_pid(warm) is not None
+
+
+def _run_with(cli: DevSessions, *args: str, cwd: Path | None = None, **popen: object) -> Result:
+    proc = subprocess.run(  # type: ignore[call-overload]
+        [sys.executable, "-m", "dev_sessions", *args],
+        cwd=cwd or cli.cwd, capture_output=True, timeout=60, check=False, **popen,
+    )  # fmt: skip
+    return Result(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
+
+
+def test_a_closed_stdin_or_a_removed_directory_runs_the_command_here(cli: DevSessions, warm: Path) -> None:
+    # A closed stdin would give the socket fd 0, which the child would then read as its stdin; a
+    # directory removed cannot be sent. Both run as they would without the warm process.
+    started(cli, warm)
+    closed = _run_with(cli, "list", "--json", stdin=None, preexec_fn=lambda: os.close(0))
+    assert (closed.returncode, closed.stdout) == (0, "[]\n"), closed
+    gone = cli.cwd / "gone"
+    gone.mkdir()
+    removed = subprocess.run(
+        ["sh", "-c", 'cd "$1" && rmdir "$1" && exec "$0" -m dev_sessions list --json', sys.executable, gone],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert removed.returncode == 0 and removed.stdout == "[]\n", removed
+    assert served(warm) == []  # neither went to the server
+
+
+def test_a_server_that_does_not_answer_leaves_the_command_to_its_caller_once(
+    cli: DevSessions, warm: Path
+) -> None:
+    # A stopped (or swamped) server: the caller waits 10 s for its child, then runs the command
+    # itself; the child, once it comes, sees its caller gone and runs nothing.
+    started(cli, warm)
+    pid = server_pid(warm)
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        result = cli("msg", "send", "--from", "alice", "--to", "bob", "once")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert result.returncode == 0, result
+    eventually(lambda: json.loads(cli.ok("msg", "read", "--as", "bob", "--json")) != [], timeout=10)
+    import time
+
+    time.sleep(1)  # the late child has had its chance to run it a second time
+    bodies = [m["body"] for m in json.loads(cold(cli, "msg", "feed", "--as", "bob", "--json").stdout)]
+    assert bodies.count("once") == 1, bodies
+
+
+def test_the_callers_encoding_is_the_commands(
+    cli: DevSessions, warm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started(cli, warm)
+    cli.ok("msg", "send", "--from", "alice", "--to", "bob", "café ünï")
+
+    def read(warm_or_not: str) -> bytes:
+        env = {**os.environ, "PYTHONIOENCODING": "latin-1", "DEV_SESSIONS_WARM": warm_or_not}
+        argv = [sys.executable, "-m", "dev_sessions", "msg", "read", "--as", "bob"]
+        return subprocess.run(argv, env=env, cwd=cli.cwd, capture_output=True, check=True).stdout
+
+    hot, was = read("1"), read("0")
+    assert hot == was and "café ünï".encode("latin-1") in hot, (hot, was)
+    assert [name for _, name in served(warm)][-1] == "msg"
