@@ -54,8 +54,10 @@ def test_doctor_on_the_host(
     checks = {c["check"]: c for c in json.loads(cli.ok("doctor", "--json"))}
     assert {name: c["level"] for name, c in checks.items()} == {
         "tmux": "ok", "claude": "ok", "claude setup": "ok", "codex": "ok", "store": "ok",
-        "codex app-server": "ok",
+        "codex app-server": "ok", "warm commands": "ok",
     }  # fmt: skip
+    # The tests run their commands in-process unless they ask (tests/conftest.py: isolated).
+    assert checks["warm commands"]["message"].startswith("off (DEV_SESSIONS_WARM=0)")
     assert checks["claude"]["message"].startswith(agents.claude_version)
     assert agents.codex_version in checks["codex"]["message"]
     assert checks["codex app-server"]["message"].startswith("not running")
