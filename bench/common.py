@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dev_sessions.cli.warm_server import stop  # noqa: E402
 from dev_sessions.selftest.fakes.anthropic import FakeAnthropic  # noqa: E402
 from dev_sessions.selftest.offline import claude_env, prepare_claude_home  # noqa: E402
 from tests.fakes.agents import pinned  # noqa: E402
@@ -153,15 +154,8 @@ def world() -> Iterator[World]:
             yield World(env, workdir, fake, tool)
         finally:
             subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True, check=False)
-            stop_warm(base / "state")
+            stop(base / "state")
             shutil.rmtree(base, ignore_errors=True)
-
-
-def stop_warm(home: Path) -> None:
-    """Stop the warm command server of a state dir, if one runs."""
-    from dev_sessions.cli.warm_server import stop
-
-    stop(home)
 
 
 @dataclass

@@ -36,8 +36,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from common import VENV, Stats, installed_tool, ms, stop_warm, table, warm_up
+from common import VENV, Stats, installed_tool, ms, table, warm_up
 
+from dev_sessions.cli.warm_server import stop
 from dev_sessions.messaging.leases import Target
 from dev_sessions.messaging.store import open_store
 from tests.fakes.postgres import binaries, running_postgres
@@ -177,7 +178,7 @@ def measure(engine: str, url: str | None, runs: int, count: int) -> list[list[st
             for what, (s, c) in rows
         ]
     finally:
-        stop_warm(base / "state")
+        stop(base / "state")  # the warm command server
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -193,15 +193,14 @@ def check_warm(settings: Settings) -> Check:
     home = str(settings.home)
     key = warm.key(warm.identity(home))
     path = warm.socket_path(home, settings.environ, key)
-    failed = settings.home / "serve" / f"cli-{key}.failed"
     try:
-        ago = time.time() - failed.stat().st_mtime
+        ago: float | None = time.time() - os.stat(warm.failed_path(home, key)).st_mtime
     except OSError:
         ago = None
-    pids = [pid for pid in running(settings.home, key) if os.path.exists(path)]
+    pids = running(settings.home, key) if os.path.exists(path) else []
     if pids:
         return Check("ok", name, f"pid {pids[0]} on {path}")
-    if ago is not None and ago < 600:
+    if ago is not None and ago < warm.FAILED_FOR:
         log = settings.home / "serve" / "cli.log"
         detail = f"its server could not start {ago:.0f} s ago (see {log}); commands run without it"
         return Check("warn", name, detail)

@@ -23,3 +23,12 @@ def peer_uid(sock: socket.socket) -> int | None:
         raw = sock.getsockopt(sol_local, local_peercred, struct.calcsize("IIh16I"))
         return int(struct.unpack_from("II", raw)[1])
     return None
+
+
+def peer_pid(sock: socket.socket) -> int | None:
+    """The peer's pid, as this process's pid namespace numbers it (Linux ``SO_PEERCRED``); None elsewhere."""
+    creds = getattr(socket, "SO_PEERCRED", None)
+    if creds is None:
+        return None
+    raw = sock.getsockopt(socket.SOL_SOCKET, creds, struct.calcsize("3i"))
+    return int(struct.unpack("3i", raw)[0])

@@ -281,7 +281,8 @@ def same_prompt(a: Dialog, b: Dialog) -> bool:
 
 
 def _waiting_since(facts: Facts, session: Session, live: Live) -> object:
-    """Since when Claude's state file says it waits (None: not waiting, or no state file)."""
+    """Since when Claude's state file says it waits (``statusUpdatedAt``, ms; None: not waiting, or no
+    state file)."""
     state = facts.claude_state(session, live.pane.pid) if live.pane else None
     if state is None or state.get("status") != "waiting":
         return None
@@ -315,11 +316,10 @@ def respond(facts: Facts, session: Session, answer: str) -> str:
     # A question just drawn takes no key for a moment: 2.1.332 loses a digit or a paste pressed at once
     # (a warm respond right after the wait that saw the question comes within ~10 ms). Claude's state
     # file says since when it waits.
-    state = facts.claude_state(session, live.pane.pid) if live.pane else None
-    if state is not None and state.get("status") == "waiting":
-        with contextlib.suppress(TypeError, ValueError):
-            since = float(state.get("statusUpdatedAt") or 0) / 1000
-            time.sleep(max(0.0, min(_JUST_DRAWN, since + _JUST_DRAWN - time.time())))
+    first = live.screen.dialog
+    waiting_since = _waiting_since(facts, session, live)
+    if isinstance(waiting_since, int | float):
+        time.sleep(max(0.0, min(_JUST_DRAWN, waiting_since / 1000 + _JUST_DRAWN - time.time())))
     option, typed = choose(session.id, dialog, answer)
     name = ids.tmux_name(session.id)
     tmux = facts.tmux(session)
@@ -330,18 +330,14 @@ def respond(facts: Facts, session: Session, answer: str) -> str:
         else:
             tmux.send_keys(name, [str(option.number)], literal=True)
 
-    first = live.screen.dialog
-    waiting_since = _waiting_since(facts, session, live)
-
-    def still(check: Callable[[Dialog], bool]) -> bool:
-        """The very prompt answered still on the screen, Claude still waiting on it, and ``check`` true
-        of it. Not another that looks alike (parallel tool calls each ask "Do you want to proceed?"):
-        its command differs, and Claude's state file says it waits again, since another time."""
-        after = facts.live(session)
+    def unanswered(after: Live) -> Dialog | None:
+        """The very prompt answered, still on the screen with Claude still waiting on it; not another
+        that looks alike (parallel tool calls each ask "Do you want to proceed?"): its command differs,
+        and Claude's state file says it waits again, since another time."""
         now = after.screen.dialog
         if now is None or first is None or not same_prompt(first, now):
-            return False
-        return _waiting_since(facts, session, after) == waiting_since and check(now)
+            return None
+        return now if _waiting_since(facts, session, after) == waiting_since else None
 
     press()
     if typed is not None:
@@ -363,8 +359,9 @@ def respond(facts: Facts, session: Session, answer: str) -> str:
             return any(o.number == option.number and o.label == option.label for o in shown)
 
         if probe and poll_until(shows, _KEY_LOST, INPUT_POLL) is None:
-            if still(empty):
-                if still(lambda now: now.selected is not None and now.selected != option.number):
+            now = unanswered(facts.live(session))
+            if now is not None and empty(now):
+                if now.selected not in (None, option.number):
                     press()  # the digit was lost too: the field is not open
                 log.info("%s: the answer's text did not land; pasting it again", session.id)
                 tmux.paste(name, clean.encode(), enter=False)
@@ -381,12 +378,10 @@ def respond(facts: Facts, session: Session, answer: str) -> str:
     # dialog: pressing an option redraws the same dialog with it selected, or with a text field.
     def taken() -> bool:
         after = facts.live(session)
-        drawn = after.screen.dialog
-        if first is not None and drawn is not None:
+        if first is not None and after.screen.dialog is not None:
             # The same prompt, or the next (of several questions, or another tool call's).
-            return not (same_prompt(first, drawn) and _waiting_since(facts, session, after) == waiting_since)
-        state = facts.claude_state(session, after.pane.pid) if after.pane else None
-        if state is not None and state.get("status") == "waiting":
+            return unanswered(after) is None
+        if _waiting_since(facts, session, after) is not None:
             return False
         now = facts.status(session, after).dialog
         return now is None or now.question != dialog.question
@@ -397,7 +392,7 @@ def respond(facts: Facts, session: Session, answer: str) -> str:
     # late, the next lands in the input box, where the next send replaces it (the editor's text).
     if typed is None and not option.keys:
         for _ in range(2):
-            if poll_until(taken, _KEY_LOST, SCREEN_POLL) is not None or not still(lambda now: True):
+            if poll_until(taken, _KEY_LOST, SCREEN_POLL) is not None or not unanswered(facts.live(session)):
                 break
             log.info("%s: the answer's key was not taken; pressing it again", session.id)
             press()

@@ -54,7 +54,7 @@ _FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP)
 _NO_EXIT = 1
 _ANSWER_WITHIN = 10.0
 """Seconds a server has to say that the command runs (a stopped or swamped one: it runs here)."""
-_FAILED_FOR = 600.0
+FAILED_FOR = 600.0
 """Seconds after a server could not start during which no command starts another."""
 _SOCKET_MAX = 100  # bytes of a Unix socket's path, with room to spare (108 on Linux, 104 on macOS)
 
@@ -97,6 +97,11 @@ def key(ident: str) -> str:
 def lock_path(home: str, name: str) -> str:
     """The file the server holds locked for its life (its pid inside), always in the state directory."""
     return os.path.join(home, "serve", f"cli-{name}.lock")
+
+
+def failed_path(home: str, name: str) -> str:
+    """Made when a server could not start: none is started again for :data:`FAILED_FOR` seconds."""
+    return os.path.join(home, "serve", f"cli-{name}.failed")
 
 
 def socket_path(home: str, environ: Mapping[str, str], name: str) -> str:
@@ -334,10 +339,10 @@ def _may_start(home: str, name: str) -> bool:
         finally:
             os.close(fd)
     try:
-        failed = os.stat(os.path.join(home, "serve", f"cli-{name}.failed")).st_mtime
+        failed = os.stat(failed_path(home, name)).st_mtime
     except OSError:
         return True
-    return not 0 <= time.time() - failed < _FAILED_FOR
+    return not 0 <= time.time() - failed < FAILED_FOR
 
 
 def _start(home: str) -> None:

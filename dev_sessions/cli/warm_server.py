@@ -96,13 +96,12 @@ def _same_machine(conn: socket.socket) -> bool:
     """Whether the peer runs in this process's mount and pid namespaces (Linux: read from ``/proc``
     of the peer's pid, which the kernel gives in ours): a container that sees the socket is not this
     machine, whatever its request says. True where it cannot be known."""
-    import struct
+    from dev_sessions.peers import peer_pid
 
-    creds = getattr(socket, "SO_PEERCRED", None)
-    if creds is None or not os.path.isdir("/proc/self/ns"):
-        return True
     try:
-        pid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, creds, struct.calcsize("3i")))[0]
+        pid = peer_pid(conn)
+        if pid is None or not os.path.isdir("/proc/self/ns"):
+            return True
         return all(
             os.readlink(f"/proc/{pid}/ns/{kind}") == os.readlink(f"/proc/self/ns/{kind}")
             for kind in ("mnt", "pid")
@@ -126,10 +125,8 @@ class Command:
         self.server = server
 
     def run(self) -> None:
-        import contextlib
         import logging
         import signal
-        import socket
 
         log = logging.getLogger("dev_sessions.cli.warm")
         conn = self.conn
@@ -207,10 +204,11 @@ class Command:
 
     def _become(self, request: Request, fds: list[int]) -> None:
         """This process as the caller: its files on 0, 1 and 2, its directory, environment and umask, and
-        a fresh process's signal handlers and logging."""
+        a fresh process's signal handlers (SIGINT's is set by :meth:`run`) and logging."""
         import io
         import logging
         import signal
+        import time
 
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
@@ -218,8 +216,6 @@ class Command:
         os.environ.clear()
         os.environ.update(request["env"])
         os.umask(request["umask"])
-        import time
-
         time.tzset()  # the caller's TZ
         sys.argv = [request["argv0"] or "dev-sessions", *request["argv"]]
 
@@ -233,7 +229,6 @@ class Command:
             return stream
 
         sys.stdin, sys.stdout, sys.stderr = text(0, "r"), text(1, "w"), text(2, "w")
-        signal.signal(signal.SIGINT, signal.default_int_handler)
         for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD, signal.SIGQUIT, signal.SIGTSTP):
             signal.signal(sig, signal.SIG_DFL)
         for number in request["ignored"]:
@@ -334,7 +329,7 @@ def main() -> None:
     ident = warm.identity(home)
     name = warm.key(ident)
     directory = serve.serve_dir(settings.home)
-    failed = directory / f"cli-{name}.failed"
+    failed = Path(warm.failed_path(home, name))
     log = logging.getLogger("dev_sessions.cli.warm")
     try:
         private_dir(directory)

@@ -279,10 +279,7 @@ class Server:
                 idle = _LOOK_AGAIN
                 if not self.children:
                     idle = min(idle, max(0.0, self.last + self.settings.serve_linger - time.monotonic()))
-                try:
-                    events = self.poller.poll(idle * 1000)
-                except InterruptedError:  # pragma: no cover - PEP 475 retries; a signal's handler ran
-                    events = []
+                events = self.poller.poll(idle * 1000)  # a signal's handler runs, then it goes on
                 with contextlib.suppress(BlockingIOError):
                     wake_r.recv(4096)
                 self._reap()

@@ -13,7 +13,6 @@ import shutil
 import signal
 import socket
 import stat
-import struct
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ import pytest
 
 from dev_sessions.cli import warm as warm_client
 from dev_sessions.cli.warm_server import running, stop
+from dev_sessions.peers import peer_pid
 from tests.conftest import ROOT, DevSessions, Result, eventually
 
 
@@ -55,8 +55,7 @@ def server_pid(home: Path) -> int | None:
             probe.connect(str(sock_of(home)))
         except OSError:
             return None
-        raw = probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        return int(struct.unpack("3i", raw)[0])
+        return peer_pid(probe)
 
 
 def served(home: Path) -> list[tuple[int, str]]:
@@ -292,20 +291,26 @@ def test_a_caller_killed_outright_takes_its_command_with_it(cli: DevSessions, wa
     assert server_pid(warm) is not None  # the server itself serves on
 
 
+@contextlib.contextmanager
 def _warm_wait(
     cli: DevSessions, warm: Path, *extra: str, **popen: object
-) -> tuple[subprocess.Popen[str], int]:
-    """A warm ``msg wait`` running, and the pid of the server's child that runs it."""
+) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """A warm ``msg wait`` running, and the pid of the server's child that runs it; the waiter killed at
+    the end if it still runs."""
     waiter = subprocess.Popen(  # type: ignore[call-overload]
         [sys.executable, "-m", "dev_sessions", "msg", "wait", "--as", "bob", *extra],
         cwd=cli.cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen,
     )  # fmt: skip
-    found = eventually(lambda: served(warm), timeout=30)
-    assert isinstance(found, list)
-    ((child, name),) = found
-    assert name == "msg"
-    eventually(lambda: _state(child) in "SR", timeout=10)
-    return waiter, child
+    try:
+        found = eventually(lambda: served(warm), timeout=30)
+        assert isinstance(found, list)
+        ((child, name),) = found
+        assert name == "msg"
+        eventually(lambda: _state(child) in "SR", timeout=10)
+        yield waiter, child
+    finally:
+        if waiter.poll() is None:
+            waiter.kill()
 
 
 def _state(pid: int) -> str:
@@ -319,13 +324,9 @@ def test_a_signal_that_kills_the_command_kills_its_caller_too(cli: DevSessions, 
     # Without the warm process, SIGTERM ends a msg wait by the signal (a shell sees 143); so it does
     # with it: the command dies of the forwarded signal, and the caller of the same one.
     started(cli, warm)
-    waiter, child = _warm_wait(cli, warm, "--timeout", "120")
-    try:
+    with _warm_wait(cli, warm, "--timeout", "120") as (waiter, child):
         waiter.send_signal(signal.SIGTERM)
         out, err = waiter.communicate(timeout=30)
-    finally:
-        if waiter.poll() is None:
-            waiter.kill()
     assert (waiter.returncode, out, err) == (-signal.SIGTERM, "", "")
     eventually(lambda: _state(child) == "gone", timeout=10)
 
@@ -337,15 +338,11 @@ def test_what_the_caller_ignores_does_not_reach_the_command(cli: DevSessions, wa
     def ignore_interrupts() -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-    waiter, child = _warm_wait(cli, warm, "--timeout", "3", preexec_fn=ignore_interrupts)
-    try:
+    with _warm_wait(cli, warm, "--timeout", "3", preexec_fn=ignore_interrupts) as (waiter, child):
         waiter.send_signal(signal.SIGINT)
         ignores = int(Path(f"/proc/{child}/status").read_text().split("SigIgn:")[1].split()[0], 16)
         assert ignores & (1 << (signal.SIGINT - 1))  # and what it starts inherits that
         out, err = waiter.communicate(timeout=30)
-    finally:
-        if waiter.poll() is None:
-            waiter.kill()
     assert (waiter.returncode, out, err) == (124, "", "dev-sessions: bob: no message within 3 s\n")
 
 
@@ -353,17 +350,13 @@ def test_ctrl_z_stops_the_command_with_its_caller(cli: DevSessions, warm: Path) 
     # As a shell's job: a process group of its own in the test's session (a Ctrl-Z sent to an orphaned
     # group, as a new session's would be, is discarded by the kernel, with or without the warm process).
     started(cli, warm)
-    waiter, child = _warm_wait(cli, warm, "--timeout", "120", process_group=0)
-    try:
+    with _warm_wait(cli, warm, "--timeout", "120", process_group=0) as (waiter, child):
         waiter.send_signal(signal.SIGTSTP)
         eventually(lambda: _state(waiter.pid) == "T" and _state(child) == "T", timeout=10)
         waiter.send_signal(signal.SIGCONT)
         eventually(lambda: _state(waiter.pid) in "SR" and _state(child) in "SR", timeout=10)
         cli.ok("msg", "send", "--from", "alice", "--to", "bob", "go on")
         out, err = waiter.communicate(timeout=30)
-    finally:
-        if waiter.poll() is None:
-            waiter.kill()
     assert waiter.returncode == 0, err
     assert "go on" in out
 
@@ -372,14 +365,10 @@ def test_a_ctrl_z_the_caller_cannot_take_leaves_the_command_running(cli: DevSess
     # A caller in an orphaned process group (no shell to resume it: a new session's) is not stopped by
     # SIGTSTP; nor is its command, which would otherwise be left stopped for good.
     started(cli, warm)
-    waiter, child = _warm_wait(cli, warm, "--timeout", "120", start_new_session=True)
-    try:
+    with _warm_wait(cli, warm, "--timeout", "120", start_new_session=True) as (waiter, child):
         waiter.send_signal(signal.SIGTSTP)
         cli.ok("msg", "send", "--from", "alice", "--to", "bob", "still here")
         out, err = waiter.communicate(timeout=30)
-    finally:
-        if waiter.poll() is None:
-            waiter.kill()
     assert waiter.returncode == 0, err
     assert "still here" in out
     assert _state(child) == "gone"
@@ -405,15 +394,11 @@ def test_a_caller_killed_while_its_command_is_stopped_takes_it_along(cli: DevSes
     # Ctrl-Z stops the child too, and a stopped child cannot see its caller go: the server, which
     # holds each caller's connection, sees it hang up and ends the child.
     started(cli, warm)
-    waiter, child = _warm_wait(cli, warm, "--timeout", "120", process_group=0)
-    try:
+    with _warm_wait(cli, warm, "--timeout", "120", process_group=0) as (waiter, child):
         waiter.send_signal(signal.SIGTSTP)
         eventually(lambda: _state(child) == "T", timeout=10)
         waiter.kill()
         waiter.wait(10)
-    finally:
-        if waiter.poll() is None:
-            waiter.kill()
     eventually(lambda: _state(child) == "gone", timeout=10)
     assert server_pid(warm) is not None
 
