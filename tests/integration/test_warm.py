@@ -115,20 +115,9 @@ def test_the_command_gets_the_callers_stdin_directory_and_environment(
 
 def test_ctrl_c_stops_a_warm_msg_wait(cli: DevSessions, warm: Path) -> None:
     started(cli, warm)
-    waiter = subprocess.Popen(
-        [sys.executable, "-m", "dev_sessions", "msg", "wait", "--as", "bob", "--timeout", "120"],
-        cwd=cli.cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        found = eventually(lambda: served(warm), timeout=30)
-        assert isinstance(found, list)
-        ((child, name),) = found
-        assert name == "msg"
+    with _warm_wait(cli, warm, "--timeout", "120") as (waiter, child):
         waiter.send_signal(signal.SIGINT)
         out, err = waiter.communicate(timeout=30)
-    finally:
-        if waiter.poll() is None:
-            waiter.kill()
     expected = cold(cli, "msg", "wait", "--as", "bob", "--timeout", "0")  # nothing: what a stop prints
     assert waiter.returncode == 130, (out, err, expected)
     assert out == ""
@@ -273,20 +262,10 @@ def test_a_caller_killed_outright_takes_its_command_with_it(cli: DevSessions, wa
     # SIGKILL cannot be forwarded; the child sees the caller's end of the socket close and ends, as the
     # command would have died with it without the warm process.
     started(cli, warm)
-    waiter = subprocess.Popen(
-        [sys.executable, "-m", "dev_sessions", "msg", "wait", "--as", "bob", "--timeout", "120"],
-        cwd=cli.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        found = eventually(lambda: served(warm), timeout=30)
-        assert isinstance(found, list)
-        ((child, _),) = found
+    with _warm_wait(cli, warm, "--timeout", "120") as (waiter, child):
         assert Path(f"/proc/{child}").exists()
         waiter.kill()
         waiter.wait(10)
-    finally:
-        if waiter.poll() is None:
-            waiter.kill()
     eventually(lambda: not Path(f"/proc/{child}").exists(), timeout=10)
     assert server_pid(warm) is not None  # the server itself serves on
 
