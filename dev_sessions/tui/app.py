@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -39,6 +39,7 @@ from textual.widgets import (
     TabbedContent,
     TabPane,
 )
+from textual.widgets.data_table import RowKey
 from textual.widgets.option_list import Option as ListOption
 
 from dev_sessions import ids
@@ -102,7 +103,18 @@ def attach_argv(session: Session) -> list[str]:
     return Tmux(session.tmux_socket).argv("attach-session", "-t", target(ids.tmux_name(session.id)))
 
 
-class SessionsTable(DataTable[Text]):
+class Table(DataTable[Text]):
+    """A DataTable that draws its rows again as soon as it has measured them. A DataTable widens its
+    columns to new or changed cells only when it is next idle, but keeps the lines it drew before that,
+    cut to the old widths, until something else changes (Textual issue #3533). On a busy machine the
+    screen's refresh can come between the two: the sessions or messages then stayed cut short."""
+
+    def _update_dimensions(self, new_rows: Iterable[RowKey]) -> None:
+        super()._update_dimensions(new_rows)
+        self._clear_caches()
+
+
+class SessionsTable(Table):
     """Every session, one row each, keyed by its id; the cursor stays on its session across looks."""
 
     def on_mount(self) -> None:
@@ -133,7 +145,7 @@ class SessionsTable(DataTable[Text]):
             self.move_cursor(row=keys.index(chosen))
 
 
-class MessagesTable(DataTable[Text]):
+class MessagesTable(Table):
     def on_mount(self) -> None:
         self.cursor_type = "row"
         for name in views.MESSAGE_COLUMNS:

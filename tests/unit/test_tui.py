@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual import events
+from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, RichLog
 
@@ -22,7 +24,7 @@ from dev_sessions.config import Settings
 from dev_sessions.messaging.messenger import Messenger
 from dev_sessions.sessions import SessionManager
 from dev_sessions.store import Session
-from dev_sessions.tui.app import Conversation, DevSessionsApp, attach_argv
+from dev_sessions.tui.app import Conversation, DevSessionsApp, MessagesTable, attach_argv
 from dev_sessions.tui.modals import Answer, Confirm
 from dev_sessions.tui.views import Clock
 from tests.fakes.backend import FakeBackend, Turn
@@ -187,6 +189,26 @@ def test_snapshot_messages(world: World, snap_compare: Any) -> None:
         await looked(pilot, seen)
 
     assert snap_compare(world.app(), terminal_size=SIZE, run_before=run_before(messages))
+
+
+class OneTable(App[None]):
+    def compose(self) -> ComposeResult:
+        yield MessagesTable()
+
+
+async def test_a_table_drawn_before_it_measured_its_rows_is_drawn_again_at_full_width(world: World) -> None:
+    """A table widens its columns to new rows only once it is idle, and lines it drew before that were
+    kept, cut to the old widths, until something else changed (Textual #3533): on a busy machine the
+    screen's refresh can come between the two. Drawn again right after it measured, it is whole."""
+    world.messages.send("user", "Check the CI logs and report back.", sender="boss")
+    world.fix_message_times()
+    app = OneTable()
+    async with app.run_test(size=(100, 5)):
+        table = app.query_one(MessagesTable)
+        table.show(world.messages.read("user"), CLOCK)
+        assert "Check the CI" not in table.render_line(1).text  # drawn at the labels' widths
+        await table._on_idle(events.Idle())  # what the table does when it is next idle: it measures
+        assert "09:01:00  boss  direct  Check the CI logs and report back." in table.render_line(1).text
 
 
 # -- keys, against the scripted backends ---------------------------------------------------------------
