@@ -2,7 +2,8 @@
 Python API; Playwright's own browser downloads are never used) with the real Claude Code against the
 fake model: log in, see a session appear, send it a prompt and see the reply come without a reload,
 answer its AskUserQuestion with a button, kill it after confirming, and be refused without the cookie.
-And a real Codex session: a prompt from the page, its reply and its token count live.
+And a real Codex session: a prompt from the page, its reply and its token count live. And the page's
+script alone, its event stream played by the test: a click on a dialog drawn again under it.
 
 With ``DEV_SESSIONS_DASHBOARD_SHOTS=DIR`` it also saves PNG screenshots of the pages there (the ones
 in ``docs/`` come from such a run).
@@ -136,8 +137,10 @@ def test_the_dashboard_in_a_browser(
         expect(overview.locator(f"#row-{sid} .state")).to_have_text("waiting for input")
         shoot(overview, "sessions")
         overview.close()
-    # The dialog is drawn again once Claude's screen shows it (its options as the screen numbers them):
-    # a click while its button is replaced is lost (a CI run). Until the answer is posted, click again.
+    # The dialog is drawn again once Claude's screen shows it (its options as the screen numbers them).
+    # A press on the box holds that back until its click is done (the test below); a press in the
+    # very moment it is drawn again goes to what is drawn there then. Until the answer is posted,
+    # click again: nothing was sent before.
     for attempt in range(5):
         try:
             with page.expect_request(lambda r: r.method == "POST", timeout=5_000):
@@ -236,3 +239,76 @@ def test_a_codex_session_in_the_browser(codex: FakeResponses, cli: DevSessions, 
     finally:
         served.process.process.terminate()
         served.process.finish()
+
+
+STUB_STREAM = """
+window.EventSource = class {
+  constructor(url) { this.listeners = {}; window.stream = this; }
+  addEventListener(name, listener) { this.listeners[name] = listener; }
+  close() {}
+};
+window.push = (name, data) => window.stream.listeners[name]({ data: JSON.stringify(data) });
+"""
+
+
+def test_a_click_on_a_dialog_drawn_again_under_the_pointer_is_not_lost(browser: Any) -> None:
+    """The page's own script and the server's own HTML, in Chromium, with the event stream played by
+    the test: the dialog drawn again (as the screen numbers its options) between the press and the
+    release of a click on an option still sends that answer (a CI run lost one), and is shown after."""
+    from playwright.sync_api import expect
+
+    from dev_sessions.backend import Dialog, Option, Status
+    from dev_sessions.dashboard import pages
+    from dev_sessions.store import Session
+
+    static = Path(pages.__file__).with_name("static")
+    session = Session(id="lux-sup", internal_id="lux-sup", cli="claude", path="/tmp")
+    text = Option(3, "Type something.")
+    announced = Dialog("Which colour?", ("Colour",), (Option(1, "Red"), Option(2, "Blue"), text), 1, text)
+    drawn = Dialog(
+        "Which colour?",
+        ("Colour",),
+        (Option(1, "Red"), Option(2, "Blue"), text, Option(4, "Chat about this")),
+        1,
+        text,
+    )
+    statuses = [
+        pages.status_panel(session, Status("waiting_for_input", dialog=d), "tok") for d in (announced, drawn)
+    ]
+    posted: list[str] = []
+
+    def serve(route: Any) -> None:
+        request = route.request
+        if request.url.endswith("/static/dashboard.js"):
+            route.fulfill(body=(static / "dashboard.js").read_text(), content_type="text/javascript")
+        elif request.method == "POST":
+            posted.append(request.post_data or "")
+            route.fulfill(json={"ok": True, "message": "answered"})
+        elif request.url.endswith("/s/lux-sup"):
+            body = '<section class="conversation"><div id="status"></div></section>'
+            route.fulfill(
+                body=pages.page("lux-sup", body, csrf="tok", stream="/s/lux-sup/events"),
+                content_type="text/html",
+            )
+        else:
+            route.fulfill(status=404, body="")
+
+    context = browser.new_context()
+    context.route("http://dashboard.test/**", serve)
+    page = context.new_page()
+    page.add_init_script(STUB_STREAM)
+    page.goto("http://dashboard.test/s/lux-sup")
+    page.wait_for_function("window.stream !== undefined")
+    page.evaluate("html => window.push('status', {html})", statuses[0])
+    blue = page.locator("#status button.option", has_text="Blue")
+    box = blue.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.evaluate("html => window.push('status', {html})", statuses[1])
+    page.mouse.up()
+    expect(page.locator("#flash")).to_have_text("answered")
+    assert len(posted) == 1 and "answer=2" in posted[0].split("&"), posted
+    # What came during the press is shown once it is over.
+    expect(page.locator("#status button.option", has_text="Chat about this")).to_have_count(1)
+    context.close()

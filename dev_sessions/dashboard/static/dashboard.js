@@ -71,13 +71,37 @@
       times(log);
       if (follow) toBottom();
     });
+    // A question's dialog is drawn as the hooks announce it, then again with the options as the
+    // agent's screen numbers them. A button replaced between the press and the release of a click
+    // gets no click: the answer would be lost. So a status that comes while a press is on the box
+    // waits until that click (and the answer it sends) is done; the same status again changes nothing.
+    const statusBox = document.getElementById("status");
     let shownStatus = null;
+    let pressed = false;
+    let heldStatus = null;
+    function showStatus(html) {
+      if (statusBox && html !== shownStatus) { statusBox.innerHTML = html; times(statusBox); shownStatus = html; }
+    }
+    function released() {
+      pressed = false;
+      clearTimeout(released.timer);
+      if (heldStatus !== null) { const html = heldStatus; heldStatus = null; showStatus(html); }
+    }
+    if (statusBox) {
+      statusBox.addEventListener("pointerdown", function () {
+        pressed = true;
+        clearTimeout(released.timer);
+        released.timer = setTimeout(released, 3000); // a press that never ends holds it back no longer
+      });
+    }
+    // The click (and the form's submit) follow the pointerup in the same task: show what was held after.
+    ["pointerup", "pointercancel"].forEach(function (name) {
+      document.addEventListener(name, function () { if (pressed) setTimeout(released, 0); }, true);
+    });
+    window.addEventListener("blur", function () { if (pressed) released(); });
     source.addEventListener("status", function (e) {
       const data = JSON.parse(e.data);
-      const box = document.getElementById("status");
-      // The same status again leaves the box as it is: a click on a dialog's option must not land
-      // on a button that is being replaced.
-      if (box && data.html !== shownStatus) { box.innerHTML = data.html; times(box); shownStatus = data.html; }
+      if (pressed) heldStatus = data.html; else showStatus(data.html);
     });
     source.addEventListener("tokens", function (e) {
       const data = JSON.parse(e.data);
