@@ -5,9 +5,11 @@ A warm process has all of that done once: the command line goes to it over a Uni
 forks for the call runs it exactly as this process would have, as the caller:
 
 * **The client** (:func:`client`, C modules only, run by :func:`dev_sessions.cli.main` before anything
-  else is imported) sends the argv, the environment, the working directory, the umask and the signals
-  it ignores, and passes its own stdin, stdout and stderr (``SCM_RIGHTS``), so that the child reads and
-  writes the caller's very files and terminal (``isatty`` and the terminal's width are the caller's).
+  else is imported) sends the argv, the environment, the working directory, the umask, the signals it
+  ignores, its nice value and resource limits, and passes its own stdin, stdout and stderr
+  (``SCM_RIGHTS``), so that the child reads and writes the caller's very files and terminal (``isatty``
+  and the terminal's width are the caller's). The child takes the caller's nice value and limits, or
+  runs nothing when it cannot (a limit above the server's).
   It forwards SIGINT, SIGTERM and SIGHUP to the child (Ctrl-C during a ``wait``), stops and resumes it
   with itself (Ctrl-Z), exits with the child's exit code, or dies of the signal the child died of. A
   caller killed outright (SIGKILL) takes the child with it: the child sees the socket close. Only the
@@ -16,8 +18,9 @@ forks for the call runs it exactly as this process would have, as the caller:
   server (one is started in the background for the next command, unless one is starting or one could
   not listen in the last 10 minutes), a socket of another uid, code changed since the server started
   (it says so before running anything, and steps aside), another install's server, a server that breaks
-  before the child says it runs. Once the child has said so, the command is never run a second time
-  here: a child that ends without an exit code is one line and exit 1.
+  before the child says it runs, a caller with a limit or priority above the server's. Once the child
+  has said so, the command is never run a second time here: a child that ends without an exit code
+  is one line and exit 1.
 * **The server** (:mod:`.warm_server`) is :class:`dev_sessions.remote.serve.Server`, the host's warm
   call server, with its own handler, one per state directory and install (:func:`identity`): its lock
   ``serve/cli-<key>.lock`` (its pid inside), its socket ``serve/cli-<key>.sock`` or, for a state
@@ -134,11 +137,11 @@ def client(args: Sequence[str]) -> int | None:
     """The command line run by the warm process: its exit code; None when it was not run there.
 
     The wire: the request is 4 bytes of length, then a ``marshal``-ed dict (argv, argv0, env, cwd,
-    umask, identity, ignored signals, the streams' encodings); the answers are lines: ``pid N`` once
-    the child is ready, to which the client says ``g`` (go) with its three fds; then ``exit N``. A
-    client that gave up waiting for ``pid`` runs the command itself, and the child, seeing it gone,
-    runs nothing; or ``stale`` (not run: the code changed) or ``other`` (another install's, or
-    another machine's: a container's)."""
+    umask, identity, ignored signals, the streams' encodings, nice value, resource limits); the
+    answers are lines: ``pid N`` once the child is ready, to which the client says ``g`` (go) with its
+    three fds; then ``exit N``. A client that gave up waiting for ``pid`` runs the command itself, and
+    the child, seeing it gone, runs nothing; or ``stale`` (not run: the code changed) or ``other``
+    (another install's, another machine's (a container's), or limits the child cannot take)."""
     if not _own_terminal():
         return None
     try:
@@ -164,6 +167,26 @@ def client(args: Sequence[str]) -> int | None:
         sock.close()
 
 
+def _limits() -> tuple[int | None, list[tuple[int, int, int]]]:
+    """This process's nice value and resource limits (``nice``, ``ulimit``, a supervisor's): the child
+    takes them, or, where it cannot (a limit above the server's), runs nothing and the command runs
+    here. ``resource`` is a C module (0.3 ms)."""
+    import resource
+
+    try:
+        nice: int | None = os.getpriority(os.PRIO_PROCESS, 0)
+    except (AttributeError, OSError):
+        nice = None
+    kinds = sorted({getattr(resource, n) for n in dir(resource) if n.startswith("RLIMIT_")})
+    limits = []
+    for kind in kinds:
+        try:
+            limits.append((kind, *resource.getrlimit(kind)))
+        except (ValueError, OSError):
+            continue
+    return nice, limits
+
+
 def _own_terminal() -> bool:
     """Whether this process's stdin, stdout and stderr can be handed over as they are: all three open
     (a closed one would be the socket's number, and the child would read its own answers), and no
@@ -187,8 +210,10 @@ def _ask(sock: _socket.socket, args: Sequence[str], ident: str, cwd: str) -> int
     # take: the child ignores them too, as this process would have, and whatever it starts inherits that.
     ignored = [sig for sig in (*_FORWARDED, _signal.SIGQUIT, _signal.SIGTSTP) if _ignores(sig)]
     caller = {"argv": list(args), "argv0": sys.argv[0], "env": dict(os.environ), "cwd": cwd}
+    nice, limits = _limits()
     data = marshal.dumps(
         {**caller, "umask": umask, "identity": ident, "ignored": ignored, "encodings": _encodings()}
+        | {"nice": nice, "limits": limits}
     )
     payload = len(data).to_bytes(4, "big") + data
     fds = array.array("i", [0, 1, 2]).tobytes()

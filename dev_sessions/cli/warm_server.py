@@ -28,6 +28,8 @@ class Request(TypedDict):
     identity: str
     ignored: list[int]
     encodings: list[tuple[str, str]]
+    nice: int | None
+    limits: list[tuple[int, int, int]]
 
 
 def _request(found: object) -> Request | None:
@@ -49,10 +51,38 @@ def _request(found: object) -> Request | None:
     if not (isinstance(ignored, list) and all(isinstance(sig, int) for sig in ignored)):
         return None
     encodings = _encodings(found.get("encodings"))
+    nice, limits = found.get("nice"), found.get("limits", [])
+    if not (nice is None or isinstance(nice, int)):
+        return None
+    if not (isinstance(limits, list) and all(_is_limit(limit) for limit in limits)):
+        return None
     return Request(
         argv=argv, argv0=argv0, env=env, cwd=cwd, umask=umask, identity=ident, ignored=ignored,
-        encodings=encodings,
+        encodings=encodings, nice=nice, limits=[tuple(limit) for limit in limits],
     )  # fmt: skip
+
+
+def _is_limit(found: object) -> bool:
+    return isinstance(found, tuple | list) and len(found) == 3 and all(isinstance(n, int) for n in found)
+
+
+def _take_limits(request: Request) -> bool:
+    """This process given the caller's nice value and resource limits; False when it cannot take them
+    all (a limit or a priority above the server's, which only a privileged process may raise): the
+    command then runs in its caller, never with less than it would have had there."""
+    import resource
+
+    try:
+        if request["nice"] is not None:
+            now = os.getpriority(os.PRIO_PROCESS, 0)
+            if request["nice"] != now:
+                os.setpriority(os.PRIO_PROCESS, 0, request["nice"])
+        for kind, soft, hard in request["limits"]:
+            if resource.getrlimit(kind) != (soft, hard):
+                resource.setrlimit(kind, (soft, hard))
+    except (ValueError, OSError):
+        return False
+    return True
 
 
 def _encodings(found: object) -> list[tuple[str, str]]:
@@ -155,6 +185,10 @@ class Command:
         if request["identity"] != self.identity or not _same_machine(conn):
             # Another install, another state directory whose name clashed, or a container: not ours.
             log.info("a command of another install, state directory or machine: not run here")
+            conn.sendall(b"other\n")
+            return
+        if not _take_limits(request):
+            log.info("a command whose caller has limits above this server's: not run here")
             conn.sendall(b"other\n")
             return
         words = [a for a in request["argv"] if not a.startswith("-")]

@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -16,7 +17,7 @@ import stat
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -367,6 +368,57 @@ def test_doctor_says_whether_it_runs(cli: DevSessions, warm: Path) -> None:
     (warm / "serve" / f"cli-{warm_client.key(warm_client.identity(str(warm)))}.failed").touch()
     found = said()
     assert found["level"] == "warn" and "could not start" in found["message"], found
+
+
+def _proc_limit(pid: int, name: str) -> tuple[str, str]:
+    """The soft and hard limit ``name`` ("Max open files") of a process, as ``/proc/PID/limits`` says."""
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith(name):
+            soft, hard = line[len(name) :].split()[:2]
+            return soft, hard
+    raise AssertionError(f"no {name} in /proc/{pid}/limits")
+
+
+def _lower_limits(files: int) -> Callable[[], None]:
+    def lower() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(files, 256), files))
+
+    return lower
+
+
+def test_the_command_takes_its_callers_nice_value_and_limits(cli: DevSessions, warm: Path) -> None:
+    # `nice dev-sessions msg wait`, or a `ulimit -n` in the caller's shell: the command runs with them,
+    # as it would without the warm process (the server's own are another caller's).
+    started(cli, warm)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    lower = _lower_limits(hard - 1)
+
+    def niced_and_limited() -> None:
+        os.nice(3)
+        lower()
+
+    with _warm_wait(cli, warm, "--timeout", "120", preexec_fn=niced_and_limited) as (waiter, child):
+        assert os.getpriority(os.PRIO_PROCESS, child) == os.getpriority(os.PRIO_PROCESS, waiter.pid)
+        assert os.getpriority(os.PRIO_PROCESS, child) == os.getpriority(os.PRIO_PROCESS, 0) + 3
+        assert _proc_limit(child, "Max open files") == _proc_limit(waiter.pid, "Max open files")
+        assert _proc_limit(child, "Max open files") == ("256", str(hard - 1))
+        server = server_pid(warm)
+        assert server is not None and _proc_limit(server, "Max open files")[1] == str(hard)
+
+
+def test_a_caller_with_limits_above_the_servers_runs_its_command_itself(cli: DevSessions, warm: Path) -> None:
+    # A server started by a caller under a lower limit cannot raise it for another: that one's command
+    # runs in its caller, with all it would have had. A caller under the same limit is served.
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    lower = _lower_limits(hard - 1)
+    first = _run_with(cli, "agents", "register", "bob", preexec_fn=lower)
+    assert first.returncode == 0, first
+    eventually(lambda: server_pid(warm) is not None, timeout=30)
+    assert _run_with(cli, "list", "--json") == Result(0, "[]\n", "")
+    assert served(warm) == []
+    assert "limits above this server's: not run here" in (warm / "serve" / "cli.log").read_text()
+    assert _run_with(cli, "list", "--json", preexec_fn=lower) == Result(0, "[]\n", "")
+    assert [name for _, name in served(warm)] == ["list"]
 
 
 def test_a_caller_killed_while_its_command_is_stopped_takes_it_along(cli: DevSessions, warm: Path) -> None:
