@@ -78,6 +78,15 @@ def _render(messages: list[Message], as_json: bool, *, empty: str = "no messages
         print(f"{message.id}  {stamp}  from {message.sender}{where}{about}{priority}{state}")
         for line in message.body.splitlines() or [""]:
             print(f"    {line}")
+        if message.reactions:
+            print(f"  reactions: {reactions_line(message)}")
+
+
+def reactions_line(message: Message) -> str:
+    """``👍 2 (alice, bob) · 🎉 1 (carol)``: each emoji, how many and who."""
+    return " · ".join(
+        f"{cell(emoji)} {len(agents)} ({', '.join(agents)})" for emoji, agents in message.reactions
+    )
 
 
 def _metadata(text: str | None) -> JsonObject | None:

@@ -242,10 +242,16 @@ def _message(message: Message, identity: str) -> str:
         else ""
     )
     link = "/messages?" + urlencode({"as": identity, "thread": message.thread})
+    reactions = "".join(
+        f'<span class=reaction title="{esc(", ".join(agents))}">{esc(emoji)} {len(agents)}</span>'
+        for emoji, agents in message.reactions
+    )
     return (
         f'<article class="msg" id="m{message.id}"><div class=meta><span>#{message.id}</span> '
         f"<b>{esc(message.sender)}</b>{target}{priority}{unread} {when(message.created_at, '')}"
-        f' <a href="{esc(link)}">thread</a></div><div class=text>{esc(message.body)}</div></article>'
+        f' <a href="{esc(link)}">thread</a></div><div class=text>{esc(message.body)}</div>'
+        + (f"<div class=reactions>{reactions}</div>" if reactions else "")
+        + "</article>"
     )
 
 

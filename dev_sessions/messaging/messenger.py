@@ -335,7 +335,7 @@ class Messenger(Coordination):
         )  # fmt: skip
         if mark_read and messages:
             self.store.mark_read(me, [m.id for m in messages])
-        return messages
+        return self.store.with_reactions(messages)
 
     @call(
         long=True,
@@ -430,7 +430,7 @@ class Messenger(Coordination):
         """The whole thread of a message; with ``viewer``, only what that agent sent or received."""
         if viewer is not None:
             self._visible(message_id, viewer)
-        return self.store.thread(message_id, viewer)
+        return self.store.with_reactions(self.store.thread(message_id, viewer))
 
     def _visible(self, message_id: int, viewer: str) -> Message:
         message = self.store.message(message_id)
@@ -487,7 +487,7 @@ class Messenger(Coordination):
     def search(self, query: str, limit: int = 50, viewer: str | None = None) -> list[Message]:
         if not query.strip():
             raise UsageError("search: the query is empty")
-        return self.store.search(query, limit, viewer)
+        return self.store.with_reactions(self.store.search(query, limit, viewer))
 
     @call(
         scope=("viewer",),
@@ -504,7 +504,7 @@ class Messenger(Coordination):
         all_projects: bool = False,
     ) -> list[Message]:
         project = self.focused_on(self.me(reader), all_projects)
-        return self.store.feed(parse_since(since), limit, viewer, project)
+        return self.store.with_reactions(self.store.feed(parse_since(since), limit, viewer, project))
 
     # -- spaces --------------------------------------------------------------------------------------
 
@@ -578,10 +578,12 @@ class Messenger(Coordination):
         if self.store.space(space) is None:
             raise SpaceNotFound(name=space)
         if unread:
-            return self.store.inbox(
+            found = self.store.inbox(
                 self.me(reader), unread=True, since_ms=parse_since(since), limit=limit, space=space
             )
-        return self.store.space_messages(space, parse_since(since), limit)
+        else:
+            found = self.store.space_messages(space, parse_since(since), limit)
+        return self.store.with_reactions(found)
 
     # -- agents --------------------------------------------------------------------------------------
 

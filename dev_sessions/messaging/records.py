@@ -67,6 +67,9 @@ class Message:
     created_at: str
     receipt: Receipt | None = None
     """The reader's own receipt, when the message was read as someone's mail."""
+    reactions: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """Each emoji on it and who reacted with it, in the order they came (as ``msg read``, ``msg thread``,
+    ``feed``, ``search`` and ``space read`` give it; ``msg reactions`` tells the same)."""
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -82,6 +85,11 @@ class Message:
         }
         if self.receipt is not None:
             data["state"] = self.receipt.state
+        if self.reactions:
+            data["reactions"] = [
+                {"emoji": emoji, "count": len(agents), "agents": list(agents)}
+                for emoji, agents in self.reactions
+            ]
         return data
 
 

@@ -34,6 +34,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
@@ -58,6 +59,8 @@ MESSAGE_COLUMNS = (
     "m.id, m.sender, m.space, m.priority, m.body, m.metadata, m.reply_to, m.thread, m.created_at"
 )
 _AGENT_COLUMNS = "name, registered_at, last_seen, status, machine, session"
+_CHUNK = 500
+"""Ids per ``IN (...)`` list (SQLite allows 32,766 parameters; a few hundred keep each query quick)."""
 _RECEIPT_COLUMNS = (
     "r.recipient, r.state, r.via, r.delivered_at, r.read_at, r.failed_at, r.reason, r.attempts, r.retry_at_ms,"
     " r.machine, r.pasting_at, r.pasting_by"
@@ -757,6 +760,26 @@ class MessageStore(CoordinationStore):
                 (message_id, agent, emoji),
             )
         return cursor.rowcount > 0
+
+    def with_reactions(self, messages: list[Message]) -> list[Message]:
+        """The messages, each with its reactions (one query for them all, in chunks)."""
+        ids = [m.id for m in messages]
+        who: dict[int, dict[str, list[str]]] = {}
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            rows = self.db.execute(
+                f"""SELECT message, emoji, agent FROM reactions WHERE message IN ({", ".join("?" * len(chunk))})
+                    ORDER BY created_at, agent""",
+                chunk,
+            )
+            for message, emoji, agent in rows:
+                who.setdefault(int(message), {}).setdefault(str(emoji), []).append(str(agent))
+        if not who:
+            return messages
+        return [
+            replace(m, reactions=tuple((e, tuple(a)) for e, a in who[m.id].items())) if m.id in who else m
+            for m in messages
+        ]
 
     def reactions(self, message_id: int) -> list[Reaction]:
         """The reactions to a message, each emoji with who reacted, in the order they came."""

@@ -213,6 +213,11 @@ def thread(messages: list[Message], clock: Clock) -> Text:
             text.append(f" {message.priority}", style=PRIORITY_STYLES.get(message.priority, ""))
         text.append(f"  {clock.time(message.created_at)}\n", style="dim")
         text.append(for_terminal(message.body))
+        if message.reactions:
+            said = "  ".join(
+                f"{cell(e)} {len(a)} ({', '.join(cell(n) for n in a)})" for e, a in message.reactions
+            )
+            text.append(f"\n{said}", style="dim")
     return text
 
 

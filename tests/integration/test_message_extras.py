@@ -71,6 +71,40 @@ def test_reactions(cli: DevSessions) -> None:
     assert [r["count"] for r in json.loads(cli.ok("msg", "reactions", sent, "--json"))] == [2]
 
 
+def test_reactions_are_shown_wherever_the_message_is_read(cli: DevSessions) -> None:
+    _agents(cli, "alice", "bob", "carol")
+    cli.ok("space", "create", "release")
+    for name in ("alice", "bob"):
+        cli.ok("space", "join", "release", "--as", name)
+    asked = cli.ok("msg", "send", "--to", "bob", "--from", "alice", "ship it?").strip()
+    answer = cli.ok("msg", "reply", asked, "--from", "bob", "shipped").strip()
+    posted = cli.ok("space", "send", "release", "--from", "alice", "frozen").strip()
+    cli.ok("msg", "react", answer, "👍", "--as", "alice")
+    cli.ok("msg", "react", answer, "👍", "--as", "carol")
+    cli.ok("msg", "react", answer, ":tada:", "--as", "alice")
+    cli.ok("msg", "react", posted, "✅", "--as", "bob")
+    said = [
+        {"emoji": "👍", "count": 2, "agents": ["alice", "carol"]},
+        {"emoji": ":tada:", "count": 1, "agents": ["alice"]},
+    ]
+
+    def by_id(*args: str) -> dict[int, object]:
+        return {m["id"]: m.get("reactions") for m in json.loads(cli.ok(*args, "--json"))}
+
+    assert by_id("msg", "thread", asked) == {int(asked): None, int(answer): said}
+    assert by_id("msg", "read", "--as", "alice")[int(answer)] == said
+    assert by_id("msg", "feed")[int(posted)] == [{"emoji": "✅", "count": 1, "agents": ["bob"]}]
+    assert by_id("msg", "search", "shipped") == {int(answer): said}
+    assert by_id("space", "read", "release", "--as", "bob") == {
+        int(posted): [{"emoji": "✅", "count": 1, "agents": ["bob"]}]
+    }
+    text = cli.ok("msg", "thread", asked).splitlines()
+    assert text[-2:] == ["    shipped", "  reactions: 👍 2 (alice, carol) · :tada: 1 (alice)"]
+    assert not any("reactions" in line for line in text[:-1])  # none on the question
+    cli.ok("msg", "unreact", posted, "✅", "--as", "bob")
+    assert by_id("msg", "feed")[int(posted)] is None
+
+
 def test_pins_of_a_space_and_of_a_conversation(cli: DevSessions) -> None:
     _agents(cli, "alice", "bob", "carol")
     cli.ok("space", "create", "release")

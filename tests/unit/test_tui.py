@@ -439,3 +439,19 @@ async def test_a_codex_session_has_no_pane_to_attach_to(world: World) -> None:
         await until(
             pilot, lambda: "ahri-mid: a codex session has no terminal; its conversation is here" in notes(app)
         )
+
+
+def test_a_threads_reactions_are_shown_in_the_tui_and_on_the_dashboard(world: World) -> None:
+    from dev_sessions.dashboard.pages import _message
+    from dev_sessions.tui import views
+
+    first = world.messages.send("user", "Ship it?", sender="boss")
+    world.messages.react(first.id, "👍", agent="boss")  # (in one millisecond, by name: the same order)
+    world.messages.react(first.id, "👍", agent="user")
+    world.messages.react(first.id, ":tada:", agent="user")
+    (message,) = world.messages.thread(first.id)
+    assert message.reactions == (("👍", ("boss", "user")), (":tada:", ("user",)))
+    assert views.thread([message], CLOCK).plain.endswith("Ship it?\n👍 2 (boss, user)  :tada: 1 (user)")
+    html = _message(message, "user")
+    assert '<span class=reaction title="boss, user">👍 2</span>' in html
+    assert '<span class=reaction title="user">:tada: 1</span>' in html
