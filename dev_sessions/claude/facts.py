@@ -150,9 +150,29 @@ class Facts:
             if state and state.get("status") == "waiting":
                 mark = session.last_send or {}
                 announced = ev.fold(self.events_since(session, int(mark.get("events", 0)))[0])
+                if announced.dialog is None and screen.dialog is None:
+                    # Claude says it waits a moment before its hook has run and its dialog is drawn
+                    # (a warm `wait` read it within 20 ms): give them that moment to say what is asked.
+                    told = self._told(session, int(mark.get("events", 0)))
+                    if told is not None:
+                        announced, live = told
+                        pane, screen = live.pane, live.screen
                 if announced.dialog is not None and screen.dialog is None:
                     shown = self.dialog_shown(session)
         return status_from(pane, state, screen, announced, shown)
+
+    def _told(self, session: Session, events: int) -> tuple[ev.Announced, Live] | None:
+        """What the hooks announce and the screen shows, once either tells a dialog; None when
+        neither does within the render grace (the state file's ``waitingFor`` is all there is)."""
+
+        def look() -> tuple[ev.Announced, Live] | None:
+            announced = ev.fold(self.events_since(session, events)[0])
+            live = self.live(session)
+            if announced.dialog is None and live.screen.dialog is None:
+                return None
+            return announced, live
+
+        return poll_until(look, _RENDER_GRACE, SCREEN_POLL / 2, wait_first=True)
 
     def statuses(self, sessions: Sequence[Session]) -> dict[str, Status]:
         """Status of many sessions from one tmux call, plus a screen capture only where Claude's own

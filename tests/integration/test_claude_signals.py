@@ -107,6 +107,24 @@ def test_the_screen_renders_the_options_the_hooks_announce(rig: Rig) -> None:
     assert [o.label for o in status.dialog.options] == ["Red", "Blue", "Type something.", "Chat about this"]
 
 
+def test_a_question_announced_a_moment_after_claude_says_it_waits_is_told(rig: Rig) -> None:
+    # Claude writes "waiting" to its state file before its PermissionRequest hook has run and before
+    # the dialog is drawn; a warm `wait` read it within 20 ms and said "waiting for input (input
+    # needed)" without the question (selftest, a CI run). Status gives the hook a moment to say it.
+    import threading
+
+    pid = rig.show(NEVER_SEEN)
+    rig.state(pid, "waiting", "input needed")
+    later = threading.Timer(0.3, rig.events, [hooks("2.1.332", "ask", until="PermissionRequest")])
+    later.start()
+    try:
+        status = rig.backend.status(rig.session)
+    finally:
+        later.join()
+    assert (status.state, status.source) == ("waiting_for_input", "hooks")
+    assert status.dialog is not None and status.dialog.question == "Which colour?"
+
+
 def test_a_permission_prompt_on_a_screen_never_seen_is_answered_by_keys(rig: Rig) -> None:
     pid = rig.show(NEVER_SEEN)
     rig.state(pid, "waiting", "permission prompt")
