@@ -235,13 +235,17 @@ def test_looking_never_starts_the_app_server(cli: DevSessions, codex: FakeRespon
 def test_goal_runs_until_met(cli: DevSessions, codex: FakeResponses) -> None:
     sid = create(cli)
     assert cli.ok("goal", sid).strip() == f"{sid}: no goal"
-    out = cli.ok("goal", sid, "Ship the feature", "--budget", "5000")
+    # A budget the turns stay under: they cost ~6,000 tokens (as the current Codex counts them), and a
+    # goal over its budget ends budgetLimited, which `wait --goal` reports as interrupted (Codex 0.169
+    # in a run on a loaded machine, with a budget of 5,000).
+    out = cli.ok("goal", sid, "Ship the feature", "--budget", "1000000")
     assert "Ship the feature" in out
     result = cli.ok("wait", sid, "--goal", "--timeout", "60")
     assert result.startswith(f"{sid}: completed")
     goal = json.loads(cli.ok("goal", sid, "--json"))
     assert goal["status"] == "complete"
     assert goal["objective"] == "Ship the feature"
+    assert goal["tokenBudget"] == 1_000_000
     assert cli.ok("goal", sid, "--clear").strip() == f"{sid}: goal cleared"
     assert cli.ok("goal", sid).strip() == f"{sid}: no goal"
 

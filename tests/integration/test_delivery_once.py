@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -138,10 +139,17 @@ def _killed_then_restarted(
     assert receipt.state == "queued", "killed before it marked the receipt"
     assert receipt.pasting_at is not None and receipt.pasting_by == f"alpha pid {killed.pid}"
     with _reaped(_deliverer(machine, conversation, SETTLE="1")) as restarted:
+        # It says what it did just after it records the delivery: read until it has said it.
+        lines: list[str] = []
+        assert restarted.stderr is not None
+        reader = threading.Thread(target=lambda: lines.extend(restarted.stderr), daemon=True)  # type: ignore[arg-type]
+        reader.start()
         eventually(lambda: store.receipts(sent)[0].state == "delivered", timeout=60)
+        eventually(lambda: any(f"message {sent} " in line for line in lines), timeout=30)
         restarted.kill()
-        _, said = restarted.communicate(timeout=10)
-    return sent, said
+        restarted.wait(timeout=10)
+        reader.join(timeout=10)
+    return sent, "".join(lines)
 
 
 def test_killed_after_typing_the_notice_is_not_typed_again(
