@@ -33,8 +33,14 @@ def main() -> None:
             data = os.read(0, 4096).decode("utf-8", "replace")
         except BlockingIOError:
             data = ""
+        # What came at once is drawn at once, as Claude draws a paste: a screen read between two
+        # characters of it would show a box that changes again with no key pressed.
+        typed = False
         for char in data.replace("\x1b[200~", "").replace("\x1b[201~", ""):
             if char == "\r":
+                if typed:
+                    draw(text)
+                    typed = False
                 pressed += 1
                 with open(enters, "w") as out:
                     out.write(str(pressed))
@@ -46,7 +52,9 @@ def main() -> None:
                     text, empty_at = "", time.monotonic() + delay
             elif char.isprintable():
                 text += char
-                draw(text)
+                typed = True
+        if typed:
+            draw(text)
         if empty_at is not None and time.monotonic() >= empty_at:
             empty_at = None
             draw("")
