@@ -9,6 +9,7 @@ SQL and no I/O here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,11 +87,14 @@ class Message:
         if self.receipt is not None:
             data["state"] = self.receipt.state
         if self.reactions:
-            data["reactions"] = [
-                {"emoji": emoji, "count": len(agents), "agents": list(agents)}
-                for emoji, agents in self.reactions
-            ]
+            data["reactions"] = [reaction_json(emoji, agents) for emoji, agents in self.reactions]
         return data
+
+
+def reaction_json(emoji: str, agents: Sequence[str]) -> dict[str, Any]:
+    """One emoji on a message as JSON: it, how many reacted with it and who (``msg reactions --json``,
+    and each message's ``reactions``)."""
+    return {"emoji": emoji, "count": len(agents), "agents": list(agents)}
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dev_sessions.api import JsonObject
-from dev_sessions.messaging.records import Message
+from dev_sessions.messaging.records import Message, reaction_json
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class Reaction:
         return len(self.agents)
 
     def to_json(self) -> JsonObject:
-        return {"emoji": self.emoji, "count": self.count, "agents": list(self.agents)}
+        return reaction_json(self.emoji, self.agents)
 
 
 @dataclass(frozen=True)

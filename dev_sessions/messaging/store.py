@@ -761,38 +761,32 @@ class MessageStore(CoordinationStore):
             )
         return cursor.rowcount > 0
 
-    def with_reactions(self, messages: list[Message]) -> list[Message]:
-        """The messages, each with its reactions (one query for them all, in chunks)."""
-        ids = [m.id for m in messages]
+    def _reactions_of(self, ids: Sequence[int]) -> dict[int, tuple[tuple[str, tuple[str, ...]], ...]]:
+        """{message: ((emoji, (agent, ...)), ...)} for those of ``ids`` with reactions, each emoji with
+        who reacted, in the order they came (one query per few hundred ids)."""
         who: dict[int, dict[str, list[str]]] = {}
         for start in range(0, len(ids), _CHUNK):
             chunk = ids[start : start + _CHUNK]
             rows = self.db.execute(
                 f"""SELECT message, emoji, agent FROM reactions WHERE message IN ({", ".join("?" * len(chunk))})
                     ORDER BY created_at, agent""",
-                chunk,
+                list(chunk),
             )
             for message, emoji, agent in rows:
                 who.setdefault(int(message), {}).setdefault(str(emoji), []).append(str(agent))
-        if not who:
-            return messages
-        return [
-            replace(m, reactions=tuple((e, tuple(a)) for e, a in who[m.id].items())) if m.id in who else m
-            for m in messages
-        ]
+        return {m: tuple((e, tuple(a)) for e, a in by.items()) for m, by in who.items()}
+
+    def with_reactions(self, messages: list[Message]) -> list[Message]:
+        """The messages, each with its reactions."""
+        found = self._reactions_of([m.id for m in messages])
+        return [replace(m, reactions=found[m.id]) if m.id in found else m for m in messages]
 
     def reactions(self, message_id: int) -> list[Reaction]:
         """The reactions to a message, each emoji with who reacted, in the order they came."""
         from dev_sessions.messaging.results import Reaction
 
         self._exists(self.db, message_id)
-        rows = self.db.execute(
-            "SELECT emoji, agent FROM reactions WHERE message = ? ORDER BY created_at, agent", (message_id,)
-        )
-        who: dict[str, list[str]] = {}
-        for emoji, agent in rows:
-            who.setdefault(str(emoji), []).append(str(agent))
-        return [Reaction(emoji, tuple(agents)) for emoji, agents in who.items()]
+        return [Reaction(e, agents) for e, agents in self._reactions_of([message_id]).get(message_id, ())]
 
     @one_write
     def pin(self, message_id: int, by: str) -> bool:
